@@ -134,3 +134,21 @@ def stable_id(*parts: object) -> str:
         h.update(b"\x1f")
         h.update(b"\x00" if p is None else str(p).encode("utf-8", "surrogatepass"))
     return "i-" + h.hexdigest()
+
+#: One row per (interaction, engine): what the text room says about a message.
+TEXT_SIGNALS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("interaction_id", pa.string(), nullable=False),
+        pa.field("engine", pa.string(), nullable=False),  # name:version, e.g. "default:1"
+        pa.field("language", pa.string()),  # ISO 639-1
+        pa.field("language_confidence", pa.float32()),
+        pa.field("sentiment", pa.string()),  # one of SENTIMENTS
+        pa.field("sentiment_score", pa.float32()),  # in [-1, 1]
+        pa.field("confidence", pa.float32()),
+        *[pa.field(e, pa.float32()) for e in EMOTIONS],  # probability of each emotion
+        pa.field("intent_to_switch", pa.bool_()),
+        pa.field("mentions", pa.string()),  # JSON list of {competitor, alias, snippet, intent}
+        pa.field("theme_id", pa.string()),
+        pa.field("scored_at", TIMESTAMP),
+    ]
+)
