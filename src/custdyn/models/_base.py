@@ -1,0 +1,576 @@
+"""Shared machinery of the customer-base models.
+
+Every model keeps its parameters on a log scale while fitting (``theta = lower + exp(u)``),
+minimises the weighted negative log-likelihood with analytic gradients (L-BFGS-B followed by
+a few Newton steps), and derives the covariance of the parameters from the Hessian of the
+log-likelihood (finite differences of the analytic gradient) by the delta method.
+
+Data are compressed before fitting: customers with identical inputs become one weighted row.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import optimize, special
+
+from custdyn.errors import ConvergenceWarning, NotFittedError
+
+FloatArray = NDArray[np.float64]
+
+__all__ = ["BaseModel", "as_float_array", "compress_rows"]
+
+
+def as_float_array(x: Any, name: str = "value") -> FloatArray:
+    """Convert a numpy array, list, pandas/polars Series or Arrow array to a 1-D float array.
+
+    Parameters
+    ----------
+    x : array-like, shape (n,)
+        The values. Scalars become a length-1 array.
+    name : str
+        Used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
+    if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
+        try:
+            x = x.to_numpy()
+        except TypeError:  # pyarrow ChunkedArray wants zero_copy_only=False
+            x = x.to_numpy(zero_copy_only=False)
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def compress_rows(
+    columns: Sequence[FloatArray], weights: FloatArray | None = None
+) -> tuple[list[FloatArray], FloatArray, NDArray[np.intp]]:
+    """Collapse identical rows into one weighted row.
+
+    Parameters
+    ----------
+    columns : sequence of arrays, each shape (n,)
+        The columns that define a row.
+    weights : array, shape (n,), optional
+        Existing weights (default 1 per row).
+
+    Returns
+    -------
+    unique_columns : list of arrays, each shape (m,)
+    unique_weights : array, shape (m,)
+        Sum of the weights of the rows each unique row stands for.
+    inverse : array of int, shape (n,)
+        ``unique_columns[k][inverse]`` rebuilds column ``k``.
+    """
+    n = len(columns[0])
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n == 0:
+        return [c.copy() for c in columns], w.copy(), np.zeros(0, dtype=np.intp)
+    order = np.lexsort(tuple(columns[::-1]))
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for c in columns:
+        sc = c[order]
+        change[1:] |= sc[1:] != sc[:-1]
+    starts = np.flatnonzero(change)
+    group = np.cumsum(change) - 1
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = group
+    uw = np.add.reduceat(w[order], starts)
+    ucols = [c[order][starts] for c in columns]
+    return ucols, uw, inverse
+
+
+def _fmt_int(n: float) -> str:
+    return f"{int(round(n)):,}"
+
+
+class BaseModel:
+    """Base class: parameter handling, fitting, covariance and summary.
+
+    Subclasses define ``_param_names``, ``_lower`` (lower bound of each parameter, 0 or 1),
+    ``_loglik(params, data) -> (ll, grad)`` returning per-row log-likelihoods, shape (m,), and
+    their gradients with respect to the natural parameters, shape (m, k), and
+    ``_initial(data, weights)`` returning deterministic starting values.
+
+    Parameters
+    ----------
+    penalizer : float, default 0
+        L2 penalty ``penalizer * sum(theta**2)`` added to the mean negative log-likelihood per
+        customer (shrinks the parameters towards 0; useful for tiny data sets).
+    max_iter : int, default 2000
+        Maximum optimiser iterations.
+    tol : float, default 1e-10
+        Convergence tolerance on the projected gradient of the mean log-likelihood.
+    """
+
+    _param_names: tuple[str, ...] = ()
+    _lower: tuple[float, ...] = ()
+    _data_names: tuple[str, ...] = ()
+
+    def __init__(self, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-10) -> None:
+        self.penalizer = float(penalizer)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def _k(self) -> int:
+        return len(self._param_names)
+
+    def _to_natural(self, u: FloatArray) -> FloatArray:
+        return np.asarray(self._lower) + np.exp(u)
+
+    def _to_unconstrained(self, theta: FloatArray) -> FloatArray:
+        return np.log(np.maximum(np.asarray(theta, dtype=float) - np.asarray(self._lower), 1e-300))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit() first")
+
+    def _p(self) -> tuple[float, ...]:
+        self._check_fitted()
+        return tuple(float(self.params_[n]) for n in self._param_names)
+
+    def set_params(self, **params: float) -> BaseModel:
+        """Set the model parameters directly (no fitting), e.g. published values.
+
+        Returns
+        -------
+        self
+        """
+        missing = [n for n in self._param_names if n not in params]
+        if missing:
+            raise ValueError(f"missing parameters: {missing}")
+        for n, lo in zip(self._param_names, self._lower, strict=True):
+            if not params[n] > lo:
+                raise ValueError(f"{n} must be > {lo}, got {params[n]}")
+        self.params_ = {n: float(params[n]) for n in self._param_names}
+        return self
+
+    # ------------------------------------------------------------------ model hooks
+    def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+        raise NotImplementedError
+
+    def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def _objective(
+        self, u: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, wsum: float
+    ) -> tuple[float, FloatArray]:
+        """Mean penalised negative log-likelihood and its gradient in unconstrained space."""
+        theta = self._to_natural(u)
+        with np.errstate(all="ignore"):
+            ll, g = self._loglik(theta, data)
+            f = -float(weights @ ll) / wsum
+            grad_nat = -(weights @ g) / wsum
+        if self.penalizer:
+            f += self.penalizer * float(theta @ theta)
+            grad_nat = grad_nat + 2.0 * self.penalizer * theta
+        grad = grad_nat * (theta - np.asarray(self._lower))
+        if not np.isfinite(f) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(u)
+        return f, grad
+
+    def _hessian_u(
+        self, u: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, wsum: float
+    ) -> FloatArray:
+        """Hessian of the mean objective in unconstrained space (central differences of the
+        analytic gradient)."""
+        k = len(u)
+        h = np.empty((k, k))
+        for j in range(k):
+            step = 1e-5 * max(1.0, abs(u[j]))
+            up, dn = u.copy(), u.copy()
+            up[j] += step
+            dn[j] -= step
+            h[:, j] = (self._objective(up, data, weights, wsum)[1] - self._objective(dn, data, weights, wsum)[1]) / (
+                2 * step
+            )
+        return 0.5 * (h + h.T)
+
+    def _fit_arrays(self, data: tuple[FloatArray, ...], weights: FloatArray | None) -> BaseModel:
+        """Compress ``data``, maximise the likelihood, fill the fitted attributes."""
+        n = len(data[0])
+        if n == 0:
+            raise ValueError("cannot fit on zero customers")
+        if weights is not None:
+            weights = as_float_array(weights, "weights")
+            if weights.shape != (n,) or np.any(weights < 0):
+                raise ValueError("weights must be non-negative, one per customer")
+        cols, w, _ = compress_rows(list(data), weights)
+        keep = w > 0
+        cols = [c[keep] for c in cols]
+        w = w[keep]
+        udata = tuple(cols)
+        wsum = float(w.sum())
+        self.n_customers_ = wsum
+        self.n_rows_ = len(w)
+
+        u0 = self._to_unconstrained(self._initial(udata, w))
+        bounds = [(-25.0, 25.0)] * self._k
+        n_iter = 0
+        best_u, best_f = u0, self._objective(u0, udata, w, wsum)[0]
+        message = ""
+        for attempt in range(3):
+            start = best_u if attempt == 0 else best_u + 0.5 * (-1) ** attempt
+            res = optimize.minimize(
+                self._objective,
+                start,
+                args=(udata, w, wsum),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol * 1e-2, "maxcor": 20},
+            )
+            n_iter += int(res.nit)
+            message = str(res.message)
+            if res.fun <= best_f:
+                best_u, best_f = np.asarray(res.x, dtype=float), float(res.fun)
+            # Newton polish with the finite-difference Hessian of the analytic gradient.
+            u = best_u
+            for _ in range(20):
+                f, g = self._objective(u, udata, w, wsum)
+                if np.max(np.abs(g)) < self.tol:
+                    break
+                hess = self._hessian_u(u, udata, w, wsum)
+                try:
+                    step = -np.linalg.solve(hess + 1e-12 * np.eye(self._k), g)
+                except np.linalg.LinAlgError:
+                    break
+                if not np.all(np.isfinite(step)) or g @ step >= 0:
+                    break
+                t = 1.0
+                while t > 1e-6:
+                    cand = np.clip(u + t * step, -25, 25)
+                    fc = self._objective(cand, udata, w, wsum)[0]
+                    if fc <= f:
+                        u = cand
+                        break
+                    t *= 0.5
+                else:
+                    break
+                n_iter += 1
+            f, g = self._objective(u, udata, w, wsum)
+            if f <= best_f:
+                best_u, best_f = u, f
+            gmax = float(np.max(np.abs(self._objective(best_u, udata, w, wsum)[1])))
+            if gmax < max(self.tol, 1e-7) and np.all(np.abs(best_u) < 24.9):
+                break
+
+        theta = self._to_natural(best_u)
+        self.params_ = dict(zip(self._param_names, (float(t) for t in theta), strict=True))
+        self.n_iter_ = n_iter
+        g = self._objective(best_u, udata, w, wsum)[1]
+        self.gradient_norm_ = float(np.max(np.abs(g)))
+        at_bound = bool(np.any(np.abs(best_u) >= 24.9))
+        self.converged_ = bool(self.gradient_norm_ < 1e-6 and not at_bound)
+        with np.errstate(all="ignore"):
+            ll, _ = self._loglik(theta, udata)
+        self.log_likelihood_ = float(w @ ll)
+        k = self._k
+        self.aic_ = 2 * k - 2 * self.log_likelihood_
+        self.bic_ = k * math.log(wsum) - 2 * self.log_likelihood_
+
+        # Covariance via the Hessian of the total log-likelihood in log space, then the delta
+        # method: cov(theta) = D cov(u) D with D = diag(theta - lower).
+        hess_u = self._hessian_u(best_u, udata, w, wsum) * wsum
+        jac = theta - np.asarray(self._lower)
+        try:
+            cov_u = np.linalg.inv(hess_u)
+            ok = bool(np.all(np.isfinite(cov_u)) and np.all(np.diag(cov_u) > 0))
+        except np.linalg.LinAlgError:
+            cov_u = np.full((k, k), np.nan)
+            ok = False
+        self.covariance_log_ = cov_u
+        self.covariance_ = cov_u * np.outer(jac, jac)
+        se = np.sqrt(np.abs(np.diag(self.covariance_)))
+        if not ok:
+            se = np.full(k, np.inf)
+        self.standard_errors_ = dict(zip(self._param_names, (float(s) for s in se), strict=True))
+        self._fit_data_ = udata
+        self._fit_weights_ = w
+        if not self.converged_ or not ok:
+            warnings.warn(
+                f"{type(self).__name__} did not converge cleanly (max |gradient| = "
+                f"{self.gradient_norm_:.2e}, parameters at bound: {at_bound}, Hessian positive "
+                f"definite: {ok}, optimiser: {message!r}); estimates are returned, see "
+                f"converged_, gradient_norm_ and standard_errors_",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    # ------------------------------------------------------------------ sampling distribution
+    def _parameter_draws(self, n_draws: int, seed: int | None = 0) -> FloatArray:
+        """Draws of the parameters from their asymptotic normal distribution on the log scale.
+
+        Returns
+        -------
+        array, shape (n_draws, k)
+        """
+        self._check_fitted()
+        theta = np.array(self._p())
+        cov = getattr(self, "covariance_log_", None)
+        rng = np.random.default_rng(seed)
+        if cov is None or not np.all(np.isfinite(cov)):
+            return np.tile(theta, (n_draws, 1))
+        u = self._to_unconstrained(theta)
+        # eigen-decomposition tolerates a semi-definite matrix
+        vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+        root = vecs * np.sqrt(np.clip(vals, 0, None))
+        z = rng.standard_normal((n_draws, len(u)))
+        return self._to_natural(u + z @ root.T)
+
+    def _with_params(self, theta: FloatArray) -> BaseModel:
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.params_ = dict(zip(self._param_names, (float(t) for t in theta), strict=True))
+        return clone
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self) -> Any:
+        """Estimates with standard errors and 95% intervals (Wald, on the log scale).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter; columns ``estimate``, ``std_error``, ``lower_95``,
+            ``upper_95``.
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        theta = np.array(self._p())
+        se = np.array([getattr(self, "standard_errors_", {}).get(n, np.nan) for n in self._param_names])
+        lo = np.asarray(self._lower)
+        with np.errstate(all="ignore"):
+            half = 1.959963984540054 * se / (theta - lo)
+            lower = lo + (theta - lo) * np.exp(-half)
+            upper = lo + (theta - lo) * np.exp(half)
+        df = pd.DataFrame(
+            {"estimate": theta, "std_error": se, "lower_95": lower, "upper_95": upper},
+            index=pd.Index(list(self._param_names), name="parameter"),
+        )
+        if hasattr(self, "log_likelihood_"):
+            df.attrs.update(
+                log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_, converged=self.converged_
+            )
+        return df
+
+    def __repr__(self) -> str:
+        name = f"custdyn.models.{type(self).__name__}"
+        if not hasattr(self, "params_"):
+            return f"<{name}: not fitted>"
+        if not hasattr(self, "n_customers_"):
+            ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            return f"<{name}: parameters set ({ps})>"
+        state = f"converged in {self.n_iter_} iterations" if self.converged_ else (
+            f"NOT converged after {self.n_iter_} iterations"
+        )
+        return (
+            f"<{name}: fitted on {_fmt_int(self.n_customers_)} customers "
+            f"({_fmt_int(self.n_rows_)} distinct rows), {state}>"
+        )
+
+
+# ---------------------------------------------------------------------- numeric helpers
+
+
+def log_beta(a: ArrayLike, b: ArrayLike) -> FloatArray:
+    """``log B(a, b)``, elementwise."""
+    return np.asarray(special.betaln(a, b), dtype=float)
+
+
+def beta_quantile_mean(
+    fn: Callable[[FloatArray], FloatArray], a: FloatArray, b: FloatArray, nodes: int = 256
+) -> FloatArray:
+    """``E[fn(p)]`` for ``p ~ Beta(a, b)`` by quadrature on the quantile scale.
+
+    A slow but unconditionally robust fallback for a bounded monotone ``fn`` (used only where a
+    closed form is not finite or falls outside its known range).
+
+    Parameters
+    ----------
+    fn : callable
+        Maps an array of ``p`` values, shape (m, nodes), to values of the same shape.
+    a, b : arrays, shape (m,)
+    """
+    x, wq = special.roots_legendre(nodes)
+    u = 0.5 * (x + 1.0)
+    wq = 0.5 * wq
+    p = special.betaincinv(a[:, None], b[:, None], u[None, :])
+    p = np.clip(p, 1e-300, 1.0)
+    return np.asarray(fn(p) @ wq, dtype=float)
+
+
+def hyp2f1_neg(a: FloatArray, b: FloatArray, c: FloatArray, w: FloatArray) -> FloatArray:
+    """``2F1(a, b; c; -w)`` for ``w >= 0`` (scipy, elementwise)."""
+    return np.asarray(special.hyp2f1(a, b, c, -w), dtype=float)
+
+
+def recip_beta_expectation(s: FloatArray, a: FloatArray, bb: FloatArray, w: FloatArray) -> FloatArray:
+    """``E[(1 - (1 + p w)^(-s)) / p]`` for ``p ~ Beta(a, bb)``, ``s, w >= 0``.
+
+    Closed form ``(a + bb - 1) / (a - 1) * (1 - 2F1(s, a - 1; a + bb - 1; -w))`` (the Pfaff
+    transform of the expression in Fader, Hardie & Lee 2005), with a quantile-quadrature
+    fallback near ``a = 1`` or wherever the closed form is not finite or leaves its bounds
+    ``0 <= value <= s w``.
+    """
+    s, a, bb, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (s, a, bb, w)))
+    out = np.empty(s.shape)
+    with np.errstate(all="ignore"):
+        h = hyp2f1_neg(s, a - 1.0, a + bb - 1.0, w)
+        out[...] = (a + bb - 1.0) / (a - 1.0) * (1.0 - h)
+    upper = s * w
+    bad = (~np.isfinite(out)) | (out < -1e-12 * upper) | (out > upper * (1 + 1e-9)) | (np.abs(a - 1) < 1e-4)
+    bad &= w > 0
+    out[w <= 0] = 0.0
+    if np.any(bad):
+        sb, wb = s[bad][:, None], w[bad][:, None]
+
+        def fn(p: FloatArray) -> FloatArray:
+            return -np.expm1(-sb * np.log1p(p * wb)) / p
+
+        out[bad] = beta_quantile_mean(fn, a[bad], bb[bad])
+    return np.clip(out, 0.0, np.maximum(upper, 0.0))
+
+
+def beta_power_expectation(s: FloatArray, a: FloatArray, bb: FloatArray, w: FloatArray) -> FloatArray:
+    """``E[(1 + p w)^(-s)] = 2F1(s, a; a + bb; -w)`` for ``p ~ Beta(a, bb)``; in [0, 1]."""
+    s, a, bb, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (s, a, bb, w)))
+    with np.errstate(all="ignore"):
+        out = np.array(hyp2f1_neg(s, a, a + bb, w), dtype=float, copy=True).reshape(s.shape)
+    bad = (~np.isfinite(out)) | (out < 0) | (out > 1 + 1e-12)
+    bad &= w > 0
+    out[w <= 0] = 1.0
+    if np.any(bad):
+        sb, wb = s[bad][:, None], w[bad][:, None]
+
+        def fn(p: FloatArray) -> FloatArray:
+            return np.exp(-sb * np.log1p(p * wb))
+
+        out[bad] = beta_quantile_mean(fn, a[bad], bb[bad])
+    return np.clip(out, 0.0, 1.0)
+
+
+def expm1_ratio(k: FloatArray, u: FloatArray) -> FloatArray:
+    """``(1 - exp(-k u)) / k`` with its limit ``u`` at ``k = 0`` (elementwise, u >= 0)."""
+    k, u = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(u, dtype=float))
+    out = np.empty(k.shape)
+    small = np.abs(k * u) < 1e-8
+    with np.errstate(all="ignore"):
+        out[~small] = -np.expm1(-k[~small] * u[~small]) / k[~small]
+    out[small] = u[small] * (1 - 0.5 * k[small] * u[small])
+    return out
+
+
+def nb_survival(n: FloatArray, r: FloatArray, q: FloatArray) -> FloatArray:
+    """``P(N >= n)`` for ``N ~ NegBin(r, success prob 1 - q)`` (gamma-Poisson with
+    ``q = t / (alpha + t)``); 1 for ``n <= 0``."""
+    n, r, q = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (n, r, q)))
+    out = np.ones(n.shape)
+    pos = n > 0
+    out[pos] = special.betainc(n[pos], r[pos], q[pos])
+    return out
+
+
+def log_nb_pmf(n: ArrayLike, r: ArrayLike, alpha: ArrayLike, t: ArrayLike) -> FloatArray:
+    """``log P(N(t) = n)`` for the gamma(r, alpha)-Poisson count over a window of length t."""
+    n, r, alpha, t = (np.asarray(v, dtype=float) for v in (n, r, alpha, t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(
+            special.gammaln(r + n)
+            - special.gammaln(r)
+            - special.gammaln(n + 1)
+            + r * (np.log(alpha) - np.log(alpha + t))
+            + special.xlogy(n, t)
+            - n * np.log(alpha + t)
+        )
+
+
+class TransactionModel(BaseModel):
+    """Base of the continuous-time transaction models fitted on (frequency, recency, T)."""
+
+    _data_names = ("frequency", "recency", "T")
+
+    def fit(
+        self,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+        weights: ArrayLike | None = None,
+    ) -> TransactionModel:
+        """Fit by maximum likelihood.
+
+        Parameters
+        ----------
+        frequency : array-like, shape (n,)
+            Number of repeat purchases (purchase periods after the first) per customer.
+        recency : array-like, shape (n,)
+            Time from the first to the last purchase, in model time units (0 if no repeat).
+        T : array-like, shape (n,)
+            Time from the first purchase to the end of the calibration period.
+        weights : array-like, shape (n,), optional
+            Number of customers each row stands for.
+
+        Returns
+        -------
+        self
+        """
+        x, tx, big_t = check_rfm(frequency, recency, T)
+        self._fit_arrays((x, tx, big_t), None if weights is None else as_float_array(weights))
+        return self
+
+    def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
+        x, _, big_t = data
+        wsum = weights.sum()
+        mx = max(float(weights @ x) / wsum, 1e-2)
+        mt = max(float(weights @ big_t) / wsum, 1e-6)
+        return np.array([1.0, mt / mx, 1.0, 1.0])
+
+    def sample(self, n: int, T: ArrayLike, seed: int | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Simulate ``n`` customers from the fitted (or set) parameters.
+
+        Parameters
+        ----------
+        n : int
+            Number of customers.
+        T : float or array-like, shape (n,)
+            Each customer's observation length.
+        seed : int, optional
+
+        Returns
+        -------
+        frequency, recency, T : arrays, shape (n,)
+        """
+        raise NotImplementedError
+
+
+def check_rfm(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Validate and broadcast (frequency, recency, T) to float arrays."""
+    x = as_float_array(frequency, "frequency")
+    tx = as_float_array(recency, "recency")
+    big_t = as_float_array(T, "T")
+    x, tx, big_t = (np.ascontiguousarray(v, dtype=float) for v in np.broadcast_arrays(x, tx, big_t))
+    if np.any(x < 0):
+        raise ValueError("frequency must be >= 0")
+    if np.any(tx < 0):
+        raise ValueError("recency must be >= 0")
+    if np.any(tx > big_t * (1 + 1e-12) + 1e-12):
+        raise ValueError("recency must be <= T")
+    return x, np.minimum(tx, big_t), big_t

@@ -1,0 +1,199 @@
+"""BG/NBD: the beta-geometric / negative binomial distribution model (Fader, Hardie & Lee 2005)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import special
+
+from custdyn.models._base import (
+    FloatArray,
+    TransactionModel,
+    as_float_array,
+    beta_power_expectation,
+    check_rfm,
+    log_beta,
+    log_nb_pmf,
+    nb_survival,
+    recip_beta_expectation,
+)
+
+__all__ = ["BetaGeo"]
+
+
+class BetaGeo(TransactionModel):
+    """BG/NBD model of repeat purchasing in continuous time.
+
+    While alive, a customer buys as a Poisson process with rate ``lambda ~ Gamma(r, alpha)``
+    (shape ``r``, rate ``alpha``); after each repeat purchase the customer drops out with
+    probability ``p ~ Beta(a, b)``.
+
+    Parameters
+    ----------
+    penalizer : float, default 0
+        L2 penalty on the parameters (see :class:`custdyn.models._base.BaseModel`).
+    max_iter, tol
+        Optimiser settings.
+
+    Attributes
+    ----------
+    params_ : dict
+        ``r``, ``alpha``, ``a``, ``b``.
+    standard_errors_, covariance_, log_likelihood_, aic_, bic_, converged_, n_iter_
+        See :class:`custdyn.models._base.BaseModel`.
+    """
+
+    _param_names = ("r", "alpha", "a", "b")
+    _lower = (0.0, 0.0, 0.0, 0.0)
+
+    # -------------------------------------------------------------- likelihood
+    def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+        r, alpha, a, b = params
+        x, tx, big_t = data
+        pos = x > 0
+        la_t = np.log(alpha + big_t)
+        la_x = np.log(alpha + tx)
+        a3 = -(r + x) * la_t
+        a4 = np.where(pos, np.log(a) - np.log(np.where(pos, b + x - 1, 1.0)) - (r + x) * la_x, -np.inf)
+        m = np.logaddexp(a3, a4)
+        w3 = np.exp(a3 - m)
+        w4 = np.exp(a4 - m)
+        ll = (
+            special.gammaln(r + x)
+            - special.gammaln(r)
+            + r * np.log(alpha)
+            + special.gammaln(b + x)
+            + special.gammaln(a + b)
+            - special.gammaln(b)
+            - special.gammaln(a + b + x)
+            + m
+        )
+        psi_abx = special.digamma(a + b + x)
+        psi_ab = special.digamma(a + b)
+        g = np.empty((len(x), 4))
+        g[:, 0] = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * la_t - w4 * la_x
+        g[:, 1] = r / alpha - (r + x) * (w3 / (alpha + big_t) + w4 / (alpha + tx))
+        g[:, 2] = psi_ab - psi_abx + w4 / a
+        g[:, 3] = (
+            special.digamma(b + x)
+            + psi_ab
+            - special.digamma(b)
+            - psi_abx
+            - w4 / np.where(pos, b + x - 1, 1.0)
+        )
+        return ll, g
+
+    # -------------------------------------------------------------- predictions
+    def p_alive(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike = 0.0
+    ) -> FloatArray:
+        """Probability that each customer is alive at ``T`` (``t = 0``) or at ``T + t``.
+
+        Parameters
+        ----------
+        frequency, recency, T : array-like, shape (n,)
+        t : float or array-like, shape (n,)
+            Time after the end of observation, in model time units.
+
+        Returns
+        -------
+        array, shape (n,), values in [0, 1]
+        """
+        r, alpha, a, b = self._p()
+        x, tx, big_t = check_rfm(frequency, recency, T)
+        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
+        pos = x > 0
+        with np.errstate(all="ignore"):
+            lg = (
+                np.log(a)
+                - np.log(np.where(pos, b + x - 1, 1.0))
+                + (r + x) * (np.log(alpha + big_t) - np.log(alpha + tx))
+            )
+            now = np.where(pos, special.expit(-lg), 1.0)
+        later = beta_power_expectation(r + x, np.full_like(x, a), b + x, t / (alpha + big_t))
+        return np.clip(now * later, 0.0, 1.0)
+
+    def expected_purchases(self, t: ArrayLike) -> FloatArray:
+        """Expected number of repeat purchases in ``(0, t]`` for a new customer.
+
+        Parameters
+        ----------
+        t : float or array-like, shape (m,)
+            Time since the first purchase, model time units.
+
+        Returns
+        -------
+        array, shape (m,)
+        """
+        r, alpha, a, b = self._p()
+        t = as_float_array(t, "t")
+        return recip_beta_expectation(np.full_like(t, r), np.full_like(t, a), np.full_like(t, b), t / alpha)
+
+    def conditional_expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """Expected repeat purchases in ``(T, T + t]`` given each customer's history.
+
+        Parameters
+        ----------
+        t : float or array-like, shape (n,)
+            Length of the future window, model time units.
+        frequency, recency, T : array-like, shape (n,)
+
+        Returns
+        -------
+        array, shape (n,)
+        """
+        r, alpha, a, b = self._p()
+        x, tx, big_t = check_rfm(frequency, recency, T)
+        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
+        alive = self.p_alive(x, tx, big_t)
+        e = recip_beta_expectation(r + x, np.full_like(x, a), b + x, t / (alpha + big_t))
+        return alive * e
+
+    def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
+        """``P(X(t) = n)``: probability of exactly ``n`` repeat purchases in ``(0, t]``.
+
+        Parameters
+        ----------
+        t, n : float or array-like, broadcast together
+
+        Returns
+        -------
+        array, values in [0, 1]
+        """
+        r, alpha, a, b = self._p()
+        t_arr, n_arr = np.broadcast_arrays(as_float_array(t, "t"), as_float_array(n, "n"))
+        lbab = log_beta(a, b)
+        with np.errstate(all="ignore"):
+            first = np.exp(log_beta(a, b + n_arr) - lbab + log_nb_pmf(n_arr, r, alpha, t_arr))
+            second = np.where(
+                n_arr > 0,
+                np.exp(log_beta(a + 1, np.maximum(b + n_arr - 1, 1e-300)) - lbab)
+                * nb_survival(n_arr, np.full_like(t_arr, r), t_arr / (alpha + t_arr)),
+                0.0,
+            )
+        return np.clip(np.nan_to_num(first + second, nan=0.0), 0.0, 1.0)
+
+    # -------------------------------------------------------------- simulation
+    def sample(self, n: int, T: ArrayLike, seed: int | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Simulate ``n`` customers; returns ``(frequency, recency, T)``, each shape (n,)."""
+        r, alpha, a, b = self._p()
+        rng = np.random.default_rng(seed)
+        big_t = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
+        lam = rng.gamma(r, 1.0 / alpha, n)
+        p = rng.beta(a, b, n)
+        drop_after = rng.geometric(np.clip(p, 1e-300, 1.0))  # repeat purchase after which they leave
+        arrivals = rng.poisson(lam * big_t)
+        return _finish_sample(rng, np.minimum(arrivals, drop_after), arrivals, big_t)
+
+
+def _finish_sample(
+    rng: np.random.Generator, x: np.ndarray, arrivals: np.ndarray, big_t: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Recency of the x-th of ``arrivals`` uniform purchase times on [0, T]."""
+    x = x.astype(float)
+    rec = np.zeros_like(big_t)
+    pos = x > 0
+    rec[pos] = big_t[pos] * rng.beta(x[pos], arrivals[pos] - x[pos] + 1.0)
+    return x, rec, big_t

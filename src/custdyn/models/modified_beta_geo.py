@@ -1,0 +1,123 @@
+"""MBG/NBD: the modified BG/NBD of Batislam, Denizel & Filiztekin (2007)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import special
+
+from custdyn.models._base import (
+    FloatArray,
+    TransactionModel,
+    as_float_array,
+    beta_power_expectation,
+    check_rfm,
+    log_beta,
+    log_nb_pmf,
+    nb_survival,
+    recip_beta_expectation,
+)
+from custdyn.models.beta_geo import _finish_sample
+
+__all__ = ["ModifiedBetaGeo"]
+
+
+class ModifiedBetaGeo(TransactionModel):
+    """MBG/NBD model: as BG/NBD, but a customer may also drop out right after the first
+    purchase (time 0), so customers without repeat purchases can be inactive.
+
+    Attributes
+    ----------
+    params_ : dict
+        ``r``, ``alpha``, ``a``, ``b``.
+    """
+
+    _param_names = ("r", "alpha", "a", "b")
+    _lower = (0.0, 0.0, 0.0, 0.0)
+
+    def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+        r, alpha, a, b = params
+        x, tx, big_t = data
+        la_t = np.log(alpha + big_t)
+        la_x = np.log(alpha + tx)
+        a3 = -(r + x) * la_t
+        a4 = np.log(a) - np.log(b + x) - (r + x) * la_x
+        m = np.logaddexp(a3, a4)
+        w3 = np.exp(a3 - m)
+        w4 = np.exp(a4 - m)
+        ll = (
+            special.gammaln(r + x)
+            - special.gammaln(r)
+            + r * np.log(alpha)
+            + special.gammaln(b + x + 1)
+            + special.gammaln(a + b)
+            - special.gammaln(b)
+            - special.gammaln(a + b + x + 1)
+            + m
+        )
+        psi_abx = special.digamma(a + b + x + 1)
+        psi_ab = special.digamma(a + b)
+        g = np.empty((len(x), 4))
+        g[:, 0] = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * la_t - w4 * la_x
+        g[:, 1] = r / alpha - (r + x) * (w3 / (alpha + big_t) + w4 / (alpha + tx))
+        g[:, 2] = psi_ab - psi_abx + w4 / a
+        g[:, 3] = special.digamma(b + x + 1) + psi_ab - special.digamma(b) - psi_abx - w4 / (b + x)
+        return ll, g
+
+    def p_alive(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike = 0.0
+    ) -> FloatArray:
+        """Probability each customer is alive at ``T`` (``t = 0``) or at ``T + t``.
+
+        Returns
+        -------
+        array, shape (n,), in [0, 1]
+        """
+        r, alpha, a, b = self._p()
+        x, tx, big_t = check_rfm(frequency, recency, T)
+        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
+        with np.errstate(all="ignore"):
+            lg = np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + big_t) - np.log(alpha + tx))
+            now = special.expit(-lg)
+        later = beta_power_expectation(r + x, np.full_like(x, a), b + x + 1, t / (alpha + big_t))
+        return np.clip(now * later, 0.0, 1.0)
+
+    def expected_purchases(self, t: ArrayLike) -> FloatArray:
+        """Expected repeat purchases in ``(0, t]`` for a new customer; shape of ``t``."""
+        r, alpha, a, b = self._p()
+        t = as_float_array(t, "t")
+        k = recip_beta_expectation(np.full_like(t, r), np.full_like(t, a), np.full_like(t, b + 1), t / alpha)
+        return b / (a + b) * k
+
+    def conditional_expected_purchases(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """Expected repeat purchases in ``(T, T + t]`` given each customer's history; shape (n,)."""
+        r, alpha, a, b = self._p()
+        x, tx, big_t = check_rfm(frequency, recency, T)
+        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
+        alive = self.p_alive(x, tx, big_t)
+        return alive * recip_beta_expectation(r + x, np.full_like(x, a), b + x + 1, t / (alpha + big_t))
+
+    def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
+        """``P(X(t) = n)`` for a new customer; values in [0, 1]."""
+        r, alpha, a, b = self._p()
+        t_arr, n_arr = np.broadcast_arrays(as_float_array(t, "t"), as_float_array(n, "n"))
+        lbab = log_beta(a, b)
+        with np.errstate(all="ignore"):
+            first = np.exp(log_beta(a, b + n_arr + 1) - lbab + log_nb_pmf(n_arr, r, alpha, t_arr))
+            second = np.exp(log_beta(a + 1, b + n_arr) - lbab) * nb_survival(
+                n_arr, np.full_like(t_arr, r), t_arr / (alpha + t_arr)
+            )
+        return np.clip(np.nan_to_num(first + second, nan=0.0), 0.0, 1.0)
+
+    def sample(self, n: int, T: ArrayLike, seed: int | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Simulate ``n`` customers; returns ``(frequency, recency, T)``, each shape (n,)."""
+        r, alpha, a, b = self._p()
+        rng = np.random.default_rng(seed)
+        big_t = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
+        lam = rng.gamma(r, 1.0 / alpha, n)
+        p = rng.beta(a, b, n)
+        drop_after = rng.geometric(np.clip(p, 1e-300, 1.0)) - 1  # 0: left right after the first
+        arrivals = rng.poisson(lam * big_t)
+        return _finish_sample(rng, np.minimum(arrivals, drop_after), arrivals, big_t)
