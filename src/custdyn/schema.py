@@ -7,7 +7,6 @@ into DuckDB tables whose DDL lives in ``custdyn.store``.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Final
 
 import pyarrow as pa
@@ -121,19 +120,6 @@ DIRECTION_SYNONYMS: Final = {
     "sent": "outbound",
 }
 
-
-def stable_id(*parts: object) -> str:
-    """A stable identifier from a record's content (so re-ingesting adds nothing).
-
-    >>> a = stable_id("C1", "2024-01-01T00:00:00+00:00", "order", "12.5")
-    >>> a == stable_id("C1", "2024-01-01T00:00:00+00:00", "order", "12.5"), a[:2], len(a)
-    (True, 'i-', 26)
-    """
-    h = hashlib.blake2b(digest_size=12)
-    for p in parts:
-        h.update(b"\x1f")
-        h.update(b"\x00" if p is None else str(p).encode("utf-8", "surrogatepass"))
-    return "i-" + h.hexdigest()
 
 #: One row per (interaction, engine): what the text room says about a message.
 TEXT_SIGNALS_SCHEMA: Final = pa.schema(

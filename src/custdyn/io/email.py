@@ -1,0 +1,307 @@
+"""E-mail: single .eml files, a folder of them, or an .mbox mailbox.
+
+Each message becomes one interaction with channel ``email``. Its direction comes from the
+vendor's domains (From a vendor address: outbound); the customer is the other party's address,
+matched to ``customers.email`` when the workspace knows it, else the address itself.
+``thread_id`` is the first Message-ID in References, else In-Reply-To, else the message's own
+Message-ID, so a reply shares its thread with the message that opened it. Bodies are plain
+text (HTML reduced to text) with quoted replies trimmed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+from custdyn.io.base import Chunk, Restart, RowError, Source, records_to_chunk
+
+CHUNK_ROWS = 5_000
+
+
+class EmailSource(Source):
+    """``.eml`` file, folder of ``.eml`` files, or ``.mbox`` file.
+
+    Parameters
+    ----------
+    vendor_domains : e-mail domains of the vendor (``example.com``; subdomains match too).
+    customer_by_email : lower-cased address -> customer_id, from the workspace's customers.
+    """
+
+    format = "email"
+
+    def __init__(
+        self,
+        path: Path,
+        vendor_domains: Iterable[str] = (),
+        customer_by_email: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(path)
+        self.vendor_domains = tuple(d.lower().lstrip("@") for d in vendor_domains)
+        self.customers = customer_by_email or {}
+        if self.path.is_dir():
+            self.format = "eml"
+        elif self.path.suffix.lower() == ".eml":
+            self.format = "eml"
+        else:
+            self.format = "mbox"
+
+    def _messages(self) -> Iterator[tuple[int, bytes]]:
+        if self.path.is_dir():
+            files = sorted(p for p in self.path.rglob("*.eml") if p.is_file())
+            for i, p in enumerate(files, start=1):
+                data = p.read_bytes()
+                self.bytes_read += len(data)
+                yield i, data
+        elif self.format == "eml":
+            data = self.path.read_bytes()
+            self.bytes_read = len(data)
+            yield 1, data
+        else:
+            yield from _split_mbox(self.path, self)
+
+    def chunks(self) -> Iterator[Chunk | Restart]:
+        records: list[dict] = []
+        rows: list[int] = []
+        errors: list[RowError] = []
+        for n, data in self._messages():
+            try:
+                rec = self._record(data)
+            except _BadMessage as e:
+                errors.append(RowError(n, e.field, str(e), _raw_headers(data)))
+                continue
+            records.append(rec)
+            rows.append(n)
+            if len(records) >= CHUNK_ROWS:
+                yield records_to_chunk(records, rows, errors)
+                records, rows, errors = [], [], []
+        if records or errors:
+            yield records_to_chunk(records, rows, errors)
+
+    def _is_vendor(self, addr: str) -> bool:
+        domain = addr.rsplit("@", 1)[-1].lower()
+        return any(domain == d or domain.endswith("." + d) for d in self.vendor_domains)
+
+    def _record(self, data: bytes) -> dict:
+        msg = message_from_bytes(data, policy=compat32)
+        if not msg.keys():
+            raise _BadMessage("not an e-mail message (no headers)", None)
+        sender = parseaddr(_header(msg, "From"))[1].lower()
+        recipients = [
+            a.lower() for _, a in getaddresses(msg.get_all("To", []) + msg.get_all("Cc", [])) if a
+        ]
+        if not sender:
+            raise _BadMessage('field "From": no sender address', "customer_id")
+        if self._is_vendor(sender):
+            direction = "outbound"
+            others = [a for a in recipients if not self._is_vendor(a)]
+            if not others:
+                raise _BadMessage(
+                    "an internal message (every address is the vendor's): no customer", "customer_id"
+                )
+            party = others[0]
+        else:
+            direction = "inbound"
+            party = sender
+        date_raw = _header(msg, "Date")
+        occurred = None
+        if date_raw:
+            try:
+                occurred = parsedate_to_datetime(date_raw).isoformat()
+            except (TypeError, ValueError, IndexError):
+                occurred = date_raw  # left for the timestamp check to reject with its text
+        mid = _msgid(_header(msg, "Message-ID"))
+        refs = re.findall(r"<([^>]+)>", _header(msg, "References"))
+        reply_to = _msgid(_header(msg, "In-Reply-To"))
+        thread = refs[0] if refs else (reply_to or mid)
+        body = _body(msg)
+        subject = _header(msg, "Subject")
+        attrs = {"from": sender, "to": recipients}
+        if reply_to:
+            attrs["in_reply_to"] = reply_to
+        return {
+            "interaction_id": mid,
+            "customer_id": self.customers.get(party, party),
+            "occurred_at": occurred,
+            "channel": "email",
+            "kind": "contact",
+            "direction": direction,
+            "subject": subject or None,
+            "text": body or None,
+            "thread_id": thread,
+            "agent_id": sender if direction == "outbound" else None,
+            "attributes": json.dumps(attrs, ensure_ascii=False),
+        }
+
+
+class _BadMessage(Exception):
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _split_mbox(path: Path, source: Source) -> Iterator[tuple[int, bytes]]:
+    """Messages of an mbox file, one at a time (``From `` lines separate them)."""
+    n = 0
+    buf: list[bytes] = []
+    prev_blank = True
+    with open(path, "rb") as f:
+        for line in f:
+            source.bytes_read += len(line)
+            if line.startswith(b"From ") and prev_blank:
+                if buf:
+                    n += 1
+                    yield n, _unescape(buf)
+                buf = []
+                prev_blank = False
+                continue
+            buf.append(line)
+            prev_blank = line in (b"\n", b"\r\n")
+    if buf and any(x.strip() for x in buf):
+        n += 1
+        yield n, _unescape(buf)
+
+
+def _unescape(lines: list[bytes]) -> bytes:
+    out = [ln[1:] if ln.startswith(b">From ") else ln for ln in lines]
+    if out and out[-1] in (b"\n", b"\r\n"):
+        out.pop()  # the blank line that separates messages
+    return b"".join(out)
+
+
+def _header(msg: Message, name: str) -> str:
+    v = msg.get(name)
+    if v is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(v)))).strip()
+    except (UnicodeDecodeError, LookupError, ValueError):
+        return str(v).strip()
+
+
+def _msgid(v: str) -> str | None:
+    v = v.strip()
+    if not v:
+        return None
+    m = re.search(r"<([^>]+)>", v)
+    return m.group(1) if m else v
+
+
+def _raw_headers(data: bytes) -> str:
+    head = data.split(b"\n\n", 1)[0][:4000]
+    return head.decode("utf-8", "backslashreplace")
+
+
+def _decode_part(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        return ""
+    assert isinstance(payload, bytes)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return payload.decode("latin-1")
+
+
+def _body(msg: Message) -> str:
+    plain = html = None
+    for part in msg.walk() if msg.is_multipart() else [msg]:
+        if part.is_multipart() or part.get_filename():
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and plain is None:
+            plain = _decode_part(part)
+        elif ctype == "text/html" and html is None:
+            html = _decode_part(part)
+    text = plain if plain is not None and plain.strip() else html_to_text(html or "")
+    return trim_quoted(text)
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+              "blockquote", "section", "article", "header", "footer", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._quote = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style", "head", "title"):
+            self._skip += 1
+        elif tag == "blockquote":
+            self._quote += 1
+        if tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head", "title") and self._skip:
+            self._skip -= 1
+        elif tag == "blockquote" and self._quote:
+            self._quote -= 1
+        if tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and not self._quote:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML body: no tags, scripts, styles or quoted blocks.
+
+    >>> html_to_text("<p>Hello&nbsp;<b>there</b></p><style>p{}</style><p>Bye</p>")
+    'Hello\\xa0there\\nBye'
+    """
+    p = _TextExtractor()
+    p.feed(html)
+    p.close()
+    text = "".join(p.parts)
+    lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in text.splitlines()]
+    out: list[str] = []
+    for ln in lines:
+        if ln or (out and out[-1]):
+            out.append(ln)
+    return "\n".join(out).strip()
+
+
+# Lines that introduce a quoted earlier message, in the languages custdyn supports.
+_QUOTE_INTRO = re.compile(
+    r"^\s*("
+    r"On .{3,200} wrote:|"  # English
+    r"Em .{3,200} escreveu:|"  # Portuguese
+    r"(Den|På) .{3,200} skrev .{0,200}:|"  # Norwegian, Danish, Swedish
+    r"Noong .{3,200} (ay )?sumulat.{0,200}:|"  # Tagalog
+    r"El .{3,200} escribió:|Le .{3,200} a écrit ?:|Am .{3,200} schrieb .{0,200}:|"
+    r"-{2,}\s*(Original Message|Opprinnelig melding|Mensagem original|Forwarded message)\s*-{2,}|"
+    r"From: .+"
+    r")\s*$",
+    re.IGNORECASE,
+)
+
+
+def trim_quoted(text: str) -> str:
+    """Drop the quoted earlier message from a reply: ``>`` lines and what follows an
+    "On ... wrote:" line (and its Portuguese, Norwegian and Tagalog forms).
+
+    >>> trim_quoted("Thanks!\\n\\nOn Mon, 1 Jan 2024, Ann wrote:\\n> Hi\\n> there")
+    'Thanks!'
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    kept: list[str] = []
+    for i, ln in enumerate(lines):
+        if _QUOTE_INTRO.match(ln) and i > 0:
+            break
+        if ln.lstrip().startswith(">"):
+            continue
+        kept.append(ln)
+    return "\n".join(kept).strip()

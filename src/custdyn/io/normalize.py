@@ -1,0 +1,294 @@
+"""From staged raw columns to the contract: one SQL projection per field, plus a reason for
+every record that cannot be loaded.
+
+The store stages each reader's raw string columns in a table; :func:`normalize_sql` builds the
+``SELECT`` that turns them into contract columns (value mappings, synonyms, time zones,
+decimal amounts) together with ``_reason`` (a sentence a person understands, NULL when the
+record is fine), ``_field`` (the first field at fault) and ``_raw`` (the record as JSON).
+It runs inside DuckDB, so validation is vectorised and spills to disk like any query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from custdyn.io.mapping import Mapping
+from custdyn.schema import (
+    CHANNEL_SYNONYMS,
+    CHANNELS,
+    CUSTOMER_FIELDS,
+    DIRECTION_SYNONYMS,
+    DIRECTIONS,
+    INTERACTION_FIELDS,
+    KIND_SYNONYMS,
+    KINDS,
+)
+
+ENUMS = {
+    "channel": (CHANNELS, CHANNEL_SYNONYMS),
+    "kind": (KINDS, KIND_SYNONYMS),
+    "direction": (DIRECTIONS, DIRECTION_SYNONYMS),
+}
+TIMESTAMP_FIELDS = ("occurred_at", "created_at")
+#: Timestamps outside this window are "impossible" (typos such as 0024 or 2204).
+EARLIEST = "1900-01-01"
+LATEST_DAYS_AHEAD = 366
+
+
+def quoted_msg(prefix: str, raw_sql: str, suffix: str = "") -> str:
+    """SQL for ``prefix 'value' suffix`` with the offending value in quotes."""
+    return f"{lit(prefix + chr(39))} || {raw_sql} || {lit(chr(39) + suffix)}"
+
+
+def q(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """Quote a string literal for DuckDB."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class Projection:
+    """The SQL pieces for one staged source."""
+
+    fields: dict[str, str]  # contract field -> SQL expression (already normalised)
+    reason: str  # SQL expression: NULL when valid, else the reasons joined by '; '
+    first_field: str  # SQL expression: the first field at fault
+    raw: str  # SQL expression: the record as JSON text
+    id_expr: str | None  # SQL expression computing a stable content id (interactions only)
+
+
+def normalize_sql(
+    source_columns: list[str],
+    table: str,
+    mapping: Mapping,
+    *,
+    implied: Mapping | None = None,
+    source_name: str,
+    default_currency: str | None = None,
+) -> Projection:
+    """Build the projection for staged ``source_columns`` into ``table``.
+
+    ``implied`` is the reader's own mapping (e.g. the CDNOW date format); the user's mapping
+    wins over it field by field.
+    """
+    implied = implied or Mapping()
+    fields_of = INTERACTION_FIELDS if table == "interactions" else CUSTOMER_FIELDS
+    cols = [c for c in source_columns if not c.startswith("_")]
+    by_lower = {c.lower(): c for c in cols}
+    used: set[str] = set()
+    raw_expr: dict[str, str] = {}
+
+    # 1. where each field comes from
+    renamed = {**implied.columns, **mapping.columns}
+    for src, dst in renamed.items():
+        if src in cols and dst in fields_of:
+            raw_expr[dst] = q(src)
+            used.add(src)
+    for f in fields_of:
+        if f in raw_expr:
+            continue
+        if f in cols and f not in used:
+            raw_expr[f] = q(f)
+            used.add(f)
+        elif f in by_lower and by_lower[f] not in used and by_lower[f] not in renamed:
+            raw_expr[f] = q(by_lower[f])
+            used.add(by_lower[f])
+    derive = {**implied.derive, **mapping.derive}
+    for f, spec in derive.items():
+        if f not in fields_of or spec["column"] not in cols:
+            continue
+        col = q(spec["column"])
+        whens = " ".join(
+            f"WHEN {lit(k)} THEN {lit(v)}" for k, v in spec["map"].items()
+        )
+        default = lit(spec["default"]) if spec.get("default") is not None else f"trim({col})"
+        derived = f"(CASE lower(trim({col})) {whens} ELSE {default} END)" if whens else default
+        raw_expr[f] = f"coalesce(nullif(trim({raw_expr[f]}), ''), {derived})" if f in raw_expr \
+            else derived
+        used.add(spec["column"])
+    defaults = {**implied.defaults, **mapping.defaults}
+    for f, v in defaults.items():
+        if f not in fields_of:
+            continue
+        raw_expr[f] = f"coalesce(nullif(trim({raw_expr[f]}), ''), {lit(v)})" if f in raw_expr \
+            else lit(v)
+
+    out: dict[str, str] = {}
+    reasons: list[tuple[str, str, str]] = []  # (field, condition, message sql)
+
+    def txt(f: str) -> str:
+        e = raw_expr.get(f)
+        return f"nullif(trim({e}), '')" if e else "NULL::VARCHAR"
+
+    # 2. identifiers and free text
+    for f in fields_of:
+        if f in ("attributes",) or f in TIMESTAMP_FIELDS or f in ENUMS:
+            continue
+        if f in ("amount", "currency", "email"):
+            continue
+        out[f] = txt(f) if f not in ("subject", "text") else (
+            f"nullif({raw_expr[f]}, '')" if f in raw_expr else "NULL::VARCHAR"
+        )
+    out["customer_id"] = txt("customer_id")
+    reasons.append((
+        "customer_id",
+        f"{out['customer_id']} IS NULL",
+        lit('field "customer_id": missing (no customer id)'),
+    ))
+
+    # 3. enumerations: user's value map, then common synonyms, then the allowed set
+    for f, (allowed, synonyms) in ENUMS.items():
+        if f not in fields_of:
+            continue
+        r = txt(f)
+        if r == "NULL::VARCHAR":
+            out[f] = r
+            continue
+        user = {**implied.values.get(f, {}), **mapping.values.get(f, {})}
+        merged = {**{k: v for k, v in synonyms.items()}, **user}
+        whens = " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in merged.items())
+        low = f"lower({r})"
+        expr = f"(CASE {low} {whens} ELSE {low} END)" if whens else low
+        out[f] = expr
+        allowed_sql = ", ".join(lit(a) for a in allowed)
+        reasons.append((
+            f,
+            f"{r} IS NOT NULL AND {expr} NOT IN ({allowed_sql})",
+            quoted_msg(f'field "{f}": unknown value ', r,
+                       f"; allowed: {', '.join(allowed)}; "
+                       f"map it under [values.{f}] in a mapping file"),
+        ))
+        out[f] = f"(CASE WHEN {expr} IN ({allowed_sql}) THEN {expr} END)"
+
+    # 4. timestamps
+    fmt = mapping.date_format or implied.date_format
+    for f in TIMESTAMP_FIELDS:
+        if f not in fields_of:
+            continue
+        r = txt(f)
+        if r == "NULL::VARCHAR":
+            out[f] = "NULL::TIMESTAMPTZ"
+            continue
+        tz = mapping.timezone or implied.timezone
+        iso = f"try_cast({r} AS TIMESTAMPTZ)"
+        if fmt:
+            if "%z" in fmt or "%Z" in fmt:
+                parsed = f"try_strptime({r}, {lit(fmt)})::TIMESTAMPTZ"
+            else:
+                zone = lit(tz) if tz else "current_setting('TimeZone')"
+                parsed = f"timezone({zone}, try_strptime({r}, {lit(fmt)}))"
+            parsed = f"coalesce({parsed}, {iso})"
+        else:
+            parsed = iso
+        out[f] = parsed
+        reasons.append((
+            f,
+            f"{r} IS NOT NULL AND {parsed} IS NULL",
+            quoted_msg(
+                f'field "{f}": cannot read ', r,
+                f" as a timestamp (expected {fmt!r})" if fmt
+                else " as a timestamp (expected ISO 8601 such as 2024-03-01T14:05:00+01:00; "
+                "set [dates] format in a mapping file)",
+            ),
+        ))
+        reasons.append((
+            f,
+            f"{parsed} < TIMESTAMPTZ '{EARLIEST}' OR "
+            f"{parsed} > now() + INTERVAL {LATEST_DAYS_AHEAD} DAY",
+            quoted_msg(f'field "{f}": impossible timestamp ', r,
+                       f" (before {EARLIEST} or more than a year ahead)"),
+        ))
+        out[f] = (
+            f"(CASE WHEN {parsed} >= TIMESTAMPTZ '{EARLIEST}' AND "
+            f"{parsed} <= now() + INTERVAL {LATEST_DAYS_AHEAD} DAY THEN {parsed} END)"
+        )
+    if "occurred_at" in fields_of:
+        reasons.append((
+            "occurred_at",
+            f"{txt('occurred_at')} IS NULL",
+            lit('field "occurred_at": missing (every interaction needs a time)'),
+        ))
+
+    # 5. amounts and currency
+    if "amount" in fields_of:
+        r = txt("amount")
+        clean = f"replace(replace({r}, ' ', ''), ',', '.')" if mapping.decimal == "," else r
+        amount = f"try_cast({clean} AS DECIMAL(18,4))"
+        out["amount"] = amount
+        reasons.append((
+            "amount",
+            f"{r} IS NOT NULL AND {amount} IS NULL",
+            quoted_msg('field "amount": expected a number, got ', r,
+                       " (fix the cell, or map the value to empty in a mapping file)"),
+        ))
+        cur = f"upper({txt('currency')})"
+        default_cur = lit(default_currency.upper()) if default_currency else "NULL"
+        out["currency"] = (
+            f"(CASE WHEN {cur} IS NOT NULL THEN {cur} "
+            f"WHEN {amount} IS NOT NULL THEN {default_cur} END)"
+        )
+        reasons.append((
+            "currency",
+            f"{cur} IS NOT NULL AND NOT regexp_full_match({cur}, '[A-Z]{{3}}')",
+            quoted_msg('field "currency": expected a 3-letter ISO 4217 code, got ',
+                       txt("currency")),
+        ))
+    if "email" in fields_of:
+        e = f"lower({txt('email')})"
+        out["email"] = f"(CASE WHEN {e} LIKE '%_@_%' THEN {e} END)"
+        reasons.append((
+            "email",
+            f"{e} IS NOT NULL AND {e} NOT LIKE '%_@_%'",
+            quoted_msg('field "email": not an e-mail address: ', txt("email")),
+        ))
+
+    # 6. attributes: a JSON attributes column, merged with every column nobody mapped
+    extras = [c for c in cols if c not in used and c != "__empty__"]
+    base_attr = raw_expr.get("attributes")
+    attr_json = None
+    if base_attr:
+        attr_json = (
+            f"(CASE WHEN json_valid({base_attr}) AND json_type({base_attr}::JSON) = 'OBJECT' "
+            f"THEN {base_attr} WHEN {base_attr} IS NOT NULL THEN json_object('value', {base_attr}) END)"
+        )
+    if extras:
+        entries = ", ".join(f"{{'k': {lit(c)}, 'v': {q(c)}}}" for c in extras)
+        obj = (
+            f"nullif(to_json(map_from_entries(list_filter([{entries}], e -> e.v IS NOT NULL)))"
+            "::VARCHAR, '{}')"
+        )
+        attr_json = (
+            f"nullif(json_merge_patch(coalesce({attr_json}, '{{}}'), coalesce({obj}, '{{}}'))"
+            "::VARCHAR, '{}')" if attr_json else obj
+        )
+    out["attributes"] = attr_json or "NULL::VARCHAR"
+    if "source" in fields_of and "source" not in raw_expr:
+        out["source"] = lit(source_name)
+
+    reason = (
+        "nullif(concat_ws('; ', "
+        + ", ".join(f"CASE WHEN {cond} THEN {msg} END" for _, cond, msg in reasons)
+        + "), '')"
+    )
+    first_field = (
+        "CASE " + " ".join(f"WHEN {cond} THEN {lit(fld)}" for fld, cond, _ in reasons) + " END"
+    )
+    raw = "json_object(" + ", ".join(f"{lit(c)}, {q(c)}" for c in cols) + ")::VARCHAR" \
+        if cols else "'{}'"
+
+    id_expr = None
+    if table == "interactions":
+        parts = [
+            "customer_id", "epoch_us(occurred_at)", "channel", "kind", "direction",
+            "amount", "currency", "subject", "text", "thread_id", "agent_id", "attributes",
+        ]
+        id_expr = (
+            "'i-' || md5(concat_ws(chr(31), "
+            + ", ".join(f"coalesce(CAST({p} AS VARCHAR), '')" for p in parts)
+            + "))"
+        )
+    return Projection(fields=out, reason=reason, first_field=first_field, raw=raw, id_expr=id_expr)

@@ -1,0 +1,744 @@
+"""The workspace: a folder with ``custdyn.toml`` and ``custdyn.duckdb``.
+
+It owns the database file, its schema migrations, the writer lock and ingest: each source
+file is one batch in one transaction, which commits whole or leaves the workspace as it was.
+Analytics read its tables through Ibis (:meth:`Workspace.table`), so the same expressions can
+run on another backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from custdyn import __version__
+from custdyn.errors import (
+    BatchRefusedError,
+    CustdynError,
+    InputFormatError,
+    SchemaVersionError,
+    WorkspaceExistsError,
+    WorkspaceLockedError,
+    WorkspaceNotFoundError,
+)
+from custdyn.io import RESTART, Mapping, RowError, detect_format, load_mapping, open_source
+from custdyn.io.normalize import normalize_sql, q
+from custdyn.schema import CUSTOMER_FIELDS, INTERACTION_FIELDS
+from custdyn.settings import FILENAME as SETTINGS_FILE
+from custdyn.settings import Settings
+
+DB_FILE = "custdyn.duckdb"
+LOCK_FILE = "custdyn.lock"
+ENV_VAR = "CUSTDYN_WORKSPACE"
+
+# --------------------------------------------------------------------------- migrations
+#: Ordered schema migrations. Each is (version, description, statements). Never edit a
+#: released one: add a new version instead.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "the interaction log: interactions, customers, batches, rejected",
+        [
+            "CREATE SEQUENCE batch_seq START 1",
+            """CREATE TABLE batches (
+                batch_id BIGINT PRIMARY KEY, source VARCHAR, format VARCHAR, target VARCHAR,
+                fingerprint VARCHAR, mapping VARCHAR, strict BOOLEAN,
+                rows_read BIGINT, rows_loaded BIGINT, rows_duplicate BIGINT,
+                rows_updated BIGINT, rows_rejected BIGINT,
+                started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, custdyn_version VARCHAR)""",
+            """CREATE TABLE interactions (
+                interaction_id VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
+                occurred_at TIMESTAMPTZ NOT NULL, channel VARCHAR, kind VARCHAR,
+                direction VARCHAR, amount DECIMAL(18,4), currency VARCHAR, subject VARCHAR,
+                text VARCHAR, thread_id VARCHAR, agent_id VARCHAR, source VARCHAR,
+                attributes JSON, batch_id BIGINT)""",
+            """CREATE TABLE customers (
+                customer_id VARCHAR PRIMARY KEY, name VARCHAR, email VARCHAR, segment VARCHAR,
+                country VARCHAR, language VARCHAR, created_at TIMESTAMPTZ, attributes JSON,
+                batch_id BIGINT)""",
+            """CREATE TABLE rejected (
+                batch_id BIGINT, source VARCHAR, row_number BIGINT, field VARCHAR,
+                reason VARCHAR, raw VARCHAR)""",
+        ],
+    ),
+    (
+        2,
+        "text signals per interaction and engine",
+        [
+            """CREATE TABLE text_signals (
+                interaction_id VARCHAR NOT NULL, engine VARCHAR NOT NULL, language VARCHAR,
+                language_confidence FLOAT, sentiment VARCHAR, sentiment_score FLOAT,
+                confidence FLOAT, anger FLOAT, anticipation FLOAT, disgust FLOAT, fear FLOAT,
+                joy FLOAT, sadness FLOAT, surprise FLOAT, trust FLOAT,
+                intent_to_switch BOOLEAN, mentions JSON, theme_id VARCHAR,
+                scored_at TIMESTAMPTZ, PRIMARY KEY (interaction_id, engine))""",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class BatchResult:
+    """What one ingested file did to the workspace."""
+
+    batch_id: int
+    source: str
+    format: str
+    target: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_duplicate: int = 0
+    rows_updated: int = 0
+    rows_rejected: int = 0
+    seconds: float = 0.0
+    sample_rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- the lock
+class _WriterLock:
+    """An exclusive advisory lock on ``custdyn.lock`` naming its holder.
+
+    The operating system releases it when the holder dies, so a killed ingest never leaves
+    a stale lock behind.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, purpose: str) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise WorkspaceLockedError(
+                f"the workspace {self.path.parent} is held for writing by {self.holder()}; "
+                "wait for it to finish (or close that session) and try again"
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {
+            "pid": os.getpid(),
+            "user": _user(),
+            "host": socket.gethostname(),
+            "command": purpose,
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        os.write(fd, json.dumps(info).encode())
+        self._fd = fd
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, json.JSONDecodeError):
+            info = {}
+        if not info:
+            return "another process"
+        return (
+            f"process {info.get('pid')} ({info.get('command')}) of {info.get('user')} "
+            f"on {info.get('host')} since {info.get('since')}"
+        )
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+            self._fd = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+# --------------------------------------------------------------------------- workspace
+class Workspace:
+    """A custdyn workspace.
+
+    Use :meth:`create` or :meth:`open`; close it (or use ``with``) to release the database.
+
+    Examples
+    --------
+    >>> import tempfile, custdyn
+    >>> d = tempfile.mkdtemp()
+    >>> with custdyn.Workspace.create(d) as ws:
+    ...     ws.status()["interactions"]
+    0
+    """
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, settings: Settings,
+                 read_only: bool, lock: _WriterLock | None) -> None:
+        self.path = path
+        self.con = con
+        self.settings = settings
+        self.read_only = read_only
+        self._lock = lock
+        self._ibis: Any = None
+
+    # ---- finding, creating, opening
+    @staticmethod
+    def find(start: str | Path | None = None) -> Path:
+        """The workspace folder: ``start`` itself, ``$CUSTDYN_WORKSPACE``, or the current
+        folder or one of its parents holding a ``custdyn.toml``."""
+        if start is not None:
+            p = Path(start).expanduser().resolve()
+            if (p / DB_FILE).exists() or (p / SETTINGS_FILE).exists():
+                return p
+            raise WorkspaceNotFoundError(
+                f"{p} is not a custdyn workspace (no {SETTINGS_FILE}); create one with "
+                f"`custdyn init {start}`"
+            )
+        env = os.environ.get(ENV_VAR)
+        if env:
+            return Workspace.find(env)
+        here = Path.cwd().resolve()
+        for p in (here, *here.parents):
+            if (p / SETTINGS_FILE).exists() and (p / DB_FILE).exists():
+                return p
+        raise WorkspaceNotFoundError(
+            f"no custdyn workspace in {here} or its parents; run `custdyn init DIR`, "
+            f"pass --workspace DIR, or set {ENV_VAR}"
+        )
+
+    @classmethod
+    def create(cls, path: str | Path, settings: Settings | None = None,
+               exist_ok: bool = False) -> Workspace:
+        """Create a workspace folder (with its database and settings) and open it for writing."""
+        p = Path(path).expanduser().resolve()
+        if (p / DB_FILE).exists() and not exist_ok:
+            raise WorkspaceExistsError(f"{p} already holds a workspace; open it instead")
+        p.mkdir(parents=True, exist_ok=True)
+        if settings is not None or not (p / SETTINGS_FILE).exists():
+            (settings or Settings()).save(p)
+        return cls.open(p)
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, read_only: bool = False,
+             purpose: str | None = None) -> Workspace:
+        """Open a workspace. Writers hold an exclusive lock; readers may share."""
+        p = cls.find(path)
+        settings = Settings.load(p)
+        lock = None
+        if not read_only:
+            lock = _WriterLock(p)
+            lock.acquire(purpose or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]))
+        try:
+            con = duckdb.connect(str(p / DB_FILE), read_only=read_only)
+        except duckdb.IOException as e:
+            if lock:
+                lock.release()
+            if "lock" in str(e).lower():
+                holder = _WriterLock(p).holder()
+                raise WorkspaceLockedError(
+                    f"the workspace {p} is held for writing by {holder} "
+                    f"(database says: {str(e).splitlines()[0]})"
+                ) from None
+            raise
+        except Exception:
+            if lock:
+                lock.release()
+            raise
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = {_sql_str(str(p / '.tmp'))}")
+        ws = cls(p, con, settings, read_only, lock)
+        try:
+            ws._migrate()
+        except Exception:
+            ws.close()
+            raise
+        return ws
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.close()
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"<custdyn.Workspace {self.path} ({mode}, schema v{self.schema_version})>"
+
+    # ---- schema
+    @property
+    def schema_version(self) -> int:
+        try:
+            row = self.con.execute(
+                "SELECT value FROM _custdyn_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except duckdb.CatalogException:
+            return 0
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} was written by a newer custdyn (schema v{current}; this one knows "
+                f"up to v{SCHEMA_VERSION}); upgrade custdyn"
+            )
+        if current == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            raise SchemaVersionError(
+                f"{self.path} needs schema migrations (v{current} -> v{SCHEMA_VERSION}); "
+                "open it once for writing (any writing command does it)"
+            )
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            if current == 0:
+                self.con.execute(
+                    "CREATE TABLE IF NOT EXISTS _custdyn_meta (key VARCHAR PRIMARY KEY, "
+                    "value VARCHAR)"
+                )
+            for version, _desc, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for stmt in statements:
+                    self.con.execute(stmt)
+            self.con.execute(
+                "INSERT OR REPLACE INTO _custdyn_meta VALUES ('schema_version', ?)",
+                [str(SCHEMA_VERSION)],
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    # ---- settings
+    def save_settings(self) -> None:
+        self.settings.save(self.path)
+
+    # ---- Ibis
+    @property
+    def ibis(self) -> Any:
+        """The Ibis backend over this workspace's database."""
+        if self._ibis is None:
+            import ibis
+
+            self._ibis = ibis.duckdb.from_connection(self.con)
+        return self._ibis
+
+    def table(self, name: str) -> Any:
+        """An Ibis table expression for one of the workspace's tables."""
+        return self.ibis.table(name)
+
+    # ---- ingest
+    def ingest(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        format: str | None = None,
+        mapping: str | Path | Mapping | None = None,
+        into: str | None = None,
+        strict: bool = False,
+        delimiter: str | None = None,
+        encoding: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> list[BatchResult]:
+        """Ingest each file as one batch in its own transaction.
+
+        Parameters
+        ----------
+        paths : file(s) or folder(s) of .eml files.
+        format : csv, tsv, parquet, jsonl, eml, mbox or cdnow; guessed from the name if None.
+        mapping : a mapping file (see :mod:`custdyn.io.mapping`) or a parsed Mapping.
+        into : ``interactions`` or ``customers``; guessed from the columns if None.
+        strict : refuse the whole file (raise :class:`BatchRefusedError`) if any record is
+            invalid, instead of loading the valid ones and keeping the rest in ``rejected``.
+        progress : called as ``progress(path, bytes_done, bytes_total)``.
+        """
+        self._require_writer()
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        m = mapping if isinstance(mapping, Mapping) else (
+            load_mapping(mapping) if mapping else Mapping()
+        )
+        return [
+            self._ingest_one(Path(p).expanduser().resolve(), format, m, into, strict,
+                             delimiter, encoding, progress)
+            for p in paths
+        ]
+
+    def _require_writer(self) -> None:
+        if self.read_only:
+            raise CustdynError("this workspace was opened read-only; open it for writing")
+
+    def _customer_emails(self) -> dict[str, str]:
+        rows = self.con.execute(
+            "SELECT lower(email), customer_id FROM customers WHERE email IS NOT NULL"
+        ).fetchall()
+        return dict(rows)
+
+    def _ingest_one(
+        self, path: Path, format: str | None, mapping: Mapping, into: str | None, strict: bool,
+        delimiter: str | None, encoding: str | None,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> BatchResult:
+        t0 = time.perf_counter()
+        if not path.exists():
+            raise InputFormatError(f"{path}: no such file or folder")
+        fmt = format or detect_format(path)
+        src = open_source(
+            path, fmt, delimiter=delimiter, encoding=encoding,
+            vendor_domains=self.settings.vendor_domains,
+            customer_by_email=self._customer_emails() if fmt in ("eml", "mbox") else None,
+            currency=self.settings.currency,
+        )
+        started = dt.datetime.now(dt.UTC)
+        con = self.con
+        # timestamps written without an offset are local to the mapping's or workspace's zone
+        zone = mapping.timezone or src.implied.timezone or self.settings.timezone
+        con.execute(f"SET TimeZone = {_sql_str(zone)}")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            batch_id = int(con.execute("SELECT nextval('batch_seq')").fetchone()[0])  # type: ignore[index]
+            stg = f"_stg_{batch_id}"
+            cols: list[str] = []
+            py_errors: list[RowError] = []
+            created = False
+            for chunk in src.chunks():
+                if chunk is RESTART:
+                    if created:
+                        con.execute(f"DELETE FROM {stg}")
+                    py_errors.clear()
+                    continue
+                assert not isinstance(chunk, type(RESTART))
+                py_errors.extend(chunk.errors)
+                t = chunk.table
+                if not created:
+                    cols = list(t.column_names)
+                    defs = ", ".join(f"{q(c)} VARCHAR" for c in cols)
+                    con.execute(f"CREATE TEMP TABLE {stg} (_row BIGINT{', ' + defs if defs else ''})")
+                    created = True
+                for c in t.column_names:
+                    if c not in cols:
+                        con.execute(f"ALTER TABLE {stg} ADD COLUMN {q(c)} VARCHAR")
+                        cols.append(c)
+                if t.num_rows:
+                    t = t.append_column("_row", pa.array(chunk.rows, pa.int64()))
+                    con.register("_chunk", t)
+                    con.execute(f"INSERT INTO {stg} BY NAME SELECT * FROM _chunk")
+                    con.unregister("_chunk")
+                if progress:
+                    progress(str(path), src.bytes_read, src.total_bytes)
+            if not created:
+                con.execute(f"CREATE TEMP TABLE {stg} (_row BIGINT)")
+            target = into or mapping.into or _guess_target(cols, mapping, src.implied)
+            result = BatchResult(batch_id, str(path), src.format, target)
+            proj = normalize_sql(
+                cols, target, mapping, implied=src.implied, source_name=path.name,
+                default_currency=self.settings.currency,
+            )
+            n_staged = int(con.execute(f"SELECT count(*) FROM {stg}").fetchone()[0])  # type: ignore[index]
+            result.rows_read = n_staged + len(py_errors)
+            # rejected records: the readers' and the checks'
+            con.execute(
+                f"""INSERT INTO rejected
+                SELECT {batch_id}, {_sql_str(str(path))}, _row, _field, _reason, _raw FROM (
+                    SELECT _row, {proj.first_field} AS _field, {proj.reason} AS _reason,
+                           {proj.raw} AS _raw FROM {stg})
+                WHERE _reason IS NOT NULL"""
+            )
+            if py_errors:
+                con.executemany(
+                    "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
+                    [(batch_id, str(path), e.row, e.field, e.reason, e.raw) for e in py_errors],
+                )
+            n_rej = int(con.execute(
+                "SELECT count(*) FROM rejected WHERE batch_id = ?", [batch_id]
+            ).fetchone()[0])  # type: ignore[index]
+            result.rows_rejected = n_rej
+            if n_rej:
+                result.sample_rejections = [
+                    {"row": r, "field": f, "reason": why}
+                    for r, f, why in con.execute(
+                        "SELECT row_number, field, reason FROM rejected WHERE batch_id = ? "
+                        "ORDER BY row_number LIMIT 5", [batch_id]
+                    ).fetchall()
+                ]
+            if strict and n_rej:
+                raise BatchRefusedError(
+                    f"{path}: refused (--strict): {n_rej:,} of {result.rows_read:,} records are "
+                    "invalid; nothing was loaded. First: "
+                    + "; ".join(f"row {s['row']}: {s['reason']}" for s in result.sample_rejections),
+                    result.sample_rejections,
+                )
+            sel = ", ".join(f"{proj.fields[f]} AS {q(f)}" for f in _fields(target))
+            valid = f"(SELECT _row, {sel} FROM {stg} WHERE ({proj.reason}) IS NULL)"
+            if target == "interactions":
+                self._load_interactions(valid, proj.id_expr or "NULL", batch_id, result)
+            else:
+                self._load_customers(valid, batch_id, result)
+            con.execute(f"DROP TABLE {stg}")
+            con.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, str(path), src.format, target, _fingerprint(path),
+                 str(mapping.path) if mapping.path else None, strict,
+                 result.rows_read, result.rows_loaded, result.rows_duplicate,
+                 result.rows_updated, result.rows_rejected, started,
+                 dt.datetime.now(dt.UTC), __version__],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.execute("SET TimeZone = 'UTC'")
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _load_interactions(self, valid: str, id_expr: str, batch_id: int,
+                           result: BatchResult) -> None:
+        con = self.con
+        fields = ", ".join(q(f) for f in INTERACTION_FIELDS if f != "interaction_id")
+        n_valid = int(con.execute(f"SELECT count(*) FROM {valid}").fetchone()[0])  # type: ignore[index]
+        con.execute(
+            f"""INSERT INTO interactions
+            SELECT iid, {fields}, {batch_id} FROM (
+                SELECT coalesce(interaction_id, {id_expr}) AS iid, * FROM {valid}
+            ) s
+            WHERE NOT EXISTS (SELECT 1 FROM interactions i WHERE i.interaction_id = s.iid)
+            QUALIFY row_number() OVER (PARTITION BY iid ORDER BY _row) = 1"""
+        )
+        loaded = int(con.fetchone()[0])  # type: ignore[index]
+        result.rows_loaded = loaded
+        result.rows_duplicate = n_valid - loaded
+
+    def _load_customers(self, valid: str, batch_id: int, result: BatchResult) -> None:
+        con = self.con
+        con.execute(
+            f"""CREATE TEMP TABLE _cust AS SELECT * EXCLUDE (_row) FROM {valid}
+            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY _row DESC) = 1"""
+        )
+        n_valid = int(con.execute(f"SELECT count(*) FROM {valid}").fetchone()[0])  # type: ignore[index]
+        names = ", ".join(q(f) for f in CUSTOMER_FIELDS)
+        con.execute(
+            f"""INSERT INTO customers SELECT {names}, {batch_id} FROM _cust c
+            WHERE NOT EXISTS (SELECT 1 FROM customers x WHERE x.customer_id = c.customer_id)"""
+        )
+        loaded = int(con.fetchone()[0])  # type: ignore[index]
+        other = [f for f in CUSTOMER_FIELDS if f != "customer_id"]
+        sets = ", ".join(f"{q(f)} = coalesce(c.{q(f)}, customers.{q(f)})" for f in other)
+        changed = " OR ".join(
+            f"coalesce(c.{q(f)}, customers.{q(f)}) IS DISTINCT FROM customers.{q(f)}"
+            for f in other
+        )
+        con.execute(
+            f"""UPDATE customers SET {sets}, batch_id = {batch_id} FROM _cust c
+            WHERE customers.customer_id = c.customer_id AND customers.batch_id <> {batch_id}
+              AND ({changed})"""
+        )
+        updated = int(con.fetchone()[0])  # type: ignore[index]
+        con.execute("DROP TABLE _cust")
+        result.rows_loaded = loaded
+        result.rows_updated = updated
+        result.rows_duplicate = n_valid - loaded - updated
+
+    # ---- reading
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run SQL against the workspace and return an Arrow table."""
+        return self.con.execute(sql, params or []).fetch_arrow_table()
+
+    def status(self) -> dict[str, Any]:
+        """Counts by channel, kind and direction, the time span, and the batch history."""
+        c = self.con
+
+        def counts(col: str) -> dict[str, int]:
+            rows = c.execute(
+                f"SELECT coalesce({col}, '(none)'), count(*) FROM interactions GROUP BY 1 "
+                "ORDER BY 2 DESC"
+            ).fetchall()
+            return {k: int(v) for k, v in rows}
+
+        n, first, last = c.execute(
+            "SELECT count(*), min(occurred_at), max(occurred_at) FROM interactions"
+        ).fetchone()  # type: ignore[misc]
+        n_cust_in_log = c.execute(
+            "SELECT count(DISTINCT customer_id) FROM interactions"
+        ).fetchone()[0]  # type: ignore[index]
+        batches = c.execute(
+            "SELECT batch_id, source, format, target, rows_read, rows_loaded, rows_duplicate, "
+            "rows_updated, rows_rejected, finished_at FROM batches ORDER BY batch_id"
+        ).fetch_arrow_table().to_pylist()
+        for b in batches:
+            b["finished_at"] = b["finished_at"].isoformat() if b["finished_at"] else None
+        return {
+            "workspace": str(self.path),
+            "schema_version": self.schema_version,
+            "interactions": int(n),
+            "customers": int(c.execute("SELECT count(*) FROM customers").fetchone()[0]),  # type: ignore[index]
+            "customers_with_interactions": int(n_cust_in_log),
+            "first": first.isoformat() if first else None,
+            "last": last.isoformat() if last else None,
+            "by_channel": counts("channel"),
+            "by_kind": counts("kind"),
+            "by_direction": counts("direction"),
+            "rejected": int(c.execute("SELECT count(*) FROM rejected").fetchone()[0]),  # type: ignore[index]
+            "batches": batches,
+        }
+
+    def rejected(self, batch: int | None = None, limit: int | None = 100) -> pa.Table:
+        """Rejected records (newest batch first), with row number, field and reason."""
+        where = "WHERE batch_id = ?" if batch is not None else ""
+        lim = f"LIMIT {int(limit)}" if limit else ""
+        return self.query(
+            f"SELECT batch_id, source, row_number, field, reason, raw FROM rejected {where} "
+            f"ORDER BY batch_id DESC, row_number {lim}",
+            [batch] if batch is not None else [],
+        )
+
+    def customers(self, limit: int | None = 100, search: str | None = None) -> pa.Table:
+        """Customers with their interaction counts, first and last contact, and spend."""
+        where, params = "", []
+        if search:
+            where = "WHERE c.customer_id ILIKE ? OR c.name ILIKE ? OR c.email ILIKE ?"
+            params = [f"%{search}%"] * 3
+        lim = f"LIMIT {int(limit)}" if limit else ""
+        return self.query(
+            f"""WITH agg AS (
+                SELECT customer_id, count(*) AS interactions, min(occurred_at) AS first_seen,
+                       max(occurred_at) AS last_seen,
+                       count(*) FILTER (WHERE kind = 'order') AS orders,
+                       sum(amount) FILTER (WHERE kind IN ('order', 'return')) AS spend
+                FROM interactions GROUP BY customer_id)
+            SELECT coalesce(c.customer_id, a.customer_id) AS customer_id, c.name, c.email,
+                   c.segment, c.country, c.language, c.created_at,
+                   coalesce(a.interactions, 0) AS interactions, coalesce(a.orders, 0) AS orders,
+                   a.spend, a.first_seen, a.last_seen
+            FROM customers c FULL OUTER JOIN agg a ON a.customer_id = c.customer_id
+            {where}
+            ORDER BY a.interactions DESC NULLS LAST, customer_id {lim}""",
+            params,
+        )
+
+    def timeline(self, customer_id: str) -> pa.Table:
+        """Everything that happened between the vendor and one customer, oldest first."""
+        t = self.query(
+            """SELECT occurred_at, channel, kind, direction, amount, currency, subject, text,
+                      thread_id, agent_id, source, interaction_id
+               FROM interactions WHERE customer_id = ? ORDER BY occurred_at, interaction_id""",
+            [customer_id],
+        )
+        if t.num_rows == 0:
+            known = self.con.execute(
+                "SELECT 1 FROM customers WHERE customer_id = ?", [customer_id]
+            ).fetchone()
+            if not known:
+                near = [r[0] for r in self.con.execute(
+                    "SELECT customer_id FROM (SELECT DISTINCT customer_id FROM interactions) "
+                    "ORDER BY jaro_winkler_similarity(customer_id, ?) DESC LIMIT 3",
+                    [customer_id],
+                ).fetchall()]
+                hint = f" Did you mean: {', '.join(near)}?" if near else ""
+                raise CustdynError(f"no customer {customer_id!r} in this workspace.{hint}")
+        return t
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        t = self.query("SELECT * FROM customers WHERE customer_id = ?", [customer_id])
+        return t.to_pylist()[0] if t.num_rows else None
+
+    def sample_customer(self) -> str | None:
+        """A customer with a rich history (for tours and demos)."""
+        row = self.con.execute(
+            """SELECT customer_id FROM interactions GROUP BY customer_id
+               ORDER BY count(DISTINCT channel) DESC, count(*) DESC, customer_id LIMIT 1"""
+        ).fetchone()
+        return row[0] if row else None
+
+    def export(self, directory: str | Path, tables: Iterable[str] | None = None) -> list[Path]:
+        """Write tables as Parquet files into ``directory``; return the files written."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        names = list(tables or ["interactions", "customers", "batches", "rejected"])
+        known = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()}
+        written = []
+        for name in names:
+            if name not in known:
+                raise CustdynError(
+                    f"no table {name!r}; tables: {', '.join(sorted(k for k in known if not k.startswith('_')))}"
+                )
+            f = out / f"{name}.parquet"
+            self.con.execute(f"COPY {q(name)} TO {_sql_str(str(f))} (FORMAT parquet)")
+            written.append(f)
+        return written
+
+    def iter_batches(self) -> Iterator[dict[str, Any]]:
+        yield from self.query("SELECT * FROM batches ORDER BY batch_id").to_pylist()
+
+
+def _fields(target: str) -> tuple[str, ...]:
+    return INTERACTION_FIELDS if target == "interactions" else CUSTOMER_FIELDS
+
+
+def _guess_target(cols: list[str], mapping: Mapping, implied: Mapping) -> str:
+    mapped = {**{c: c for c in cols}, **implied.columns, **mapping.columns}
+    targets = {mapped.get(c, c).lower() for c in cols} | set(implied.defaults) | set(
+        mapping.derive)
+    if "occurred_at" in targets:
+        return "interactions"
+    if "customer_id" in targets:
+        return "customers"
+    raise InputFormatError(
+        f"cannot tell whether the columns {cols[:12]} are interactions or customers: map a "
+        "column to occurred_at (interactions) or pass --into customers"
+    )
+
+
+def _fingerprint(path: Path) -> str:
+    """A cheap content fingerprint: size plus the first and last MiB (sha256)."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(path)).encode())
+                h.update(str(p.stat().st_size).encode())
+        return "dir-" + h.hexdigest()[:32]
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:32]
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
