@@ -1,0 +1,220 @@
+"""Recency / frequency / monetary summary of a transaction log, the input of the models.
+
+Accepts a pandas or polars DataFrame, a pyarrow Table or a dict of columns; the summary itself
+is computed with numpy only (sorting integer keys and segment reductions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["rfm_summary", "TIME_UNITS"]
+
+#: Length of each time unit in days.
+TIME_UNITS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 365.25 / 12.0, "Y": 365.25, "H": 1.0 / 24.0}
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _column(frame: Any, name: str) -> np.ndarray:
+    """One column of a pandas/polars frame, Arrow table or dict, as a numpy array."""
+    if isinstance(frame, dict):
+        col = frame[name]
+    else:
+        try:
+            col = frame[name]
+        except (KeyError, TypeError) as exc:  # pragma: no cover - reported below
+            raise KeyError(f"column {name!r} not found") from exc
+    if hasattr(col, "to_numpy"):
+        try:
+            return np.asarray(col.to_numpy())
+        except TypeError:
+            return np.asarray(col.to_numpy(zero_copy_only=False))
+    return np.asarray(col)
+
+
+def _to_days(values: np.ndarray) -> NDArray[np.float64]:
+    """Datetimes (numpy/pandas/polars/arrow, or ISO strings) as float days since 1970-01-01."""
+    if values.dtype.kind not in "Mm":
+        if values.dtype.kind in "iuf":
+            return values.astype(np.float64)  # already numeric days
+        import pandas as pd  # edge: parse strings / python objects
+
+        values = pd.to_datetime(values).to_numpy()
+    ns = values.astype("datetime64[ns]").astype(np.int64)
+    return ns / _DAY_NS
+
+
+def _scalar_days(value: Any) -> float:
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return float(_to_days(np.asarray([np.datetime64(value) if isinstance(value, str) else value]))[0])
+
+
+def _factorize(ids: np.ndarray) -> tuple[NDArray[np.int64], np.ndarray]:
+    """Codes 0..k-1 (in sorted id order) and the distinct ids."""
+    import pandas as pd  # hashing factorizer; edge conversion only
+
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _segments(sorted_keys: np.ndarray) -> NDArray[np.intp]:
+    """Start index of each run of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.intp)
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _events(
+    codes: NDArray[np.int64], days: NDArray[np.float64], amount: NDArray[np.float64] | None, merge_same_day: bool
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """Sorted purchase events (customer code, time in days, amount); same-day purchases merged."""
+    if merge_same_day:
+        day = np.floor(days).astype(np.int64)
+        dmin = int(day.min()) if len(day) else 0
+        span = int(day.max()) - dmin + 1 if len(day) else 1
+        key = codes * span + (day - dmin)
+        if amount is None:
+            uk = np.unique(key)
+            return uk // span, (uk % span + dmin).astype(np.float64), None
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        starts = _segments(sk)
+        uk = sk[starts]
+        amt = np.add.reduceat(amount[order], starts) if len(starts) else np.zeros(0)
+        return uk // span, (uk % span + dmin).astype(np.float64), amt
+    order = np.lexsort((days, codes))
+    return codes[order], days[order], None if amount is None else amount[order]
+
+
+def _per_customer(
+    ec: NDArray[np.int64], et: NDArray[np.float64], ea: NDArray[np.float64] | None, n_customers: int
+) -> dict[str, np.ndarray]:
+    """First/last time, count and repeat-spend mean per customer code (codes absent -> count 0)."""
+    starts = _segments(ec)
+    cust = ec[starts]
+    ends = np.append(starts[1:], len(ec)) - 1
+    count = np.zeros(n_customers)
+    first = np.full(n_customers, np.nan)
+    last = np.full(n_customers, np.nan)
+    count[cust] = ends - starts + 1
+    first[cust] = et[starts]
+    last[cust] = et[ends]
+    out: dict[str, np.ndarray] = {"count": count, "first": first, "last": last}
+    if ea is not None:
+        total = np.zeros(n_customers)
+        first_amt = np.zeros(n_customers)
+        if len(starts):
+            total[cust] = np.add.reduceat(ea, starts)
+            first_amt[cust] = ea[starts]
+        out["total"] = total
+        out["first_amount"] = first_amt
+    return out
+
+
+def rfm_summary(
+    transactions: Any,
+    customer_col: str,
+    time_col: str,
+    amount_col: str | None = None,
+    observation_end: Any = None,
+    calibration_end: Any = None,
+    time_unit: str | float = "W",
+    merge_same_day: bool = True,
+) -> Any:
+    """Summarise a transaction log into one row per customer.
+
+    Parameters
+    ----------
+    transactions : pandas.DataFrame, polars.DataFrame, pyarrow.Table or dict of arrays
+        One row per transaction.
+    customer_col, time_col : str
+        Customer identifier and transaction time (datetime, date, ISO string, or numeric days).
+    amount_col : str, optional
+        Transaction value; adds ``monetary_value`` (mean value of the repeat purchase periods,
+        0 for customers without repeat purchases).
+    observation_end : datetime-like, optional
+        End of observation (default: the last transaction). Later transactions are dropped.
+    calibration_end : datetime-like, optional
+        End of the calibration period. The summary columns then describe the calibration period
+        (customers whose first purchase is after it are left out) and holdout columns are added:
+        ``frequency_holdout`` (purchase periods in ``(calibration_end, observation_end]``),
+        ``duration_holdout`` and, with amounts, ``monetary_value_holdout``.
+    time_unit : {"D", "W", "M", "Y", "H"} or float, default "W"
+        Unit of recency and T ("M" is 365.25/12 days); a float is the unit's length in days.
+    merge_same_day : bool, default True
+        Count all purchases of a customer on one calendar day as one purchase (amounts summed).
+
+    Returns
+    -------
+    Same kind of frame as the input (pandas for dict input), one row per customer:
+        ``frequency`` (repeat purchase periods), ``recency`` (first to last purchase), ``T``
+        (first purchase to the end of the period), optionally ``monetary_value`` and the holdout
+        columns. pandas output is indexed by the customer id; polars and Arrow output carry it
+        as the first column.
+    """
+    unit = TIME_UNITS[time_unit] if isinstance(time_unit, str) else float(time_unit)
+    ids = _column(transactions, customer_col)
+    days = _to_days(_column(transactions, time_col))
+    amount = None if amount_col is None else _column(transactions, amount_col).astype(np.float64)
+    codes, uniques = _factorize(ids)
+    n_cust = len(uniques)
+
+    end = float(days.max()) if observation_end is None else _scalar_days(observation_end)
+    if merge_same_day:
+        end = float(np.floor(end))
+    keep = days < (end + 1.0 if merge_same_day else end) if observation_end is not None else np.ones(len(days), bool)
+    if not np.all(keep):
+        codes, days = codes[keep], days[keep]
+        amount = None if amount is None else amount[keep]
+    ec, et, ea = _events(codes, days, amount, merge_same_day)
+    cut = end if calibration_end is None else _scalar_days(calibration_end)
+    if calibration_end is not None and merge_same_day:
+        cut = float(np.floor(cut))
+    in_cal = et < cut + 1.0 if merge_same_day else et <= cut
+    cal = _per_customer(ec[in_cal], et[in_cal], None if ea is None else ea[in_cal], n_cust)
+    present = cal["count"] > 0
+
+    count = cal["count"][present]
+    freq = count - 1.0
+    first = cal["first"][present]
+    cols: dict[str, np.ndarray] = {
+        "frequency": freq,
+        "recency": (cal["last"][present] - first) / unit,
+        "T": (cut - first) / unit,
+    }
+    if ea is not None:
+        rep = cal["total"][present] - cal["first_amount"][present]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols["monetary_value"] = np.where(freq > 0, rep / np.maximum(freq, 1.0), 0.0)
+    if calibration_end is not None:
+        hold = _per_customer(ec[~in_cal], et[~in_cal], None if ea is None else ea[~in_cal], n_cust)
+        fh = hold["count"][present]
+        cols["frequency_holdout"] = fh
+        if ea is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols["monetary_value_holdout"] = np.where(fh > 0, hold["total"][present] / np.maximum(fh, 1.0), 0.0)
+        cols["duration_holdout"] = np.full(len(fh), (end - cut) / unit)
+    return _output(transactions, customer_col, uniques[present], cols)
+
+
+def _output(like: Any, customer_col: str, ids: np.ndarray, cols: dict[str, np.ndarray]) -> Any:
+    mod = type(like).__module__.split(".")[0]
+    if mod == "polars":
+        import polars as pl
+
+        return pl.DataFrame({customer_col: ids, **cols})
+    if mod == "pyarrow":
+        import pyarrow as pa
+
+        return pa.table({customer_col: ids, **cols})
+    import pandas as pd
+
+    return pd.DataFrame(cols, index=pd.Index(ids, name=customer_col))
