@@ -1,12 +1,39 @@
-"""Customer-base models: the buy-till-you-die family, spend, and lifetime value."""
+"""Customer-base models: the buy-till-you-die family, spend, lifetime value and checking.
+
+Models follow the scikit-learn convention (settings in ``__init__``, ``fit(...) -> self``,
+fitted attributes end in ``_``). See docs/models.md.
+"""
 
 from custdyn.models.beta_geo import BetaGeo
 from custdyn.models.beta_geo_beta_binom import BetaGeoBetaBinom
+from custdyn.models.checking import (
+    compare_models,
+    cumulative_tracking,
+    holdout_comparison,
+    p_alive_matrix,
+)
 from custdyn.models.clv import clv
 from custdyn.models.gamma_gamma import GammaGamma
 from custdyn.models.modified_beta_geo import ModifiedBetaGeo
 from custdyn.models.pareto_nbd import ParetoNBD
+from custdyn.models.plotting import plot_holdout_comparison, plot_p_alive, plot_tracking
 from custdyn.models.rfm import rfm_summary
 from custdyn.models.shifted_beta_geo import ShiftedBetaGeo
 
-__all__ = ["BetaGeo", "BetaGeoBetaBinom", "GammaGamma", "ModifiedBetaGeo", "ParetoNBD", "ShiftedBetaGeo", "clv", "rfm_summary"]
+__all__ = [
+    "BetaGeo",
+    "BetaGeoBetaBinom",
+    "GammaGamma",
+    "ModifiedBetaGeo",
+    "ParetoNBD",
+    "ShiftedBetaGeo",
+    "clv",
+    "compare_models",
+    "cumulative_tracking",
+    "holdout_comparison",
+    "p_alive_matrix",
+    "plot_holdout_comparison",
+    "plot_p_alive",
+    "plot_tracking",
+    "rfm_summary",
+]

@@ -48,39 +48,47 @@ class BetaGeo(TransactionModel):
 
     # -------------------------------------------------------------- likelihood
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
-        r, alpha, a, b = params
+        r, alpha, a, b = (float(v) for v in params)
         x, tx, big_t = data
-        pos = x > 0
-        la_t = np.log(alpha + big_t)
-        la_x = np.log(alpha + tx)
-        a3 = -(r + x) * la_t
-        a4 = np.where(pos, np.log(a) - np.log(np.where(pos, b + x - 1, 1.0)) - (r + x) * la_x, -np.inf)
-        m = np.logaddexp(a3, a4)
-        w3 = np.exp(a3 - m)
-        w4 = np.exp(a4 - m)
-        ll = (
-            special.gammaln(r + x)
+        # terms of one column only: once per distinct value, then gathered
+        ux, inv = self._unique_index(x)
+        ut, it = self._unique_index(big_t, "T")
+        us, is_ = self._unique_index(tx, "recency")
+        la_t = np.log(alpha + ut)[it]
+        la_x = np.log(alpha + us)[is_]
+        ia_t = (1.0 / (alpha + ut))[it]
+        ia_x = (1.0 / (alpha + us))[is_]
+        upos = ux > 0
+        bx1 = np.where(upos, b + ux - 1.0, 1.0)
+        c4 = np.where(upos, np.log(a) - np.log(bx1), -np.inf)
+        ib = np.where(upos, 1.0 / bx1, 0.0)
+        lg_x = (
+            special.gammaln(r + ux)
             - special.gammaln(r)
-            + r * np.log(alpha)
-            + special.gammaln(b + x)
+            + special.gammaln(b + ux)
             + special.gammaln(a + b)
             - special.gammaln(b)
-            - special.gammaln(a + b + x)
-            + m
+            - special.gammaln(a + b + ux)
+            + r * np.log(alpha)
         )
-        psi_abx = special.digamma(a + b + x)
+        psi_abx = special.digamma(a + b + ux)
         psi_ab = special.digamma(a + b)
-        g = np.empty((len(x), 4))
-        g[:, 0] = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * la_t - w4 * la_x
-        g[:, 1] = r / alpha - (r + x) * (w3 / (alpha + big_t) + w4 / (alpha + tx))
-        g[:, 2] = psi_ab - psi_abx + w4 / a
-        g[:, 3] = (
-            special.digamma(b + x)
-            + psi_ab
-            - special.digamma(b)
-            - psi_abx
-            - w4 / np.where(pos, b + x - 1, 1.0)
-        )
+        dr = special.digamma(r + ux) - special.digamma(r) + np.log(alpha)
+        da = psi_ab - psi_abx
+        db = special.digamma(b + ux) + psi_ab - special.digamma(b) - psi_abx
+        # per row: log[(alpha+T)^-(r+x) + a/(b+x-1) (alpha+t_x)^-(r+x)] as a3 + softplus(a4 - a3)
+        rx = r + x
+        a3 = -rx * la_t
+        d = c4[inv] - rx * (la_x - la_t)
+        e = np.exp(-np.abs(d))
+        w4 = np.where(d > 0, 1.0, e) / (1.0 + e)
+        w3 = 1.0 - w4
+        ll = lg_x[inv] + a3 + np.maximum(d, 0.0) + np.log1p(e)
+        g = np.empty((4, len(x)))
+        g[0] = dr[inv] - w3 * la_t - w4 * la_x
+        g[1] = r / alpha - rx * (w3 * ia_t + w4 * ia_x)
+        g[2] = da[inv] + w4 / a
+        g[3] = db[inv] - w4 * ib[inv]
         return ll, g
 
     # -------------------------------------------------------------- predictions

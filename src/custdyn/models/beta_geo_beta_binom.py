@@ -83,11 +83,11 @@ class BetaGeoBetaBinom(BaseModel):
         )
         base = -log_beta(al, be) - log_beta(ga, de)
         l0 = log_beta(al + x, be + n - x) + log_beta(ga, de + n) + base
-        g0 = np.empty((m, 4))
-        g0[:, 0] = special.digamma(al + x) - special.digamma(al + be + n)
-        g0[:, 1] = special.digamma(be + n - x) - special.digamma(al + be + n)
-        g0[:, 2] = special.digamma(ga) - special.digamma(ga + de + n)
-        g0[:, 3] = special.digamma(de + n) - special.digamma(ga + de + n)
+        g0 = np.empty((4, m))
+        g0[0] = special.digamma(al + x) - special.digamma(al + be + n)
+        g0[1] = special.digamma(be + n - x) - special.digamma(al + be + n)
+        g0[2] = special.digamma(ga) - special.digamma(ga + de + n)
+        g0[3] = special.digamma(de + n) - special.digamma(ga + de + n)
         # running log-sum-exp over the terms i = 0 .. n - t_x - 1
         mx = l0.copy()
         acc = np.ones(m)
@@ -97,19 +97,19 @@ class BetaGeoBetaBinom(BaseModel):
             act = gap > i
             xi, txi = x[act], tx[act]
             li = log_beta(al + xi, be + txi - xi + i) + log_beta(ga + 1, de + txi + i) + base
-            gi = np.empty((len(xi), 4))
-            gi[:, 0] = special.digamma(al + xi) - special.digamma(al + be + txi + i)
-            gi[:, 1] = special.digamma(be + txi - xi + i) - special.digamma(al + be + txi + i)
-            gi[:, 2] = special.digamma(ga + 1) - special.digamma(ga + 1 + de + txi + i)
-            gi[:, 3] = special.digamma(de + txi + i) - special.digamma(ga + 1 + de + txi + i)
+            gi = np.empty((4, len(xi)))
+            gi[0] = special.digamma(al + xi) - special.digamma(al + be + txi + i)
+            gi[1] = special.digamma(be + txi - xi + i) - special.digamma(al + be + txi + i)
+            gi[2] = special.digamma(ga + 1) - special.digamma(ga + 1 + de + txi + i)
+            gi[3] = special.digamma(de + txi + i) - special.digamma(ga + 1 + de + txi + i)
             new_m = np.maximum(mx[act], li)
             scale = np.exp(mx[act] - new_m)
             e = np.exp(li - new_m)
             acc[act] = acc[act] * scale + e
-            gacc[act] = gacc[act] * scale[:, None] + e[:, None] * gi
+            gacc[:, act] = gacc[:, act] * scale + e * gi
             mx[act] = new_m
         ll = mx + np.log(acc)
-        g = gacc / acc[:, None] - c[None, :]
+        g = gacc / acc - c[:, None]
         return ll, g
 
     # -------------------------------------------------------------- predictions

@@ -149,9 +149,6 @@ def clv(
     def per_row(model: BaseModel) -> FloatArray:
         if is_sbg:
             assert isinstance(model, ShiftedBetaGeo)
-            if continuous:
-                # payments at period ends, each discounted continuously: same as discrete
-                pass
             return model.expected_residual_payments(rows[0], discount_rate, horizon=int(horizon))
         return _discounted_purchases(model, tuple(rows), edges, factor, disc)
 
@@ -172,7 +169,7 @@ def clv(
         lower = np.empty(n)
         upper = np.empty(n)
         chunk = max(1, 4_000_000 // n_draws)
-        spend_draw_models = (
+        spend_draw_models: list[Any] | None = (
             [spend_model._with_params(s_draws[j]) for j in range(n_draws)]  # type: ignore[index]
             if spend_model is not None
             else None
@@ -182,7 +179,7 @@ def clv(
             vals = row_draws[:, inverse[lo:hi]]
             if spend_draw_models is not None:
                 sd = np.stack(
-                    [m.conditional_expected_spend(freq[lo:hi], monetary[lo:hi]) for m in spend_draw_models]  # type: ignore[union-attr,index]
+                    [m.conditional_expected_spend(freq[lo:hi], monetary[lo:hi]) for m in spend_draw_models]  # type: ignore[index]
                 )
                 vals = vals * sd
             else:

@@ -103,10 +103,10 @@ class GammaGamma(BaseModel):
             - (px + q) * lxm
         )
         psi = special.digamma(px + q)
-        g = np.empty((len(x), 3))
-        g[:, 0] = x * (psi - special.digamma(px) + np.log(m) + np.log(x) - lxm)
-        g[:, 1] = psi - special.digamma(q) + np.log(v) - lxm
-        g[:, 2] = q / v - (px + q) / (x * m + v)
+        g = np.empty((3, len(x)))
+        g[0] = x * (psi - special.digamma(px) + np.log(m) + np.log(x) - lxm)
+        g[1] = psi - special.digamma(q) + np.log(v) - lxm
+        g[2] = q / v - (px + q) / (x * m + v)
         return ll, g
 
     def conditional_expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:

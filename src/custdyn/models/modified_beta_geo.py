@@ -38,30 +38,37 @@ class ModifiedBetaGeo(TransactionModel):
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
         r, alpha, a, b = params
         x, tx, big_t = data
-        la_t = np.log(alpha + big_t)
-        la_x = np.log(alpha + tx)
+        ut, it = self._unique_index(big_t, "T")
+        us, is_ = self._unique_index(tx, "recency")
+        la_t = np.log(alpha + ut)[it]
+        la_x = np.log(alpha + us)[is_]
+        ia_t = (1.0 / (alpha + ut))[it]
+        ia_x = (1.0 / (alpha + us))[is_]
         a3 = -(r + x) * la_t
         a4 = np.log(a) - np.log(b + x) - (r + x) * la_x
         m = np.logaddexp(a3, a4)
         w3 = np.exp(a3 - m)
         w4 = np.exp(a4 - m)
-        ll = (
-            special.gammaln(r + x)
+        ux, inv = self._unique_index(x)
+        lg_x = (
+            special.gammaln(r + ux)
             - special.gammaln(r)
-            + r * np.log(alpha)
-            + special.gammaln(b + x + 1)
+            + special.gammaln(b + ux + 1)
             + special.gammaln(a + b)
             - special.gammaln(b)
-            - special.gammaln(a + b + x + 1)
-            + m
+            - special.gammaln(a + b + ux + 1)
         )
-        psi_abx = special.digamma(a + b + x + 1)
+        psi_abx = special.digamma(a + b + ux + 1)
         psi_ab = special.digamma(a + b)
-        g = np.empty((len(x), 4))
-        g[:, 0] = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * la_t - w4 * la_x
-        g[:, 1] = r / alpha - (r + x) * (w3 / (alpha + big_t) + w4 / (alpha + tx))
-        g[:, 2] = psi_ab - psi_abx + w4 / a
-        g[:, 3] = special.digamma(b + x + 1) + psi_ab - special.digamma(b) - psi_abx - w4 / (b + x)
+        dr = special.digamma(r + ux) - special.digamma(r)
+        da = psi_ab - psi_abx
+        db = special.digamma(b + ux + 1) + psi_ab - special.digamma(b) - psi_abx
+        ll = lg_x[inv] + r * np.log(alpha) + m
+        g = np.empty((4, len(x)))
+        g[0] = dr[inv] + np.log(alpha) - w3 * la_t - w4 * la_x
+        g[1] = r / alpha - (r + x) * (w3 * ia_t + w4 * ia_x)
+        g[2] = da[inv] + w4 / a
+        g[3] = db[inv] - w4 / (b + x)
         return ll, g
 
     def p_alive(

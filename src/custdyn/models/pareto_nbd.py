@@ -75,17 +75,17 @@ def _log_g_and_grad(
         fz = b / c * special.hyp2f1(2.0, b + 1.0, c + 1.0, z)
         d_z = np.where(z > 0, fz * np.exp(-lf), b / c)
     d_z = np.where(np.isfinite(d_z), d_z, 0.0)
-    g = np.empty((len(x), 4))
+    g = np.empty((4, len(x)))
     if alpha >= beta:
-        g[:, 0] = d_b + d_c
-        g[:, 2] = d_c
-        g[:, 1] = d_z * (beta + t) / (alpha + t) ** 2
-        g[:, 3] = -d_z / (alpha + t)
+        g[0] = d_b + d_c
+        g[2] = d_c
+        g[1] = d_z * (beta + t) / (alpha + t) ** 2
+        g[3] = -d_z / (alpha + t)
     else:
-        g[:, 0] = d_c
-        g[:, 2] = d_b + d_c
-        g[:, 1] = 1.0 / (alpha + t) - d_z / (beta + t)
-        g[:, 3] = -1.0 / (beta + t) + d_z * (alpha + t) / (beta + t) ** 2
+        g[0] = d_c
+        g[2] = d_b + d_c
+        g[1] = 1.0 / (alpha + t) - d_z / (beta + t)
+        g[3] = -1.0 / (beta + t) + d_z * (alpha + t) / (beta + t) ** 2
     return lg, g
 
 
@@ -139,16 +139,16 @@ class ParetoNBD(TransactionModel):
         lht = le1 + lg[it]
         ghx = ght = None
         if grad and gg is not None:
-            ghx = gg[ix].copy()
-            ghx[:, 0] -= l_ax
-            ghx[:, 1] -= (r + x) / (alpha + tx)
-            ghx[:, 2] -= l_bx
-            ghx[:, 3] -= s / (beta + tx)
-            ght = gg[it].copy()
-            ght[:, 0] -= l_at
-            ght[:, 1] -= (r + x) / (alpha + big_t)
-            ght[:, 2] -= l_bt
-            ght[:, 3] -= s / (beta + big_t)
+            ghx = gg[:, ix]
+            ghx[0] -= l_ax
+            ghx[1] -= (r + x) / (alpha + tx)
+            ghx[2] -= l_bx
+            ghx[3] -= s / (beta + tx)
+            ght = gg[:, it]
+            ght[0] -= l_at
+            ght[1] -= (r + x) / (alpha + big_t)
+            ght[2] -= l_bt
+            ght[3] -= s / (beta + big_t)
         return le1, lc, lhx, lht, ghx, ght
 
     @staticmethod
@@ -164,20 +164,21 @@ class ParetoNBD(TransactionModel):
         le1, lc, lhx, lht, ghx, ght = self._log_terms(params, data, True)
         assert ghx is not None and ght is not None
         lb, ld = self._log_bracket(le1, lc, lhx, lht)
-        ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + lb
+        ux, inv = self._unique_index(x)
+        ll = (special.gammaln(r + ux) - special.gammaln(r))[inv] + r * np.log(alpha) + s * np.log(beta) + lb
         e1 = np.exp(le1 - lb)
         wd = np.exp(lc + ld - lb)
         hx = np.exp(lc + lhx - lb)
         ht = np.exp(lc + lht - lb)
-        g = hx[:, None] * ghx - ht[:, None] * ght
-        g[:, 0] += e1 * -np.log(alpha + big_t) + wd * (-1.0 / (r + s + x))
-        g[:, 1] += e1 * -(r + x) / (alpha + big_t)
-        g[:, 2] += e1 * -np.log(beta + big_t) + wd * (1.0 / s - 1.0 / (r + s + x))
-        g[:, 3] += e1 * -s / (beta + big_t)
-        g[:, 0] += special.digamma(r + x) - special.digamma(r) + np.log(alpha)
-        g[:, 1] += r / alpha
-        g[:, 2] += np.log(beta)
-        g[:, 3] += s / beta
+        g = hx * ghx - ht * ght
+        g[0] += e1 * -np.log(alpha + big_t) + wd * (-1.0 / (r + s + x))
+        g[1] += e1 * -(r + x) / (alpha + big_t)
+        g[2] += e1 * -np.log(beta + big_t) + wd * (1.0 / s - 1.0 / (r + s + x))
+        g[3] += e1 * -s / (beta + big_t)
+        g[0] += (special.digamma(r + ux) - special.digamma(r))[inv] + np.log(alpha)
+        g[1] += r / alpha
+        g[2] += np.log(beta)
+        g[3] += s / beta
         return ll, g
 
     # -------------------------------------------------------------- predictions

@@ -81,9 +81,9 @@ class ShiftedBetaGeo(BaseModel):
         aa = np.where(ch, al + 1.0, al)
         ll = log_beta(aa, be + tt) - log_beta(al, be)
         psi_sum = special.digamma(aa + be + tt)
-        g = np.empty((len(t), 2))
-        g[:, 0] = special.digamma(aa) - psi_sum - special.digamma(al) + special.digamma(al + be)
-        g[:, 1] = special.digamma(be + tt) - psi_sum - special.digamma(be) + special.digamma(al + be)
+        g = np.empty((2, len(t)))
+        g[0] = special.digamma(aa) - psi_sum - special.digamma(al) + special.digamma(al + be)
+        g[1] = special.digamma(be + tt) - psi_sum - special.digamma(be) + special.digamma(al + be)
         return ll, g
 
     # -------------------------------------------------------------- predictions
