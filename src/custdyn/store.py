@@ -36,7 +36,7 @@ from custdyn.errors import (
     WorkspaceLockedError,
     WorkspaceNotFoundError,
 )
-from custdyn.io import RESTART, Mapping, RowError, detect_format, load_mapping, open_source
+from custdyn.io import Chunk, Mapping, RowError, detect_format, load_mapping, open_source
 from custdyn.io.normalize import normalize_sql, q
 from custdyn.schema import CUSTOMER_FIELDS, INTERACTION_FIELDS
 from custdyn.settings import FILENAME as SETTINGS_FILE
@@ -431,12 +431,11 @@ class Workspace:
             py_errors: list[RowError] = []
             created = False
             for chunk in src.chunks():
-                if chunk is RESTART:
+                if not isinstance(chunk, Chunk):  # RESTART: the reader starts over
                     if created:
                         con.execute(f"DELETE FROM {stg}")
                     py_errors.clear()
                     continue
-                assert not isinstance(chunk, type(RESTART))
                 py_errors.extend(chunk.errors)
                 t = chunk.table
                 if not created:
@@ -572,7 +571,7 @@ class Workspace:
     # ---- reading
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run SQL against the workspace and return an Arrow table."""
-        return self.con.execute(sql, params or []).fetch_arrow_table()
+        return self.con.execute(sql, params or []).to_arrow_table()
 
     def status(self) -> dict[str, Any]:
         """Counts by channel, kind and direction, the time span, and the batch history."""
@@ -594,7 +593,7 @@ class Workspace:
         batches = c.execute(
             "SELECT batch_id, source, format, target, rows_read, rows_loaded, rows_duplicate, "
             "rows_updated, rows_rejected, finished_at FROM batches ORDER BY batch_id"
-        ).fetch_arrow_table().to_pylist()
+        ).to_arrow_table().to_pylist()
         for b in batches:
             b["finished_at"] = b["finished_at"].isoformat() if b["finished_at"] else None
         return {

@@ -93,9 +93,12 @@ class EmailSource(Source):
         msg = message_from_bytes(data, policy=compat32)
         if not msg.keys():
             raise _BadMessage("not an e-mail message (no headers)", None)
-        sender = parseaddr(_header(msg, "From"))[1].lower()
+        # addresses come from the raw headers: decoding display names first can break them
+        sender = parseaddr(str(msg.get("From", "")))[1].lower()
         recipients = [
-            a.lower() for _, a in getaddresses(msg.get_all("To", []) + msg.get_all("Cc", [])) if a
+            a.lower()
+            for _, a in getaddresses([str(v) for v in msg.get_all("To", []) + msg.get_all("Cc", [])])
+            if a
         ]
         if not sender:
             raise _BadMessage('field "From": no sender address', "customer_id")
