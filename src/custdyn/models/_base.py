@@ -92,7 +92,7 @@ def compress_rows(
     inverse = inverse.reshape(-1)
     ucols = [c[first] for c in cols]
     if all(np.array_equal(uc[inverse], c) for uc, c in zip(ucols, cols, strict=True)):
-        uw = np.bincount(inverse, weights=w, minlength=len(uh))
+        uw = np.asarray(np.bincount(inverse, weights=w, minlength=len(uh)), dtype=np.float64)
         return ucols, uw, inverse
     order = np.lexsort(tuple(cols[::-1]))
     change = np.zeros(n, dtype=bool)
@@ -104,7 +104,7 @@ def compress_rows(
     group = np.cumsum(change) - 1
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = group
-    uw = np.add.reduceat(w[order], starts)
+    uw = np.asarray(np.add.reduceat(w[order], starts), dtype=np.float64)
     ucols = [c[order][starts] for c in cols]
     return ucols, uw, inverse
 
@@ -351,7 +351,8 @@ class BaseModel:
         self.standard_errors_ = dict(zip(self._param_names, (float(s) for s in se), strict=True))
         self._fit_data_ = udata
         self._fit_weights_ = w
-        if not self.converged_ or not ok:
+        self.converged_ = bool(self.converged_ and ok)
+        if not self.converged_:
             warnings.warn(
                 f"{type(self).__name__} did not converge cleanly (max |gradient| = "
                 f"{self.gradient_norm_:.2e}, parameters at bound: {at_bound}, Hessian positive "
