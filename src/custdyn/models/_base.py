@@ -501,8 +501,12 @@ def recip_beta_expectation(s: FloatArray, a: FloatArray, bb: FloatArray, w: Floa
 def beta_power_expectation(s: FloatArray, a: FloatArray, bb: FloatArray, w: FloatArray) -> FloatArray:
     """``E[(1 + p w)^(-s)] = 2F1(s, a; a + bb; -w)`` for ``p ~ Beta(a, bb)``; in [0, 1]."""
     s, a, bb, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (s, a, bb, w)))
+    out = np.ones(s.shape)
+    live = w > 0
+    if not np.any(live):
+        return out
     with np.errstate(all="ignore"):
-        out = np.array(hyp2f1_neg(s, a, a + bb, w), dtype=float, copy=True).reshape(s.shape)
+        out[live] = hyp2f1_neg(s[live], a[live], a[live] + bb[live], w[live])
     bad = (~np.isfinite(out)) | (out < 0) | (out > 1 + 1e-12)
     bad &= w > 0
     out[w <= 0] = 1.0
