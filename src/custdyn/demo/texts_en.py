@@ -1,0 +1,362 @@
+"""English text bank for the demo world.
+
+Every bank module defines ``BANK`` with the same keys; :mod:`custdyn.demo.texts` composes
+messages from it. Slots in braces are filled by the composer: {name} (customer), {agent}
+(vendor person), {staff} (praised agent), {vendor}, {product}, {order_no}, {days}, {amount},
+{feature}, {competitor}, {offer}, {ticket_no}, {reason}.
+"""
+
+from __future__ import annotations
+
+BANK: dict = {
+    "greet": [
+        "Hi,", "Hello,", "Hi there,", "Good morning,", "Good afternoon,", "Dear {vendor} team,",
+        "Hello support,", "Hi {vendor},", "To whom it may concern,", "Hey,", "Hello again,",
+    ],
+    "sign": [
+        "Thanks,\n{name}", "Best regards,\n{name}", "Kind regards,\n{name}", "Cheers,\n{name}",
+        "Regards,\n{name}", "{name}", "Thank you,\n{name}", "All the best,\n{name}",
+        "Sent from my phone", "Best,\n{name}",
+    ],
+    "agent_greet": ["Hi {name},", "Hello {name},", "Dear {name},", "Good morning {name},",
+                    "Hi {name}, thanks for getting in touch."],
+    "agent_sign": [
+        "Best regards,\n{agent}\n{vendor} Customer Care", "Kind regards,\n{agent}, {vendor}",
+        "Thanks,\n{agent}\n{vendor} Support", "All the best,\n{agent}",
+        "Warm regards,\n{agent} | {vendor}",
+    ],
+    "emotion": {
+        "anger": [
+            "This is simply not acceptable.", "I am really annoyed about this.",
+            "Frankly, I'm furious.", "This is the third time and my patience is gone.",
+            "I'm fed up with having to chase you.", "This is infuriating.",
+            "I expected a lot better and I'm angry about it.",
+            "Honestly, I'm livid that nobody seems to care.",
+        ],
+        "disgust": [
+            "Frankly, it's ridiculous.", "It feels like a rip-off.",
+            "The whole thing is a disgrace.", "I find this pretty shameful for a shop your size.",
+            "Quite honestly, it's appalling.", "That is just tacky.",
+        ],
+        "fear": [
+            "I'm worried it won't arrive before the weekend.",
+            "I'm afraid this will happen again.", "I'm nervous about ordering anything else.",
+            "I'm scared I've lost my money.", "I'm anxious because I need it for an event.",
+            "I worry that my card details are not safe.",
+        ],
+        "sadness": [
+            "I'm really disappointed.", "It's a shame, I used to love ordering from you.",
+            "Sadly, this spoiled the whole thing.", "I'm let down, to be honest.",
+            "It's a pity, because the products themselves are nice.",
+            "I feel quite disheartened by all this.",
+        ],
+        "surprise_neg": [
+            "I couldn't believe it when I saw it.", "I was shocked, to be honest.",
+            "I really didn't expect this from you.", "What a nasty surprise.",
+            "I was stunned when it happened.",
+        ],
+        "joy": [
+            "I'm so happy with it!", "It made my day.", "Absolutely delighted!",
+            "Really pleased, thank you!", "What a great experience.", "Love it!",
+            "I couldn't be happier.",
+        ],
+        "trust": [
+            "I know I can count on you.", "That's why I keep coming back.",
+            "You've earned a loyal customer.", "I'll happily recommend you to friends.",
+            "It's good to know someone actually listens.", "I trust you to sort things out.",
+        ],
+        "surprise_pos": [
+            "What a pleasant surprise!", "I honestly didn't expect such a quick answer.",
+            "Wow, that was fast!", "I was amazed, in a good way.",
+        ],
+        "anticipation": [
+            "Looking forward to hearing from you.", "Can't wait to see it.",
+            "Hoping to hear back soon.", "I'm eager to try it out.",
+            "Looking forward to the next update.",
+        ],
+    },
+    "theme": {
+        "late_delivery": [
+            "My order {order_no} arrived {days} days late.",
+            "The {product} I ordered was supposed to come on Monday and it's now {days} days late.",
+            "Order {order_no} is still not here, {days} days after the promised date.",
+            "Your delivery was late again, {days} days this time.",
+            "I've been waiting {days} days longer than promised for my {product}.",
+            "The tracking for {order_no} hasn't moved in days and the delivery is {days} days late.",
+            "Delivery was promised within three days, but the {product} took {days} days extra.",
+            "Every delivery from you seems to be late lately; order {order_no} was {days} days behind.",
+        ],
+        "damaged_goods": [
+            "The {product} arrived broken.", "My {product} came with a big crack in it.",
+            "Order {order_no} arrived damaged, the box was crushed and the {product} is dented.",
+            "The {product} was missing parts when I opened the package.",
+            "Half of order {order_no} was smashed on arrival.",
+            "The {product} I received is scratched all over.",
+            "The packaging was torn and the {product} inside was broken.",
+        ],
+        "price": [
+            "Your prices have gone up a lot recently.",
+            "{amount} for a {product} is far too expensive.",
+            "The delivery fee is much too high for small orders.",
+            "I'm paying more with you than anywhere else for the same {product}.",
+            "Prices keep increasing while the service gets worse.",
+            "Honestly, {amount} is way over what the {product} is worth.",
+            "Your shop has become too pricey for a small business like ours.",
+        ],
+        "missing_feature": [
+            "I wish I could set up {feature}.",
+            "Is there really no way to get {feature}?",
+            "Please add {feature}, I reorder the same things every month.",
+            "The only thing I miss is {feature}.",
+            "It would save me a lot of time if the shop offered {feature}.",
+            "Any plans for {feature}? I keep forgetting to reorder.",
+            "I'd order more often if you had {feature}.",
+        ],
+        "app_bug": [
+            "The app crashes every time I try to pay.",
+            "Your app freezes at checkout and I lose my basket.",
+            "I can't complete my order in the app, it closes as soon as I tap 'Pay'.",
+            "The app keeps logging me out during checkout.",
+            "After the latest update the app crashes when I open my basket.",
+            "The checkout button in the app does nothing.",
+            "The app charged my card but showed an error and no order was created.",
+        ],
+        "staff_praise": [
+            "{staff} from your support team was fantastic.",
+            "I want to thank {staff}, who sorted out my problem in minutes.",
+            "{staff} was so helpful and friendly on the phone.",
+            "A big thank you to {staff} for going the extra mile.",
+            "{staff} explained everything clearly and fixed it right away.",
+            "Please pass on my thanks to {staff}, excellent service.",
+            "{staff} deserves a raise, honestly the best support I've had.",
+        ],
+    },
+    "theme_extra": {
+        "late_delivery": [
+            "I needed it for {weekday}.", "Nobody told me about the delay.",
+            "The tracking page just says 'in transit'.", "I had to take a day off to wait for it.",
+        ],
+        "damaged_goods": [
+            "I've attached photos.", "I'd like a replacement, not store credit.",
+            "The box looked like it had been dropped.", "It's unusable as it is.",
+        ],
+        "price": [
+            "I've been a customer for years.", "Other shops include delivery for free.",
+            "It's hard to justify the cost any more.", "A loyalty discount would help.",
+        ],
+        "missing_feature": [
+            "Most shops have this now.", "I'd even pay a little for it.",
+            "It would make my life much easier.", "We order the same office supplies every week.",
+        ],
+        "app_bug": [
+            "I'm on the latest version.", "I've tried reinstalling it twice.",
+            "It happens on both my phone and my tablet.", "The website works, but the app doesn't.",
+        ],
+        "staff_praise": [
+            "I'll definitely order again.", "It's rare to get service like that.",
+            "It turned a bad day around.", "She really knows her stuff.",
+        ],
+    },
+    "question": [
+        "Could you tell me when order {order_no} will ship?",
+        "Is the {product} available in another colour?",
+        "Can I change the delivery address for order {order_no}?",
+        "Do you deliver on Saturdays?", "How do I download an invoice for order {order_no}?",
+        "Can I add a {product} to my existing order?",
+        "What is the warranty on the {product}?",
+        "I'd like to update the billing details on my account.",
+        "Is it possible to pick up order {order_no} in store instead?",
+        "Do you offer volume discounts for businesses?",
+        "Could you send me the VAT receipt for my last order?",
+        "When will the {product} be back in stock?",
+    ],
+    "order_note": [
+        "Please leave the parcel at the door.", "Deliver after 4 pm, please.",
+        "Ring the bell twice.", "Gift wrap if possible.", "Office closes at 5 pm.",
+        "Please call before delivery.", "Leave with the neighbour if I'm out.",
+        "Back entrance, please.",
+    ],
+    "return_damaged": [
+        "Returning: arrived broken.", "Return, item damaged in transit.",
+        "Sending back the {product}, it was cracked.", "Damaged on arrival, please refund.",
+    ],
+    "return_other": [
+        "Changed my mind.", "Wrong size.", "Not as pictured.", "Ordered by mistake.",
+        "Colour doesn't match.", "No longer needed.",
+    ],
+    "followup": [
+        "I'm still waiting for an answer about this.",
+        "It's been days and nobody has replied.", "Can someone please get back to me?",
+        "Following up again, still no reply to {ticket_no}.",
+        "Is anyone reading these messages?",
+    ],
+    "reopen": [
+        "The problem is back.", "This wasn't actually fixed.",
+        "It happened again with my next order.", "I'm afraid the issue is still there.",
+        "Your solution didn't work.",
+    ],
+    "thanks": [
+        "Thanks, that solved it.", "Great, thank you for the quick help!",
+        "Perfect, much appreciated.", "Thanks a lot, all good now.",
+        "Brilliant, thank you so much.",
+    ],
+    "agent_first": [
+        "Thanks for reaching out.", "Thank you for your message.",
+        "Sorry to hear about this.", "Thanks for letting us know.",
+        "I'm sorry for the trouble.",
+    ],
+    "agent_topic": {
+        "late_delivery": [
+            "I've checked order {order_no} with the carrier and it will be delivered tomorrow.",
+            "I've refunded the delivery fee for {order_no} as an apology for the delay.",
+            "The carrier had a backlog; your parcel is on its way now.",
+        ],
+        "damaged_goods": [
+            "I've arranged a replacement {product}, it ships today.",
+            "You'll get a full refund of {amount} within five working days.",
+            "Please keep the damaged item; a new one is on its way.",
+        ],
+        "app_bug": [
+            "Our developers know about the checkout crash and a fix is coming this week.",
+            "Please update the app to the latest version; that should fix the crash.",
+            "I've placed the order for you manually in the meantime.",
+        ],
+        "missing_feature": [
+            "Recurring orders aren't available yet, but I've passed your request to the product team.",
+            "That's a great suggestion; I've added your vote to the feature request.",
+        ],
+        "question": [
+            "Order {order_no} ships within two working days.",
+            "I've updated the details on your account.",
+            "You can find the invoice under 'My orders' on the website.",
+            "Yes, that's possible; I've made the change for you.",
+        ],
+        "price": [
+            "I've added a 10% discount code to your account for the next order.",
+            "Orders above {amount} get free delivery.",
+        ],
+    },
+    "agent_escalate": [
+        "I have escalated this to our logistics team.",
+        "I've passed this on to my manager, who will contact you.",
+        "This needs a specialist; I've escalated the case.",
+    ],
+    "agent_close": [
+        "Let me know if there's anything else.", "Have a nice day!",
+        "Don't hesitate to contact us again.", "Thanks for your patience.",
+    ],
+    "sales_pitch": [
+        "Following our call, here is the offer for your {product} needs.",
+        "I'd love to show you how {vendor} can supply your office at a fair price.",
+        "As promised, I'm sending our price list and the terms for business accounts.",
+        "We now deliver next day across the country; would a short meeting suit you?",
+        "Thanks for your interest in {vendor}; I've attached a quote for the {product}.",
+    ],
+    "sales_reply": [
+        "Thanks for the offer, we'll look at it this week.",
+        "Could you include delivery costs in the quote?",
+        "Sounds interesting, can we meet next Tuesday?",
+        "We're comparing a few suppliers; when could you deliver?",
+        "Thanks, I'll discuss it with my colleagues and get back to you.",
+    ],
+    "sales_subject": ["Your quote from {vendor}", "Offer: {product}", "Follow-up from our call",
+                      "{vendor} business account", "Next steps"],
+    "crm_call": [
+        "Intro call, interested in {product}. Send price list.",
+        "Follow-up call, asked about delivery times.",
+        "Called to discuss the quote; wants a discount on volume.",
+        "Short call, decision expected next week.",
+        "Left a voicemail, will try again Thursday.",
+    ],
+    "crm_meeting": [
+        "Meeting with the office manager, went through the catalogue.",
+        "Demo of the web shop and the app; positive reaction.",
+        "Met to negotiate terms; they want 30-day invoices.",
+    ],
+    "crm_visit": [
+        "Visited their office, brought samples of the {product}.",
+        "Site visit, measured the space for new furniture.",
+    ],
+    "crm_onboarding": [
+        "Welcome call, explained ordering and invoices.",
+        "Onboarding call, set up the business account.",
+    ],
+    "crm_winback": [
+        "Win-back call, offered {offer}; customer agreed to try again.",
+        "Called the lapsed customer with {offer}; placed a new order.",
+    ],
+    "crm_cancel": [
+        "Customer cancelled the subscription. Reason: {reason}.",
+        "Subscription cancelled by phone; said {reason}.",
+        "Cancellation received. {reason}.",
+    ],
+    "crm_lost": [
+        "Prospect chose another supplier.", "No budget this year, closing the lead.",
+        "No answer after three attempts, lead closed.",
+    ],
+    "cancel_reason": ["too expensive", "moving to another supplier",
+                      "not happy with the deliveries", "no longer needed",
+                      "the app keeps failing"],
+    "switch": [
+        "I'm thinking of moving to {competitor}, they offered me {offer}.",
+        "{competitor} gives {offer}, so I'll probably switch.",
+        "Unless something changes, I'm going to order from {competitor} instead.",
+        "A friend recommended {competitor}; they're cheaper and faster, so I'm leaving.",
+        "I've already opened an account with {competitor}.",
+        "{competitor} just offered me {offer}; give me a reason to stay.",
+    ],
+    "compare": [
+        "I noticed {competitor} sells the same {product} for less.",
+        "Can you match the price {competitor} has for the {product}?",
+        "{competitor} delivers faster, just so you know.",
+        "I saw an ad from {competitor} with {offer}.",
+    ],
+    "positive": [
+        "Everything arrived on time and well packed.", "Great quality, as always.",
+        "Fast delivery and friendly service.", "The {product} is exactly what I needed.",
+        "Ordering was quick and easy.", "Very happy with my latest order.",
+    ],
+    "neutral_feedback": [
+        "The order arrived.", "Delivery was fine.", "The {product} is okay.",
+        "Nothing special to report.", "It does the job.",
+    ],
+    "survey": {
+        "positive": ["Great service.", "Always reliable.", "Fast and friendly.",
+                     "Very satisfied.", "Keep it up!"],
+        "neutral": ["It's okay.", "Average.", "Fine, nothing special.",
+                    "Some things could be better."],
+        "negative": ["Deliveries are too slow.", "Too expensive.", "Support never answers.",
+                     "Not happy at all.", "Disappointing."],
+    },
+    "chat_out": [
+        "Hi {name}, I'm {agent}. How can I help?", "One moment, let me check that for you.",
+        "Thanks for waiting.", "Is there anything else I can help with?",
+        "I've sorted that out for you.",
+    ],
+    "subject": {
+        "late_delivery": ["Where is my order {order_no}?", "Late delivery", "Order {order_no} delayed",
+                          "Still waiting for my parcel"],
+        "damaged_goods": ["Damaged item", "Order {order_no} arrived broken", "Broken {product}"],
+        "app_bug": ["App crashes at checkout", "Problem with the app", "Can't pay in the app"],
+        "missing_feature": ["Feature request", "Recurring orders?", "Suggestion"],
+        "question": ["Question about order {order_no}", "Quick question", "Invoice request",
+                     "Delivery address"],
+        "price": ["Prices", "Delivery fee", "Price question"],
+        "feedback": ["Feedback", "My experience", "A few words about your service"],
+        "switch": ["Thinking of leaving", "Your prices vs {competitor}", "Account"],
+    },
+    "quote": "On {date}, {name} wrote:",
+    "re": "Re:",
+    "money": "€{v}",
+    "months": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+               "Dec"],
+    "date_fmt": "{day} {month} {year} at {time}",
+    "weekdays": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"],
+    "products": ["desk lamp", "office chair", "coffee machine", "standing desk", "printer paper",
+                 "ergonomic keyboard", "storage box", "whiteboard", "bookshelf", "monitor arm",
+                 "kettle", "set of mugs", "toner cartridge", "filing cabinet"],
+    "features": ["recurring orders", "scheduled monthly deliveries", "automatic reordering",
+                 "a subscription for the things I buy every month"],
+    "offers": ["15% off", "free delivery for a year", "a 20% welcome discount",
+               "next-day delivery at no cost", "a better price on bulk orders"],
+}
