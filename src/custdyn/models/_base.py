@@ -588,6 +588,10 @@ class TransactionModel(BaseModel):
         self._fit_arrays((x, tx, big_t), None if weights is None else as_float_array(weights))
         return self
 
+    def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
+        """Conditional expected purchases at several horizons, shape (len(ts), n)."""
+        return np.stack([self.conditional_expected_purchases(t, x, tx, big_t) for t in ts])  # type: ignore[attr-defined]
+
     def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         x, _, big_t = data
         wsum = weights.sum()

@@ -12,6 +12,7 @@ from custdyn.models._base import (
     as_float_array,
     beta_power_expectation,
     check_rfm,
+    compress_rows,
     log_beta,
     log_nb_pmf,
     nb_survival,
@@ -158,6 +159,18 @@ class BetaGeo(TransactionModel):
         alive = self.p_alive(x, tx, big_t)
         e = recip_beta_expectation(r + x, np.full_like(x, a), b + x, t / (alpha + big_t))
         return alive * e
+
+    def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
+        """Conditional expectations at horizons ``ts``, shape (len(ts), n); the hypergeometric
+        part depends on (x, T) only and is evaluated once per distinct pair."""
+        r, alpha, a, b = self._p()
+        alive = self.p_alive(x, tx, big_t)
+        (ux, ut), _, inv = compress_rows([x, big_t])
+        out = np.empty((len(ts), len(x)))
+        for k, t in enumerate(ts):
+            e = recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux, np.full_like(ux, t) / (alpha + ut))
+            out[k] = alive * e[inv]
+        return out
 
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
         """``P(X(t) = n)``: probability of exactly ``n`` repeat purchases in ``(0, t]``.

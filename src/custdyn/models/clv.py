@@ -50,15 +50,14 @@ def _discounted_purchases(model: BaseModel, rows: tuple[FloatArray, ...], edges:
     """``sum_k (E[X(t_k)] - E[X(t_{k-1})]) disc_k`` per distinct row, shape (m,)."""
     if isinstance(model, ShiftedBetaGeo):
         raise TypeError("use the sBG branch")
-    prev = np.zeros(len(rows[0]))
-    total = np.zeros(len(rows[0]))
-    for k in range(1, len(edges)):
-        t = edges[k] * factor
-        if isinstance(model, BetaGeoBetaBinom):
-            t = np.floor(t + 1e-9)
-        cur = model.conditional_expected_purchases(t, *rows)  # type: ignore[attr-defined]
-        total += (cur - prev) * disc[k - 1]
-        prev = cur
+    ts = edges[1:] * factor
+    if isinstance(model, BetaGeoBetaBinom):
+        ts = np.floor(ts + 1e-9)
+        curve = np.stack([model.conditional_expected_purchases(t, *rows) for t in ts])
+    else:
+        curve = model._expected_curve(ts, *rows)  # type: ignore[attr-defined]
+    steps = np.diff(curve, axis=0, prepend=0.0)
+    total = (disc[:, None] * steps).sum(axis=0)
     return np.maximum(total, 0.0)
 
 

@@ -12,6 +12,7 @@ from custdyn.models._base import (
     as_float_array,
     beta_power_expectation,
     check_rfm,
+    compress_rows,
     log_beta,
     log_nb_pmf,
     nb_survival,
@@ -105,6 +106,18 @@ class ModifiedBetaGeo(TransactionModel):
         t = np.broadcast_to(as_float_array(t, "t"), x.shape)
         alive = self.p_alive(x, tx, big_t)
         return alive * recip_beta_expectation(r + x, np.full_like(x, a), b + x + 1, t / (alpha + big_t))
+
+    def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
+        """Conditional expectations at horizons ``ts``, shape (len(ts), n); the hypergeometric
+        part depends on (x, T) only and is evaluated once per distinct pair."""
+        r, alpha, a, b = self._p()
+        alive = self.p_alive(x, tx, big_t)
+        (ux, ut), _, inv = compress_rows([x, big_t])
+        out = np.empty((len(ts), len(x)))
+        for k, t in enumerate(ts):
+            e = recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux + 1, np.full_like(ux, t) / (alpha + ut))
+            out[k] = alive * e[inv]
+        return out
 
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
         """``P(X(t) = n)`` for a new customer; values in [0, 1]."""

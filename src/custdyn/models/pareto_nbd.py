@@ -159,26 +159,47 @@ class ParetoNBD(TransactionModel):
         return np.logaddexp(le1, lc + ld), ld
 
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
+        """Per-row log-likelihood and gradient, shape (m,) and (4, m).
+
+        With ``rho = H(T) / H(t_x)`` (in [0, 1]) and ``c = s / (r+s+x)`` the bracket is
+        ``B = H(t_x) q`` with ``q = rho / G(T) + c (1 - rho)``, a sum of non-negative terms, so
+        ``log B = log H(t_x) + log q`` needs no subtraction of large numbers. Terms that depend
+        on one column only are computed once per distinct value and gathered.
+        """
         r, alpha, s, beta = (float(p) for p in params)
         x, tx, big_t = data
-        le1, lc, lhx, lht, ghx, ght = self._log_terms(params, data, True)
-        assert ghx is not None and ght is not None
-        lb, ld = self._log_bracket(le1, lc, lhx, lht)
         ux, inv = self._unique_index(x)
-        ll = (special.gammaln(r + ux) - special.gammaln(r))[inv] + r * np.log(alpha) + s * np.log(beta) + lb
-        e1 = np.exp(le1 - lb)
-        wd = np.exp(lc + ld - lb)
-        hx = np.exp(lc + lhx - lb)
-        ht = np.exp(lc + lht - lb)
-        g = hx * ghx - ht * ght
-        g[0] += e1 * -np.log(alpha + big_t) + wd * (-1.0 / (r + s + x))
-        g[1] += e1 * -(r + x) / (alpha + big_t)
-        g[2] += e1 * -np.log(beta + big_t) + wd * (1.0 / s - 1.0 / (r + s + x))
-        g[3] += e1 * -s / (beta + big_t)
-        g[0] += (special.digamma(r + ux) - special.digamma(r))[inv] + np.log(alpha)
-        g[1] += r / alpha
-        g[2] += np.log(beta)
-        g[3] += s / beta
+        ut, i_t = self._unique_index(big_t, "T")
+        us, i_s = self._unique_index(tx, "recency")
+        px, pt, ix, it = self._pairs(data)
+        lg, gg = _log_g_and_grad(r, alpha, s, beta, px, pt, True)
+        assert gg is not None
+        lat, lbt = np.log(alpha + ut)[i_t], np.log(beta + ut)[i_t]
+        iat, ibt = (1.0 / (alpha + ut))[i_t], (1.0 / (beta + ut))[i_t]
+        lax, lbx = np.log(alpha + us)[i_s], np.log(beta + us)[i_s]
+        iax, ibx = (1.0 / (alpha + us))[i_s], (1.0 / (beta + us))[i_s]
+        rx = r + x
+        lgx, lgt = lg[ix], lg[it]
+        rho = np.exp(np.minimum(-rx * (lat - lax) - s * (lbt - lbx) + lgt - lgx, 0.0))
+        rsx = 1.0 / (r + s + ux)
+        c = (s * rsx)[inv]
+        rho_g = rho * np.exp(-lgt)
+        q = rho_g + c * (1.0 - rho)
+        const = special.gammaln(r + ux) - special.gammaln(r)
+        ll = const[inv] + r * np.log(alpha) + s * np.log(beta) - rx * lax - s * lbx + lgx + np.log(q)
+        iq = 1.0 / q
+        e1 = rho_g * iq
+        hx = c * iq
+        ht = hx * rho
+        wd = hx - ht
+        kt = e1 - ht
+        dr = (special.digamma(r + ux) - special.digamma(r))[inv]
+        rs = rsx[inv]
+        g = np.empty((4, len(x)))
+        g[0] = hx * (gg[0][ix] - lax) - ht * gg[0][it] - kt * lat - wd * rs + dr + np.log(alpha)
+        g[1] = hx * (gg[1][ix] - rx * iax) - ht * gg[1][it] - kt * rx * iat + r / alpha
+        g[2] = hx * (gg[2][ix] - lbx) - ht * gg[2][it] - kt * lbt + wd * (1.0 / s - rs) + np.log(beta)
+        g[3] = hx * (gg[3][ix] - s * ibx) - ht * gg[3][it] - kt * s * ibt + s / beta
         return ll, g
 
     # -------------------------------------------------------------- predictions
@@ -230,6 +251,13 @@ class ParetoNBD(TransactionModel):
         alive = self.p_alive(x, tx, big_t)
         e = (r + x) * (beta + big_t) / (alpha + big_t) * expm1_ratio(s - 1.0 + 0 * x, np.log1p(t / (beta + big_t)))
         return np.maximum(alive * e, 0.0)
+
+    def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
+        """Conditional expectations at horizons ``ts``, shape (len(ts), n)."""
+        r, alpha, s, beta = self._p()
+        scale = self.p_alive(x, tx, big_t) * (r + x) * (beta + big_t) / (alpha + big_t)
+        k = np.full_like(x, s - 1.0)
+        return np.stack([np.maximum(scale * expm1_ratio(k, np.log1p(t / (beta + big_t))), 0.0) for t in ts])
 
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike, nodes: int = 96) -> FloatArray:
         """``P(X(t) = n)`` for a new customer.

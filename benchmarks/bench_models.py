@@ -1,0 +1,314 @@
+"""Customer-base models: custdyn against lifetimes, side by side in one run.
+
+A synthetic transaction log (1M customers, ~6M transactions, day-resolution dates, drawn from
+a BG/NBD process) is written once to ``benchmarks/.data``. Each side then runs in its own child
+process: the RFM summary from the transaction log, a BG/NBD fit with standard errors, a
+Pareto/NBD fit, and 12-month CLV (BG/NBD + Gamma-Gamma) for every customer. Times are
+measured inside the child around each step (file reading excluded); peak RSS is the child's.
+Log-likelihoods of both sides' estimates are evaluated with the same likelihood on the same
+summary so they are comparable.
+
+``python -m benchmarks.run models`` (full size) or ``... models --quick`` (50k customers).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:  # run as ``python -m benchmarks.bench_models`` or imported by benchmarks.run
+    from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
+except ImportError:  # pragma: no cover
+    from _common import DATA, child, fmt_ratio, machine, run_measured, update_section  # type: ignore[no-redef]
+
+OBS_START = np.datetime64("2024-01-01")
+OBS_DAYS = 546  # 78 weeks
+CAL_BIRTH_DAYS = 182  # customers arrive during the first 26 weeks
+PEER_PARETO_CAP = 100_000  # lifetimes' Pareto/NBD fit is measured on this many customers
+PEER_PARETO_TIMEOUT_S = 300
+
+
+def make_transactions(n_customers: int, seed: int = 20240101) -> Path:
+    """Simulate the transaction log (BG/NBD process) and store it as Parquet; cached."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = DATA / f"models_tx_{n_customers}.parquet"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n = n_customers
+    r, alpha, a, b = 1.2, 8.5, 0.5, 3.5  # weekly purchase rates, dropout after purchases
+    birth = rng.integers(0, CAL_BIRTH_DAYS, n)
+    age_w = (OBS_DAYS - birth) / 7.0
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    arrivals = rng.poisson(lam * age_w)
+    drop_after = rng.geometric(p)
+    keep = np.minimum(arrivals, drop_after)
+    cust = np.repeat(np.arange(n), arrivals)
+    times = rng.random(len(cust)) * np.repeat(age_w, arrivals)
+    order = np.lexsort((times, cust))
+    cust, times = cust[order], times[order]
+    starts = np.concatenate([[0], np.cumsum(arrivals)[:-1]])
+    rank = np.arange(len(cust)) - np.repeat(starts, arrivals)
+    sel = rank < np.repeat(keep, arrivals)
+    cust, times = cust[sel], times[sel]
+    all_cust = np.concatenate([np.arange(n), cust])
+    day = np.concatenate([birth, birth[cust] + np.floor(times * 7).astype(np.int64)])
+    day = np.minimum(day, OBS_DAYS - 1)
+    spend_mean = rng.gamma(4.0, 10.0, n)
+    amount = np.round(rng.gamma(5.0, spend_mean[all_cust] / 5.0), 2)
+    shuffle = rng.permutation(len(all_cust))
+    table = pa.table(
+        {
+            "customer_id": all_cust[shuffle].astype(np.int64) + 1_000_000,
+            "date": (OBS_START + day[shuffle].astype("timedelta64[D]")).astype("datetime64[ns]"),
+            "amount": amount[shuffle],
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def _end_date() -> str:
+    return str(OBS_START + np.timedelta64(OBS_DAYS - 1, "D"))
+
+
+# ---------------------------------------------------------------------- children
+
+
+def child_ours(path: str) -> dict:
+    import pyarrow.parquet as pq
+
+    import custdyn.models as cm
+
+    tx = pq.read_table(path).to_pandas()
+    out: dict = {"n_tx": len(tx)}
+    t0 = time.perf_counter()
+    s = cm.rfm_summary(tx, "customer_id", "date", "amount", observation_end=_end_date(), time_unit="D")
+    out["rfm_s"] = time.perf_counter() - t0
+    out["n_customers"] = len(s)
+    x, rec, big_t, mon = (s[c].to_numpy() for c in ("frequency", "recency", "T", "monetary_value"))
+
+    t0 = time.perf_counter()
+    bg = cm.BetaGeo().fit(x, rec, big_t)
+    out["bg_s"] = time.perf_counter() - t0
+    out["bg_params"] = bg.params_
+    out["bg_se"] = bg.standard_errors_
+    out["bg_rows"] = bg.n_rows_
+
+    t0 = time.perf_counter()
+    pn = cm.ParetoNBD().fit(x, rec, big_t)
+    out["pnbd_s"] = time.perf_counter() - t0
+    out["pnbd_params"] = pn.params_
+    out["pnbd_se"] = pn.standard_errors_
+
+    rep = x > 0
+    t0 = time.perf_counter()
+    gg = cm.GammaGamma().fit(x[rep], mon[rep])
+    out["gg_s"] = time.perf_counter() - t0
+    out["gg_params"] = gg.params_
+    data = {"frequency": x, "recency": rec, "T": big_t, "monetary_value": mon}
+    t0 = time.perf_counter()
+    v = cm.clv(bg, gg, data, horizon=12, discount_rate=0.01, time_unit="D", n_draws=0)
+    out["clv_s"] = time.perf_counter() - t0
+    out["clv_total"] = float(v["clv"].sum())
+    t0 = time.perf_counter()
+    vi = cm.clv(bg, gg, data, horizon=12, discount_rate=0.01, time_unit="D", n_draws=100)
+    out["clv_interval_s"] = time.perf_counter() - t0
+    out["clv_interval_mean_width"] = float((vi["clv_upper"] - vi["clv_lower"]).mean())
+    return out
+
+
+def child_lifetimes(path: str, part: str) -> dict:
+    import warnings
+
+    import pyarrow.parquet as pq
+    from lifetimes import BetaGeoFitter, GammaGammaFitter, ParetoNBDFitter
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    warnings.simplefilter("ignore")
+    tx = pq.read_table(path).to_pandas()
+    out: dict = {"n_tx": len(tx)}
+    t0 = time.perf_counter()
+    s = summary_data_from_transaction_data(
+        tx, "customer_id", "date", monetary_value_col="amount", observation_period_end=_end_date(), freq="D"
+    )
+    out["rfm_s"] = time.perf_counter() - t0
+    out["n_customers"] = len(s)
+    if part == "pareto":
+        sub = s.iloc[: min(PEER_PARETO_CAP, len(s))]
+        t0 = time.perf_counter()
+        pn = ParetoNBDFitter().fit(sub["frequency"], sub["recency"], sub["T"])
+        out["pnbd_s"] = time.perf_counter() - t0
+        out["pnbd_n"] = len(sub)
+        out["pnbd_params"] = {k: float(v) for k, v in pn.params_.items()}
+        return out
+    t0 = time.perf_counter()
+    bg = BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"])
+    se = bg.standard_errors_  # computed from the Hessian after the fit
+    out["bg_s"] = time.perf_counter() - t0
+    out["bg_params"] = {k: float(v) for k, v in bg.params_.items()}
+    out["bg_se"] = {k: float(v) for k, v in se.items()}
+    rep = s[s["frequency"] > 0]
+    t0 = time.perf_counter()
+    gg = GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])
+    out["gg_s"] = time.perf_counter() - t0
+    out["gg_params"] = {k: float(v) for k, v in gg.params_.items()}
+    t0 = time.perf_counter()
+    v = gg.customer_lifetime_value(
+        bg, s["frequency"], s["recency"], s["T"], s["monetary_value"], time=12, discount_rate=0.01, freq="D"
+    )
+    out["clv_s"] = time.perf_counter() - t0
+    out["clv_total"] = float(v.sum())
+    return out
+
+
+# ---------------------------------------------------------------------- parent
+
+
+def _loglik(cls: type, params: dict, x: np.ndarray, rec: np.ndarray, big_t: np.ndarray) -> float:
+    m = cls()
+    theta = np.array([params[k] for k in m._param_names])
+    with np.errstate(all="ignore"):
+        ll, _ = m._loglik(theta, (x, rec, big_t))
+    return float(ll.sum())
+
+
+def _run(args: list[str], timeout_s: float | None = None) -> dict:
+    if timeout_s is None:
+        return run_measured(args)
+    import subprocess
+
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"seconds": time.perf_counter() - t0, "peak_rss_mib": float("nan"), "result": None, "timed_out": True}
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
+    return {
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mib": float("nan"),
+        "result": json.loads(lines[-1]) if proc.returncode == 0 and lines else None,
+        "timed_out": False,
+        "stderr": proc.stderr[-2000:],
+    }
+
+
+def main(flags: list[str]) -> None:
+    quick = "--quick" in flags
+    n = 50_000 if quick else 1_000_000
+    print(f"models: generating {n:,} customers", flush=True)
+    path = make_transactions(n)
+    ours = run_measured(child("benchmarks.bench_models", "--child", "ours", str(path)))
+    print("models: custdyn done", flush=True)
+    peer = run_measured(child("benchmarks.bench_models", "--child", "lifetimes", str(path), "main"))
+    print("models: lifetimes done", flush=True)
+    peer_pn = _run(
+        child("benchmarks.bench_models", "--child", "lifetimes", str(path), "pareto"), timeout_s=PEER_PARETO_TIMEOUT_S
+    )
+    print("models: lifetimes Pareto/NBD done", flush=True)
+
+    # the same likelihood, on the same summary, for both sides' estimates
+    import pyarrow.parquet as pq
+
+    import custdyn.models as cm
+
+    s = cm.rfm_summary(pq.read_table(path).to_pandas(), "customer_id", "date", "amount", observation_end=_end_date(), time_unit="D")
+    x, rec, big_t = (s[c].to_numpy() for c in ("frequency", "recency", "T"))
+    o, p = ours["result"], peer["result"]
+    q = peer_pn.get("result")
+    n_sub = min(PEER_PARETO_CAP, len(x))
+    ll = {
+        "bg_ours": _loglik(cm.BetaGeo, o["bg_params"], x, rec, big_t),
+        "bg_peer": _loglik(cm.BetaGeo, p["bg_params"], x, rec, big_t),
+        "pn_ours": _loglik(cm.ParetoNBD, o["pnbd_params"], x, rec, big_t),
+        "pn_ours_sub": None,
+        "pn_peer_sub": None,
+    }
+    if q is not None:
+        sub = (x[:n_sub], rec[:n_sub], big_t[:n_sub])
+        ll["pn_peer_sub"] = _loglik(cm.ParetoNBD, q["pnbd_params"], *sub)
+        fit_sub = cm.ParetoNBD().fit(*sub)
+        ll["pn_ours_sub"] = fit_sub.log_likelihood_
+
+    def f(v: float | None, digits: int = 1) -> str:
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+
+    pn_peer_time = "timed out" if peer_pn.get("timed_out") else (f"{q['pnbd_s']:.2f} s" if q else "failed")
+    if n_sub < n:
+        pn_note = (
+            f"lifetimes was run on the first {n_sub:,} customers only, because its fit on all {n:,} takes "
+            f"many minutes (run capped at {PEER_PARETO_TIMEOUT_S} s); it reports no standard errors"
+        )
+    else:
+        pn_note = "lifetimes reports no standard errors for Pareto/NBD"
+    pn_ratio = fmt_ratio(o["pnbd_s"] * n_sub / n, q["pnbd_s"]) if q else "n/a"
+    rows = [
+        ("rfm_summary from transactions", o["rfm_s"], p["rfm_s"], "", ""),
+        (
+            "BG/NBD fit with standard errors",
+            o["bg_s"],
+            p["bg_s"],
+            f(ll["bg_ours"]),
+            f(ll["bg_peer"]),
+        ),
+        (
+            "Pareto/NBD fit (custdyn: with standard errors)",
+            o["pnbd_s"],
+            None,
+            f(ll["pn_ours"]),
+            f"{f(ll['pn_peer_sub'])} on its {n_sub:,} customers (custdyn there: {f(ll['pn_ours_sub'])})",
+        ),
+        ("CLV, 12 months, all customers (BG/NBD + Gamma-Gamma)", o["clv_s"], p["clv_s"], f"total {o['clv_total']:,.0f}", f"total {p['clv_total']:,.0f}"),
+    ]
+    lines = [
+        "## Customer-base models (`custdyn.models`) vs lifetimes 0.11.3",
+        "",
+        f"Machine: {machine()}.",
+        f"Data: synthetic, {o['n_customers']:,} customers, {o['n_tx']:,} transactions (BG/NBD process, dates at day "
+        f"resolution, 78 weeks); {o['bg_rows']:,} distinct (frequency, recency, T) rows. Time unit: days.",
+        "Each side runs in its own child process; times are taken inside it around each step (reading the file "
+        "excluded). LL: log-likelihood of each side's estimates, evaluated with the same likelihood on the same summary.",
+        "",
+        "| step | custdyn | lifetimes | ratio | LL custdyn | LL lifetimes |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, ot, pt, llo, llp in rows:
+        ratio = fmt_ratio(ot, pt) if pt is not None else f"{pn_ratio} per customer"
+        pts = f"{pt:.2f} s" if pt is not None else f"{pn_peer_time} ({n_sub:,} customers)"
+        lines.append(f"| {name} | {ot:.2f} s | {pts} | {ratio} | {llo} | {llp} |")
+    lines += [
+        "",
+        f"- Pareto/NBD: {pn_note}. custdyn fits all {n:,} customers, standard errors included; the ratio "
+        "compares time per customer.",
+        f"- CLV with 90% intervals from 100 parameter draws (no peer equivalent): {o['clv_interval_s']:.2f} s.",
+        f"- Peak memory of the child processes: custdyn {ours['peak_rss_mib']:,.0f} MiB, lifetimes "
+        f"{peer['peak_rss_mib']:,.0f} MiB (both include the loaded transaction table).",
+        f"- Estimates, BG/NBD: custdyn {_fmt_params(o['bg_params'])}; lifetimes {_fmt_params(p['bg_params'])}.",
+        "- lifetimes' CLV uses 30-day months, custdyn 365.25/12 days, hence the small difference in totals.",
+    ]
+    if quick:
+        lines.insert(1, "\n_Quick run (`--quick`), not the reference size._")
+    md = "\n".join(lines)
+    print(md)
+    update_section("models", md)
+
+
+def _fmt_params(p: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in p.items())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        which, data_path = sys.argv[2], sys.argv[3]
+        res = child_ours(data_path) if which == "ours" else child_lifetimes(data_path, sys.argv[4])
+        print(json.dumps(res))
+    else:
+        main(sys.argv[1:])
