@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -28,7 +29,8 @@ def normalize(rows: dict[str, list], mapping: Mapping | None = None, zone: str =
     CON.execute(f"SET TimeZone = '{zone}'")
     CON.register("stg", table)
     sel = ", ".join(f"{e} AS {f}" for f, e in proj.fields.items())
-    out = CON.execute(f"SELECT {sel}, {proj.reason} AS _reason FROM stg ORDER BY _row").fetchall()
+    out = CON.execute(f"SELECT {sel}, {proj.reason} AS _reason FROM (SELECT _row, {proj.inner} "
+                      "FROM stg) ORDER BY _row").fetchall()
     CON.unregister("stg")
     CON.execute("SET TimeZone = 'UTC'")
     names = [*proj.fields, "_reason"]
@@ -121,7 +123,7 @@ locals_ = st.from_regex(r"[a-z][a-z0-9._]{0,10}", fullmatch=True)
                                            max_value=dt.datetime(2030, 1, 1), timezones=offsets))
 def test_email_headers_round_trip(tmp_path_factory, name, local, subject, when):
     m = EmailMessage()
-    m["From"] = f'"{name}" <{local}@client.example>'.replace('\\', '')
+    m["From"] = Address(display_name=name, addr_spec=f"{local}@client.example")
     m["To"] = "help@vendor.example"
     m["Subject"] = subject
     m["Date"] = format_datetime(when.replace(microsecond=0))

@@ -426,51 +426,71 @@ class Workspace:
         con.execute("BEGIN TRANSACTION")
         try:
             batch_id = int(con.execute("SELECT nextval('batch_seq')").fetchone()[0])  # type: ignore[index]
-            stg = f"_stg_{batch_id}"
-            cols: list[str] = []
             py_errors: list[RowError] = []
-            created = False
+            target: str | None = into or mapping.into
+            projections: dict[tuple[str, ...], Any] = {}
+            norm_created = False
+            n_staged = 0
             for chunk in src.chunks():
                 if not isinstance(chunk, Chunk):  # RESTART: the reader starts over
-                    if created:
-                        con.execute(f"DELETE FROM {stg}")
+                    if norm_created:
+                        con.execute("DELETE FROM _norm")
                     py_errors.clear()
+                    n_staged = 0
                     continue
                 py_errors.extend(chunk.errors)
                 t = chunk.table
-                if not created:
-                    cols = list(t.column_names)
-                    defs = ", ".join(f"{q(c)} VARCHAR" for c in cols)
-                    con.execute(f"CREATE TEMP TABLE {stg} (_row BIGINT{', ' + defs if defs else ''})")
-                    created = True
-                for c in t.column_names:
-                    if c not in cols:
-                        con.execute(f"ALTER TABLE {stg} ADD COLUMN {q(c)} VARCHAR")
-                        cols.append(c)
                 if t.num_rows:
+                    cols = tuple(t.column_names)
+                    if target is None:
+                        target = _guess_target(list(cols), mapping, src.implied)
+                    if cols not in projections:
+                        projections[cols] = normalize_sql(
+                            list(cols), target, mapping, implied=src.implied,
+                            source_name=path.name, default_currency=self.settings.currency,
+                        )
+                    proj = projections[cols]
+                    sel = ", ".join(f"{proj.fields[f]} AS {q(f)}" for f in _fields(target))
+                    names = ", ".join(q(f) for f in _fields(target))
+                    if proj.id_expr:  # records without an id get a stable hash of their content
+                        names = names.replace(
+                            q("interaction_id"),
+                            f"coalesce(interaction_id, {proj.id_expr}) AS interaction_id", 1)
+                    # parse and check each record once; keep the raw record of the rejected
+                    query = f"""
+                        SELECT _row, {names}, _reason, _field,
+                            CASE WHEN _reason IS NOT NULL
+                                 THEN json_merge_patch(to_json(_s), '{{"_row": null}}')::VARCHAR
+                            END AS _raw
+                        FROM (
+                            SELECT _row, {sel}, {proj.reason} AS _reason,
+                                   {proj.first_field} AS _field, _s
+                            FROM (SELECT _row, {proj.inner}, _chunk AS _s FROM _chunk))"""
                     t = t.append_column("_row", pa.array(chunk.rows, pa.int64()))
                     con.register("_chunk", t)
-                    con.execute(f"INSERT INTO {stg} BY NAME SELECT * FROM _chunk")
+                    if norm_created:
+                        con.execute(f"INSERT INTO _norm {query}")
+                    else:
+                        con.execute(f"CREATE TEMP TABLE _norm AS {query}")
+                        norm_created = True
                     con.unregister("_chunk")
+                    n_staged += t.num_rows
                 if progress:
                     progress(str(path), src.bytes_read, src.total_bytes)
-            if not created:
-                con.execute(f"CREATE TEMP TABLE {stg} (_row BIGINT)")
-            target = into or mapping.into or _guess_target(cols, mapping, src.implied)
+            target = target or "interactions"
             result = BatchResult(batch_id, str(path), src.format, target)
-            proj = normalize_sql(
-                cols, target, mapping, implied=src.implied, source_name=path.name,
-                default_currency=self.settings.currency,
-            )
-            n_staged = int(con.execute(f"SELECT count(*) FROM {stg}").fetchone()[0])  # type: ignore[index]
             result.rows_read = n_staged + len(py_errors)
-            # rejected records: the readers' and the checks'
+            if not norm_created:
+                cols_sql = ", ".join(
+                    f"NULL::{'TIMESTAMPTZ' if f in ('occurred_at', 'created_at') else 'VARCHAR'}"
+                    f" AS {q(f)}" for f in _fields(target))
+                con.execute(f"""CREATE TEMP TABLE _norm AS SELECT NULL::BIGINT AS _row, {cols_sql},
+                    NULL::VARCHAR AS _reason, NULL::VARCHAR AS _field, NULL::VARCHAR AS _raw
+                    WHERE false""")
             con.execute(
                 f"""INSERT INTO rejected
-                SELECT {batch_id}, {_sql_str(str(path))}, _row, _field, _reason, _raw FROM (
-                    SELECT _row, {proj.first_field} AS _field, {proj.reason} AS _reason,
-                           {proj.raw} AS _raw FROM {stg})
-                WHERE _reason IS NOT NULL"""
+                SELECT {batch_id}, {_sql_str(str(path))}, _row, _field, _reason, _raw
+                FROM _norm WHERE _reason IS NOT NULL"""
             )
             if py_errors:
                 con.executemany(
@@ -496,13 +516,14 @@ class Workspace:
                     + "; ".join(f"row {s['row']}: {s['reason']}" for s in result.sample_rejections),
                     result.sample_rejections,
                 )
-            sel = ", ".join(f"{proj.fields[f]} AS {q(f)}" for f in _fields(target))
-            valid = f"(SELECT _row, {sel} FROM {stg} WHERE ({proj.reason}) IS NULL)"
+            names = ", ".join(q(f) for f in _fields(target))
+            valid = f"(SELECT _row, {names} FROM _norm WHERE _reason IS NULL)"
+
             if target == "interactions":
-                self._load_interactions(valid, proj.id_expr or "NULL", batch_id, result)
+                self._load_interactions(valid, batch_id, result)
             else:
                 self._load_customers(valid, batch_id, result)
-            con.execute(f"DROP TABLE {stg}")
+            con.execute("DROP TABLE _norm")
             con.execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [batch_id, str(path), src.format, target, _fingerprint(path),
@@ -521,18 +542,16 @@ class Workspace:
         result.seconds = time.perf_counter() - t0
         return result
 
-    def _load_interactions(self, valid: str, id_expr: str, batch_id: int,
-                           result: BatchResult) -> None:
+    def _load_interactions(self, valid: str, batch_id: int, result: BatchResult) -> None:
         con = self.con
-        fields = ", ".join(q(f) for f in INTERACTION_FIELDS if f != "interaction_id")
+        fields = ", ".join(q(f) for f in INTERACTION_FIELDS)
         n_valid = int(con.execute(f"SELECT count(*) FROM {valid}").fetchone()[0])  # type: ignore[index]
         con.execute(
             f"""INSERT INTO interactions
-            SELECT iid, {fields}, {batch_id} FROM (
-                SELECT coalesce(interaction_id, {id_expr}) AS iid, * FROM {valid}
-            ) s
-            WHERE NOT EXISTS (SELECT 1 FROM interactions i WHERE i.interaction_id = s.iid)
-            QUALIFY row_number() OVER (PARTITION BY iid ORDER BY _row) = 1"""
+            SELECT {fields}, {batch_id} FROM {valid} s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM interactions i WHERE i.interaction_id = s.interaction_id)
+            QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY _row) = 1"""
         )
         loaded = int(con.fetchone()[0])  # type: ignore[index]
         result.rows_loaded = loaded

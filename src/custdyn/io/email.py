@@ -17,7 +17,7 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -90,16 +90,12 @@ class EmailSource(Source):
         return any(domain == d or domain.endswith("." + d) for d in self.vendor_domains)
 
     def _record(self, data: bytes) -> dict:
-        msg = message_from_bytes(data, policy=compat32)
-        if not msg.keys():
+        headers, body_bytes = _split_headers(data)
+        if not headers:
             raise _BadMessage("not an e-mail message (no headers)", None)
-        # addresses come from the raw headers: decoding display names first can break them
-        sender = parseaddr(str(msg.get("From", "")))[1].lower()
-        recipients = [
-            a.lower()
-            for _, a in getaddresses([str(v) for v in msg.get_all("To", []) + msg.get_all("Cc", [])])
-            if a
-        ]
+        sender = _first_address(headers.get("from", ""))
+        recipients = _addresses(" , ".join(headers.get("to", []) + headers.get("cc", []))
+                                if isinstance(headers.get("to"), list) else "")
         if not sender:
             raise _BadMessage('field "From": no sender address', "customer_id")
         if self._is_vendor(sender):
@@ -113,20 +109,22 @@ class EmailSource(Source):
         else:
             direction = "inbound"
             party = sender
-        date_raw = _header(msg, "Date")
+        date_raw = headers.get("date", "")
         occurred = None
         if date_raw:
             try:
                 occurred = parsedate_to_datetime(date_raw).isoformat()
             except (TypeError, ValueError, IndexError):
                 occurred = date_raw  # left for the timestamp check to reject with its text
-        mid = _msgid(_header(msg, "Message-ID"))
-        refs = re.findall(r"<([^>]+)>", _header(msg, "References"))
-        reply_to = _msgid(_header(msg, "In-Reply-To"))
+        mid = _msgid(headers.get("message-id", ""))
+        refs = re.findall(r"<([^>]+)>", headers.get("references", ""))
+        reply_to = _msgid(headers.get("in-reply-to", ""))
         thread = refs[0] if refs else (reply_to or mid)
-        body = _body(msg)
-        subject = _header(msg, "Subject")
-        attrs = {"from": sender, "to": recipients}
+        body = _fast_body(headers, body_bytes)
+        if body is None:  # multipart or unusual: the standard library does it properly
+            body = _body(message_from_bytes(data, policy=compat32))
+        subject = _decode_words(headers.get("subject", ""))
+        attrs: dict[str, object] = {"from": sender, "to": recipients}
         if reply_to:
             attrs["in_reply_to"] = reply_to
         return {
@@ -142,6 +140,105 @@ class EmailSource(Source):
             "agent_id": sender if direction == "outbound" else None,
             "attributes": json.dumps(attrs, ensure_ascii=False),
         }
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MULTI = ("to", "cc")
+
+
+def _split_headers(data: bytes) -> tuple[dict, bytes]:
+    """Unfolded headers (lower-case names; To and Cc as lists) and the raw body."""
+    m = _HEADER_END.search(data)
+    head, body = (data[: m.start()], data[m.end():]) if m else (data, b"")
+    text = head.decode("utf-8", "surrogateescape")
+    headers: dict = {"to": [], "cc": []}
+    name = None
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and name:
+            if name in _MULTI:
+                headers[name][-1] += " " + line.strip()
+            else:
+                headers[name] += " " + line.strip()
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or " " in key.strip():
+            name = None
+            continue
+        name = key.strip().lower()
+        value = value.strip()
+        if name in _MULTI:
+            headers[name].append(value)
+        elif name not in headers:
+            headers[name] = value
+        else:
+            name = None  # keep the first of repeated single headers
+    if len(headers) == 2 and not headers["to"] and not headers["cc"]:
+        return {}, body
+    return headers, body
+
+
+_ADDR_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"'  # a quoted display name: skipped
+    r"|<([^<>]*)>"  # an angle address
+    r"|([^\s<>,;:\"()\[\]]+@[^\s<>,;:\"()\[\]]+)"  # a bare address
+)
+
+
+def _addresses(value: str) -> list[str]:
+    """Addresses in an address-list header, in order (display names are skipped)."""
+    out = []
+    for m in _ADDR_TOKEN.finditer(value):
+        addr = m.group(1) if m.group(1) is not None else m.group(2)
+        if addr and "@" in addr:
+            out.append(addr.strip().lower())
+    return out
+
+
+def _first_address(value: str) -> str:
+    found = _addresses(value)
+    return found[0] if found else ""
+
+
+def _decode_words(value: str) -> str:
+    if "=?" not in value:
+        return value.strip()
+    try:
+        return str(make_header(decode_header(value))).strip()
+    except (UnicodeDecodeError, LookupError, ValueError):
+        return value.strip()
+
+
+_CHARSET = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
+
+
+def _fast_body(headers: dict, body: bytes) -> str | None:
+    """Body text of a single-part text message, or None when the slow path is needed."""
+    ctype_full = headers.get("content-type", "text/plain")
+    ctype = ctype_full.split(";", 1)[0].strip().lower()
+    if ctype not in ("text/plain", "text/html"):
+        return None
+    cte = headers.get("content-transfer-encoding", "").strip().lower()
+    if cte == "base64":
+        import base64
+        import binascii
+
+        try:
+            body = base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            return None
+    elif cte == "quoted-printable":
+        import quopri
+
+        body = quopri.decodestring(body)
+    m = _CHARSET.search(ctype_full)
+    charset = m.group(1) if m else "utf-8"
+    try:
+        text = body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        text = body.decode("latin-1")
+    if ctype == "text/html":
+        text = html_to_text(text)
+    return trim_quoted(text)
 
 
 class _BadMessage(Exception):

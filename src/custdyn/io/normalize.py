@@ -10,6 +10,7 @@ It runs inside DuckDB, so validation is vectorised and spills to disk like any q
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from custdyn.io.mapping import Mapping
@@ -54,7 +55,8 @@ def lit(value: str) -> str:
 class Projection:
     """The SQL pieces for one staged source."""
 
-    fields: dict[str, str]  # contract field -> SQL expression (already normalised)
+    inner: str  # select list over the staged table: r_<field> raw text, v_<field> parsed
+    fields: dict[str, str]  # contract field -> SQL expression over ``inner``
     reason: str  # SQL expression: NULL when valid, else the reasons joined by '; '
     first_field: str  # SQL expression: the first field at fault
     raw: str  # SQL expression: the record as JSON text
@@ -117,63 +119,69 @@ def normalize_sql(
         raw_expr[f] = f"coalesce(nullif(trim({raw_expr[f]}), ''), {lit(v)})" if f in raw_expr \
             else lit(v)
 
+    # Two levels, so each value is parsed once: ``inner`` (over the staged table) holds the
+    # trimmed raw text ``r_<field>`` and the parsed value ``v_<field>``; the fields and the
+    # reasons (over ``inner``) only compare those columns.
+    inner: dict[str, str] = {}
     out: dict[str, str] = {}
     reasons: list[tuple[str, str, str]] = []  # (field, condition, message sql)
+    latest = (dt.datetime.now(dt.UTC) + dt.timedelta(days=LATEST_DAYS_AHEAD)).strftime(
+        "%Y-%m-%d %H:%M:%S+00")
 
     def txt(f: str) -> str:
         e = raw_expr.get(f)
         return f"nullif(trim({e}), '')" if e else "NULL::VARCHAR"
 
-    # 2. identifiers and free text
+    # 1. identifiers and free text
     for f in fields_of:
-        if f in ("attributes",) or f in TIMESTAMP_FIELDS or f in ENUMS:
+        if f in ("attributes", "amount", "currency", "email") or f in TIMESTAMP_FIELDS \
+                or f in ENUMS:
             continue
-        if f in ("amount", "currency", "email"):
-            continue
-        out[f] = txt(f) if f not in ("subject", "text") else (
-            f"nullif({raw_expr[f]}, '')" if f in raw_expr else "NULL::VARCHAR"
-        )
-    out["customer_id"] = txt("customer_id")
-    reasons.append((
-        "customer_id",
-        f"{out['customer_id']} IS NULL",
-        lit('field "customer_id": missing (no customer id)'),
-    ))
+        if f in ("subject", "text"):
+            inner[f"v_{f}"] = f"nullif({raw_expr[f]}, '')" if f in raw_expr else "NULL::VARCHAR"
+        else:
+            inner[f"v_{f}"] = txt(f)
+        out[f] = f"v_{f}"
+    reasons.append(("customer_id", "v_customer_id IS NULL",
+                    lit('field "customer_id": missing (no customer id)')))
 
-    # 3. enumerations: user's value map, then common synonyms, then the allowed set
+    # 2. enumerations: the user's value map, then common synonyms, then the allowed set
     for f, (allowed, synonyms) in ENUMS.items():
         if f not in fields_of:
             continue
         r = txt(f)
         if r == "NULL::VARCHAR":
-            out[f] = r
+            out[f] = "NULL::VARCHAR"
             continue
         user = {**implied.values.get(f, {}), **mapping.values.get(f, {})}
-        merged = {**{k: v for k, v in synonyms.items()}, **user}
+        merged = {**synonyms, **user}
         whens = " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in merged.items())
-        low = f"lower({r})"
-        expr = f"(CASE {low} {whens} ELSE {low} END)" if whens else low
-        out[f] = expr
+        inner[f"r_{f}"] = r
+        inner[f"v_{f}"] = f"(CASE lower({r}) {whens} ELSE lower({r}) END)"
         allowed_sql = ", ".join(lit(a) for a in allowed)
         reasons.append((
             f,
-            f"{r} IS NOT NULL AND {expr} NOT IN ({allowed_sql})",
-            quoted_msg(f'field "{f}": unknown value ', r,
+            f"r_{f} IS NOT NULL AND v_{f} NOT IN ({allowed_sql})",
+            quoted_msg(f'field "{f}": unknown value ', f"r_{f}",
                        f"; allowed: {', '.join(allowed)}; "
                        f"map it under [values.{f}] in a mapping file"),
         ))
-        out[f] = f"(CASE WHEN {expr} IN ({allowed_sql}) THEN {expr} END)"
+        out[f] = f"(CASE WHEN v_{f} IN ({allowed_sql}) THEN v_{f} END)"
 
-    # 4. timestamps
+    # 3. timestamps
     fmt = mapping.date_format or implied.date_format
+    tz = mapping.timezone or implied.timezone
     for f in TIMESTAMP_FIELDS:
         if f not in fields_of:
             continue
         r = txt(f)
         if r == "NULL::VARCHAR":
             out[f] = "NULL::TIMESTAMPTZ"
+            if f == "occurred_at":
+                reasons.append((f, "TRUE",
+                                lit('field "occurred_at": missing (every interaction needs a '
+                                    'time; map a column to occurred_at)')))
             continue
-        tz = mapping.timezone or implied.timezone
         iso = f"try_cast({r} AS TIMESTAMPTZ)"
         if fmt:
             if "%z" in fmt or "%Z" in fmt:
@@ -184,12 +192,15 @@ def normalize_sql(
             parsed = f"coalesce({parsed}, {iso})"
         else:
             parsed = iso
-        out[f] = parsed
+        inner[f"r_{f}"] = r
+        inner[f"v_{f}"] = parsed
+        ok = f"v_{f} BETWEEN TIMESTAMPTZ '{EARLIEST} 00:00:00+00' AND TIMESTAMPTZ '{latest}'"
+        out[f] = f"(CASE WHEN {ok} THEN v_{f} END)"
         reasons.append((
             f,
-            f"{r} IS NOT NULL AND {parsed} IS NULL",
+            f"r_{f} IS NOT NULL AND v_{f} IS NULL",
             quoted_msg(
-                f'field "{f}": cannot read ', r,
+                f'field "{f}": cannot read ', f"r_{f}",
                 f" as a timestamp (expected {fmt!r})" if fmt
                 else " as a timestamp (expected ISO 8601 such as 2024-03-01T14:05:00+01:00; "
                 "set [dates] format in a mapping file)",
@@ -197,56 +208,51 @@ def normalize_sql(
         ))
         reasons.append((
             f,
-            f"{parsed} < TIMESTAMPTZ '{EARLIEST}' OR "
-            f"{parsed} > now() + INTERVAL {LATEST_DAYS_AHEAD} DAY",
-            quoted_msg(f'field "{f}": impossible timestamp ', r,
+            f"v_{f} IS NOT NULL AND NOT ({ok})",
+            quoted_msg(f'field "{f}": impossible timestamp ', f"r_{f}",
                        f" (before {EARLIEST} or more than a year ahead)"),
         ))
-        out[f] = (
-            f"(CASE WHEN {parsed} >= TIMESTAMPTZ '{EARLIEST}' AND "
-            f"{parsed} <= now() + INTERVAL {LATEST_DAYS_AHEAD} DAY THEN {parsed} END)"
-        )
-    if "occurred_at" in fields_of:
-        reasons.append((
-            "occurred_at",
-            f"{txt('occurred_at')} IS NULL",
-            lit('field "occurred_at": missing (every interaction needs a time)'),
-        ))
+        if f == "occurred_at":
+            reasons.append((f, f"r_{f} IS NULL",
+                            lit('field "occurred_at": missing (every interaction needs a time)')))
 
-    # 5. amounts and currency
+    # 4. amounts and currency
     if "amount" in fields_of:
         r = txt("amount")
         clean = f"replace(replace({r}, ' ', ''), ',', '.')" if mapping.decimal == "," else r
-        amount = f"try_cast({clean} AS DECIMAL(18,4))"
-        out["amount"] = amount
+        inner["r_amount"] = r
+        inner["v_amount"] = f"try_cast({clean} AS DECIMAL(18,4))"
+        out["amount"] = "v_amount"
         reasons.append((
             "amount",
-            f"{r} IS NOT NULL AND {amount} IS NULL",
-            quoted_msg('field "amount": expected a number, got ', r,
+            "r_amount IS NOT NULL AND v_amount IS NULL",
+            quoted_msg('field "amount": expected a number, got ', "r_amount",
                        " (fix the cell, or map the value to empty in a mapping file)"),
         ))
-        cur = f"upper({txt('currency')})"
+        inner["r_currency"] = txt("currency")
+        inner["v_currency"] = f"upper({txt('currency')})"
         default_cur = lit(default_currency.upper()) if default_currency else "NULL"
         out["currency"] = (
-            f"(CASE WHEN {cur} IS NOT NULL THEN {cur} "
-            f"WHEN {amount} IS NOT NULL THEN {default_cur} END)"
+            f"(CASE WHEN v_currency IS NOT NULL THEN v_currency "
+            f"WHEN v_amount IS NOT NULL THEN {default_cur} END)"
         )
         reasons.append((
             "currency",
-            f"{cur} IS NOT NULL AND NOT regexp_full_match({cur}, '[A-Z]{{3}}')",
+            "v_currency IS NOT NULL AND NOT regexp_full_match(v_currency, '[A-Z]{3}')",
             quoted_msg('field "currency": expected a 3-letter ISO 4217 code, got ',
-                       txt("currency")),
+                       "r_currency"),
         ))
     if "email" in fields_of:
-        e = f"lower({txt('email')})"
-        out["email"] = f"(CASE WHEN {e} LIKE '%_@_%' THEN {e} END)"
+        inner["r_email"] = txt("email")
+        inner["v_email"] = f"lower({txt('email')})"
+        out["email"] = "(CASE WHEN v_email LIKE '%_@_%' THEN v_email END)"
         reasons.append((
             "email",
-            f"{e} IS NOT NULL AND {e} NOT LIKE '%_@_%'",
-            quoted_msg('field "email": not an e-mail address: ', txt("email")),
+            "v_email IS NOT NULL AND v_email NOT LIKE '%_@_%'",
+            quoted_msg('field "email": not an e-mail address: ', "r_email"),
         ))
 
-    # 6. attributes: a JSON attributes column, merged with every column nobody mapped
+    # 5. attributes: a JSON attributes column, merged with every column nobody mapped
     extras = [c for c in cols if c not in used and c != "__empty__"]
     base_attr = raw_expr.get("attributes")
     attr_json = None
@@ -265,7 +271,8 @@ def normalize_sql(
             f"nullif(json_merge_patch(coalesce({attr_json}, '{{}}'), coalesce({obj}, '{{}}'))"
             "::VARCHAR, '{}')" if attr_json else obj
         )
-    out["attributes"] = attr_json or "NULL::VARCHAR"
+    inner["v_attributes"] = attr_json or "NULL::VARCHAR"
+    out["attributes"] = "v_attributes"
     if "source" in fields_of and "source" not in raw_expr:
         out["source"] = lit(source_name)
 
@@ -291,4 +298,6 @@ def normalize_sql(
             + ", ".join(f"coalesce(CAST({p} AS VARCHAR), '')" for p in parts)
             + "))"
         )
-    return Projection(fields=out, reason=reason, first_field=first_field, raw=raw, id_expr=id_expr)
+    inner_sql = ", ".join(f"{e} AS {k}" for k, e in inner.items())
+    return Projection(inner=inner_sql, fields=out, reason=reason, first_field=first_field,
+                      raw=raw, id_expr=id_expr)
