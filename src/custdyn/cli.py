@@ -455,6 +455,22 @@ def demo(
     raise typer.Exit(code)
 
 
+
+def _register_extensions() -> None:
+    """Commands that live beside their rooms (features, text, analysis) join the app here."""
+    import importlib
+
+    for name in ("custdyn.cli_features", "custdyn.cli_text", "custdyn.cli_analysis"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+_register_extensions()
+
+
 def main() -> None:
     """Console entry point."""
     app()
