@@ -476,5 +476,7 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # run the imported module, so registered commands are on its app
+    from custdyn.cli import main as _main
+
+    _main()
