@@ -45,6 +45,8 @@ from custdyn.settings import Settings
 DB_FILE = "custdyn.duckdb"
 LOCK_FILE = "custdyn.lock"
 ENV_VAR = "CUSTDYN_WORKSPACE"
+#: DuckDB's memory during ingest; the rest spills to disk (override with CUSTDYN_INGEST_MEMORY).
+INGEST_MEMORY_LIMIT = os.environ.get("CUSTDYN_INGEST_MEMORY", "1GB")
 
 # --------------------------------------------------------------------------- migrations
 #: Ordered schema migrations. Each is (version, description, statements). Never edit a
@@ -423,6 +425,8 @@ class Workspace:
         # timestamps written without an offset are local to the mapping's or workspace's zone
         zone = mapping.timezone or src.implied.timezone or self.settings.timezone
         con.execute(f"SET TimeZone = {_sql_str(zone)}")
+        # bounded memory: what does not fit spills to the workspace's .tmp folder
+        con.execute(f"SET memory_limit = {_sql_str(INGEST_MEMORY_LIMIT)}")
         con.execute("BEGIN TRANSACTION")
         try:
             batch_id = int(con.execute("SELECT nextval('batch_seq')").fetchone()[0])  # type: ignore[index]
@@ -539,6 +543,7 @@ class Workspace:
             raise
         finally:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("RESET memory_limit")
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -546,12 +551,17 @@ class Workspace:
         con = self.con
         fields = ", ".join(q(f) for f in INTERACTION_FIELDS)
         n_valid = int(con.execute(f"SELECT count(*) FROM {valid}").fetchone()[0])  # type: ignore[index]
+        # the first of each id within the file, unless the workspace already has it
         con.execute(
             f"""INSERT INTO interactions
             SELECT {fields}, {batch_id} FROM {valid} s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM interactions i WHERE i.interaction_id = s.interaction_id)
-            QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY _row) = 1"""
+            LEFT JOIN (
+                SELECT interaction_id AS dup_id, min(_row) AS keep FROM {valid}
+                GROUP BY 1 HAVING count(*) > 1
+            ) d ON d.dup_id = s.interaction_id
+            WHERE (d.keep IS NULL OR s._row = d.keep)
+              AND NOT EXISTS (
+                SELECT 1 FROM interactions i WHERE i.interaction_id = s.interaction_id)"""
         )
         loaded = int(con.fetchone()[0])  # type: ignore[index]
         result.rows_loaded = loaded

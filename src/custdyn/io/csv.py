@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 from custdyn.errors import InputFormatError
 from custdyn.io.base import RESTART, Chunk, Restart, RowError, Source
 
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 16 << 20
 
 
 class CsvSource(Source):
