@@ -42,7 +42,7 @@ def _check_transaction_model(m, x: float, u: float, T: float, t: float) -> None:
     pm = m.probability_of_n_purchases(np.array([t, t, T]), np.array([0.0, x, 1.0]))
     assert np.all(np.isfinite(pm)) and np.all((pm >= 0) & (pm <= 1)), pm
     ll, g = m._loglik(np.array(list(m.params_.values())), (xs, np.minimum(txs, Ts), Ts))
-    m.__dict__.pop("_pair_cache", None)
+    m.__dict__.pop("_pair_caches", None)
     m.__dict__.pop("_uniq_cache", None)
     assert np.all(np.isfinite(ll)), ll
 

@@ -128,7 +128,7 @@ class BaseModel:
         customer (shrinks the parameters towards 0; useful for tiny data sets).
     max_iter : int, default 2000
         Maximum optimiser iterations.
-    tol : float, default 1e-10
+    tol : float, default 1e-9
         Convergence tolerance on the projected gradient of the mean log-likelihood.
     """
 
@@ -136,7 +136,7 @@ class BaseModel:
     _lower: tuple[float, ...] = ()
     _data_names: tuple[str, ...] = ()
 
-    def __init__(self, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-10) -> None:
+    def __init__(self, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-9) -> None:
         self.penalizer = float(penalizer)
         self.max_iter = int(max_iter)
         self.tol = float(tol)
@@ -179,12 +179,12 @@ class BaseModel:
     def _unique_index(self, x: FloatArray, slot: str = "x") -> tuple[FloatArray, NDArray[np.intp]]:
         """Distinct values of ``x`` and the inverse index, cached per ``slot`` for the array
         being fitted (terms that depend on one column only are computed once per value)."""
-        caches: dict[str, Any] = self.__dict__.setdefault("_uniq_cache", {})
-        cache = caches.get(slot)
+        caches: dict[Any, Any] = self.__dict__.setdefault("_uniq_cache", {})
+        cache = caches.get((slot, id(x)))
         if cache is not None and cache[0] is x:
             return cache[1], cache[2]
-        ux, inv = np.unique(x, return_inverse=True)
-        caches[slot] = (x, ux, inv.reshape(-1))
+        ux, inv = np.unique(x, return_inverse=True)  # with return_inverse: a sort, fast
+        caches[(slot, id(x))] = (x, ux, inv.reshape(-1))
         return ux, inv.reshape(-1)
 
     # ------------------------------------------------------------------ model hooks
@@ -201,10 +201,15 @@ class BaseModel:
         """Mean penalised negative log-likelihood and its gradient in unconstrained space."""
         theta = self._to_natural(u)
         with np.errstate(all="ignore"):
-            ll, g = self._loglik(theta, data)
-            # elementwise products and sums: no BLAS call, whose threads fight on busy machines
-            f = -float((weights * ll).sum()) / wsum
-            grad_nat = -(g * weights).sum(axis=1) / wsum
+            if hasattr(self, "_loglik_sum"):
+                ll_sum, g_sum = self._loglik_sum(theta, data, weights)
+                f = -ll_sum / wsum
+                grad_nat = -g_sum / wsum
+            else:
+                ll, g = self._loglik(theta, data)
+                # elementwise products and sums: no BLAS call, whose threads fight on busy machines
+                f = -float((weights * ll).sum()) / wsum
+                grad_nat = -(g * weights).sum(axis=1) / wsum
         if self.penalizer:
             f += self.penalizer * float(theta @ theta)
             grad_nat = grad_nat + 2.0 * self.penalizer * theta
@@ -214,21 +219,82 @@ class BaseModel:
         return f, grad
 
     def _hessian_u(
-        self, u: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, wsum: float
+        self,
+        u: FloatArray,
+        data: tuple[FloatArray, ...],
+        weights: FloatArray,
+        wsum: float,
+        grad: FloatArray | None = None,
     ) -> FloatArray:
-        """Hessian of the mean objective in unconstrained space (central differences of the
-        analytic gradient)."""
+        """Hessian of the mean objective in unconstrained space: differences of the analytic
+        gradient (forward differences when the gradient at ``u`` is given, else central)."""
         k = len(u)
         h = np.empty((k, k))
         for j in range(k):
-            step = 1e-5 * max(1.0, abs(u[j]))
-            up, dn = u.copy(), u.copy()
+            step = 1e-6 * max(1.0, abs(u[j]))
+            up = u.copy()
             up[j] += step
-            dn[j] -= step
-            h[:, j] = (self._objective(up, data, weights, wsum)[1] - self._objective(dn, data, weights, wsum)[1]) / (
-                2 * step
-            )
+            g_up = self._objective(up, data, weights, wsum)[1]
+            if grad is not None:
+                h[:, j] = (g_up - grad) / step
+            else:
+                dn = u.copy()
+                dn[j] -= step
+                h[:, j] = (g_up - self._objective(dn, data, weights, wsum)[1]) / (2 * step)
         return 0.5 * (h + h.T)
+
+    def _newton(
+        self,
+        u: FloatArray,
+        data: tuple[FloatArray, ...],
+        w: FloatArray,
+        wsum: float,
+        tol: float,
+        max_steps: int = 25,
+        hess_data: tuple[tuple[FloatArray, ...], FloatArray] | None = None,
+    ) -> tuple[FloatArray, float, FloatArray, FloatArray | None, int]:
+        """Newton steps with the finite-difference Hessian of the analytic gradient and a
+        backtracking line search; a Hessian that is not positive definite is shifted
+        (Levenberg-Marquardt). With ``hess_data`` the Hessian comes from that (sub)sample
+        (cheap; the steps converge linearly) and the returned Hessian is None.
+        Returns ``(u, f, g, hessian, steps)``; the Hessian is the last one computed on ``data``,
+        taken at ``u`` or a short step before it (good for the covariance)."""
+        f, g = self._objective(u, data, w, wsum)
+        hess: FloatArray | None = None
+        steps = 0
+        for _ in range(max_steps):
+            if hess_data is None:
+                hess = self._hessian_u(u, data, w, wsum, grad=g)
+                h_use = hess
+            else:
+                h_use = self._hessian_u(u, hess_data[0], hess_data[1], wsum)
+            if np.max(np.abs(g)) < tol:
+                break
+            h_use = 0.5 * (h_use + h_use.T)
+            lam = float(np.linalg.eigvalsh(h_use)[0])
+            scale = float(np.max(np.abs(np.diag(h_use)))) or 1.0
+            if lam <= 1e-10 * scale:
+                h_use = h_use + (1e-6 * scale - lam) * np.eye(self._k)
+            try:
+                step = -np.linalg.solve(h_use, g)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(step)) or g @ step >= 0:
+                break
+            t = 1.0
+            while t > 1e-6:
+                cand = np.clip(u + t * step, -25, 25)
+                fc, gc = self._objective(cand, data, w, wsum)
+                if fc <= f:
+                    u, f, g = cand, fc, gc
+                    break
+                t *= 0.5
+            else:
+                break
+            steps += 1
+            if np.max(np.abs(g)) < tol or np.max(np.abs(t * step)) < 1e-7:
+                break
+        return u, f, g, hess, steps
 
     def _fit_arrays(self, data: tuple[FloatArray, ...], weights: FloatArray | None) -> BaseModel:
         """Compress ``data``, maximise the likelihood, fill the fitted attributes."""
@@ -249,6 +315,9 @@ class BaseModel:
         self.n_rows_ = len(w)
 
         u0 = self._to_unconstrained(self._initial(udata, w))
+        warm = False
+        sub: tuple[FloatArray, ...] = udata
+        ws = w
         if len(w) > 40_000:
             # Deterministic warm start: fit a systematic 1-in-k subsample of the distinct rows
             # (weights scaled by k) first, then polish on everything.
@@ -266,6 +335,7 @@ class BaseModel:
             )
             if np.isfinite(res0.fun) and res0.fun < 1e299:
                 u0 = np.asarray(res0.x, dtype=float)
+                warm = True
         bounds = [(-25.0, 25.0)] * self._k
         n_iter = 0
         best_u, best_f = u0, self._objective(u0, udata, w, wsum)[0]
@@ -273,46 +343,30 @@ class BaseModel:
         best_h: FloatArray | None = None
         message = ""
         for attempt in range(3):
-            start = best_u if attempt == 0 else best_u + 0.5 * (-1) ** attempt
-            res = optimize.minimize(
-                self._objective,
-                start,
-                args=(udata, w, wsum),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": self.max_iter, "ftol": 1e-14, "gtol": 1e-6, "maxcor": 20},
-            )
-            n_iter += int(res.nit)
-            message = str(res.message)
-            u = np.asarray(res.x, dtype=float) if res.fun <= best_f else best_u
-            # Newton polish with the finite-difference Hessian of the analytic gradient; the
-            # last Hessian also gives the covariance.
-            f, g = self._objective(u, udata, w, wsum)
-            hess: FloatArray | None = None
-            for _ in range(25):
-                hess = self._hessian_u(u, udata, w, wsum)
-                if np.max(np.abs(g)) < self.tol:
-                    break
-                try:
-                    step = -np.linalg.solve(hess + 1e-12 * np.eye(self._k), g)
-                except np.linalg.LinAlgError:
-                    break
-                if not np.all(np.isfinite(step)) or g @ step >= 0:
-                    break
-                t = 1.0
-                while t > 1e-6:
-                    cand = np.clip(u + t * step, -25, 25)
-                    fc, gc = self._objective(cand, udata, w, wsum)
-                    if fc <= f:
-                        u, f, g = cand, fc, gc
-                        break
-                    t *= 0.5
-                else:
-                    break
-                n_iter += 1
-                if np.max(np.abs(t * step)) < 1e-7 or np.max(np.abs(g)) < self.tol:
-                    break  # tiny step: the Hessian just computed is still accurate
+            if attempt == 0 and warm:
+                # from the subsample's optimum Newton converges in a few steps
+                u = best_u
+                message = "Newton from the subsample fit"
+            else:
+                start = best_u if attempt <= 1 else best_u + 0.5 * (-1) ** attempt
+                res = optimize.minimize(
+                    self._objective,
+                    start,
+                    args=(udata, w, wsum),
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=bounds,
+                    options={"maxiter": self.max_iter, "ftol": 1e-14, "gtol": 1e-6, "maxcor": 20},
+                )
+                n_iter += int(res.nit)
+                message = str(res.message)
+                u = np.asarray(res.x, dtype=float) if res.fun <= best_f else best_u
+            if attempt == 0 and warm:
+                # Newton with the subsample's Hessian: one full-data gradient per step
+                u, f, g, _, steps = self._newton(u, udata, w, wsum, self.tol, 40, (sub, ws))
+                n_iter += steps
+            u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol)
+            n_iter += steps
             if f <= best_f:
                 best_u, best_f, best_g, best_h = u, f, g, hess
             if float(np.max(np.abs(best_g))) < max(self.tol, 1e-7) and np.all(np.abs(best_u) < 24.9):
@@ -334,7 +388,7 @@ class BaseModel:
         # Covariance via the Hessian of the total log-likelihood in log space, then the delta
         # method: cov(theta) = D cov(u) D with D = diag(theta - lower).
         if best_h is None:
-            best_h = self._hessian_u(best_u, udata, w, wsum)
+            best_h = self._hessian_u(best_u, udata, w, wsum, grad=best_g)
         hess_u = best_h * wsum
         jac = theta - np.asarray(self._lower)
         try:

@@ -38,7 +38,7 @@ class GammaGamma(BaseModel):
     _data_names = ("frequency", "monetary_value")
 
     def __init__(
-        self, q_constraint: bool = True, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-10
+        self, q_constraint: bool = True, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-9
     ) -> None:
         super().__init__(penalizer=penalizer, max_iter=max_iter, tol=tol)
         self.q_constraint = bool(q_constraint)

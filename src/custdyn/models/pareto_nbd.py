@@ -51,6 +51,40 @@ def _log_f(b: FloatArray, c: FloatArray, z: FloatArray) -> FloatArray:
     return np.clip(lf, lo, hi)
 
 
+def _series_log_f(
+    b: FloatArray, c: FloatArray, z: FloatArray, max_terms: int = 200
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """``log F``, ``d log F / db``, ``d log F / dc`` and ``d log F / dz`` for
+    ``F = 2F1(1, b; c; z) = sum_n (b)_n / (c)_n z^n`` (``0 <= z <= 0.3``, ``c > b > 0``) from
+    the series of positive terms and its term-by-term derivatives, in one pass."""
+    m = len(b)
+    total = np.ones(m)
+    s_b = np.zeros(m)
+    s_c = np.zeros(m)
+    s_z = np.zeros(m)
+    term = np.ones(m)
+    hb = np.zeros(m)
+    hc = np.zeros(m)
+    idx = np.arange(m)
+    bb, cc, zz = b.copy(), c.copy(), z.copy()
+    for n in range(1, max_terms + 1):
+        hb += 1.0 / (bb + (n - 1))
+        hc += 1.0 / (cc + (n - 1))
+        term = term * (bb + (n - 1)) / (cc + (n - 1)) * zz
+        total[idx] += term
+        s_b[idx] += term * hb
+        s_c[idx] += term * hc
+        s_z[idx] += n * term
+        live = term > 1e-17 * total[idx]
+        if not np.all(live):
+            if not np.any(live):
+                break
+            idx, term, hb, hc, bb, cc, zz = idx[live], term[live], hb[live], hc[live], bb[live], cc[live], zz[live]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_z = np.where(z > 0, s_z / (np.where(z > 0, z, 1.0) * total), b / c)
+    return np.log(total), s_b / total, -s_c / total, d_z
+
+
 def _log_g_and_grad(
     r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray, grad: bool = True
 ) -> tuple[FloatArray, FloatArray | None]:
@@ -59,21 +93,31 @@ def _log_g_and_grad(
     if alpha >= beta:
         b = r + x
         z = (alpha - beta) / (alpha + t)
-        lg = _log_f(b, c, z)
+        lf = _log_f(b, c, z)
+        lg = lf
     else:
         b = np.full_like(x, s + 1.0)
         z = (beta - alpha) / (beta + t)
-        lg = np.log(alpha + t) - np.log(beta + t) + _log_f(b, c, z)
+        lf = _log_f(b, c, z)
+        lg = np.log(alpha + t) - np.log(beta + t) + lf
     if not grad:
         return lg, None
-    lf = _log_f(b, c, z)
-    hb = 1e-6 * np.maximum(1.0, b)
-    hc = 1e-6 * np.maximum(1.0, c)
-    d_b = (_log_f(b + hb, c, z) - _log_f(b - hb, c, z)) / (2 * hb)
-    d_c = (_log_f(b, c + hc, z) - _log_f(b, c - hc, z)) / (2 * hc)
-    with np.errstate(all="ignore"):
-        fz = b / c * special.hyp2f1(2.0, b + 1.0, c + 1.0, z)
-        d_z = np.where(z > 0, fz * np.exp(-lf), b / c)
+    d_b = np.empty_like(z)
+    d_c = np.empty_like(z)
+    d_z = np.empty_like(z)
+    near = z > 0.3  # the series needs > 35 terms: scipy's value, central differences in b, c
+    far = ~near
+    if np.any(far):
+        _, d_b[far], d_c[far], d_z[far] = _series_log_f(b[far], c[far], z[far])
+    if np.any(near):
+        bn, cn, zn, lfn = b[near], c[near], z[near], lf[near]
+        hb = 1e-6 * np.maximum(1.0, bn)
+        hc = 1e-6 * np.maximum(1.0, cn)
+        d_b[near] = (_log_f(bn + hb, cn, zn) - _log_f(bn - hb, cn, zn)) / (2 * hb)
+        d_c[near] = (_log_f(bn, cn + hc, zn) - _log_f(bn, cn - hc, zn)) / (2 * hc)
+        with np.errstate(all="ignore"):
+            fz = bn / cn * special.hyp2f1(2.0, bn + 1.0, cn + 1.0, zn)
+            d_z[near] = fz * np.exp(-lfn)
     d_z = np.where(np.isfinite(d_z), d_z, 0.0)
     g = np.empty((4, len(x)))
     if alpha >= beta:
@@ -113,14 +157,15 @@ class ParetoNBD(TransactionModel):
 
     def _pairs(self, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray, np.ndarray, np.ndarray]:
         """Distinct (x, t) pairs over (x, t_x) and (x, T), cached per data set."""
-        cache: Any = getattr(self, "_pair_cache", None)
+        caches: dict[int, Any] = self.__dict__.setdefault("_pair_caches", {})
+        cache: Any = caches.get(id(data[0]))
         if cache is not None and cache[0] is data[0]:
             return cache[1]
         x, tx, big_t = data
         n = len(x)
         (ux, ut), _, inv = compress_rows([np.concatenate([x, x]), np.concatenate([tx, big_t])])
         out = (ux, ut, inv[:n], inv[n:])
-        self._pair_cache: Any = (data[0], out)
+        caches[id(data[0])] = (data[0], out)
         return out
 
     def _log_terms(
@@ -202,6 +247,55 @@ class ParetoNBD(TransactionModel):
         g[3] = hx * (gg[3][ix] - s * ibx) - ht * gg[3][it] - kt * s * ibt + s / beta
         return ll, g
 
+    def _loglik_sum(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Weighted sum of :meth:`_loglik` and of its gradient, shape (4,), computed without
+        per-row gradient arrays: per-row weights are accumulated per distinct (x, t) pair
+        (``bincount``) and combined with the per-pair derivatives."""
+        r, alpha, s, beta = (float(p) for p in params)
+        x, tx, big_t = data
+        ux, inv = self._unique_index(x)
+        px, pt, ix, it = self._pairs(data)
+        npair = len(px)
+        wcaches: dict[int, Any] = self.__dict__.setdefault("_wx_caches", {})
+        cache: Any = wcaches.get(id(weights))
+        if cache is None or cache[0] is not weights:
+            cache = (weights, np.bincount(inv, weights=weights, minlength=len(ux)), float(weights.sum()))
+            wcaches[id(weights)] = cache
+        wx, wsum = cache[1], cache[2]
+        lg, gg = _log_g_and_grad(r, alpha, s, beta, px, pt, True)
+        assert gg is not None
+        la, lb = np.log(alpha + pt), np.log(beta + pt)
+        a_terms = (la, (r + px) / (alpha + pt), lb, s / (beta + pt))
+        lh = -(r + px) * la - s * lb + lg
+        lhx, lht, lgt = lh[ix], lh[it], lg[it]
+        rho = np.exp(np.minimum(lht - lhx, 0.0))
+        rsx = 1.0 / (r + s + ux)
+        c = (s * rsx)[inv]
+        rho_g = rho * np.exp(-lgt)
+        q = rho_g + c * (1.0 - rho)
+        const = special.gammaln(r + ux) - special.gammaln(r)
+        ll_sum = float(wx @ const) + wsum * (r * np.log(alpha) + s * np.log(beta)) + float(
+            (weights * (lhx + np.log(q))).sum()
+        )
+        iq = weights / q
+        hxw = c * iq
+        htw = hxw * rho
+        ktw = rho_g * iq - htw
+        bx = np.bincount(ix, weights=hxw, minlength=npair)
+        bth = np.bincount(it, weights=htw, minlength=npair)
+        btk = np.bincount(it, weights=ktw, minlength=npair)
+        wd_x = np.bincount(inv, weights=hxw - htw, minlength=len(ux))
+        g = np.empty(4)
+        for j in range(4):
+            g[j] = float((bx * (gg[j] - a_terms[j]) - bth * gg[j] - btk * a_terms[j]).sum())
+        g[0] += float((wx * (special.digamma(r + ux) - special.digamma(r)) - wd_x * rsx).sum()) + wsum * np.log(alpha)
+        g[1] += wsum * r / alpha
+        g[2] += float((wd_x * (1.0 / s - rsx)).sum()) + wsum * np.log(beta)
+        g[3] += wsum * s / beta
+        return ll_sum, g
+
     # -------------------------------------------------------------- predictions
     def p_alive(
         self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike = 0.0
@@ -222,9 +316,9 @@ class ParetoNBD(TransactionModel):
         x, tx, big_t = check_rfm(frequency, recency, T)
         t = np.broadcast_to(as_float_array(t, "t"), x.shape)
         data = (x, tx, big_t)
-        self._pair_cache = None
+        self.__dict__.pop("_pair_caches", None)
         le1, lc, lhx, lht, _, _ = self._log_terms(params, data, False)
-        self._pair_cache = None
+        self.__dict__.pop("_pair_caches", None)
         lb, _ = self._log_bracket(le1, lc, lhx, lht)
         with np.errstate(all="ignore"):
             out = np.exp(le1 - lb - s * np.log1p(t / (beta + big_t)))

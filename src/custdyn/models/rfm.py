@@ -38,14 +38,21 @@ def _column(frame: Any, name: str) -> np.ndarray:
 
 def _to_days(values: np.ndarray) -> NDArray[np.float64]:
     """Datetimes (numpy/pandas/polars/arrow, or ISO strings) as float days since 1970-01-01."""
+    ns = _to_ns(values)
+    if ns is None:
+        return values.astype(np.float64)  # already numeric days
+    return ns / _DAY_NS
+
+
+def _to_ns(values: np.ndarray) -> NDArray[np.int64] | None:
+    """Datetimes as int64 nanoseconds since the epoch; None for numeric input (days)."""
     if values.dtype.kind not in "Mm":
         if values.dtype.kind in "iuf":
-            return values.astype(np.float64)  # already numeric days
+            return None
         import pandas as pd  # edge: parse strings / python objects
 
         values = pd.to_datetime(values).to_numpy()
-    ns = values.astype("datetime64[ns]").astype(np.int64)
-    return ns / _DAY_NS
+    return values.astype("datetime64[ns]", copy=False).view(np.int64)
 
 
 def _scalar_days(value: Any) -> float:
@@ -56,6 +63,14 @@ def _scalar_days(value: Any) -> float:
 
 def _factorize(ids: np.ndarray) -> tuple[NDArray[np.int64], np.ndarray]:
     """Codes 0..k-1 (in sorted id order) and the distinct ids."""
+    if ids.dtype.kind in "iu" and len(ids):
+        lo, hi = int(ids.min()), int(ids.max())
+        if hi - lo <= 4 * len(ids) + 1024:  # dense integer ids: direct addressing, no hashing
+            off = (ids - lo).astype(np.int64)
+            seen = np.zeros(hi - lo + 1, dtype=bool)
+            seen[off] = True
+            code_of = np.cumsum(seen) - 1
+            return code_of[off].astype(np.int64), (np.flatnonzero(seen) + lo).astype(ids.dtype)
     import pandas as pd  # hashing factorizer; edge conversion only
 
     codes, uniques = pd.factorize(ids, sort=True)
@@ -80,16 +95,10 @@ def _events(
         day = np.floor(days).astype(np.int64)
         dmin = int(day.min()) if len(day) else 0
         span = int(day.max()) - dmin + 1 if len(day) else 1
-        key = codes * span + (day - dmin)
-        if amount is None:
-            uk = np.unique(key)
-            return uk // span, (uk % span + dmin).astype(np.float64), None
-        order = np.argsort(key, kind="stable")
-        sk = key[order]
-        starts = _segments(sk)
-        uk = sk[starts]
-        amt = np.add.reduceat(amount[order], starts) if len(starts) else np.zeros(0)
-        return uk // span, (uk % span + dmin).astype(np.float64), amt
+        key = np.sort(codes * span + (day - dmin))
+        uk = key[_segments(key)]
+        # amounts are summed per customer by the caller (bincount), no argsort needed
+        return uk // span, (uk % span + dmin).astype(np.float64), None
     order = np.lexsort((days, codes))
     return codes[order], days[order], None if amount is None else amount[order]
 
@@ -174,12 +183,24 @@ def rfm_summary(
     if not np.all(keep):
         codes, days = codes[keep], days[keep]
         amount = None if amount is None else amount[keep]
-    ec, et, ea = _events(codes, days, amount, merge_same_day)
+    ec, et, ea = _events(codes, days, None if merge_same_day else amount, merge_same_day)
     cut = end if calibration_end is None else _scalar_days(calibration_end)
     if calibration_end is not None and merge_same_day:
         cut = float(np.floor(cut))
     in_cal = et < cut + 1.0 if merge_same_day else et <= cut
     cal = _per_customer(ec[in_cal], et[in_cal], None if ea is None else ea[in_cal], n_cust)
+    hold = None
+    if calibration_end is not None:
+        hold = _per_customer(ec[~in_cal], et[~in_cal], None if ea is None else ea[~in_cal], n_cust)
+    if amount is not None and merge_same_day:
+        # per-customer sums straight from the rows: calibration total, first-day amount, holdout
+        row_day = np.floor(days)
+        row_cal = row_day < cut + 1.0
+        cal["total"] = np.bincount(codes[row_cal], weights=amount[row_cal], minlength=n_cust)
+        is_first = row_cal & (row_day == cal["first"][codes])
+        cal["first_amount"] = np.bincount(codes[is_first], weights=amount[is_first], minlength=n_cust)
+        if hold is not None:
+            hold["total"] = np.bincount(codes[~row_cal], weights=amount[~row_cal], minlength=n_cust)
     present = cal["count"] > 0
 
     count = cal["count"][present]
@@ -190,15 +211,14 @@ def rfm_summary(
         "recency": (cal["last"][present] - first) / unit,
         "T": (cut - first) / unit,
     }
-    if ea is not None:
+    if amount is not None:
         rep = cal["total"][present] - cal["first_amount"][present]
         with np.errstate(invalid="ignore", divide="ignore"):
             cols["monetary_value"] = np.where(freq > 0, rep / np.maximum(freq, 1.0), 0.0)
-    if calibration_end is not None:
-        hold = _per_customer(ec[~in_cal], et[~in_cal], None if ea is None else ea[~in_cal], n_cust)
+    if hold is not None:
         fh = hold["count"][present]
         cols["frequency_holdout"] = fh
-        if ea is not None:
+        if amount is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 cols["monetary_value_holdout"] = np.where(fh > 0, hold["total"][present] / np.maximum(fh, 1.0), 0.0)
         cols["duration_holdout"] = np.full(len(fh), (end - cut) / unit)
