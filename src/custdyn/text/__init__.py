@@ -1,0 +1,42 @@
+"""Text signals, offline and multilingual: language, sentiment, Plutchik's eight emotions,
+competitor mentions with intent to switch, and feedback themes.
+
+>>> from custdyn.text import TextAnalyzer, CompetitorMatcher
+>>> TextAnalyzer(engine="bulk").version.startswith("bulk:")
+True
+"""
+
+from __future__ import annotations
+
+from custdyn.text._langid import detect as detect_language
+from custdyn.text.analyzer import ANALYSIS_SCHEMA, TextAnalyzer
+from custdyn.text.competitors import CompetitorMatcher, intent_to_switch
+from custdyn.text.engines import make_engine
+from custdyn.text.evaluation import (
+    eval_text_main,
+    evaluate_sentiment,
+    read_labelled,
+    render_report,
+    report_to_json,
+)
+from custdyn.text.signals import enrich_batches, score_interactions
+from custdyn.text.themes import ThemeModel, adjusted_rand_index, purity
+
+__all__ = [
+    "ANALYSIS_SCHEMA",
+    "CompetitorMatcher",
+    "TextAnalyzer",
+    "ThemeModel",
+    "adjusted_rand_index",
+    "detect_language",
+    "enrich_batches",
+    "eval_text_main",
+    "evaluate_sentiment",
+    "intent_to_switch",
+    "make_engine",
+    "purity",
+    "read_labelled",
+    "render_report",
+    "report_to_json",
+    "score_interactions",
+]

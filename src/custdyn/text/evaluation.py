@@ -1,0 +1,222 @@
+"""Evaluation harness: three-class sentiment macro-F1 per language with bootstrap intervals.
+
+``custdyn eval-text FILE`` calls :func:`eval_text_main`; the Python API is
+:func:`evaluate_sentiment`, :func:`render_report` (a plain-text table) and
+:func:`report_to_json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from custdyn.schema import SENTIMENTS
+
+__all__ = [
+    "eval_text_main",
+    "evaluate_sentiment",
+    "macro_f1",
+    "normalize_label",
+    "read_labelled",
+    "render_report",
+    "report_to_json",
+]
+
+_LABELS = {
+    "negative": 0, "neg": 0, "-1": 0, "bad": 0, "negativo": 0, "negativ": 0, "negatibo": 0,
+    "neutral": 1, "neu": 1, "0": 1, "neutro": 1, "nøytral": 1, "mixed": 1,
+    "positive": 2, "pos": 2, "1": 2, "+1": 2, "good": 2, "positivo": 2, "positiv": 2, "positibo": 2,
+}  # fmt: skip
+
+
+def normalize_label(label: object) -> int:
+    """Index into SENTIMENTS of a label spelt as a name, abbreviation or -1/0/1."""
+    key = str(label).strip().lower()
+    if key in _LABELS:
+        return _LABELS[key]
+    raise ValueError(f"unknown sentiment label {label!r}: use negative, neutral or positive")
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 3) -> float:
+    """Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred``."""
+    f1s = []
+    for c in range(n_classes):
+        t, p = y_true == c, y_pred == c
+        if not t.any() and not p.any():
+            continue
+        tp = float(np.sum(t & p))
+        denom = float(t.sum() + p.sum())
+        f1s.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1s)) if f1s else float("nan")
+
+
+def _bootstrap(
+    y_true: np.ndarray, y_pred: np.ndarray, n_boot: int, seed: int
+) -> tuple[float, float]:
+    if len(y_true) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        i = rng.integers(0, n, n)
+        stats[b] = macro_f1(y_true[i], y_pred[i])
+    lo, hi = np.nanpercentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _score(y_true: np.ndarray, y_pred: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    lo, hi = _bootstrap(y_true, y_pred, n_boot, seed)
+    return {
+        "n": int(len(y_true)),
+        "macro_f1": macro_f1(y_true, y_pred),
+        "ci_low": lo,
+        "ci_high": hi,
+        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
+        "support": {s: int(np.sum(y_true == k)) for k, s in enumerate(SENTIMENTS)},
+    }
+
+
+def evaluate_sentiment(
+    texts: Sequence[str],
+    labels: Sequence[object],
+    languages: Sequence[str | None] | None = None,
+    engine: Any = "default",
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score an engine on labelled texts.
+
+    ``labels``: negative / neutral / positive (or neg/neu/pos, -1/0/1). ``languages``: ISO
+    639-1 per text; None detects them. ``engine``: a name, an engine or a
+    :class:`~custdyn.text.TextAnalyzer`. Returns ``{"engine", "overall", "per_language"}``, each
+    score a dict with ``n``, ``macro_f1``, the 95 % percentile-bootstrap interval
+    ``ci_low``/``ci_high`` (``n_boot`` resamples), ``accuracy`` and per-class ``support``.
+    """
+    from custdyn.text.analyzer import TextAnalyzer
+
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    ta = engine if isinstance(engine, TextAnalyzer) else TextAnalyzer(engine=engine)
+    y_true = np.array([normalize_label(x) for x in labels], np.int64)
+    table = ta.analyze(list(texts), language=list(languages) if languages is not None else None)
+    pred = table.column("sentiment").to_pylist()
+    y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
+    langs = [lang or "und" for lang in table.column("language").to_pylist()]
+    per: dict[str, Any] = {}
+    for lang in sorted(set(langs)):
+        m = np.array([x == lang for x in langs])
+        per[lang] = _score(y_true[m], y_pred[m], n_boot, seed)
+    return {
+        "engine": ta.version,
+        "overall": _score(y_true, y_pred, n_boot, seed),
+        "per_language": per,
+    }
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """A plain-text table of a report from :func:`evaluate_sentiment`."""
+    rows = [("language", "n", "macro-F1", "95% CI", "accuracy")]
+    items = list(report["per_language"].items()) + [("all", report["overall"])]
+    for lang, s in items:
+        rows.append(
+            (
+                lang,
+                str(s["n"]),
+                f"{s['macro_f1']:.3f}",
+                f"{s['ci_low']:.3f}-{s['ci_high']:.3f}",
+                f"{s['accuracy']:.3f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"engine: {report['engine']}"]
+    for k, r in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report_to_json(report: dict[str, Any]) -> str:
+    """The report as JSON text (NaN written as null)."""
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        return o
+
+    return json.dumps(clean(report), indent=2, ensure_ascii=False)
+
+
+def read_labelled(path: str | Path) -> tuple[list[str], list[str], list[str | None] | None]:
+    """Texts, labels and (if the file has a ``language`` column) languages from a labelled file.
+
+    Formats by extension: .csv, .tsv/.txt (tab-separated), .jsonl/.ndjson, .json (a list of
+    objects), .parquet. Columns: ``text``, ``label`` and optionally ``language``
+    (``lang`` also accepted).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        records = pq.read_table(p).to_pylist()
+    elif suffix in (".jsonl", ".ndjson"):
+        records = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    elif suffix == ".json":
+        records = json.loads(p.read_text(encoding="utf-8"))
+    else:
+        import csv
+
+        delim = "," if suffix == ".csv" else "\t"
+        with open(p, encoding="utf-8", newline="") as f:
+            records = list(
+                csv.DictReader(
+                    f,
+                    delimiter=delim,
+                    quoting=csv.QUOTE_MINIMAL if delim == "," else csv.QUOTE_NONE,
+                )
+            )
+    if not records:
+        raise ValueError(f"{p}: no rows")
+    keys = {k.lower(): k for k in records[0]}
+    tk = keys.get("text") or keys.get("tweet") or keys.get("sentence")
+    lk = keys.get("label") or keys.get("sentiment")
+    if tk is None or lk is None:
+        raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(records[0])}")
+    gk = keys.get("language") or keys.get("lang")
+    texts = [str(r[tk] or "") for r in records]
+    labels = [str(r[lk]) for r in records]
+    langs = [(str(r[gk]) if r[gk] else None) for r in records] if gk else None
+    return texts, labels, langs
+
+
+def eval_text_main(argv: list[str] | None = None) -> int:
+    """``custdyn eval-text FILE [--engine NAME] [--json] [--n-boot N]``: print macro-F1 per language."""
+    ap = argparse.ArgumentParser(prog="custdyn eval-text", description=eval_text_main.__doc__)
+    ap.add_argument("file", type=Path)
+    ap.add_argument("--engine", default="default")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args(argv)
+    texts, labels, langs = read_labelled(args.file)
+    report = evaluate_sentiment(texts, labels, langs, engine=args.engine, n_boot=args.n_boot)
+    print(report_to_json(report) if args.json else render_report(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(eval_text_main())

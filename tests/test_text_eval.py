@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
+from custdyn.text.evaluation import eval_text_main, macro_f1, normalize_label
+
+
+def test_macro_f1_reference():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert macro_f1(y, y) == 1.0
+    p = np.array([0, 1, 1, 1, 2, 0])
+    # per class F1: neg 0.5, neu 0.8, pos 0.667
+    assert macro_f1(y, p) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_label_spellings():
+    assert [normalize_label(x) for x in ["NEG", "neutral", "+1", "positivo", -1]] == [0, 1, 2, 2, 0]
+    with pytest.raises(ValueError):
+        normalize_label("meh")
+
+
+def test_report_per_language(tmp_path, capsys):
+    rows = [
+        ("I love it, fantastic service", "positive", "en"),
+        ("Terrible, I want my money back", "negative", "en"),
+        ("The order number is 1234", "neutral", "en"),
+        ("Adorei, excelente atendimento", "positive", "pt"),
+        ("Horrível, quero o meu dinheiro de volta", "negative", "pt"),
+        ("O número da encomenda é 1234", "neutral", "pt"),
+    ]
+    texts, labels, langs = (list(c) for c in zip(*rows, strict=True))
+    report = evaluate_sentiment(texts, labels, langs, engine="bulk", n_boot=50)
+    assert set(report["per_language"]) == {"en", "pt"}
+    assert report["overall"]["n"] == 6
+    s = report["per_language"]["en"]
+    assert s["n"] == 3 and 0 <= s["ci_low"] <= s["macro_f1"] + 1e-9 and s["ci_high"] <= 1
+    assert "macro-F1" in render_report(report)
+    assert json.loads(report_to_json(report))["engine"].startswith("bulk:")
+
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label,language\n" + "\n".join(f'"{t}",{y},{g}' for t, y, g in rows))
+    t2, y2, g2 = read_labelled(path)
+    assert t2 == texts and y2 == labels and g2 == langs
+    assert eval_text_main([str(path), "--engine", "bulk", "--n-boot", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["overall"]["n"] == 6
+
+    jl = tmp_path / "l.jsonl"
+    jl.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y, _ in rows))
+    assert read_labelled(jl)[2] is None
+
+
+def test_mismatched_lengths():
+    with pytest.raises(ValueError):
+        evaluate_sentiment(["a"], ["positive", "negative"], engine="bulk")
