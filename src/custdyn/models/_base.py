@@ -88,11 +88,18 @@ def compress_rows(
             bits = c.view(np.uint64)
             h = (h ^ (bits + np.uint64(0x9E3779B97F4A7C15 + k))) * np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(31)
-    uh, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    order = np.argsort(h)  # grouping only: an unstable sort is fine
+    sh = h[order]
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(sh[1:], sh[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(change) - 1
+    first = order[starts]
     ucols = [c[first] for c in cols]
     if all(np.array_equal(uc[inverse], c) for uc, c in zip(ucols, cols, strict=True)):
-        uw = np.asarray(np.bincount(inverse, weights=w, minlength=len(uh)), dtype=np.float64)
+        uw = np.asarray(np.bincount(inverse, weights=w, minlength=len(starts)), dtype=np.float64)
         return ucols, uw, inverse
     order = np.lexsort(tuple(cols[::-1]))
     change = np.zeros(n, dtype=bool)
@@ -669,6 +676,62 @@ class TransactionModel(BaseModel):
         frequency, recency, T : arrays, shape (n,)
         """
         raise NotImplementedError
+
+
+def bg_family_sum(
+    model: BaseModel,
+    r: float,
+    alpha: float,
+    a: float,
+    data: tuple[FloatArray, ...],
+    weights: FloatArray,
+    per_x: dict[str, FloatArray],
+) -> tuple[float, FloatArray]:
+    """Weighted log-likelihood and gradient (r, alpha, a, b) of BG/NBD-type models.
+
+    Each row's likelihood is ``exp(lg_x) [(alpha+T)^-(r+x) + exp(c4_x) (alpha+t_x)^-(r+x)]``.
+    ``per_x`` holds per distinct frequency: ``lg`` (includes ``r log alpha``), ``c4``
+    (``-inf`` where the second term is absent), ``ib`` (minus ``d c4 / d b``) and the
+    derivatives ``dr`` (includes ``log alpha``), ``da``, ``db`` of ``lg``. Per-row work is a
+    few passes; sums over rows go through ``bincount`` per distinct T / recency / frequency.
+    """
+    x, tx, big_t = data
+    ux, inv = model._unique_index(x)
+    ut, it = model._unique_index(big_t, "T")
+    us, is_ = model._unique_index(tx, "recency")
+    caches: dict[int, Any] = model.__dict__.setdefault("_bg_w_caches", {})
+    cache = caches.get(id(weights))
+    if cache is None or cache[0] is not weights:
+        cache = (
+            weights,
+            np.bincount(inv, weights=weights, minlength=len(ux)),
+            np.bincount(it, weights=weights, minlength=len(ut)),
+            np.bincount(it, weights=weights * x, minlength=len(ut)),
+            float(weights.sum()),
+        )
+        caches[id(weights)] = cache
+    wx, wt, wxt, wsum = cache[1], cache[2], cache[3], cache[4]
+    la_t_u, la_x_u = np.log(alpha + ut), np.log(alpha + us)
+    ia_t_u, ia_x_u = 1.0 / (alpha + ut), 1.0 / (alpha + us)
+    lat, lax = la_t_u[it], la_x_u[is_]
+    rx = r + x
+    d = per_x["c4"][inv] - rx * (lax - lat)
+    e = np.exp(-np.abs(d))
+    w4 = np.where(d > 0, 1.0, e) / (1.0 + e)
+    ll_sum = float(wx @ per_x["lg"]) + float((weights * (np.maximum(d, 0.0) + np.log1p(e) - rx * lat)).sum())
+    v = weights * w4
+    vr = v * rx
+    vt = np.bincount(it, weights=v, minlength=len(ut))
+    vx = np.bincount(is_, weights=v, minlength=len(us))
+    vrt = np.bincount(it, weights=vr, minlength=len(ut))
+    vrx = np.bincount(is_, weights=vr, minlength=len(us))
+    vxx = np.bincount(inv, weights=v, minlength=len(ux))
+    g = np.empty(4)
+    g[0] = float(wx @ per_x["dr"] - wt @ la_t_u + vt @ la_t_u - vx @ la_x_u)
+    g[1] = float(wsum * r / alpha - (r * wt + wxt) @ ia_t_u + vrt @ ia_t_u - vrx @ ia_x_u)
+    g[2] = float(wx @ per_x["da"] + v.sum() / a)
+    g[3] = float(wx @ per_x["db"] - vxx @ per_x["ib"])
+    return ll_sum, g
 
 
 def check_rfm(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:

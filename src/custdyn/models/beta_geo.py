@@ -11,6 +11,7 @@ from custdyn.models._base import (
     TransactionModel,
     as_float_array,
     beta_power_expectation,
+    bg_family_sum,
     check_rfm,
     compress_rows,
     log_beta,
@@ -91,6 +92,27 @@ class BetaGeo(TransactionModel):
         g[2] = da[inv] + w4 / a
         g[3] = db[inv] - w4 * ib[inv]
         return ll, g
+
+    def _loglik_sum(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Weighted sum of :meth:`_loglik` and its gradient, shape (4,)."""
+        r, alpha, a, b = (float(v) for v in params)
+        ux, _ = self._unique_index(data[0])
+        upos = ux > 0
+        bx1 = np.where(upos, b + ux - 1.0, 1.0)
+        psi_abx = special.digamma(a + b + ux)
+        psi_ab = special.digamma(a + b)
+        per_x = {
+            "lg": special.gammaln(r + ux) - special.gammaln(r) + special.gammaln(b + ux) + special.gammaln(a + b)
+            - special.gammaln(b) - special.gammaln(a + b + ux) + r * np.log(alpha),
+            "c4": np.where(upos, np.log(a) - np.log(bx1), -np.inf),
+            "ib": np.where(upos, 1.0 / bx1, 0.0),
+            "dr": special.digamma(r + ux) - special.digamma(r) + np.log(alpha),
+            "da": psi_ab - psi_abx,
+            "db": special.digamma(b + ux) + psi_ab - special.digamma(b) - psi_abx,
+        }
+        return bg_family_sum(self, r, alpha, a, data, weights, per_x)
 
     # -------------------------------------------------------------- predictions
     def p_alive(

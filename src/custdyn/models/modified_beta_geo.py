@@ -11,6 +11,7 @@ from custdyn.models._base import (
     TransactionModel,
     as_float_array,
     beta_power_expectation,
+    bg_family_sum,
     check_rfm,
     compress_rows,
     log_beta,
@@ -71,6 +72,25 @@ class ModifiedBetaGeo(TransactionModel):
         g[2] = da[inv] + w4 / a
         g[3] = db[inv] - w4 / (b + x)
         return ll, g
+
+    def _loglik_sum(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Weighted sum of :meth:`_loglik` and its gradient, shape (4,)."""
+        r, alpha, a, b = (float(v) for v in params)
+        ux, _ = self._unique_index(data[0])
+        psi_abx = special.digamma(a + b + ux + 1)
+        psi_ab = special.digamma(a + b)
+        per_x = {
+            "lg": special.gammaln(r + ux) - special.gammaln(r) + special.gammaln(b + ux + 1)
+            + special.gammaln(a + b) - special.gammaln(b) - special.gammaln(a + b + ux + 1) + r * np.log(alpha),
+            "c4": np.log(a) - np.log(b + ux),
+            "ib": 1.0 / (b + ux),
+            "dr": special.digamma(r + ux) - special.digamma(r) + np.log(alpha),
+            "da": psi_ab - psi_abx,
+            "db": special.digamma(b + ux + 1) + psi_ab - special.digamma(b) - psi_abx,
+        }
+        return bg_family_sum(self, r, alpha, a, data, weights, per_x)
 
     def p_alive(
         self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike = 0.0
