@@ -57,3 +57,8 @@ class ConvergenceWarning(CustdynWarning):
 
 class DataWarning(CustdynWarning):
     """The data is thin or odd in a way worth a look (few customers, constant features, ...)."""
+
+
+class InsufficientDataError(CustdynError, ValueError):
+    """Too little or too uniform data to fit a model (too few rows, one class only, no usable
+    feature); callers fall back to a simpler method, e.g. the configured scorecard."""
