@@ -14,6 +14,7 @@ summary so they are comparable.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -206,6 +207,7 @@ def main(flags: list[str]) -> None:
     n = 50_000 if quick else 1_000_000
     print(f"models: generating {n:,} customers", flush=True)
     path = make_transactions(n)
+    load_start = os.getloadavg()[0]
     ours = run_measured(child("benchmarks.bench_models", "--child", "ours", str(path)))
     print("models: custdyn done", flush=True)
     peer = run_measured(child("benchmarks.bench_models", "--child", "lifetimes", str(path), "main"))
@@ -214,6 +216,7 @@ def main(flags: list[str]) -> None:
         child("benchmarks.bench_models", "--child", "lifetimes", str(path), "pareto"), timeout_s=PEER_PARETO_TIMEOUT_S
     )
     print("models: lifetimes Pareto/NBD done", flush=True)
+    load_end = os.getloadavg()[0]
 
     # the same likelihood, on the same summary, for both sides' estimates
     import pyarrow.parquet as pq
@@ -271,7 +274,9 @@ def main(flags: list[str]) -> None:
     lines = [
         "## Customer-base models (`custdyn.models`) vs lifetimes 0.11.3",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}. The machine is shared: its 1-minute load average was {load_start:.1f} "
+        f"when the run started and {load_end:.1f} when it ended, so all absolute times (both sides) "
+        "are inflated; the ratios are the comparable figures.",
         f"Data: synthetic, {o['n_customers']:,} customers, {o['n_tx']:,} transactions (BG/NBD process, dates at day "
         f"resolution, 78 weeks); {o['bg_rows']:,} distinct (frequency, recency, T) rows. Time unit: days.",
         "Each side runs in its own child process; times are taken inside it around each step (reading the file "

@@ -88,11 +88,17 @@ def _segments(sorted_keys: np.ndarray) -> NDArray[np.intp]:
 
 
 def _events(
-    codes: NDArray[np.int64], days: NDArray[np.float64], amount: NDArray[np.float64] | None, merge_same_day: bool
+    codes: NDArray[np.int64],
+    days: NDArray[np.float64],
+    amount: NDArray[np.float64] | None,
+    merge_same_day: bool,
+    day: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64] | None]:
-    """Sorted purchase events (customer code, time in days, amount); same-day purchases merged."""
+    """Sorted purchase events (customer code, time in days, amount); same-day purchases merged
+    (``day``: the calendar day numbers, if already computed)."""
     if merge_same_day:
-        day = np.floor(days).astype(np.int64)
+        if day is None:
+            day = np.floor(days).astype(np.int64)
         dmin = int(day.min()) if len(day) else 0
         span = int(day.max()) - dmin + 1 if len(day) else 1
         key = np.sort(codes * span + (day - dmin))
@@ -183,7 +189,8 @@ def rfm_summary(
     if not np.all(keep):
         codes, days = codes[keep], days[keep]
         amount = None if amount is None else amount[keep]
-    ec, et, ea = _events(codes, days, None if merge_same_day else amount, merge_same_day)
+    day_i = np.floor(days).astype(np.int64) if merge_same_day else None
+    ec, et, ea = _events(codes, days, None if merge_same_day else amount, merge_same_day, day_i)
     cut = end if calibration_end is None else _scalar_days(calibration_end)
     if calibration_end is not None and merge_same_day:
         cut = float(np.floor(cut))
@@ -194,8 +201,9 @@ def rfm_summary(
         hold = _per_customer(ec[~in_cal], et[~in_cal], None if ea is None else ea[~in_cal], n_cust)
     if amount is not None and merge_same_day:
         # per-customer sums straight from the rows: calibration total, first-day amount, holdout
-        row_day = np.floor(days)
-        row_cal = row_day < cut + 1.0
+        assert day_i is not None
+        row_day = day_i
+        row_cal = row_day <= int(cut)
         cal["total"] = np.bincount(codes[row_cal], weights=amount[row_cal], minlength=n_cust)
         is_first = row_cal & (row_day == cal["first"][codes])
         cal["first_amount"] = np.bincount(codes[is_first], weights=amount[is_first], minlength=n_cust)
