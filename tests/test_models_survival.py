@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custdyn.errors import InsufficientDataError, NotFittedError
 from custdyn.models.survival import CoxPH, concordance_index, procedure_effects
@@ -136,6 +138,14 @@ def test_recovers_simulated_coefficients(rng, shape):
     s = m.predict_survival_function(np.array([[0, 0, 0], [1, 1, 0]]), [5, 20, 60])
     assert np.all(np.diff(s, axis=0) <= 0)
     assert np.all(s[:, 1] < s[:, 0])
+    # conditional risk over a window: 1 - S(d + h) / S(d)
+    X2 = np.array([[0, 0, 0], [1, 1, 0], [-1, 0, 4]], dtype=float)
+    d = np.array([0.0, 10.0, 30.0])
+    p = m.predict_event_probability(X2, d, 15.0)
+    s_now = m.predict_survival_function(X2, d).diagonal()
+    s_later = m.predict_survival_function(X2, d + 15).diagonal()
+    np.testing.assert_allclose(p, 1 - s_later / s_now, rtol=1e-10)
+    assert np.all((p > 0) & (p < 1))
     if shape == 1.0:
         # exponential baseline: H0(t) at the covariate means tracks (t / 30) exp(mean' beta)
         h0 = m.baseline_cumulative_hazard([20.0])[0]
@@ -158,6 +168,28 @@ def test_concordance_matches_lifelines(rng):
     ours = concordance_index(t, r, e)
     assert ours == pytest.approx(utils.concordance_index(t, -r, e), abs=1e-12)
     assert concordance_index(t, -t, np.ones(n)) == pytest.approx(1.0)
+
+
+def _brute_concordance(t, r, e):
+    num = den = 0.0
+    for i in range(len(t)):
+        if not e[i]:
+            continue
+        for j in range(len(t)):
+            if t[i] < t[j] or (t[i] == t[j] and not e[j]):
+                den += 1
+                num += 1.0 if r[i] > r[j] else 0.5 if r[i] == r[j] else 0.0
+    return num / den if den else float("nan")
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 6), st.booleans(), st.integers(0, 4)), min_size=2, max_size=40)
+)
+def test_concordance_equals_the_pairwise_definition(rows):
+    t, e, r = (np.array(v, dtype=float) for v in zip(*rows, strict=True))
+    want = _brute_concordance(t, r, e.astype(bool))
+    got = concordance_index(t, r, e)
+    assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want, abs=1e-12)
 
 
 def test_procedure_effects_sentences_and_coverage(rng):

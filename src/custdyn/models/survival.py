@@ -64,7 +64,7 @@ def concordance_index(durations: ArrayLike, risk: ArrayLike, events: ArrayLike |
     A pair (i, j) is comparable when customer i had the event first (``t_i < t_j``, or
     ``t_i == t_j`` with j censored); it is concordant when ``risk_i > risk_j`` and counts one
     half when the risks tie. Pairs whose events share a time are not comparable (the
-    convention of lifelines' ``concordance_index`` with ``-risk``). O(n log n).
+    convention of lifelines' ``concordance_index`` with ``-risk``). O(n log^2 n).
 
     Parameters
     ----------
@@ -84,58 +84,52 @@ def concordance_index(durations: ArrayLike, risk: ArrayLike, events: ArrayLike |
     e = np.ones(len(t), dtype=bool) if events is None else np.asarray(events).reshape(-1).astype(bool)
     if not (len(t) == len(r) == len(e)):
         raise ValueError("durations, risk and events must have the same length")
+    n = len(t)
     if not np.any(e):
         return float("nan")
-    ev_risk = np.unique(r[e])
-    size = len(ev_risk)
-    tree = np.zeros(size + 1, dtype=np.int64)  # Fenwick tree of event risks (1-based)
-
-    def prefix(pos: NDArray[np.intp]) -> NDArray[np.int64]:
-        out = np.zeros(len(pos), dtype=np.int64)
-        idx = pos.copy()
-        while np.any(idx > 0):
-            live = idx > 0
-            out[live] += tree[idx[live]]
-            idx[live] -= idx[live] & -idx[live]
-        return out
-
-    def insert(pos: NDArray[np.intp]) -> None:
-        idx = pos + 1
-        while idx.size:
-            np.add.at(tree, idx, 1)
-            idx = idx + (idx & -idx)
-            idx = idx[idx <= size]
-
-    pairs = correct = tied = 0
-    pool = 0
-
-    def query(rq: FloatArray) -> None:
-        nonlocal pairs, correct, tied
-        if rq.size == 0 or pool == 0:
-            return
-        lo = np.searchsorted(ev_risk, rq, side="left")
-        hi = np.searchsorted(ev_risk, rq, side="right")
-        less = prefix(lo)
-        leq = prefix(hi)
-        pairs += pool * rq.size
-        tied += int((leq - less).sum())
-        correct += int((pool - leq).sum())
-
-    order = np.argsort(t, kind="stable")
-    ts, rs, es = t[order], r[order], e[order]
-    starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
-    ends = np.r_[starts[1:], len(ts)]
-    for a, b in zip(starts, ends, strict=True):
-        er = rs[a:b][es[a:b]]
-        cr = rs[a:b][~es[a:b]]
-        query(er)
-        if er.size:
-            insert(np.searchsorted(ev_risk, er))
-            pool += er.size
-        query(cr)
+    # Order by time, events before censorings at the same time, higher risk first among tied
+    # events. Then every row after an event is comparable with it, except the events that
+    # share its time (subtracted at the end).
+    order = np.lexsort((-r, ~e, t))
+    rank = np.unique(r, return_inverse=True)[1].reshape(-1)[order].astype(np.int64)
+    ev = e[order]
+    big = np.int64(rank.max() + 2)
+    idx = np.arange(n)
+    later_less = np.int64(0)
+    later_equal = np.int64(0)
+    # Bottom-up merge counting: at each level a pair (p < q) of positions lies in the left and
+    # right halves of exactly one block; count, for each event on the left, the right-half
+    # rows of lower and of equal risk. O(n log^2 n), all in numpy.
+    size = 1
+    while size < n:
+        blk = (idx // (2 * size)).astype(np.int64)
+        right = (idx % (2 * size)) >= size
+        left_ev = ~right & ev
+        if np.any(right) and np.any(left_ev):
+            keys = np.sort(blk[right] * big + rank[right])
+            lb = blk[left_ev] * big
+            q = lb + rank[left_ev]
+            base = np.searchsorted(keys, lb, side="left")
+            lo = np.searchsorted(keys, q, side="left")
+            hi = np.searchsorted(keys, q, side="right")
+            later_less += np.int64((lo - base).sum())
+            later_equal += np.int64((hi - lo).sum())
+        size *= 2
+    pos_ev = np.flatnonzero(ev)
+    later_all = np.int64((n - 1 - pos_ev).sum())
+    # events sharing a time: not comparable
+    te = t[order][ev]
+    re_ = rank[ev]
+    _, d = np.unique(te, return_counts=True)
+    same_pairs = np.int64((d * (d - 1) // 2).sum())
+    _, m = np.unique(np.column_stack([te, re_]), axis=0, return_counts=True)
+    same_tied = np.int64((m * (m - 1) // 2).sum())
+    pairs = later_all - same_pairs
+    tied = later_equal - same_tied
+    correct = later_less - (same_pairs - same_tied)
     if pairs == 0:
         return float("nan")
-    return (correct + 0.5 * tied) / pairs
+    return float((correct + 0.5 * tied) / pairs)
 
 
 class CoxPH:
@@ -461,6 +455,38 @@ class CoxPH:
         h0 = self.baseline_cumulative_hazard(times)
         ph = self.predict_partial_hazard(X)
         return np.asarray(np.exp(-np.outer(h0, ph)), dtype=float)
+
+    def predict_event_probability(self, X: Any, durations: ArrayLike, horizon: float) -> FloatArray:
+        """Probability of the event (e.g. cancellation) within ``horizon`` for customers still
+        active after ``durations``: ``1 - S(d + h | x) / S(d | x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features), DataFrame or mapping
+        durations : array-like, shape (n,)
+            Time each customer has been active so far (tenure), in the fitted unit.
+        horizon : float
+            Length of the window ahead, in the same unit.
+
+        Returns
+        -------
+        ndarray of shape (n,), in [0, 1]
+
+        Notes
+        -----
+        Breslow's baseline is flat after the last event time seen in training, so windows
+        reaching past it understate the risk.
+        """
+        d = np.asarray(durations, dtype=float).reshape(-1)
+        ph = self.predict_partial_hazard(X)
+        if d.size == 1 and ph.size > 1:
+            d = np.full(ph.size, d[0])
+        if d.shape != ph.shape:
+            raise ValueError(f"durations has {d.size} values for {ph.size} rows of X")
+        if not horizon >= 0:
+            raise ValueError(f"horizon must be >= 0, got {horizon}")
+        dh = self.baseline_cumulative_hazard(d + float(horizon)) - self.baseline_cumulative_hazard(d)
+        return np.asarray(-np.expm1(-dh * ph), dtype=float)
 
     # ------------------------------------------------------------------ reporting
     def summary(self) -> Any:
