@@ -46,7 +46,7 @@ DB_FILE = "custdyn.duckdb"
 LOCK_FILE = "custdyn.lock"
 ENV_VAR = "CUSTDYN_WORKSPACE"
 #: DuckDB's memory during ingest; the rest spills to disk (override with CUSTDYN_INGEST_MEMORY).
-INGEST_MEMORY_LIMIT = os.environ.get("CUSTDYN_INGEST_MEMORY", "1GB")
+INGEST_MEMORY_LIMIT = os.environ.get("CUSTDYN_INGEST_MEMORY", "512MB")
 
 # --------------------------------------------------------------------------- migrations
 #: Ordered schema migrations. Each is (version, description, statements). Never edit a
