@@ -111,6 +111,9 @@ def test_dataframe_input_and_column_order(fitted):
     model, X, _ = fitted
     df = pd.DataFrame(X, columns=NAMES)
     np.testing.assert_allclose(model.predict_proba(df[NAMES[::-1]]), model.predict_proba(X))
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({n: X[:, j] for j, n in enumerate(NAMES)})
+    np.testing.assert_allclose(model.predict_proba(table), model.predict_proba(X))
     with pytest.raises(ValueError, match="lacks the fitted features"):
         model.predict_proba(df.drop(columns=["slow_replies"]))
     with pytest.raises(ValueError, match="columns"):
@@ -148,6 +151,25 @@ def test_thin_data_raises_a_catchable_error():
         DefectionModel(calibration="beta").fit(X, y)
     with pytest.raises(ValueError, match="0 .stayed. and 1"):
         DefectionModel().fit(X, y * 2)
+
+
+def test_calibrators_recover_a_known_link(rng):
+    from custdyn.models.churn import _Isotonic, _Platt
+
+    s = rng.normal(0, 1.5, 20000)
+    truth = 1 / (1 + np.exp(-(2.0 * s - 1.0)))
+    y = (rng.random(s.size) < truth).astype(float)
+    w = np.ones_like(s)
+    platt = _Platt(s, y, w)
+    assert platt.a == pytest.approx(2.0, abs=0.1) and platt.b == pytest.approx(-1.0, abs=0.1)
+    iso = _Isotonic(s, y, w)
+    grid = np.quantile(s, np.linspace(0.05, 0.95, 19))
+    np.testing.assert_allclose(iso(grid), 1 / (1 + np.exp(-(2.0 * grid - 1.0))), atol=0.05)
+    assert np.all(np.diff(iso.x) > 0) and np.all(np.diff(iso.y) > 0)
+    # strictly increasing between the first and last block centre: no ties among distinct scores
+    inner = np.sort(s[(s > iso.x[0]) & (s < iso.x[-1])])
+    assert np.all(np.diff(iso(inner)) >= 0)
+    assert len(np.unique(iso(inner))) == len(np.unique(inner))
 
 
 def test_params_round_trip():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
 from custdyn.models.health import (
+    ATTENTION_COMPONENTS,
     QUADRANTS,
     Component,
     LearnedScorecard,
@@ -214,6 +215,13 @@ def test_relationship_scores(rng):
     t2["first_response_hours_median"] = t["first_response_hours_median"] * 1.0
     t2["first_response_hours_median"][0] = 0.0
     assert relationship_scores(t2).attention[0] >= r.attention[0]
+    # a fixed norm (the whole base's) scores a subset the same way as the full table
+    fixed = [
+        dict(c) | {"norm": float(np.median(t[c["column"]]))} if c.get("relative_to_norm") else dict(c)
+        for c in ATTENTION_COMPONENTS
+    ]
+    sub = {k: v[:10] for k, v in t.items()}
+    np.testing.assert_allclose(relationship_scores(sub, attention=fixed).attention, r.attention[:10])
     frame = r.to_frame()
     assert frame.shape == (500, 2 + 6 + 4)
 

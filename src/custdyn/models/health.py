@@ -147,8 +147,11 @@ class Component:
     missing : float, default 0.5
         Component value (0-1) for a missing input.
     relative_to_norm : bool, default False
-        Divide the input by the median over all rows before mapping (``good``/``bad`` are
-        then multiples of the base's norm).
+        Divide the input by the base's norm before mapping (``good``/``bad`` are then
+        multiples of the norm).
+    norm : float, optional
+        The norm for ``relative_to_norm``; default the median of the rows being scored (pass
+        the whole base's median when scoring a subset).
     """
 
     name: str
@@ -158,6 +161,7 @@ class Component:
     column: str = ""
     missing: float = 0.5
     relative_to_norm: bool = False
+    norm: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | Component) -> Component:
@@ -165,7 +169,9 @@ class Component:
         optional ``direction``: ``"higher_is_better"`` or ``"lower_is_better"``)."""
         if isinstance(d, Component):
             return d
-        known = {"name", "weight", "good", "bad", "column", "missing", "relative_to_norm", "direction", "default"}
+        known = {
+            "name", "weight", "good", "bad", "column", "missing", "relative_to_norm", "norm", "direction", "default"
+        }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"scorecard component {d.get('name')!r}: unknown keys {unknown}; allowed are {sorted(known)}")
@@ -201,6 +207,7 @@ class Component:
             column=str(d.get("column", name)),
             missing=missing,
             relative_to_norm=bool(d.get("relative_to_norm", False)),
+            norm=None if d.get("norm") is None else float(d["norm"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +219,8 @@ class Component:
             out["missing"] = self.missing
         if self.relative_to_norm:
             out["relative_to_norm"] = True
+        if self.norm is not None:
+            out["norm"] = self.norm
         return out
 
     def value(self, x: ArrayLike) -> FloatArray:
@@ -219,7 +228,10 @@ class Component:
         xa = _to_float(x)
         if self.relative_to_norm:
             finite = xa[np.isfinite(xa)]
-            norm = float(np.median(finite)) if finite.size else math.nan
+            if self.norm is not None:
+                norm = self.norm
+            else:
+                norm = float(np.median(finite)) if finite.size else math.nan
             xa = xa / norm if norm > 0 else np.full_like(xa, np.nan)
         with np.errstate(invalid="ignore"):
             c = np.clip((xa - self.bad) / (self.good - self.bad), 0.0, 1.0)
@@ -497,7 +509,7 @@ class LearnedScorecard:
         else:
             wts = 100.0 * beta / beta.sum()
         comps = [
-            Component(c.name, float(wk), c.good, c.bad, c.column, c.missing, c.relative_to_norm)
+            Component(c.name, float(wk), c.good, c.bad, c.column, c.missing, c.relative_to_norm, c.norm)
             for c, wk in zip(comps, wts, strict=True)
         ]
         self.scorecard_ = Scorecard(comps, bands=self.bands)
