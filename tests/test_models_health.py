@@ -177,17 +177,19 @@ def test_learned_scorecard_thin_data(rng):
 
 
 def _features(rng, n=500):
+    turns = rng.integers(0, 20, n).astype(float)
     return {
         "purchase_regularity": rng.uniform(0, 1.5, n),
-        "inbound_share": rng.uniform(0, 1, n),
-        "n_channels": rng.integers(1, 6, n).astype(float),
+        "customer_started_share_365d": rng.uniform(0, 1, n),
+        "channel_breadth_365d": rng.integers(1, 6, n).astype(float),
         "tenure_days": rng.uniform(0, 1500, n),
-        "sentiment_trend": rng.uniform(-0.5, 0.5, n),
+        "sentiment_trend_90d": rng.uniform(-0.5, 0.5, n),
         "survey_response_rate": rng.uniform(0, 1, n),
-        "first_response_hours_median": rng.exponential(12, n),
-        "unanswered_inbound_share": rng.uniform(0, 0.5, n),
-        "proactive_outbound_per_30d": rng.uniform(0, 3, n),
-        "resolution_hours_median": rng.exponential(48, n),
+        "first_response_median_h": rng.exponential(12, n),
+        "unanswered_inbound": np.floor(turns * rng.uniform(0, 0.5, n)),
+        "customer_turns": turns,
+        "vendor_contacts_90d": rng.integers(0, 9, n).astype(float),
+        "ticket_resolve_median_h": rng.exponential(48, n),
     }
 
 
@@ -207,13 +209,13 @@ def test_relationship_scores(rng):
     np.testing.assert_allclose(r.attention_contributions.sum(axis=1), r.attention)
     assert np.all((r.loyalty >= 0) & (r.loyalty <= 100))
     # first replies at the base's median are 1x the norm: between good (0.5x) and bad (2x)
-    med = np.median(t["first_response_hours_median"])
-    j = np.argmin(np.abs(t["first_response_hours_median"] - med))
+    med = np.median(t["first_response_median_h"])
+    j = np.argmin(np.abs(t["first_response_median_h"] - med))
     assert r.attention_contributions[j, 0] == pytest.approx(25 * (2 - 1) / 1.5, rel=0.02)
     # faster replies than the norm never lower attention
     t2 = dict(t)
-    t2["first_response_hours_median"] = t["first_response_hours_median"] * 1.0
-    t2["first_response_hours_median"][0] = 0.0
+    t2["first_response_median_h"] = t["first_response_median_h"] * 1.0
+    t2["first_response_median_h"][0] = 0.0
     assert relationship_scores(t2).attention[0] >= r.attention[0]
     # a fixed norm (the whole base's) scores a subset the same way as the full table
     fixed = [
@@ -222,21 +224,26 @@ def test_relationship_scores(rng):
     ]
     sub = {k: v[:10] for k, v in t.items()}
     np.testing.assert_allclose(relationship_scores(sub, attention=fixed).attention, r.attention[:10])
+    # unanswered messages per customer message; no messages -> missing -> neutral 0.5
+    share = np.where(t["customer_turns"] > 0, t["unanswered_inbound"] / np.maximum(t["customer_turns"], 1), np.nan)
+    want = 25 * np.where(np.isnan(share), 0.5, np.clip((share - 0.3) / -0.3, 0, 1))
+    np.testing.assert_allclose(r.attention_contributions[:, 1], want)
+    assert np.any(t["customer_turns"] == 0)
     frame = r.to_frame()
     assert frame.shape == (500, 2 + 6 + 4)
 
 
 def test_relationship_scores_with_missing_columns(rng):
     t = _features(rng)
-    del t["sentiment_trend"]
-    with pytest.warns(DataWarning, match="sentiment_trend"):
+    del t["sentiment_trend_90d"]
+    with pytest.warns(DataWarning, match="sentiment_trend_90d"):
         r = relationship_scores(t)
     assert "sentiment_trend" not in r.loyalty_components
     custom = [{"name": "visits", "column": "web_visits_30d", "good": 10, "bad": 0}]
     t["web_visits_30d"] = np.arange(500.0) % 12
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r2 = relationship_scores(t | {"sentiment_trend": np.zeros(500)}, loyalty=custom)
+        r2 = relationship_scores(t | {"sentiment_trend_90d": np.zeros(500)}, loyalty=custom)
     np.testing.assert_allclose(r2.loyalty, 100 * np.clip((np.arange(500.0) % 12) / 10, 0, 1))
     with pytest.raises(ValueError, match="none of the attention columns"):
         relationship_scores({"x": [1.0]}, loyalty=[{"name": "x", "good": 1, "bad": 0}])

@@ -54,18 +54,19 @@ DEFAULT_BANDS: dict[str, float] = {"at risk": 0.0, "watch": 40.0, "healthy": 70.
 
 QUADRANTS = ("both high", "loyal but neglected", "courted but cool", "both low")
 
-#: Loyalty (customer towards vendor). ``column`` names the features-table column.
+#: Loyalty (customer towards vendor). ``column`` names the features-table column
+#: (``custdyn.features``), except ``purchase_regularity`` (observed purchases in the window
+#: divided by those the customer-base model expected) and ``survey_response_rate`` (share of
+#: surveys and feedback requests answered), which the pipeline adds.
 LOYALTY_COMPONENTS: tuple[dict[str, Any], ...] = (
-    # observed purchases in the window / purchases the customer-base model expected
     {"name": "purchase_regularity", "column": "purchase_regularity", "good": 1.2, "bad": 0.2},
-    # share of the two-way contacts that the customer started (inbound)
-    {"name": "contacts_started", "column": "inbound_share", "good": 0.6, "bad": 0.1},
-    # number of distinct channels the customer used
-    {"name": "channel_breadth", "column": "n_channels", "good": 4, "bad": 1},
+    # share of the contacts of the last 365 days that the customer started
+    {"name": "contacts_started", "column": "customer_started_share_365d", "good": 0.6, "bad": 0.1},
+    # distinct channels the customer used in the last 365 days
+    {"name": "channel_breadth", "column": "channel_breadth_365d", "good": 4, "bad": 1},
     {"name": "tenure", "column": "tenure_days", "good": 730, "bad": 30},
-    # change in mean sentiment (scale -1..1), recent window minus the one before
-    {"name": "sentiment_trend", "column": "sentiment_trend", "good": 0.2, "bad": -0.2},
-    # share of surveys / feedback requests answered
+    # mean sentiment (-1..1) of the last 90 days minus that of the 90 days before
+    {"name": "sentiment_trend", "column": "sentiment_trend_90d", "good": 0.2, "bad": -0.2},
     {"name": "feedback_engagement", "column": "survey_response_rate", "good": 0.5, "bad": 0.0},
 )
 
@@ -73,16 +74,24 @@ LOYALTY_COMPONENTS: tuple[dict[str, Any], ...] = (
 ATTENTION_COMPONENTS: tuple[dict[str, Any], ...] = (
     {
         "name": "first_response",
-        "column": "first_response_hours_median",
+        "column": "first_response_median_h",
         "good": 0.5,
         "bad": 2.0,
         "relative_to_norm": True,
     },
-    {"name": "unanswered_inbound", "column": "unanswered_inbound_share", "good": 0.0, "bad": 0.3},
-    {"name": "proactive_outbound", "column": "proactive_outbound_per_30d", "good": 2.0, "bad": 0.0},
+    # inbound messages never answered, per customer message
+    {
+        "name": "unanswered_inbound",
+        "column": "unanswered_inbound",
+        "denominator": "customer_turns",
+        "good": 0.0,
+        "bad": 0.3,
+    },
+    # vendor-initiated contacts in the last 90 days (6 = two a month)
+    {"name": "proactive_outbound", "column": "vendor_contacts_90d", "good": 6.0, "bad": 0.0},
     {
         "name": "resolution_time",
-        "column": "resolution_hours_median",
+        "column": "ticket_resolve_median_h",
         "good": 0.5,
         "bad": 2.0,
         "relative_to_norm": True,
@@ -152,6 +161,9 @@ class Component:
     norm : float, optional
         The norm for ``relative_to_norm``; default the median of the rows being scored (pass
         the whole base's median when scoring a subset).
+    denominator : str, optional
+        A second column to divide by (``column / denominator``, e.g. unanswered messages per
+        message received); a zero or missing denominator gives a missing value.
     """
 
     name: str
@@ -162,6 +174,7 @@ class Component:
     missing: float = 0.5
     relative_to_norm: bool = False
     norm: float | None = None
+    denominator: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | Component) -> Component:
@@ -170,7 +183,8 @@ class Component:
         if isinstance(d, Component):
             return d
         known = {
-            "name", "weight", "good", "bad", "column", "missing", "relative_to_norm", "norm", "direction", "default"
+            "name", "weight", "good", "bad", "column", "missing", "relative_to_norm", "norm", "denominator", "direction",
+            "default",
         }
         unknown = sorted(set(d) - known)
         if unknown:
@@ -208,6 +222,7 @@ class Component:
             missing=missing,
             relative_to_norm=bool(d.get("relative_to_norm", False)),
             norm=None if d.get("norm") is None else float(d["norm"]),
+            denominator=str(d.get("denominator") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,7 +236,18 @@ class Component:
             out["relative_to_norm"] = True
         if self.norm is not None:
             out["norm"] = self.norm
+        if self.denominator:
+            out["denominator"] = self.denominator
         return out
+
+    def raw(self, X: Any) -> FloatArray:
+        """The component's input from a table: its column, divided by ``denominator`` if set."""
+        x = _column(X, self.column or self.name)
+        if self.denominator:
+            den = _column(X, self.denominator)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.where(den > 0, x / den, np.nan)
+        return x
 
     def value(self, x: ArrayLike) -> FloatArray:
         """Component value in [0, 1] for raw inputs ``x``, shape (n,)."""
@@ -319,7 +345,7 @@ class Scorecard:
         ndarray of shape (n, k)
         """
         comps, _, _ = self._parsed()
-        cols = [c.value(_column(X, c.column or c.name)) for c in comps]
+        cols = [c.value(c.raw(X)) for c in comps]
         n = {len(c) for c in cols}
         if len(n) > 1:
             raise ValueError(f"columns differ in length: {sorted(n)}")
@@ -449,7 +475,7 @@ class LearnedScorecard:
         for spec in specs:
             d: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
             col = str(d.get("column", d["name"]))
-            x = _column(X, col)
+            x = Component(str(d["name"]), 1.0, 1.0, 0.0, col, denominator=str(d.get("denominator") or "")).raw(X)
             if len(x) != n:
                 raise ValueError(f"column {col!r} has {len(x)} values for {n} outcomes")
             if "good" not in d or "bad" not in d:
@@ -475,7 +501,7 @@ class LearnedScorecard:
             )
         if not comps:
             raise InsufficientDataError("no usable component: every column is constant or all missing")
-        C = np.column_stack([c.value(_column(X, c.column or c.name)) for c in comps])
+        C = np.column_stack([c.value(c.raw(X)) for c in comps])
         k = C.shape[1]
         lam = float(self.penalizer)
 
@@ -509,7 +535,9 @@ class LearnedScorecard:
         else:
             wts = 100.0 * beta / beta.sum()
         comps = [
-            Component(c.name, float(wk), c.good, c.bad, c.column, c.missing, c.relative_to_norm, c.norm)
+            Component(
+                c.name, float(wk), c.good, c.bad, c.column, c.missing, c.relative_to_norm, c.norm, c.denominator
+            )
             for c, wk in zip(comps, wts, strict=True)
         ]
         self.scorecard_ = Scorecard(comps, bands=self.bands)
