@@ -65,6 +65,10 @@ def test_beats_the_single_feature_baseline_and_is_calibrated(fitted):
     assert M.brier_score(y, p) < M.brier_score(y, np.full_like(p, y.mean()))
     assert model.calibration_method_ == "isotonic"
     assert 0.75 < model.cv_roc_auc_ < 0.95
+    table = model.summary()
+    assert set(table.index[:3]) == DRIVERS
+    assert table["importance"].sum() == pytest.approx(1.0)
+    assert table.attrs["calibration"] == "isotonic"
 
 
 def test_contributions_sum_to_the_log_odds(fitted):

@@ -174,6 +174,8 @@ def test_learned_scorecard_thin_data(rng):
     assert "flat" not in m.weights_
     with pytest.raises(NotFittedError):
         LearnedScorecard().score(X)
+    params = LearnedScorecard(penalizer=3.0).get_params()
+    assert params["penalizer"] == 3.0 and LearnedScorecard(**params).get_params() == params
 
 
 def _features(rng, n=500):

@@ -237,6 +237,10 @@ def test_summary_and_repr(rossi):
     assert s.attrs["n_events"] == 114
     assert "432 customers (114 events)" in repr(m)
     assert repr(CoxPH()) == "<custdyn.models.CoxPH: not fitted>"
+    params = CoxPH(ties="breslow", penalizer=0.5).get_params()
+    assert params["ties"] == "breslow" and CoxPH(**params).get_params() == params
+    with pytest.raises(ValueError, match="unknown setting"):
+        CoxPH().set_params(l1_ratio=0.5)
 
 
 def test_errors():

@@ -517,6 +517,32 @@ class DefectionModel:
             out.append(row)
         return out
 
+    def summary(self) -> Any:
+        """Features ranked by their share of the trees' total split gain.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``feature``; column ``importance`` (sums to 1). ``attrs`` holds the number
+            of rows, the base rate, the calibration method, the cross-fitted ROC AUC and the
+            dropped features.
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        df = pd.DataFrame(
+            {"importance": self.feature_importances_},
+            index=pd.Index(self.features_used_, name="feature"),
+        ).sort_values("importance", ascending=False)
+        df.attrs.update(
+            n_samples=self.n_samples_,
+            base_rate=self.base_rate_,
+            calibration=self.calibration_method_,
+            cv_roc_auc=self.cv_roc_auc_,
+            dropped_features=list(self.dropped_features_),
+        )
+        return df
+
     def __repr__(self) -> str:
         name = "custdyn.models.DefectionModel"
         if not hasattr(self, "booster_"):

@@ -12,6 +12,7 @@ covariates in the model), not what would happen if the trait were changed.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -191,6 +192,19 @@ class CoxPH:
         self.alpha = alpha
         self.max_iter = max_iter
         self.tol = tol
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Settings given to ``__init__`` (scikit-learn's convention)."""
+        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
+
+    def set_params(self, **params: Any) -> CoxPH:
+        """Change settings; returns self."""
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"unknown setting {k!r}; valid settings are {sorted(valid)}")
+            setattr(self, k, v)
+        return self
 
     # ------------------------------------------------------------------ likelihood
     @staticmethod
