@@ -231,3 +231,70 @@ def test_plot_helpers_take_plain_inputs(rng):
     fig = plot_roc(y, {"p": p})
     fpr, tpr, _ = M.roc_curve(y, p)
     assert fig.data[1].y == tuple(tpr)
+
+
+def _purchase_world(n, seed):
+    """Customers buy as Poisson processes and leave at a rate raised by slow replies and
+    unanswered messages (planted); order problems are a noisy sign of slow service."""
+    rng = np.random.default_rng(seed)
+    birth = rng.uniform(0, 300, n)
+    lam = rng.gamma(1.5, 1 / 45, n)  # purchases per day while active
+    slow = (rng.random(n) < 0.3).astype(float)
+    unanswered = rng.beta(1, 5, n)
+    issues = rng.poisson(0.5 + 1.5 * slow, n).astype(float)
+    mu = rng.gamma(2.0, 1 / 3000, n) * np.exp(1.0 * slow + 3.0 * unanswered)  # leaving, per day
+    end = np.minimum(birth + rng.exponential(1 / mu), 900.0)
+    k = rng.poisson(lam * (end - birth))
+    buys = [np.sort(np.r_[b, rng.uniform(b, e, m)]) for b, e, m in zip(birth, end, k, strict=True)]
+    return slow, unanswered, issues, buys
+
+
+def _world_snapshot(world, as_of, horizon=90):
+    """Active customers (a purchase in the last 180 days) at as_of; label: no purchase in the
+    next ``horizon`` days. Features include BG/NBD's P(alive) and expected purchases."""
+    from custdyn.errors import ConvergenceWarning
+    from custdyn.models import BetaGeo
+
+    slow, unanswered, issues, buys = world
+    rows = [i for i, p in enumerate(buys) if p[0] <= as_of and p[p <= as_of].max() >= as_of - 180]
+    past = [buys[i][buys[i] <= as_of] for i in rows]
+    freq = np.array([len(p) - 1 for p in past], dtype=float)
+    first = np.array([p[0] for p in past])
+    last = np.array([p[-1] for p in past])
+    y = np.array([not np.any((buys[i] > as_of) & (buys[i] <= as_of + horizon)) for i in rows], dtype=float)
+    rec_w, age_w = (last - first) / 7, (as_of - first) / 7
+    with warnings.catch_warnings():  # the customer-base model's own diagnostics are not under test here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bg = BetaGeo().fit(freq, rec_w, age_w)
+    p_alive = bg.p_alive(freq, rec_w, age_w)
+    expected = bg.conditional_expected_purchases(horizon / 7, freq, rec_w, age_w)
+    idx = np.array(rows)
+    X = np.column_stack(
+        [as_of - last, freq, as_of - first, p_alive, expected, slow[idx], unanswered[idx], issues[idx]]
+    )
+    return Snapshot(as_of, X, y, {"days_since_last_purchase": as_of - last, "1 - p_alive": 1 - p_alive})
+
+
+@pytest.mark.slow
+def test_backtest_in_a_purchase_world_beats_recency_and_p_alive():
+    names = [
+        "days_since_last_purchase", "frequency", "tenure_days", "p_alive", "expected_purchases_90d",
+        "slow_reply", "unanswered_share", "order_issues",
+    ]
+    world = _purchase_world(4000, 7)
+    snaps = [_world_snapshot(world, a) for a in (360, 450, 540, 630)]
+    res = backtest(snaps, DefectionModel(n_estimators=200), horizon=90, feature_names=names)
+    t = res.metrics.set_index("scorer")
+    assert t.loc["model", "n_train"] == sum(len(s.y) for s in snaps[:3])
+    assert t.loc["model", "roc_auc"] > 0.8
+    for base in ("days_since_last_purchase", "1 - p_alive"):
+        assert t.loc["model", "roc_auc"] > t.loc[base, "roc_auc"] + 0.02
+        assert t.loc["model", "lift_top_decile"] > t.loc[base, "lift_top_decile"]
+        assert t.loc["model", "pr_auc"] > t.loc[base, "pr_auc"]
+    assert t.loc["model", "ece"] < 0.05
+    assert t.loc["model", "brier"] < t.loc["1 - p_alive", "brier"]
+    # the planted relationship driver shows up among the reasons of the riskiest customers
+    X = snaps[-1].X
+    risky = np.argsort(-res.scores["model"])[:200]
+    features = {r.feature for row in res.model.reasons(X[risky], top=3) for r in row}
+    assert "unanswered_share" in features

@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from custdyn.errors import InsufficientDataError, NotFittedError
 from custdyn.models.survival import CoxPH, concordance_index, procedure_effects
 
+# lifelines (the reference) calls pandas methods with positional arguments pandas 4 will refuse
+pytestmark = pytest.mark.filterwarnings("ignore:Starting with pandas version 4.0")
+
 ROSSI_COLS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 # Fox (2002), "Cox Proportional-Hazards Regression for Survival Data", appendix to An R and
 # S-PLUS Companion to Applied Regression, Efron ties: coefficients and standard errors.
