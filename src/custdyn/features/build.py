@@ -159,8 +159,6 @@ def feature_expr(
         aggs[f"n_inbound_{w}d"] = _count(x, inw & inbound)
         aggs[f"n_outbound_{w}d"] = _count(x, inw & outbound)
     aggs.update(
-        channel_breadth_365d=x.channel.nunique(where=inbound & (x.age <= 365 * DAY_S))
-        .cast("int64"),
         meetings_365d=_count(x, (x.channel == "meeting") & (x.age <= 365 * DAY_S)),
         meeting_interval_days=_span_per_gap(x.ts, x.channel == "meeting"),
         last_customer_contact_s=x.ts.max(where=inbound & x.is_contact),
@@ -339,7 +337,7 @@ def _days(a: ir.FloatingValue, b_: ir.FloatingValue) -> ir.FloatingValue:
 def _finish(t: ir.Table, unit_days: float, has_text: bool, has_created: bool) -> ir.Table:
     """Order, fill and derive the final columns."""
     zero_counts = [c for c in t.columns if c.startswith("n_") or c in (
-        "meetings_365d", "channel_breadth_365d", "contacts_365d", "customer_started_365d",
+        "meetings_365d", "contacts_365d", "customer_started_365d",
         "vendor_contacts_90d", "vendor_contacts_365d", "customer_turns", "unanswered_inbound",
         "tickets_opened", "tickets_opened_365d")]
     fill = {c: t[c].fill_null(0) for c in zero_counts}
@@ -371,8 +369,9 @@ def _finish(t: ir.Table, unit_days: float, has_text: bool, has_created: bool) ->
         for ch in CHANNELS:
             for d in DIRECTIONS:
                 cols[f"n_{ch}_{d}_{w}d"] = t[f"n_{ch}_{d}_{w}d"]
+    breadth = sum((t[f"n_{ch}_inbound_365d"] > 0).cast("int64") for ch in CHANNELS)
     cols.update(
-        channel_breadth_365d=t.channel_breadth_365d,
+        channel_breadth_365d=breadth,
         contacts_365d=t.contacts_365d,
         customer_started_share_365d=ibis.cases(
             (t.contacts_365d > 0,
