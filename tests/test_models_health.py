@@ -16,8 +16,11 @@ from custdyn.models.health import (
     Component,
     LearnedScorecard,
     Scorecard,
+    align_previous,
+    plot_quadrants,
     quadrants,
     relationship_scores,
+    score_trend,
 )
 
 CONFIG = {
@@ -272,3 +275,23 @@ def test_quadrants():
     assert table["customers"].sum() == 6
     q2 = quadrants(loyalty[:5], attention[:5], threshold=60)
     assert q2.labels[4] == "both low" and "unknown" not in set(q2.table["quadrant"])
+
+
+def test_plot_quadrants():
+    fig = plot_quadrants([80, 20, 90], [70, 30, 10], value=[1.0, 4.0, 0.0])
+    assert [tr.name for tr in fig.data] == [
+        "both high (1)", "loyal but neglected (1)", "courted but cool (0)", "both low (1)"
+    ]
+    assert fig.data[0].x == (80.0,) and fig.data[3].y == (30.0,)
+
+
+def test_trend_against_earlier_snapshots():
+    ids_now = np.array(["c3", "c1", "c2", "c9"])
+    now = np.array([50.0, 70.0, 20.0, 40.0])
+    d = score_trend(ids_now, now, {30: (np.array(["c1", "c2", "c3"]), np.array([60.0, 25.0, 50.0])),
+                                   90: (np.array(["c2"]), np.array([10.0]))})
+    np.testing.assert_allclose(d[30], [0.0, 10.0, -5.0, np.nan])
+    np.testing.assert_allclose(d[90], [np.nan, np.nan, 10.0, np.nan])
+    np.testing.assert_allclose(align_previous([1, 2], [], []), [np.nan, np.nan])
+    with pytest.raises(ValueError, match="unique"):
+        align_previous([1], [1, 1], [0.0, 1.0])

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from custdyn.errors import InsufficientDataError, NotFittedError
-from custdyn.models.survival import CoxPH, concordance_index, procedure_effects
+from custdyn.models.survival import CoxPH, concordance_index, plot_hazard_ratios, procedure_effects
 
 # lifelines (the reference) calls pandas methods with positional arguments pandas 4 will refuse
 pytestmark = pytest.mark.filterwarnings("ignore:Starting with pandas version 4.0")
@@ -228,6 +228,9 @@ def test_procedure_effects_sentences_and_coverage(rng):
     assert "x the rate (95% CI " in slow_row.sentence
     assert slow_row.sentence.endswith("observational, not causal.")
     assert "Each additional 24 hours of time to resolve issues" in res_row.sentence
+    fig = plot_hazard_ratios(rows)
+    assert fig.data[0].x == (slow_row.hazard_ratio, res_row.hazard_ratio)
+    assert fig.data[0].error_x.array[0] == pytest.approx(slow_row.upper_95 - slow_row.hazard_ratio)
     with pytest.raises(ValueError, match="not a column"):
         procedure_effects(t, e, X, {"nope": {"kind": "binary"}})
 
@@ -238,6 +241,8 @@ def test_summary_and_repr(rossi):
     assert list(s.index) == ROSSI_COLS
     np.testing.assert_allclose(s["exp(coef)"], np.exp(s["coef"]))
     assert s.attrs["n_events"] == 114
+    fig = plot_hazard_ratios(m)
+    assert list(fig.data[0].y) == ROSSI_COLS and fig.layout.xaxis.type == "log"
     assert "432 customers (114 events)" in repr(m)
     assert repr(CoxPH()) == "<custdyn.models.CoxPH: not fitted>"
     params = CoxPH(ties="breslow", penalizer=0.5).get_params()

@@ -47,8 +47,11 @@ __all__ = [
     "LearnedScorecard",
     "RelationshipScores",
     "Scorecard",
+    "align_previous",
+    "plot_quadrants",
     "quadrants",
     "relationship_scores",
+    "score_trend",
 ]
 
 DEFAULT_BANDS: dict[str, float] = {"at risk": 0.0, "watch": 40.0, "healthy": 70.0}
@@ -750,3 +753,96 @@ def quadrants(
         v = float(val[m].sum())
         rows.append({"quadrant": q, "customers": int(m.sum()), "value": v, "value_share": v / total if total else math.nan})
     return Quadrants(labels=labels, table=pd.DataFrame(rows))
+
+
+def plot_quadrants(
+    loyalty: ArrayLike,
+    attention: ArrayLike,
+    value: ArrayLike | None = None,
+    threshold: float = 50.0,
+    title: str = "Loyalty and attention",
+) -> Any:
+    """Scatter of loyalty (x) against attention (y), one colour per quadrant, point size by
+    value, with the threshold lines.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    lo, at = _to_float(loyalty), _to_float(attention)
+    q = quadrants(lo, at, value, threshold)
+    val = np.zeros_like(lo) if value is None else np.nan_to_num(_to_float(value), nan=0.0)
+    top = float(np.max(np.abs(val))) if val.size and np.any(val) else 0.0
+    size = 5 + 15 * np.sqrt(np.abs(val) / top) if top > 0 else np.full(lo.shape, 6.0)
+    fig = go.Figure()
+    for name in QUADRANTS:
+        m = q.labels == name
+        fig.add_scatter(
+            x=lo[m].tolist(), y=at[m].tolist(), mode="markers", name=f"{name} ({int(m.sum())})",
+            marker={"size": size[m].tolist()},
+        )
+    fig.add_vline(x=threshold, line_dash="dot", line_color="gray")
+    fig.add_hline(y=threshold, line_dash="dot", line_color="gray")
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "loyalty (customer towards vendor)", "range": [0, 100]},
+        yaxis={"title": "attention (vendor towards customer)", "range": [0, 100]},
+    )
+    return fig
+
+
+def align_previous(ids_now: ArrayLike, ids_then: ArrayLike, values_then: ArrayLike) -> FloatArray:
+    """Values of an earlier snapshot, lined up with the customers of the current one.
+
+    Parameters
+    ----------
+    ids_now : array-like, shape (n,)
+        Customer ids of the current snapshot.
+    ids_then, values_then : array-like, shape (m,)
+        Customer ids and values (e.g. health scores) of the earlier snapshot; ids unique.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The earlier value of each current customer, NaN for customers not in it.
+    """
+    now = np.asarray(ids_now).reshape(-1)
+    then = np.asarray(ids_then).reshape(-1)
+    vals = _to_float(values_then)
+    if then.shape != vals.shape:
+        raise ValueError(f"ids_then ({then.size}) and values_then ({vals.size}) differ in length")
+    if len(np.unique(then)) != len(then):
+        raise ValueError("ids_then must be unique (one row per customer)")
+    order = np.argsort(then, kind="stable")
+    st = then[order]
+    pos = np.searchsorted(st, now)
+    pos_c = np.clip(pos, 0, max(len(st) - 1, 0))
+    found = (pos < len(st)) & (st[pos_c] == now) if len(st) else np.zeros(len(now), dtype=bool)
+    out = np.full(len(now), np.nan)
+    out[found] = vals[order][pos_c[found]]
+    return out
+
+
+def score_trend(
+    ids_now: ArrayLike,
+    scores_now: ArrayLike,
+    earlier: Mapping[Any, tuple[ArrayLike, ArrayLike]],
+) -> dict[Any, FloatArray]:
+    """Change of each customer's score against earlier snapshots (e.g. 30 and 90 days ago).
+
+    Parameters
+    ----------
+    ids_now, scores_now : array-like, shape (n,)
+    earlier : mapping of a label (e.g. ``30``, ``90`` days) to ``(ids, scores)`` of that
+        snapshot. Contribution matrices work too (pass one column at a time), so a change
+        in the score splits into the changes of its contributions.
+
+    Returns
+    -------
+    dict of label to ndarray of shape (n,)
+        ``score_now - score_then``; NaN where the customer was not in the earlier snapshot.
+    """
+    now = _to_float(scores_now)
+    return {k: now - align_previous(ids_now, ids, vals) for k, (ids, vals) in earlier.items()}

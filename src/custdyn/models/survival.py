@@ -26,7 +26,7 @@ from custdyn.errors import ConvergenceWarning, InsufficientDataError, NotFittedE
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["CoxPH", "ProcedureEffect", "concordance_index", "procedure_effects"]
+__all__ = ["CoxPH", "ProcedureEffect", "concordance_index", "plot_hazard_ratios", "procedure_effects"]
 
 _Z95 = 1.959963984540054
 
@@ -701,3 +701,54 @@ def procedure_effects(
             )
         )
     return out
+
+
+def plot_hazard_ratios(source: CoxPH | Sequence[ProcedureEffect], title: str | None = None) -> Any:
+    """Forest plot of hazard ratios with their 95% intervals, on a log axis.
+
+    Parameters
+    ----------
+    source : fitted CoxPH, or the list returned by :func:`procedure_effects`
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One marker per covariate with error bars, and a line at 1 (no difference).
+    """
+    import plotly.graph_objects as go
+
+    if isinstance(source, CoxPH):
+        source._check_fitted()
+        names = list(source.feature_names_in_)
+        hr = source.hazard_ratios_.tolist()
+        lo = source.confidence_intervals_[:, 0].tolist()
+        hi = source.confidence_intervals_[:, 1].tolist()
+        text = [f"p = {p:.3g}" for p in source.p_values_]
+    else:
+        names = [e.name for e in source]
+        hr = [e.hazard_ratio for e in source]
+        lo = [e.lower_95 for e in source]
+        hi = [e.upper_95 for e in source]
+        text = [e.sentence for e in source]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=hr,
+        y=names,
+        mode="markers",
+        name="hazard ratio",
+        error_x={
+            "type": "data",
+            "symmetric": False,
+            "array": [h - m for h, m in zip(hi, hr, strict=True)],
+            "arrayminus": [m - lo_ for m, lo_ in zip(hr, lo, strict=True)],
+        },
+        text=text,
+        hovertemplate="%{y}: %{x:.2f}x<br>%{text}<extra></extra>",
+    )
+    fig.add_vline(x=1.0, line_dash="dot", line_color="gray")
+    fig.update_layout(
+        title=title or "Hazard ratios (95% CI), adjusted for the other covariates; observational",
+        xaxis={"type": "log", "title": "hazard ratio (rate of leaving relative to comparable customers)"},
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
