@@ -11,7 +11,7 @@ model: ``nu ~ Gamma(q, rate=v)``, each order ``~ Gamma(p, rate=nu)``. A latent s
 (order problems, returns, slow or missing replies, reopened and escalated threads, long
 resolutions, quick helpful answers) and pulled back towards the baseline. The dropout hazard
 is ``mu0 * exp(kappa * (s_ref - S))`` with ``mu0 ~ Gamma(s, rate=beta)``, and the purchase rate
-is damped when S is low (``min(1, max(rate_floor, rate_offset + S))``). Two planted support
+is damped when S is low (``min(1, max(rate_floor, rate_offset + rate_slope * S))``). Two planted support
 agents answer slowly, so their customers are less satisfied and leave more often.
 Subscribers who leave send an explicit cancellation; some lapsed customers are won back.
 """
@@ -97,13 +97,14 @@ class Params:
     # Pareto/NBD purchase process (first order at account opening, then repeat orders)
     r: float = 0.75
     alpha: float = 7.5
-    s: float = 0.6
-    beta: float = 40.0
+    s: float = 1.5
+    beta: float = 150.0
     # satisfaction -> dropout hazard and purchase rate
-    kappa: float = 4.0
+    kappa: float = 8.0
     s_ref: float = 0.65
-    rate_offset: float = 0.4
-    rate_floor: float = 0.5
+    rate_offset: float = 0.2
+    rate_slope: float = 1.2
+    rate_floor: float = 0.3
     # Gamma-Gamma spend
     p: float = 6.0
     q: float = 4.0
@@ -113,8 +114,8 @@ class Params:
     subscriber_share: float = 0.25
     # satisfaction dynamics
     s0_mean: float = 0.65
-    s0_sd: float = 0.12
-    reversion: float = 0.04
+    s0_sd: float = 0.15
+    reversion: float = 0.03
     noise_sd: float = 0.015
     d_issue: float = -0.10
     d_return: float = -0.04
@@ -144,12 +145,19 @@ class Params:
     escalate: float = 0.06
     # voice of the customer
     feedback_rate: float = 0.012
-    feedback_rate_unhappy: float = 0.03
+    feedback_rate_unhappy: float = 0.06  # extra per week at S = 0.3 (linear below 0.6)
     survey_after_thread: float = 0.2
-    survey_quarterly: float = 0.12
-    mention_unhappy: float = 0.02  # competitor mention per week when S < 0.4
+    survey_quarterly: float = 0.2
+    mention_unhappy: float = 0.04  # competitor mentions per week at S = 0.25 (linear below 0.45)
     mention_other: float = 0.001
-    mention_before_leaving: float = 0.4
+    mention_leaving: float = 0.08  # extra competitor mentions per week while leaving
+    # the leaving phase: decision (hazard above) -> weeks of winding down -> gone
+    leave_min: float = 6.0
+    leave_max: float = 20.0
+    d_decide: float = -0.15
+    recover_rate: float = 0.015  # per week while leaving
+    leaving_rate_mult: float = 0.35
+    feedback_rate_leaving: float = 0.06
     # lapse and return
     winback_share: float = 0.22
 
@@ -236,9 +244,14 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
     revive_at = np.full(n, np.inf)
     won_back_at = np.full(n, np.nan)
     exposure = np.zeros(n)
+    cum_hazard = np.zeros(n)
+    leaving = np.zeros(n, dtype=bool)
+    leave_at = np.full(n, np.inf)
+    decided_at = np.full(n, np.nan)
+    n_decisions = np.zeros(n, dtype=np.int64)
+    n_recovered = np.zeros(n, dtype=np.int64)
     eff_exposure = np.zeros(n)
     repeat_orders = np.zeros(n, dtype=np.int64)
-    last_mention = np.full(n, -np.inf)
 
     ev: dict[str, dict[str, list[np.ndarray]]] = {
         k: {} for k in ("orders", "issues", "returns", "threads", "feedback", "surveys",
@@ -275,13 +288,34 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         lo = np.maximum(float(w), alive_from[act])
         expo = np.clip(hi_w - lo, 0.0, 1.0)
         Sa = S[act]
+        lv = leaving[act]
+        # the decision to leave: hazard driven by satisfaction; the customer leaves some weeks
+        # later (the leaving phase), unless the relationship recovers first
         hazard = mu0[act] * np.exp(P.kappa * (P.s_ref - Sa))
-        die = rng.random(act.size) < -np.expm1(-hazard * expo)
-        t_die = lo + rng.random(act.size) * expo
+        decide = ~lv & (rng.random(act.size) < -np.expm1(-hazard * expo))
+        t_dec = lo + rng.random(act.size) * expo
+        if decide.any():
+            dc = act[decide]
+            leaving[dc] = True
+            decided_at[dc] = t_dec[decide]
+            leave_at[dc] = t_dec[decide] + rng.uniform(P.leave_min, P.leave_max, dc.size)
+            S[dc] = np.clip(S[dc] + P.d_decide, 0.0, 1.0)
+            n_decisions[dc] += 1
+        recover = lv & (rng.random(act.size) < P.recover_rate * expo)
+        if recover.any():
+            leaving[act[recover]] = False
+            leave_at[act[recover]] = np.inf
+            n_recovered[act[recover]] += 1
+        lv = leaving[act]
+        die = lv & (leave_at[act] < hi_w)
+        t_die = np.where(die, np.maximum(leave_at[act], lo), np.inf)
         hi = np.where(die, t_die, hi_w)
         expo = np.maximum(hi - lo, 0.0)
-        mult = np.clip(P.rate_offset + Sa, P.rate_floor, 1.0)
+        Sa = S[act]
+        mult = np.clip(P.rate_offset + P.rate_slope * Sa, P.rate_floor, 1.0) \
+            * np.where(lv, P.leaving_rate_mult, 1.0)
         exposure[act] += expo
+        cum_hazard[act] += hazard * expo
         eff_exposure[act] += expo * mult
 
         # -- repeat orders
@@ -377,8 +411,9 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
             agent=ag[sv], thread_good=(fh[sv] <= 8.0) & (rh[sv] <= 72.0), S=S[sc])
 
         # -- feedback and quarterly surveys
-        unhappy = Sa < 0.4
-        kf = rng.poisson((P.feedback_rate + P.feedback_rate_unhappy * unhappy) * expo)
+        kf = rng.poisson((P.feedback_rate
+                          + P.feedback_rate_unhappy * np.clip(0.6 - Sa, 0.0, 0.6) / 0.3
+                          + P.feedback_rate_leaving * lv) * expo)
         fc = np.repeat(act, kf)
         ft = _snap_daytime(rng, np.repeat(lo, kf) + rng.random(fc.size) * np.repeat(expo, kf))
         add("feedback", cust=fc, t=ft, S=S[fc])
@@ -390,14 +425,14 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
                 topic=np.full(keep.sum(), -1), agent=np.full(keep.sum(), -1),
                 thread_good=np.zeros(keep.sum(), bool), S=S[qa[keep]])
         # -- competitor mentions
-        pm = np.where(unhappy, P.mention_unhappy, P.mention_other) * expo
+        pm = (P.mention_unhappy * np.clip((0.45 - Sa) / 0.2, 0.0, 1.5) + P.mention_other
+              + P.mention_leaving * lv) * expo
         mm = rng.random(act.size) < pm
         mc = act[mm]
         mt = _snap_daytime(rng, lo[mm] + rng.random(mc.size) * expo[mm])
-        intent = (Sa[mm] < 0.45) & (rng.random(mc.size) < 0.85)
-        add("mentions", cust=mc, t=mt, intent=intent, before_leaving=np.zeros(mc.size, bool),
-            S=Sa[mm])
-        last_mention[mc] = mt
+        mt = np.clip(mt, lo[mm], np.maximum(hi[mm] - 1e-4, lo[mm]))
+        intent = ((Sa[mm] < 0.45) | lv[mm]) & (rng.random(mc.size) < 0.85)
+        add("mentions", cust=mc, t=mt, intent=intent, before_leaving=lv[mm], S=Sa[mm])
 
         # -- satisfaction update
         Sn = S[act] + P.reversion * (s0[act] - S[act]) + dS[act] \
@@ -409,24 +444,13 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         td = t_die[die]
         if dead.size:
             alive[dead] = False
+            leaving[dead] = False
+            leave_at[dead] = np.inf
             first = np.isnan(dropout_at[dead])
             dropout_at[dead[first]] = td[first]
             death_at[dead] = td
             sub = is_subscriber[dead]
             add("cancellations", cust=dead[sub], t=td[sub], S=S[dead[sub]])
-            # competitor mention shortly before leaving
-            pb = np.where(S[dead] < 0.45, P.mention_before_leaving * 1.6,
-                          P.mention_before_leaving * 0.5)
-            recent = last_mention[dead] > td - 12.0
-            plant = ~recent & (rng.random(dead.size) < pb)
-            pc = dead[plant]
-            pt = td[plant] - rng.uniform(0.3, 6.0, pc.size)
-            pt = np.maximum(pt, alive_from[pc] + 0.2 / 7.0)
-            okp = pt < td[plant]
-            add("mentions", cust=pc[okp], t=pt[okp],
-                intent=rng.random(okp.sum()) < 0.9, before_leaving=np.ones(okp.sum(), bool),
-                S=S[pc[okp]])
-            last_mention[pc[okp]] = pt[okp]
             # win-back of lapsed non-subscribers, once
             wb = (~sub & first & (rng.random(dead.size) < P.winback_share)
                   & (td < T - 20.0))
@@ -446,7 +470,9 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         "issue_p": issue_p, "ticket_rate": ticket_rate,
         "agent": support[agent_idx], "rep": sales[rep_idx],
         "alive_end": alive, "dropout_at": dropout_at, "death_at": death_at,
-        "won_back_at": won_back_at, "exposure": exposure, "eff_exposure": eff_exposure,
+        "won_back_at": won_back_at, "exposure": exposure, "cum_hazard": cum_hazard,
+        "leaving_end": leaving, "decided_at": decided_at, "n_decisions": n_decisions,
+        "n_recovered": n_recovered, "eff_exposure": eff_exposure,
         "repeat_orders": repeat_orders, "ever": ever,
     }
     sim = Sim(params=P, seed=seed, horizon=T, cust=cust, events=events)

@@ -554,7 +554,7 @@ class _Builder:
             # the customer's first message
             if theme is not None:
                 sentiment, emotion = self.texts.sample_emotion(theme, s)
-            elif s < 0.35 and self.r.random() < 0.5:
+            elif self.r.random() < min(max((0.5 - s) * 2.5, 0.0), 0.85):
                 sentiment, emotion = "negative", self.r.choice(["anger", "sadness"])
             else:
                 sentiment, emotion = "neutral", "neutral"
@@ -612,7 +612,7 @@ class _Builder:
                     msgs.append((tr, True, self.texts.agent_reply(lang[0], topic, ctx,
                                                                   first=False),
                                  "resolved", "neutral", "neutral", None))
-                if res_h <= 72.0 and self.r.random() < 0.35:
+                if res_h <= 72.0 and self.r.random() < 0.1 + 0.4 * s:
                     e = self.r.choice(["joy", "trust"])
                     msgs.append((tr + self.r.uniform(0.02, 0.5) / 7.0, False,
                                  self.texts.generic(lang[0], "thanks", "positive", e, ctx,
@@ -744,7 +744,7 @@ class _Builder:
             s = float(sv["S"][k])
             post = int(sv["kind"][k]) == 0
             good = bool(sv["thread_good"][k])
-            nps = int(np.clip(np.round(10.0 * s + 1.0 + self.rng.normal(0.0, 1.2)
+            nps = int(np.clip(np.round(10.0 * s + 1.0 + self.rng.normal(0.0, 1.0)
                                        + (0.8 if post and good else -0.8 if post else 0.0)),
                               0, 10))
             sentiment = "positive" if nps >= 9 else "neutral" if nps >= 7 else "negative"
@@ -1015,7 +1015,7 @@ class _Builder:
         stage = np.full(n, "active", dtype=object)
         stage[~alive & ~prospect] = "active"
         stage[alive & (recency > 26.0)] = "dormant"
-        stage[alive & (S_end < 0.4)] = "at_risk"
+        stage[alive & ((S_end < 0.4) | c["leaving_end"])] = "at_risk"
         stage[alive & won] = "won_back"
         stage[alive & (T - np.nan_to_num(c["open_t"]) < 8.0)] = "onboarding"
         stage[defected] = "lost"
@@ -1040,6 +1040,10 @@ class _Builder:
             "is_subscriber": c["is_subscriber"].tolist(),
             "lambda_per_week": c["lambda"].tolist(),
             "mu0_per_week": c["mu0"].tolist(),
+            "decided_to_leave_at": pa.array(tcol(c["decided_at"]), ts),
+            "n_leave_decisions": c["n_decisions"].tolist(),
+            "n_recoveries": c["n_recovered"].tolist(),
+            "leaving_at_end": c["leaving_end"].tolist(),
             "dropout_at": pa.array(tcol(c["dropout_at"]), ts),
             "defected": defected.tolist(),
             "defected_at": pa.array([self.dt(float(c["death_at"][i])) if defected[i] else None
@@ -1130,9 +1134,10 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
                            "Poisson(lambda * m(S)) per week while alive; lambda ~ Gamma(r, "
                            "rate=alpha); baseline dropout rate mu0 ~ Gamma(s, rate=beta); "
                            "hazard = mu0 * exp(kappa * (s_ref - S)); m(S) = min(1, "
-                           "max(rate_floor, rate_offset + S)).",
+                           "max(rate_floor, rate_offset + rate_slope * S)).",
             "r": P.r, "alpha": P.alpha, "s": P.s, "beta": P.beta,
             "kappa": P.kappa, "s_ref": P.s_ref, "rate_offset": P.rate_offset,
+            "rate_slope": P.rate_slope,
             "rate_floor": P.rate_floor,
             "mean_lambda_per_week": P.r / P.alpha,
         },
@@ -1165,7 +1170,7 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
             "lost": "opened an account and had dropped out by the end",
             "onboarding": "alive, account opened in the last 8 weeks",
             "won_back": "alive and won back after a lapse",
-            "at_risk": "alive with satisfaction below 0.4 at the end",
+            "at_risk": "alive, and satisfaction below 0.4 or in the leaving phase at the end",
             "dormant": "alive, no order in the last 26 weeks",
             "active": "everyone else who is alive",
         },
