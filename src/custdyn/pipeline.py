@@ -124,3 +124,612 @@ def text_summary(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
     for eng, lang, sent, n in rows:
         out.setdefault(eng, {}).setdefault(lang or "?", {})[sent or "?"] = int(n)
     return out
+
+
+# =========================================================================== analyze
+#: Health scorecard used when custdyn.toml has no [health] section (components, weights and
+#: thresholds as a customer-success team would set them; good -> 1, bad -> 0, linear between).
+DEFAULT_HEALTH: dict[str, Any] = {
+    "components": [
+        {"name": "p_alive", "column": "p_alive", "weight": 0.30, "good": 0.9, "bad": 0.2},
+        {"name": "days since the customer's last contact",
+         "column": "days_since_customer_contact", "weight": 0.15, "good": 14, "bad": 180},
+        {"name": "sentiment (90 days)", "column": "sentiment_90d", "weight": 0.15,
+         "good": 0.5, "bad": -0.5},
+        {"name": "first reply (median hours)", "column": "first_response_median_h",
+         "weight": 0.15, "good": 4, "bad": 72},
+        {"name": "messages left unanswered", "column": "unanswered_inbound", "weight": 0.10,
+         "good": 0, "bad": 3},
+        {"name": "order problems per order", "column": "order_issues_per_order",
+         "weight": 0.15, "good": 0.0, "bad": 0.5},
+    ]
+}
+ID_COLUMNS = ("customer_id", "as_of")
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze` produced (also written to ``scores`` and ``model_runs``)."""
+
+    as_of: Any
+    run_id: str
+    reused: bool
+    n_customers: int
+    purchase_model: str | None
+    model_comparison: list[dict[str, Any]]
+    backtest: list[dict[str, Any]]
+    quadrants: list[dict[str, Any]]
+    stages: dict[str, int]
+    warnings: list[str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["as_of"] = self.as_of.isoformat()
+        return d
+
+
+def _as_utc(value: Any) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def default_as_of(ws: Workspace) -> Any:
+    """Midnight UTC after the last interaction in the workspace."""
+    import datetime as dt
+
+    last = ws.con.execute("SELECT max(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    if last is None:
+        from custdyn.errors import CustdynError
+
+        raise CustdynError("the workspace has no interactions yet; ingest some first")
+    last = last.astimezone(dt.UTC)
+    return dt.datetime(last.year, last.month, last.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+
+
+def _fingerprint(ws: Workspace, as_of: Any, settings_key: str) -> str:
+    import hashlib
+
+    row = ws.con.execute(
+        "SELECT count(*), max(batch_id), (SELECT count(*) FROM text_signals), "
+        "(SELECT max(batch_id) FROM customers) FROM interactions").fetchone()
+    return hashlib.sha256(f"{row}|{as_of.isoformat()}|{settings_key}".encode()).hexdigest()[:24]
+
+
+def _numeric_matrix(table: Any, exclude: tuple[str, ...] = ()) -> tuple[Any, list[str]]:
+    """The numeric feature columns of an Arrow table as a float matrix (NaN for nulls)."""
+    import numpy as np
+    import pyarrow as pa
+
+    names, cols = [], []
+    for f in table.schema:
+        if f.name in ID_COLUMNS or f.name in exclude:
+            continue
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(
+                f.type) or pa.types.is_boolean(f.type):
+            arr = table.column(f.name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+            names.append(f.name)
+            cols.append(np.asarray(arr, dtype=float))
+    return (np.column_stack(cols) if cols else np.empty((table.num_rows, 0))), names
+
+
+def _col(table: Any, name: str) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    c = table.column(name)
+    if pa.types.is_timestamp(c.type):
+        return c
+    return np.asarray(c.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _days_since(ts_col: Any, as_of: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(ts_col, pa.ChunkedArray | pa.Array):
+        return np.full(len(ts_col), np.nan)
+    secs = pc.divide(pc.cast(pc.subtract(pa.scalar(as_of, ts_col.type), ts_col), pa.int64()),
+                     1_000_000)
+    return np.asarray(pc.cast(secs, pa.float64()).to_numpy(zero_copy_only=False)) / 86400.0
+
+
+class _PurchaseModels:
+    """BG/NBD, MBG/NBD and Pareto/NBD compared on a holdout; the winner refitted; Gamma-Gamma."""
+
+    CANDIDATES = ("BetaGeo", "ModifiedBetaGeo", "ParetoNBD")
+
+    def __init__(self, ws: Workspace, as_of: Any, warnings: list[str]) -> None:
+        self.ws, self.as_of, self.warnings = ws, as_of, warnings
+        self.kinds = tuple(ws.settings.purchase_kinds)
+        self.comparison: list[dict[str, Any]] = []
+        self.model: Any = None
+        self.spend: Any = None
+        self.rfm: Any = None
+
+    def transactions(self, end: Any) -> Any:
+        kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in self.kinds)
+        return self.ws.query(
+            f"SELECT customer_id, occurred_at, CAST(amount AS DOUBLE) AS amount FROM interactions "
+            f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
+            [end])
+
+    def fit(self) -> bool:
+        import datetime as dt
+
+        import numpy as np
+
+        from custdyn import models as m
+
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0:
+            self.warnings.append("no purchases before as_of: the purchase models were skipped; "
+                                 "p_alive, expected purchases and CLV are empty")
+            return False
+        first = min(tx.column("occurred_at").to_pylist())
+        span_weeks = (self.as_of - first).total_seconds() / 86400 / 7
+        holdout_weeks = float(min(52.0, max(4.0, 0.3 * span_weeks)))
+        cal_end = self.as_of - dt.timedelta(weeks=holdout_weeks)
+        classes = {n: getattr(m, n) for n in self.CANDIDATES}
+        best, best_key = None, None
+        try:
+            cal = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                observation_end=self.as_of, calibration_end=cal_end)
+            f, r, T = (np.asarray(cal[c], dtype=float) for c in ("frequency", "recency", "T"))
+            fh = np.asarray(cal["frequency_holdout"], dtype=float)
+            dh = np.asarray(cal["duration_holdout"], dtype=float)
+        except Exception as e:  # noqa: BLE001 - thin data must not stop the run
+            self.warnings.append(f"holdout comparison skipped ({e})")
+            cal = None
+        if cal is not None and len(f) >= 20:
+            for name, cls in classes.items():
+                try:
+                    mod = cls().fit(f, r, T)
+                    pred = mod.conditional_expected_purchases(dh, f, r, T)
+                    err = float(np.sqrt(np.mean((pred - fh) ** 2)))
+                    row: dict[str, Any] = {"model": name, "holdout_rmse": err,
+                           "holdout_mae": float(np.mean(np.abs(pred - fh))),
+                           "aic": float(mod.aic_), "log_likelihood": float(mod.log_likelihood_),
+                           "converged": bool(mod.converged_), "holdout_weeks": holdout_weeks}
+                except Exception as e:  # noqa: BLE001
+                    row = {"model": name, "error": str(e)}
+                self.comparison.append(row)
+                if "holdout_rmse" in row and row["converged"]:
+                    key = (round(float(row["holdout_rmse"]), 4), float(row["aic"]))
+                    if best_key is None or key < best_key:
+                        best, best_key = name, key
+        best = best or "BetaGeo"
+        self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                 observation_end=self.as_of)
+        f = np.asarray(self.rfm["frequency"], dtype=float)
+        r = np.asarray(self.rfm["recency"], dtype=float)
+        T = np.asarray(self.rfm["T"], dtype=float)
+        self.model = classes[best]().fit(f, r, T)
+        mv = np.asarray(self.rfm["monetary_value"], dtype=float)
+        repeat = (f > 0) & (mv > 0)
+        if repeat.sum() >= 20:
+            try:
+                self.spend = m.GammaGamma().fit(f[repeat], mv[repeat])
+            except Exception as e:  # noqa: BLE001
+                self.warnings.append(f"spend model skipped ({e})")
+        else:
+            self.warnings.append("fewer than 20 repeat customers: CLV uses mean spend as is")
+        return True
+
+    def predict(self) -> dict[str, Any]:
+        """Per-customer p_alive, expected purchases (90 and 365 days) and CLV with interval."""
+        import numpy as np
+
+        from custdyn import models as m
+
+        f = np.asarray(self.rfm["frequency"], dtype=float)
+        r = np.asarray(self.rfm["recency"], dtype=float)
+        T = np.asarray(self.rfm["T"], dtype=float)
+        ids = [str(x) for x in (self.rfm.index if hasattr(self.rfm, "index") else
+                                self.rfm["customer_id"])]
+        out = {
+            "customer_id": ids,
+            "p_alive": self.model.p_alive(f, r, T),
+            "expected_purchases_90d": self.model.conditional_expected_purchases(90 / 7, f, r, T),
+            "expected_purchases_365d": self.model.conditional_expected_purchases(
+                365 / 7, f, r, T),
+        }
+        try:
+            v = m.clv(self.model, self.spend, self.rfm, horizon=12, discount_rate=0.01,
+                      time_unit="W", n_draws=50)
+            out["clv"] = np.asarray(v["clv"], dtype=float)
+            out["clv_lower"] = np.asarray(v["clv_lower"], dtype=float) if "clv_lower" in v \
+                else np.full(len(ids), np.nan)
+            out["clv_upper"] = np.asarray(v["clv_upper"], dtype=float) if "clv_upper" in v \
+                else np.full(len(ids), np.nan)
+        except Exception as e:  # noqa: BLE001
+            self.warnings.append(f"CLV skipped ({e})")
+            out["clv"] = out["clv_lower"] = out["clv_upper"] = np.full(len(ids), np.nan)
+        return out
+
+
+def _activity_labels(ws: Workspace, ids: list[str], start: Any, end: Any) -> Any:
+    """1 for customers with no purchase and no contact of their own in [start, end), else 0."""
+    import numpy as np
+
+    kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in ws.settings.purchase_kinds)
+    active = {r[0] for r in ws.con.execute(
+        f"""SELECT DISTINCT customer_id FROM interactions
+        WHERE occurred_at >= ? AND occurred_at < ?
+          AND (kind IN ({kinds}) OR direction = 'inbound')""", [start, end]).fetchall()}
+    return np.array([0.0 if c in active else 1.0 for c in ids])
+
+
+def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[str, Any]:
+    """``purchase_regularity``: purchase days in the last 52 weeks over those the customer-base
+    model expects for the customer while alive (posterior mean rate x weeks observed, at most
+    52); ``survey_response_rate``: surveys and feedback the customer sent in the last 365 days
+    per survey or feedback request the vendor sent (capped at 1; customers never asked count
+    1 if they wrote anyway, else 0)."""
+    import datetime as dt
+
+    import numpy as np
+
+    kinds = list(ws.settings.purchase_kinds)
+    rows = ws.con.execute(
+        """SELECT customer_id,
+                  count(DISTINCT CAST(occurred_at AS DATE)) FILTER (
+                      WHERE kind IN (SELECT unnest(?::VARCHAR[]))) AS purchase_days,
+                  count(*) FILTER (WHERE kind IN ('survey', 'feedback')
+                                   AND direction = 'inbound') AS answered,
+                  count(*) FILTER (WHERE kind IN ('survey', 'feedback')
+                                   AND direction = 'outbound') AS asked
+           FROM interactions WHERE occurred_at >= ? AND occurred_at < ?
+           GROUP BY customer_id""",
+        [kinds, as_of - dt.timedelta(days=365), as_of]).fetchall()
+    got = {r[0]: r[1:] for r in rows}
+    n = len(ids)
+    regularity = np.full(n, np.nan)
+    survey = np.zeros(n)
+    rate: dict[str, float] = {}
+    if pm is not None and pm.model is not None and pm.rfm is not None:
+        p = pm.model.params_
+        f = np.asarray(pm.rfm["frequency"], dtype=float)
+        T = np.asarray(pm.rfm["T"], dtype=float)
+        keys = [str(x) for x in (pm.rfm.index if hasattr(pm.rfm, "index")
+                                 else pm.rfm["customer_id"])]
+        lam = (p["r"] + f) / (p["alpha"] + T)  # posterior mean purchase rate per week
+        rate = dict(zip(keys, lam * np.minimum(T, 52.0), strict=True))
+    for i, c in enumerate(ids):
+        days, answered, asked = got.get(c, (0, 0, 0))
+        exp = rate.get(c)
+        if exp is not None and exp > 0:
+            regularity[i] = days / exp
+        survey[i] = min(1.0, answered / asked) if asked else (1.0 if answered else 0.0)
+    return {"purchase_regularity": regularity, "survey_response_rate": survey}
+
+
+def _risk_snapshot(ws: Workspace, at: Any, horizon_days: float, with_label: bool,
+                   p_alive_cache: dict[Any, dict[str, float]], active_within_days: float,
+                   feats: Any = None) -> Any:
+    """Features, P(alive) and (optionally) the defection label at ``at`` for the customers
+    who can still drift away."""
+    import datetime as dt
+
+    import numpy as np
+    import pyarrow as pa
+
+    import custdyn.features as cf
+
+    feats = cf.features(ws, at) if feats is None else feats
+    # who can still drift away: customers with a purchase who were active (a purchase or a
+    # contact of their own) within ``active_within_days`` before ``at``
+    recent = np.minimum(
+        np.nan_to_num(np.asarray(_col(feats, "days_since_customer_contact"), dtype=float),
+                      nan=np.inf),
+        np.nan_to_num((np.asarray(_col(feats, "T"), dtype=float)
+                       - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0, nan=np.inf))
+    keep = (np.asarray(_col(feats, "n_orders"), dtype=float) > 0) & (recent < active_within_days)
+    feats = feats.filter(pa.array(keep))
+    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    if at not in p_alive_cache:
+        pm = _PurchaseModels(ws, at, [])
+        if pm.fit():
+            pr = pm.predict()
+            p_alive_cache[at] = dict(zip(pr["customer_id"], pr["p_alive"], strict=True))
+        else:
+            p_alive_cache[at] = {}
+    pa_map = p_alive_cache[at]
+    p_alive = np.array([pa_map.get(c, np.nan) for c in ids])
+    X, names = _numeric_matrix(feats)
+    X = np.column_stack([X, p_alive])
+    names = [*names, "p_alive"]
+    y = _activity_labels(ws, ids, at, at + dt.timedelta(days=horizon_days)) if with_label \
+        else None
+    days_since_purchase = (np.asarray(_col(feats, "T"), dtype=float)
+                           - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0
+    return ids, X, names, y, {"days since last purchase": days_since_purchase,
+                              "1 - P(alive)": 1.0 - p_alive}
+
+
+def analyze(
+    ws: Workspace,
+    as_of: Any = None,
+    *,
+    text_engine: str | None = None,
+    horizon_days: float | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Text signals -> features -> purchase models -> risk -> scores -> stages, at ``as_of``.
+
+    Writes one row per customer to ``scores`` (keyed by customer and ``as_of``) and the
+    fitted models to ``model_runs``. A re-run with no new data and the same settings reuses
+    what exists (``force=True`` recomputes).
+
+    Parameters
+    ----------
+    as_of : datetime-like, optional
+        The moment described; default midnight after the last interaction.
+    text_engine : str, optional
+        Engine for messages not yet scored; default the ``[analysis] text_engine`` setting, or
+        ``bulk``.
+    horizon_days : float, optional
+        Defection label: no purchase and no contact from the customer in the next H days
+        (default the ``[risk] horizon_days`` setting, or 90).
+    progress : called with a short description of each step.
+    """
+    import datetime as dt
+    import json
+    import time
+    import uuid
+    import warnings as pywarnings
+
+    import numpy as np
+    import pyarrow as pa
+
+    import custdyn.features as cf
+    from custdyn import __version__
+    from custdyn.errors import CustdynError
+    from custdyn.models.health import Scorecard, quadrants, relationship_scores
+
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    extra = ws.settings.extra
+    text_engine = text_engine or extra.get("analysis", {}).get("text_engine", "bulk")
+    horizon = float(horizon_days or extra.get("risk", {}).get("horizon_days", 90))
+    active_days = float(extra.get("risk", {}).get("active_within_days", 365))
+    as_of = _as_utc(as_of) if as_of is not None else default_as_of(ws)
+    first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    if first is None:
+        raise CustdynError("the workspace has no interactions yet; ingest some first")
+    if as_of <= first:
+        raise CustdynError(
+            f"as_of {as_of.date()} is before any data (the first interaction is on "
+            f"{first.date()}); choose a later date")
+    warnings: list[str] = []
+
+    say("scoring new messages")
+    enrich(ws, text_engine)
+    settings_key = json.dumps([text_engine, horizon, ws.settings.to_dict()], sort_keys=True,
+                              default=str)
+    fp = _fingerprint(ws, as_of, settings_key)
+    if not force:
+        row = ws.con.execute(
+            "SELECT run_id, diagnostics FROM model_runs WHERE kind = 'analysis' AND "
+            "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
+        if row:
+            d = json.loads(row[1])
+            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of)
+            return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__})
+
+    say("computing features")
+    feats = cf.features(ws, as_of)
+    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    n = len(ids)
+    if n == 0:
+        raise CustdynError(f"no customer has an interaction before {as_of.date()}")
+    if n < 50:
+        warnings.append(f"only {n} customers: scores fall back to the scorecard; risk models "
+                        "need at least 50")
+
+    say("fitting purchase models")
+    pm = _PurchaseModels(ws, as_of, warnings)
+    cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
+        "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
+        "clv_upper")}
+    if pm.fit():
+        pred = pm.predict()
+        pos = {c: i for i, c in enumerate(ids)}
+        idx = np.array([pos.get(c, -1) for c in pred["customer_id"]])
+        ok = idx >= 0
+        for k in cols:
+            cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
+    n_orders = np.nan_to_num(np.asarray(_col(feats, "n_orders"), dtype=float), nan=0.0)
+    cols["clv"] = np.where(n_orders > 0, cols["clv"], 0.0)
+
+    say("scoring defection risk")
+    risk = 1.0 - cols["p_alive"]
+    reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    backtest_rows: list[dict[str, Any]] = []
+    h = dt.timedelta(days=horizon)
+    try:
+        from custdyn.models.churn import DefectionModel, Snapshot
+        from custdyn.models.churn import backtest as run_backtest
+
+        cache: dict[Any, dict[str, float]] = {}
+        snaps = []
+        for steps in (3, 2, 1):
+            at = as_of - steps * h
+            if at <= first:
+                continue
+            sid, X, names, y, base = _risk_snapshot(ws, at, horizon, True, cache, active_days)
+            snaps.append((at, sid, X, names, y, base))
+        if len(snaps) >= 2:
+            names = snaps[-1][3]
+            bt = run_backtest([Snapshot(at, X, y, base) for at, _s, X, _n, y, base in snaps],
+                              DefectionModel(), horizon=h, feature_names=names)
+            backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
+        train = [s for s in snaps if s[0] + h <= as_of]
+        if train:
+            Xtr = np.vstack([s[2] for s in train])
+            ytr = np.concatenate([s[4] for s in train])
+            names = train[-1][3]
+            model = DefectionModel().fit(Xtr, ytr, feature_names=names)
+            sid, Xnow, names_now, _y, _b = _risk_snapshot(
+                ws, as_of, horizon, False,
+                {as_of: dict(zip(ids, cols["p_alive"], strict=True))}, active_days, feats)
+            p = model.predict_proba(Xnow)
+            why = model.reasons(Xnow, top=3)
+            pos = {c: i for i, c in enumerate(ids)}
+            for c, pr, rs in zip(sid, p, why, strict=True):
+                i = pos[c]
+                risk[i] = float(pr)
+                reasons[i] = [{"feature": r.feature, "value": _num(r.value),
+                               "contribution": _num(r.contribution)} for r in rs]
+        else:
+            warnings.append("not enough history for the supervised risk model (needs one "
+                            f"horizon of {horizon:.0f} days before as_of): risk = 1 - P(alive)")
+    except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
+        warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
+
+    say("scoring relationships")
+    table = {name: np.asarray(_col(feats, name), dtype=float)
+             for name in feats.column_names if name not in ID_COLUMNS
+             and not name.endswith("_at")}
+    table["p_alive"] = cols["p_alive"]
+    table.update(_loyalty_inputs(ws, as_of, ids, pm))
+    with pywarnings.catch_warnings(record=True) as caught:
+        pywarnings.simplefilter("always")
+        rel = relationship_scores(table)
+        health_cfg = extra.get("health") or DEFAULT_HEALTH
+        card = Scorecard.from_config(health_cfg)
+        contrib = card.contributions(table)
+        health = contrib.sum(axis=1)
+    warnings.extend(sorted({str(w.message) for w in caught}))
+    quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
+
+    say("assigning stages")
+    from custdyn.dynamics import assign_stages
+
+    extra_sql = ws.con.execute(
+        """SELECT customer_id,
+                  bool_or(kind = 'cancellation') AS cancelled,
+                  max(gap) AS max_gap_days
+           FROM (SELECT customer_id, kind,
+                        CASE WHEN kind IN (SELECT unnest(?::VARCHAR[])) THEN
+                          date_diff('day', lag(occurred_at) OVER (PARTITION BY customer_id,
+                            kind IN (SELECT unnest(?::VARCHAR[])) ORDER BY occurred_at),
+                            occurred_at) END AS gap
+                 FROM interactions WHERE occurred_at < ?)
+           GROUP BY customer_id""",
+        [ws.settings.purchase_kinds, ws.settings.purchase_kinds, as_of]).fetchall()
+    ex = {r[0]: (bool(r[1]), r[2]) for r in extra_sql}
+    stages = assign_stages(
+        n_orders=n_orders,
+        has_account=[x is not None for x in feats.column("account_opened_at").to_pylist()]
+        if "account_opened_at" in feats.column_names else np.zeros(n, bool),
+        days_since_account=_days_since(_col(feats, "account_opened_at"), as_of),
+        days_since_first_order=_days_since(_col(feats, "first_order_at"), as_of),
+        days_since_last_order=(np.asarray(_col(feats, "T"), dtype=float)
+                               - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0,
+        days_since_customer_contact=_col(feats, "days_since_customer_contact"),
+        p_alive=cols["p_alive"],
+        defection_risk=risk,
+        cancelled=[ex.get(c, (False, None))[0] for c in ids],
+        max_gap_days=[float(ex[c][1]) if c in ex and ex[c][1] is not None else np.nan
+                      for c in ids],
+        rules=extra.get("stages"),
+    )
+
+    say("writing scores")
+    run_id = "run-" + uuid.uuid4().hex[:12]
+    contributions = [
+        json.dumps({
+            "health": {k: _num(v) for k, v in zip(card.component_names, contrib[i],
+                                                    strict=True)},
+            "loyalty": {k: _num(v) for k, v in zip(rel.loyalty_components,
+                                                     rel.loyalty_contributions[i], strict=True)},
+            "attention": {k: _num(v) for k, v in zip(rel.attention_components,
+                                                       rel.attention_contributions[i],
+                                                       strict=True)},
+        })
+        for i in range(n)
+    ]
+    out = pa.table({
+        "customer_id": ids,
+        "as_of": pa.array([as_of] * n, pa.timestamp("us", tz="UTC")),
+        "run_id": [run_id] * n,
+        **{k: pa.array(v, pa.float64(), from_pandas=True) for k, v in cols.items()},
+        "defection_risk": pa.array(risk, pa.float64(), from_pandas=True),
+        "health": pa.array(health, pa.float64(), from_pandas=True),
+        "loyalty": pa.array(rel.loyalty, pa.float64(), from_pandas=True),
+        "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
+        "quadrant": list(quad.labels),
+        "stage": list(stages),
+        "reasons": [json.dumps(r) for r in reasons],
+        "contributions": contributions,
+    })
+    quad_rows = json.loads(quad.table.to_json(orient="records"))
+    stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
+    result = AnalysisResult(
+        as_of=as_of, run_id=run_id, reused=False, n_customers=n,
+        purchase_model=type(pm.model).__name__ if pm.model is not None else None,
+        model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
+        stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0)
+    con = ws.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
+        con.register("_scores", out)
+        con.execute("INSERT INTO scores SELECT * FROM _scores")
+        con.unregister("_scores")
+        now = dt.datetime.now(dt.UTC)
+        diag = result.to_dict()
+        diag.pop("as_of")
+        if pm.model is not None:
+            con.execute(
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'purchase', ?, ?, ?, ?, ?, ?, ?)",
+                [run_id + "-purchase", as_of, now, type(pm.model).__name__,
+                 json.dumps({k: _num(v) for k, v in pm.model.params_.items()}),
+                 json.dumps({"log_likelihood": _num(pm.model.log_likelihood_),
+                             "aic": _num(pm.model.aic_), "converged": bool(pm.model.converged_),
+                             "comparison": pm.comparison}),
+                 first, as_of, fp, __version__])
+        if pm.spend is not None:
+            con.execute(
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'spend', 'GammaGamma', ?, ?, ?, ?, ?, ?)",
+                [run_id + "-spend", as_of, now,
+                 json.dumps({k: _num(v) for k, v in pm.spend.params_.items()}),
+                 json.dumps({"log_likelihood": _num(pm.spend.log_likelihood_)}),
+                 first, as_of, fp, __version__])
+        con.execute(
+            "INSERT INTO model_runs VALUES (?, ?, ?, 'analysis', 'analyze', ?, ?, ?, ?, ?, ?)",
+            [run_id, as_of, now, json.dumps({"text_engine": text_engine,
+                                             "horizon_days": horizon}),
+             json.dumps(diag, default=str), first, as_of, fp, __version__])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _num(v: Any) -> float | None:
+    import math
+
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -92,6 +92,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
 ]
+MIGRATIONS.append((
+    3,
+    "analysis results: model runs and per-customer scores",
+    [
+        """CREATE TABLE model_runs (
+            run_id VARCHAR PRIMARY KEY, as_of TIMESTAMPTZ, created_at TIMESTAMPTZ,
+            kind VARCHAR, model VARCHAR, params JSON, diagnostics JSON,
+            data_from TIMESTAMPTZ, data_to TIMESTAMPTZ, fingerprint VARCHAR,
+            custdyn_version VARCHAR)""",
+        """CREATE TABLE scores (
+            customer_id VARCHAR NOT NULL, as_of TIMESTAMPTZ NOT NULL, run_id VARCHAR,
+            p_alive DOUBLE, expected_purchases_90d DOUBLE, expected_purchases_365d DOUBLE,
+            clv DOUBLE, clv_lower DOUBLE, clv_upper DOUBLE, defection_risk DOUBLE,
+            health DOUBLE, loyalty DOUBLE, attention DOUBLE, quadrant VARCHAR, stage VARCHAR,
+            reasons JSON, contributions JSON, PRIMARY KEY (customer_id, as_of))""",
+    ],
+))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -1,0 +1,145 @@
+"""Analysis commands: ``analyze``, ``scores`` and ``risk``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+from rich.markup import escape
+
+from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err, print_json
+from custdyn.errors import CustdynError
+
+
+@app.command()
+def analyze(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Date the analysis describes (default: the day after the last "
+        "interaction).")] = None,
+    text_engine: Annotated[str | None, typer.Option(
+        help="Text engine for messages not yet scored (default: bulk).")] = None,
+    horizon_days: Annotated[float | None, typer.Option(
+        help="Defection = no purchase and no contact from the customer in the next H days.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Recompute even if nothing changed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score every customer at AS_OF: text signals, features, purchase models (BG/NBD, MBG/NBD,
+    Pareto/NBD by holdout error), CLV, defection risk (backtested), health, loyalty,
+    attention and lifecycle stage. Results go to the `scores` and `model_runs` tables."""
+    from custdyn.pipeline import analyze as run
+
+    try:
+        ws = _open(read_only=False, purpose="custdyn analyze")
+    except CustdynError as e:
+        raise _fail(e) from None
+    try:
+        with err.status("analysing...") as status:
+            r = run(ws, as_of, text_engine=text_engine, horizon_days=horizon_days, force=force,
+                    progress=lambda msg: status.update(f"{msg}..."))
+    except CustdynError as e:
+        raise _fail(e) from None
+    finally:
+        ws.close()
+    if as_json:
+        print_json(r.to_dict())
+        raise typer.Exit(1 if r.warnings else 0)
+    how = "reused (nothing changed)" if r.reused else f"done in {r.seconds:.0f} s"
+    console.print(f"analysis at [bold]{r.as_of.date()}[/] of {r.n_customers:,} customers: {how}")
+    if r.purchase_model:
+        console.print(f"purchase model: {r.purchase_model} (lowest holdout error; see "
+                      "`custdyn scores`)")
+    if r.backtest:
+        bt = pa.Table.from_pylist([
+            {k: b.get(k) for k in ("scorer", "n", "base_rate", "roc_auc", "pr_auc",
+                                   "lift_top_decile", "brier", "ece")} for b in r.backtest])
+        emit(bt, False, None, title="defection risk, backtest on the last horizon")
+    console.print("stages: " + ", ".join(f"{k} {v:,}" for k, v in r.stages.items()))
+    console.print("quadrants: " + ", ".join(
+        f"{q['quadrant']} {q['customers']:,} (value {q['value']:,.0f})" for q in r.quadrants))
+    for w in r.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+    raise typer.Exit(1 if r.warnings else 0)
+
+
+_SCORE_COLUMNS = ("customer_id", "stage", "quadrant", "p_alive", "expected_purchases_365d",
+                  "clv", "defection_risk", "health", "loyalty", "attention")
+
+
+def _latest(ws, as_of: str | None) -> object:
+    if as_of:
+        return as_of
+    row = ws.con.execute("SELECT max(as_of) FROM scores").fetchone()
+    if row is None or row[0] is None:
+        raise CustdynError("no scores yet; run `custdyn analyze` first")
+    return row[0]
+
+
+@app.command()
+def scores(
+    customer_id: Annotated[str | None, typer.Argument(help="One customer (default: all).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Default: the latest.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Scores per customer: stage, quadrant, P(alive), expected purchases, CLV, defection risk,
+    health, loyalty and attention; one customer's with their parts and reasons."""
+    try:
+        with _open() as ws:
+            at = _latest(ws, as_of)
+            if customer_id:
+                t = ws.query("SELECT * FROM scores WHERE customer_id = ? AND as_of = ?",
+                             [customer_id, at])
+                if t.num_rows == 0:
+                    raise CustdynError(f"no scores for {customer_id!r} at {at}")
+            else:
+                lim = f"LIMIT {int(limit)}" if limit else ""
+                t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE as_of = ? "
+                             f"ORDER BY clv DESC NULLS LAST {lim}", [at])
+    except CustdynError as e:
+        raise _fail(e) from None
+    if customer_id and not as_json and not out:
+        row = t.to_pylist()[0]
+        for k in _SCORE_COLUMNS[1:] + ("clv_lower", "clv_upper", "expected_purchases_90d"):
+            v = row[k]
+            console.print(f"{k:>24}: {v:,.3f}" if isinstance(v, float) else f"{k:>24}: {v}")
+        parts = json.loads(row["contributions"] or "{}")
+        for side, comps in parts.items():
+            console.print(f"[bold]{side}[/] = " + " + ".join(
+                f"{name} {val:.1f}" for name, val in comps.items() if val is not None))
+        for r in json.loads(row["reasons"] or "[]"):
+            console.print(f"  risk reason: {r['feature']} = {r['value']} "
+                          f"(pushes risk {'up' if (r['contribution'] or 0) > 0 else 'down'})")
+        return
+    emit(t, as_json, out, title=f"scores at {at}")
+
+
+@app.command()
+def risk(
+    top: Annotated[int, typer.Option("--top", help="How many customers.")] = 20,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Default: the latest.")] = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Customers most likely to drift away, ranked by value at risk (CLV x risk), with their
+    top reasons."""
+    try:
+        with _open() as ws:
+            at = _latest(ws, as_of)
+            t = ws.query(
+                """SELECT customer_id, stage, defection_risk, clv,
+                          clv * defection_risk AS value_at_risk, reasons
+                   FROM scores WHERE as_of = ? AND stage NOT IN ('lost', 'prospect')
+                   ORDER BY value_at_risk DESC NULLS LAST LIMIT ?""", [at, top])
+    except CustdynError as e:
+        raise _fail(e) from None
+    rows = t.to_pylist()
+    for r in rows:
+        rs = json.loads(r["reasons"] or "[]")
+        r["reasons"] = "; ".join(f"{x['feature']}={x['value']:.3g}" for x in rs
+                                 if x.get("value") is not None)
+    emit(pa.Table.from_pylist(rows) if rows else t, as_json, out,
+         title=f"value at risk at {at}", widths={"reasons": 70})

@@ -1,0 +1,109 @@
+"""analyze on the demo world: scores with their parts, reuse, thin and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("lightgbm")
+
+from custdyn.dynamics import STAGES  # noqa: E402
+from custdyn.errors import CustdynError  # noqa: E402
+from custdyn.store import Workspace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    d = tmp_path_factory.mktemp("analyze") / "demo"
+    r = CliRunner().invoke(app, ["demo", str(d), "--customers", "600", "--seed", "5"])
+    assert r.exit_code == 0, r.output
+    return d
+
+
+@pytest.fixture(scope="module")
+def analysed(demo: Path):
+    from custdyn.pipeline import analyze
+
+    with Workspace.open(demo) as ws:
+        result = analyze(ws)
+        scores = ws.query("SELECT * FROM scores").to_pylist()
+        runs = ws.query("SELECT * FROM model_runs").to_pylist()
+    return result, scores, runs
+
+
+def test_every_customer_gets_scores_whose_parts_sum(analysed):
+    result, scores, runs = analysed
+    assert len(scores) == result.n_customers > 500
+    assert {s["stage"] for s in scores} <= set(STAGES)
+    assert {"active", "lost", "prospect"} <= {s["stage"] for s in scores}
+    for s in scores[:200]:
+        parts = json.loads(s["contributions"])
+        for side in ("health", "loyalty", "attention"):
+            total = sum(v for v in parts[side].values() if v is not None)
+            assert total == pytest.approx(s[side], abs=1e-6)
+            assert 0 <= s[side] <= 100
+        if s["p_alive"] is not None:
+            assert 0 <= s["p_alive"] <= 1 and s["clv"] >= 0
+            assert s["clv_lower"] <= s["clv"] + 1e-9 <= s["clv_upper"] + 2e-9
+    kinds = {r["kind"] for r in runs}
+    assert {"purchase", "analysis"} <= kinds
+    assert result.purchase_model in ("BetaGeo", "ModifiedBetaGeo", "ParetoNBD")
+    assert len(result.model_comparison) == 3
+
+
+def test_backtest_beats_both_baselines(analysed):
+    result, _scores, _runs = analysed
+    auc = {b["scorer"]: b["roc_auc"] for b in result.backtest}
+    assert set(auc) == {"model", "days since last purchase", "1 - P(alive)"}
+    assert auc["model"] > max(auc["days since last purchase"], auc["1 - P(alive)"])
+    assert auc["model"] >= 0.75
+
+
+def test_high_risk_customers_have_reasons(analysed):
+    _result, scores, _runs = analysed
+    risky = [s for s in scores if (s["defection_risk"] or 0) > 0.7 and s["stage"] != "lost"]
+    assert risky
+    assert any(json.loads(s["reasons"]) for s in risky)
+
+
+def test_rerun_with_no_new_data_reuses(demo, analysed):
+    from custdyn.pipeline import analyze
+
+    with Workspace.open(demo) as ws:
+        again = analyze(ws)
+    assert again.reused and again.run_id == analysed[0].run_id
+
+
+def test_as_of_before_any_data_is_a_clear_error(demo):
+    from custdyn.pipeline import analyze
+
+    with Workspace.open(demo) as ws, pytest.raises(CustdynError, match="before any data"):
+        analyze(ws, "1999-01-01")
+
+
+def test_workspace_without_orders_still_scores(tmp_path):
+    from custdyn.pipeline import analyze
+
+    p = tmp_path / "contacts.csv"
+    rows = ["customer_id,occurred_at,channel,kind,direction,text"]
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        for k in range(3):
+            day = 1 + int(rng.integers(0, 27))
+            rows.append(f"C{i},2024-0{1 + k}-{day:02d}T10:00:00Z,email,contact,inbound,hello")
+    p.write_text("\n".join(rows) + "\n")
+    with Workspace.create(tmp_path / "w") as ws:
+        ws.ingest(p)
+        r = analyze(ws)
+        assert any("no purchases" in w for w in r.warnings)
+        assert any("only 30 customers" in w for w in r.warnings)
+        got = ws.query("SELECT health, stage FROM scores").to_pylist()
+        assert len(got) == 30 and all(g["health"] is not None for g in got)
