@@ -649,6 +649,24 @@ class TransactionModel(BaseModel):
         self._fit_arrays((x, tx, big_t), None if weights is None else as_float_array(weights))
         return self
 
+    def _pair_index(self, x: FloatArray, big_t: FloatArray) -> tuple[list[FloatArray], NDArray[np.intp]]:
+        """Distinct (x, T) pairs and the inverse index, cached per pair of arrays (the cache is
+        shared with the parameter-draw clones made for CLV intervals)."""
+        caches: dict[Any, Any] = self.__dict__.setdefault("_xt_pairs", {})
+        hit = caches.get((id(x), id(big_t)))
+        if hit is not None and hit[0] is x and hit[1] is big_t:
+            return hit[2], hit[3]
+        cols, _, inv = compress_rows([x, big_t])
+        caches[(id(x), id(big_t))] = (x, big_t, cols, inv)
+        return cols, inv
+
+    def _weighted_curve(
+        self, ts: FloatArray, coef: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray
+    ) -> FloatArray:
+        """``sum_k coef_k E[X(T, T + ts_k) | history]`` per customer, shape (n,)."""
+        curve = self._expected_curve(ts, x, tx, big_t)
+        return np.asarray((coef[:, None] * curve).sum(axis=0), dtype=float)
+
     def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
         """Conditional expected purchases at several horizons, shape (len(ts), n)."""
         return np.stack([self.conditional_expected_purchases(t, x, tx, big_t) for t in ts])  # type: ignore[attr-defined]

@@ -13,7 +13,6 @@ from custdyn.models._base import (
     beta_power_expectation,
     bg_family_sum,
     check_rfm,
-    compress_rows,
     log_beta,
     log_nb_pmf,
     nb_survival,
@@ -187,12 +186,25 @@ class BetaGeo(TransactionModel):
         part depends on (x, T) only and is evaluated once per distinct pair."""
         r, alpha, a, b = self._p()
         alive = self.p_alive(x, tx, big_t)
-        (ux, ut), _, inv = compress_rows([x, big_t])
+        (ux, ut), inv = self._pair_index(x, big_t)
         out = np.empty((len(ts), len(x)))
         for k, t in enumerate(ts):
             e = recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux, np.full_like(ux, t) / (alpha + ut))
             out[k] = alive * e[inv]
         return out
+
+    def _weighted_curve(
+        self, ts: FloatArray, coef: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray
+    ) -> FloatArray:
+        """``sum_k coef_k E[X(T, T + ts_k) | history]`` per customer: P(alive) times a sum
+        over horizons that is evaluated once per distinct (x, T) pair."""
+        r, alpha, a, b = self._p()
+        alive = self.p_alive(x, tx, big_t)
+        (ux, ut), inv = self._pair_index(x, big_t)
+        acc = np.zeros(len(ux))
+        for c, t in zip(coef, ts, strict=True):
+            acc += c * recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux, np.full_like(ux, t) / (alpha + ut))
+        return alive * acc[inv]
 
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
         """``P(X(t) = n)``: probability of exactly ``n`` repeat purchases in ``(0, t]``.

@@ -51,13 +51,15 @@ def _discounted_purchases(model: BaseModel, rows: tuple[FloatArray, ...], edges:
     if isinstance(model, ShiftedBetaGeo):
         raise TypeError("use the sBG branch")
     ts = edges[1:] * factor
+    # sum_k disc_k (E_k - E_{k-1}) = sum_k (disc_k - disc_{k+1}) E_k, with disc_{K+1} = 0
+    coef = disc - np.append(disc[1:], 0.0)
     if isinstance(model, BetaGeoBetaBinom):
         ts = np.floor(ts + 1e-9)
-        curve = np.stack([model.conditional_expected_purchases(t, *rows) for t in ts])
+        total = np.zeros(len(rows[0]))
+        for c, t in zip(coef, ts, strict=True):
+            total += c * model.conditional_expected_purchases(t, *rows)
     else:
-        curve = model._expected_curve(ts, *rows)  # type: ignore[attr-defined]
-    steps = np.diff(curve, axis=0, prepend=0.0)
-    total = (disc[:, None] * steps).sum(axis=0)
+        total = model._weighted_curve(ts, coef, *rows)  # type: ignore[attr-defined]
     return np.maximum(total, 0.0)
 
 

@@ -353,6 +353,19 @@ class ParetoNBD(TransactionModel):
         k = np.full_like(x, s - 1.0)
         return np.stack([np.maximum(scale * expm1_ratio(k, np.log1p(t / (beta + big_t))), 0.0) for t in ts])
 
+    def _weighted_curve(
+        self, ts: FloatArray, coef: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray
+    ) -> FloatArray:
+        """``sum_k coef_k E[X(T, T + ts_k) | history]`` per customer (per distinct (x, T))."""
+        r, alpha, s, beta = self._p()
+        alive = self.p_alive(x, tx, big_t)
+        (ux, ut), inv = self._pair_index(x, big_t)
+        k = np.full_like(ux, s - 1.0)
+        acc = np.zeros(len(ux))
+        for c, t in zip(coef, ts, strict=True):
+            acc += c * expm1_ratio(k, np.log1p(t / (beta + ut)))
+        return np.maximum(alive * ((r + ux) * (beta + ut) / (alpha + ut) * acc)[inv], 0.0)
+
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike, nodes: int = 96) -> FloatArray:
         """``P(X(t) = n)`` for a new customer.
 
