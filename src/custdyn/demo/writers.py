@@ -1118,6 +1118,19 @@ class _Builder:
                                           encoding="utf-8")
 
 
+def _effective_gamma(sim: S.Sim) -> dict[str, float] | None:
+    """A Gamma fitted (method of moments) to each account's time-averaged decision hazard."""
+    c = sim.cust
+    ok = ~c["is_prospect"] & (c["exposure"] > 4.0)
+    if ok.sum() < 10:
+        return None
+    avg = c["cum_hazard"][ok] / c["exposure"][ok]
+    mean, var = float(avg.mean()), float(avg.var())
+    if var <= 0:
+        return None
+    return {"s": mean * mean / var, "beta": mean / var, "mean_per_week": mean}
+
+
 def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -> dict[str, Any]:
     P = sim.params
     return {
@@ -1140,6 +1153,7 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
             "rate_slope": P.rate_slope,
             "rate_floor": P.rate_floor,
             "mean_lambda_per_week": P.r / P.alpha,
+            "effective_decision_rate_gamma": _effective_gamma(sim),
         },
         "spend_process": {
             "model": "gamma_gamma",
