@@ -107,3 +107,21 @@ def test_workspace_without_orders_still_scores(tmp_path):
         assert any("only 30 customers" in w for w in r.warnings)
         got = ws.query("SELECT health, stage FROM scores").to_pylist()
         assert len(got) == 30 and all(g["health"] is not None for g in got)
+
+
+def test_counter_offer_alerts_find_the_planted_mentions(demo, analysed):
+    import pyarrow.parquet as pq
+
+    from custdyn.pipeline import counter_offer_alerts
+
+    result, _scores, _runs = analysed
+    truth = pq.read_table(demo / "sources" / "truth" / "messages.parquet").to_pylist()
+    planted = {m["customer_id"] for m in truth if m["competitor"] and m["occurred_at"]
+               and (result.as_of - m["occurred_at"]).days < 365 and m["direction"] == "inbound"}
+    with Workspace.open(demo, read_only=True) as ws:
+        t = counter_offer_alerts(ws, result.as_of, days=365, limit=10_000)
+    found = set(t.column("customer_id").to_pylist())
+    assert planted, "the demo world plants competitor mentions"
+    assert len(found & planted) / len(planted) >= 0.8
+    vals = [v for v in t.column("value_at_risk").to_pylist() if v is not None]
+    assert vals == sorted(vals, reverse=True)

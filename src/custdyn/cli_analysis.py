@@ -143,3 +143,25 @@ def risk(
                                  if x.get("value") is not None)
     emit(pa.Table.from_pylist(rows) if rows else t, as_json, out,
          title=f"value at risk at {at}", widths={"reasons": 70})
+
+
+@app.command()
+def alerts(
+    days: Annotated[int, typer.Option(help="Look back this many days before AS_OF.")] = 30,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Default: the latest scores.")
+                     ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Counter-offer alerts: customers who mentioned a competitor or an intent to switch in the
+    last DAYS, ranked by value at risk, with the snippet, channel and date."""
+    from custdyn.pipeline import counter_offer_alerts
+
+    try:
+        with _open() as ws:
+            t = counter_offer_alerts(ws, _latest(ws, as_of), days=days, limit=limit)
+    except CustdynError as e:
+        raise _fail(e) from None
+    emit(t, as_json, out, title=f"counter-offer alerts (last {days} days)",
+         widths={"snippet": 60})

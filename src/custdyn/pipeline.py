@@ -733,3 +733,44 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def counter_offer_alerts(ws: Workspace, as_of: Any, days: int = 30, limit: int = 50) -> Any:
+    """Competitor mentions and intent to switch in the ``days`` before ``as_of``, one row per
+    message, ranked by the customer's value at risk (CLV x defection risk at ``as_of``)."""
+    import datetime as dt
+    import json
+
+    import pyarrow as pa
+
+    at = _as_utc(as_of)
+    rows = ws.con.execute(
+        """SELECT i.customer_id, i.occurred_at, i.channel, s.mentions, s.intent_to_switch,
+                  i.text, sc.clv, sc.defection_risk, sc.clv * sc.defection_risk AS value_at_risk
+           FROM text_signals s
+           JOIN interactions i ON i.interaction_id = s.interaction_id
+           LEFT JOIN scores sc ON sc.customer_id = i.customer_id AND sc.as_of = ?
+           WHERE i.occurred_at >= ? AND i.occurred_at < ?
+             AND (s.intent_to_switch OR (s.mentions IS NOT NULL AND json_array_length(s.mentions) > 0))
+           ORDER BY value_at_risk DESC NULLS LAST, i.occurred_at DESC""",
+        [at, at - dt.timedelta(days=days), at]).fetchall()
+    seen: set[tuple[str, Any]] = set()
+    out = []
+    for cid, when, channel, mentions, intent, text, clv, risk, var in rows:
+        if (cid, when) in seen:  # the same message scored by several engines
+            continue
+        seen.add((cid, when))
+        hits = json.loads(mentions or "[]")
+        out.append({
+            "customer_id": cid, "occurred_at": when, "channel": channel,
+            "competitor": ", ".join(sorted({h.get("competitor", "") for h in hits})) or None,
+            "intent_to_switch": bool(intent),
+            "snippet": hits[0]["snippet"] if hits else (text or "")[:160],
+            "clv": clv, "defection_risk": risk, "value_at_risk": var,
+        })
+        if len(out) >= limit:
+            break
+    if not out:
+        return pa.table({k: pa.array([], pa.string()) for k in (
+            "customer_id", "occurred_at", "channel", "competitor", "snippet")})
+    return pa.Table.from_pylist(out)
