@@ -130,7 +130,7 @@ def _snapshot_data(rng, n=4000):
 
 
 def test_learned_weights_recover_planted_importance(rng):
-    X, y = _snapshot_data(rng)
+    X, y = _snapshot_data(rng, 10000)
     comps = [
         {"name": "recency_days", "good": 20, "bad": 200},
         {"name": "reply_hours", "good": 2, "bad": 72},
@@ -141,10 +141,12 @@ def test_learned_weights_recover_planted_importance(rng):
     w = model.weights_
     assert sum(w.values()) == pytest.approx(100)
     assert all(v >= 0 for v in w.values())
-    # planted: beta = (3, 1, 0, 0) -> weights 75, 25, 0, 0
-    assert w["recency_days"] == pytest.approx(75, abs=8)
+    # planted: beta = (3, 1, 0, 0) -> weights 75, 25, 0, 0 (the null components can only err
+    # upwards, as weights are non-negative: a few points; tolerances are about 4 sd over seeds)
+    assert w["recency_days"] == pytest.approx(75, abs=10)
     assert w["reply_hours"] == pytest.approx(25, abs=8)
-    assert w["noise"] + w["orders"] < 8
+    assert w["noise"] + w["orders"] < 10
+    assert w["recency_days"] / w["reply_hours"] == pytest.approx(3.0, rel=0.35)
     np.testing.assert_allclose(model.coef_[:2], [3.0, 1.0], atol=0.35)
     np.testing.assert_allclose(model.contributions(X).sum(axis=1), model.score(X), atol=1e-9)
     p = model.predict_proba(X)

@@ -263,7 +263,7 @@ class Component:
             else:
                 norm = float(np.median(finite)) if finite.size else math.nan
             xa = xa / norm if norm > 0 else np.full_like(xa, np.nan)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # over: good and bad very close
             c = np.clip((xa - self.bad) / (self.good - self.bad), 0.0, 1.0)
         return np.where(np.isfinite(xa), c, self.missing)
 
