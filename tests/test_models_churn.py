@@ -216,6 +216,15 @@ def test_backtest_against_baselines():
     roc = res.plot_roc()
     assert len(roc.data) == 4 and "AUC" in roc.data[1].name
 
+    # the same backtest on Arrow tables (as the features room returns them)
+    pa = pytest.importorskip("pyarrow")
+    arrow = [
+        Snapshot(s.as_of, pa.table({n: s.X[:, j] for j, n in enumerate(NAMES)}), s.y, s.baselines) for s in snaps
+    ]
+    res_arrow = backtest(arrow, DefectionModel(**FAST), horizon=timedelta(days=60))
+    np.testing.assert_allclose(res_arrow.scores["model"], res.scores["model"])
+    assert res_arrow.model.feature_names_in_ == NAMES
+
     rolling = backtest(snaps, DefectionModel(**FAST), rolling=True, feature_names=NAMES)
     assert rolling.tested == [s.as_of for s in snaps[1:]]
     assert len(rolling.metrics) == 3 * 3

@@ -61,8 +61,14 @@ class Reason(NamedTuple):
 
 
 def _column_float(col: Any) -> FloatArray:
-    """One column (array, list, Series, Arrow array) as float, None -> NaN."""
-    if hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
+    """One column (array, list, pandas/polars Series, Arrow array) as float, with NaN for
+    missing values (None, NaN, pandas' NA)."""
+    if hasattr(col, "iloc") and hasattr(col, "to_numpy"):  # pandas, incl. nullable dtypes
+        try:
+            return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            col = col.to_numpy()
+    elif hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
         try:
             col = col.to_numpy(zero_copy_only=False)
         except TypeError:
@@ -71,7 +77,11 @@ def _column_float(col: Any) -> FloatArray:
         return np.asarray(col, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         obj = np.asarray(col, dtype=object).reshape(-1)
-        return np.array([np.nan if v is None else float(v) for v in obj], dtype=np.float64)
+        return np.array([np.nan if _is_missing(v) else float(v) for v in obj], dtype=np.float64)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _as_features(X: Any, feature_names: Sequence[str] | None = None) -> tuple[FloatArray, list[str] | None]:
@@ -615,6 +625,9 @@ def _stack(snaps: Sequence[Snapshot]) -> tuple[Any, FloatArray]:
         import pandas as pd
 
         X = pd.concat([s.X for s in snaps], ignore_index=True)
+    elif hasattr(first, "column_names") and hasattr(first, "column"):
+        names = [str(c) for c in first.column_names]
+        X = {c: np.concatenate([_column_float(s.X.column(c)) for s in snaps]) for c in names}
     else:
         X = np.vstack([_as_features(s.X)[0] for s in snaps])
     y = np.concatenate([np.asarray(s.y, dtype=float).reshape(-1) for s in snaps])

@@ -117,18 +117,27 @@ def _columns_of(X: Any) -> list[str]:
 
 
 def _to_float(col: Any) -> FloatArray:
-    """A column (array, Series, Arrow array, list with None) as float with NaN for missing."""
-    if hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
+    """One column (array, list, pandas/polars Series, Arrow array) as float, with NaN for
+    missing values (None, NaN, pandas' NA)."""
+    if hasattr(col, "iloc") and hasattr(col, "to_numpy"):  # pandas, incl. nullable dtypes
+        try:
+            return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            col = col.to_numpy()
+    elif hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
         try:
             col = col.to_numpy(zero_copy_only=False)
         except TypeError:
             col = col.to_numpy()
     try:
-        arr = np.asarray(col, dtype=np.float64)
+        return np.asarray(col, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        obj = np.asarray(col, dtype=object)
-        arr = np.array([np.nan if v is None else float(v) for v in obj.reshape(-1)], dtype=np.float64)
-    return arr.reshape(-1)
+        obj = np.asarray(col, dtype=object).reshape(-1)
+        return np.array([np.nan if _is_missing(v) else float(v) for v in obj], dtype=np.float64)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _column(X: Any, name: str) -> FloatArray:
