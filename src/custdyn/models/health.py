@@ -653,7 +653,10 @@ def _side(table: Any, specs: Sequence[Mapping[str, Any]], side: str) -> tuple[Sc
     absent: list[str] = []
     for s in specs:
         col = str(s.get("column", s["name"]))
-        (present if col in cols else absent).append(s if col in cols else col)  # type: ignore[arg-type]
+        if col in cols:
+            present.append(s)
+        else:
+            absent.append(col)
     if not present:
         raise ValueError(
             f"none of the {side} columns {[str(s.get('column', s['name'])) for s in specs]} is in the table; "

@@ -335,8 +335,8 @@ class CoxPH:
         ll, g, h = objective(beta)
         ll0 = ll
         converged = False
-        n_iter = 0
-        for n_iter in range(1, int(self.max_iter) + 1):  # noqa: B007
+        n_iter = 0  # Newton steps taken
+        for _ in range(int(self.max_iter) + 1):
             assert h is not None
             try:
                 step = np.linalg.solve(-h, g)
@@ -346,6 +346,9 @@ class CoxPH:
             if decrement < self.tol:
                 converged = True
                 break
+            if n_iter == int(self.max_iter):
+                break
+            n_iter += 1
             t_step = 1.0
             while t_step > 1e-8:
                 cand = beta + t_step * step
