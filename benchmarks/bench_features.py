@@ -481,6 +481,19 @@ def _write(n: int, n_rows: int, res: dict[str, dict[str, Any]], reduced: bool) -
         lines.append(f"\n24 monthly snapshots ({SNAP_FROM} .. {SNAP_TO}) in one query, stored "
                      f"in the workspace: {s['seconds']:.0f} s, {s['rows']:,} rows, peak RSS "
                      f"{s['rss']:.0f} MiB (target: under 3 minutes).")
+    others = []
+    for f in sorted(DATA.glob("features_ws_*/results.json")):
+        size = int(f.parent.name.rsplit("_", 1)[1])
+        if size == n:
+            continue
+        r = json.loads(f.read_text())
+        for side, v in sorted(r.items()):
+            others.append(f"| {size:,} | {side} | {v.get('seconds', float('nan')):.1f} | "
+                          f"{v.get('wall', float('nan')):.1f} | {v.get('rss', float('nan')):.0f} |")
+    if others:
+        lines += ["", "Other sizes (customers; ten interactions each), last run of each side:", "",
+                  "| customers | side | computation (s) | process wall (s) | peak RSS (MiB) |",
+                  "|---:|---|---:|---:|---:|", *others]
     lines += ["", f"Machine: {machine()}. Spark {_spark_version()} in local mode "
               f"(`local[*]`), {os.cpu_count()} cores.", ""]
     update_section("features", "\n".join(lines))
