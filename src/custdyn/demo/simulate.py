@@ -245,6 +245,7 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
     won_back_at = np.full(n, np.nan)
     exposure = np.zeros(n)
     cum_hazard = np.zeros(n)
+    decision_exposure = np.zeros(n)
     leaving = np.zeros(n, dtype=bool)
     leave_at = np.full(n, np.inf)
     decided_at = np.full(n, np.nan)
@@ -289,6 +290,7 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         expo = np.clip(hi_w - lo, 0.0, 1.0)
         Sa = S[act]
         lv = leaving[act]
+        was_leaving = lv.copy()
         # the decision to leave: hazard driven by satisfaction; the customer leaves some weeks
         # later (the leaving phase), unless the relationship recovers first
         hazard = mu0[act] * np.exp(P.kappa * (P.s_ref - Sa))
@@ -315,7 +317,8 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         mult = np.clip(P.rate_offset + P.rate_slope * Sa, P.rate_floor, 1.0) \
             * np.where(lv, P.leaving_rate_mult, 1.0)
         exposure[act] += expo
-        cum_hazard[act] += hazard * expo
+        cum_hazard[act] += np.where(was_leaving, 0.0, hazard * expo)
+        decision_exposure[act] += np.where(was_leaving, 0.0, expo)
         eff_exposure[act] += expo * mult
 
         # -- repeat orders
@@ -471,6 +474,7 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         "agent": support[agent_idx], "rep": sales[rep_idx],
         "alive_end": alive, "dropout_at": dropout_at, "death_at": death_at,
         "won_back_at": won_back_at, "exposure": exposure, "cum_hazard": cum_hazard,
+        "decision_exposure": decision_exposure,
         "leaving_end": leaving, "decided_at": decided_at, "n_decisions": n_decisions,
         "n_recovered": n_recovered, "eff_exposure": eff_exposure,
         "repeat_orders": repeat_orders, "ever": ever,

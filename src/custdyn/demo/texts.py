@@ -221,7 +221,8 @@ class Texts:
         body = " ".join(parts)
         if not letter:
             return body
-        return "\n\n".join([self.fill(self.pick(b["agent_greet"]), c), body,
+        greet = b["agent_greet"] if first else b["agent_greet"][:-1]  # last one thanks
+        return "\n\n".join([self.fill(self.pick(greet), c), body,
                             self.fill(self.pick(b["agent_sign"]), c)])
 
     def line(self, lang: str, key: str, c: dict[str, Any]) -> str:

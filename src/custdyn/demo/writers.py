@@ -32,6 +32,7 @@ from custdyn.demo.texts import FIRST_NAMES, LAST_NAMES, MAIL_DOMAINS, THEME_EMOT
 OSLO = ZoneInfo("Europe/Oslo")
 WEEK_S = 7 * 24 * 3600
 SUPPORT_ADDR = f"support@{S.VENDOR_DOMAIN}"
+_PRAISABLE = ("marta.lima", "ana.reyes", "beatriz.costa", "emma.clarke", "sigrid.nilsen")
 FEEDBACK_ADDR = f"feedback@{S.VENDOR_DOMAIN}"
 
 CRM_MAP = """\
@@ -231,8 +232,10 @@ class _Builder:
         return "en", "en", False
 
     def staff_for(self, i: int) -> str:
+        """The staff member a happy customer praises: mostly Marta, else their own agent."""
         a = str(self.c["agent"][i])
-        if self.r.random() < 0.75 or self.agent_speed[a] == "slow":
+        # the praise templates speak of her ("she", "a {staff}", "hun")
+        if self.r.random() < 0.75 or self.agent_speed[a] == "slow" or a not in _PRAISABLE:
             return self.agent_names[S.PRAISED_AGENT].split()[0]
         return self.agent_names[a].split()[0]
 
@@ -1118,19 +1121,6 @@ class _Builder:
                                           encoding="utf-8")
 
 
-def _effective_gamma(sim: S.Sim) -> dict[str, float] | None:
-    """A Gamma fitted (method of moments) to each account's time-averaged decision hazard."""
-    c = sim.cust
-    ok = ~c["is_prospect"] & (c["exposure"] > 4.0)
-    if ok.sum() < 10:
-        return None
-    avg = c["cum_hazard"][ok] / c["exposure"][ok]
-    mean, var = float(avg.mean()), float(avg.var())
-    if var <= 0:
-        return None
-    return {"s": mean * mean / var, "beta": mean / var, "mean_per_week": mean}
-
-
 def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -> dict[str, Any]:
     P = sim.params
     return {
@@ -1153,7 +1143,6 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
             "rate_slope": P.rate_slope,
             "rate_floor": P.rate_floor,
             "mean_lambda_per_week": P.r / P.alpha,
-            "effective_decision_rate_gamma": _effective_gamma(sim),
         },
         "spend_process": {
             "model": "gamma_gamma",
