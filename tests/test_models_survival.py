@@ -63,6 +63,10 @@ def test_rossi_matches_lifelines(rossi, penalizer):
     )
     if penalizer == 0:
         assert m.log_likelihood_ == pytest.approx(ref.log_likelihood_, rel=1e-9)
+        assert m.aic_partial_ == pytest.approx(ref.AIC_partial_, rel=1e-9)
+        lr = ref.log_likelihood_ratio_test()
+        assert m.log_likelihood_ratio_test_[0] == pytest.approx(lr.test_statistic, rel=1e-7)
+        assert m.log_likelihood_ratio_test_[2] == pytest.approx(lr.p_value, rel=1e-5)
 
 
 def _naive_partial_loglik(beta, t, e, X, ties):
