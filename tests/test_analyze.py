@@ -125,3 +125,15 @@ def test_counter_offer_alerts_find_the_planted_mentions(demo, analysed):
     assert len(found & planted) / len(planted) >= 0.8
     vals = [v for v in t.column("value_at_risk").to_pylist() if v is not None]
     assert vals == sorted(vals, reverse=True)
+
+
+def test_procedures_find_the_planted_slow_replies(demo, analysed):
+    from custdyn.pipeline import procedures
+
+    with Workspace.open(demo, read_only=True) as ws:
+        rows = {r["name"]: r for r in procedures(ws, analysed[0].as_of)}
+    slow = rows["slow_first_reply"]
+    assert slow["hazard_ratio"] > 1.0 and slow["n_with"] > 0
+    assert all("observational" in r["sentence"] for r in rows.values())
+    for r in rows.values():
+        assert r["lower_95"] <= r["hazard_ratio"] <= r["upper_95"]

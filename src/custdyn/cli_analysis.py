@@ -165,3 +165,35 @@ def alerts(
         raise _fail(e) from None
     emit(t, as_json, out, title=f"counter-offer alerts (last {days} days)",
          widths={"snippet": 60})
+
+
+@app.command("procedures")
+def procedures_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Default: the day after the "
+                                              "last interaction.")] = None,
+    horizon_days: Annotated[float, typer.Option(help="Quiet this long counts as left.")] = 90,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Procedures that move loyalty: how slow first replies, unanswered messages, order
+    problems, returns and slow resolution go with defection (hazard ratios with 95% intervals
+    from a Cox model, adjusted for each other and for spend). Observational, not causal."""
+    from custdyn.pipeline import procedures as run
+
+    try:
+        with _open() as ws:
+            rows = run(ws, as_of, horizon_days=horizon_days)
+    except CustdynError as e:
+        raise _fail(e) from None
+    if not rows:
+        console.print("not enough defections or variation in the procedures to estimate effects")
+        return
+    t = pa.Table.from_pylist([{k: r[k] for k in ("name", "hazard_ratio", "lower_95",
+                                                   "upper_95", "p_value", "n_with")}
+                              for r in rows])
+    if as_json or out:
+        emit(pa.Table.from_pylist(rows), as_json, out)
+        return
+    emit(t, False, None, title="procedures and defection (hazard ratios)")
+    for r in rows:
+        console.print(f"- {r['sentence']}", highlight=False)

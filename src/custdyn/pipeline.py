@@ -774,3 +774,73 @@ def counter_offer_alerts(ws: Workspace, as_of: Any, days: int = 30, limit: int =
         return pa.table({k: pa.array([], pa.string()) for k in (
             "customer_id", "occurred_at", "channel", "competitor", "snippet")})
     return pa.Table.from_pylist(out)
+
+
+#: The procedures whose association with defection ``procedures`` estimates.
+PROCEDURES: dict[str, dict[str, Any]] = {
+    "slow_first_reply": {"kind": "binary",
+                         "description": "whose median first reply took more than 24 hours"},
+    "unanswered_messages": {"kind": "continuous", "description": "messages left unanswered",
+                            "unit": "of the customer's messages", "per": 0.1},
+    "order_problems": {"kind": "continuous", "description": "order problems",
+                       "unit": "problems per order", "per": 0.1},
+    "returns": {"kind": "continuous", "description": "returns", "unit": "returns per order",
+                "per": 0.1},
+    "slow_resolution": {"kind": "binary",
+                        "description": "whose tickets took more than 72 hours to resolve"},
+}
+
+
+def procedures(ws: Workspace, as_of: Any = None, horizon_days: float = 90.0,
+               features: Any = None) -> list[dict[str, Any]]:
+    """Hazard ratios of defection for the vendor's procedures (slow first replies, unanswered
+    messages, order problems, returns, slow resolution), adjusted for each other and for the
+    customer's spend, from a Cox model over customers with a purchase before ``as_of``.
+
+    Defection is the last purchase or contact of the customer's own, when nothing followed
+    for ``horizon_days`` before ``as_of``; the others are censored at ``as_of``. Durations run
+    from the first purchase, in weeks. Observational: see ``docs/insights.md``.
+    """
+    import numpy as np
+
+    import custdyn.features as cf
+    from custdyn.models.survival import procedure_effects
+
+    at = _as_utc(as_of) if as_of is not None else default_as_of(ws)
+    feats = features if features is not None else cf.features(ws, at)
+    n_orders = np.nan_to_num(np.asarray(_col(feats, "n_orders"), dtype=float), nan=0.0)
+    keep = n_orders > 0
+    T = np.asarray(_col(feats, "T"), dtype=float)[keep]
+    rec = np.asarray(_col(feats, "recency"), dtype=float)[keep]
+    since_purchase = (T - rec) * 7.0
+    since_contact = np.nan_to_num(
+        np.asarray(_col(feats, "days_since_customer_contact"), dtype=float)[keep], nan=np.inf)
+    quiet_days = np.minimum(since_purchase, since_contact)
+    event = quiet_days >= horizon_days
+    duration = np.where(event, np.maximum(T - quiet_days / 7.0, 0.0), T) + 1.0 / 7.0
+
+    def get(name: str) -> Any:
+        return np.asarray(_col(feats, name), dtype=float)[keep]
+
+    frt = get("first_response_median_h")
+    resolve = get("ticket_resolve_median_h")
+    X = {
+        "slow_first_reply": (np.nan_to_num(frt, nan=0.0) > 24).astype(float),
+        "unanswered_messages": np.nan_to_num(
+            get("unanswered_inbound") / np.maximum(get("customer_turns"), 1.0), nan=0.0),
+        "order_problems": np.nan_to_num(get("order_issues_per_order"), nan=0.0),
+        "returns": np.nan_to_num(get("returns_per_order"), nan=0.0),
+        "slow_resolution": (np.nan_to_num(resolve, nan=0.0) > 72).astype(float),
+        "log_spend": np.log1p(np.nan_to_num(get("monetary_value"), nan=0.0)),
+    }
+    present = {k: v for k, v in PROCEDURES.items() if np.ptp(X[k]) > 0}
+    X = {k: v for k, v in X.items() if k in present or k == "log_spend"}
+    if not present or event.sum() < 10:
+        return []
+    effects = procedure_effects(duration, event.astype(float), X, present, penalizer=0.01)
+    rows = []
+    for e in effects:
+        d = e._asdict() if hasattr(e, "_asdict") else dict(vars(e))
+        rows.append({k: (_num(v) if isinstance(v, float | np.floating) else v)
+                     for k, v in d.items()})
+    return rows
