@@ -145,6 +145,8 @@ def test_crm_and_mapping(world: World) -> None:
     for r in rows:
         datetime.strptime(r["Date"], "%d/%m/%Y %H:%M")
     assert len({r["Activity ID"] for r in rows}) == len(rows)
+    # agent ids are the agents' e-mail addresses in every source
+    assert all(r["Owner"].endswith("@lumora.example") for r in rows)
     m = tomllib.loads((world.directory / "crm_map.toml").read_text(encoding="utf-8"))
     assert m["columns"]["Activity ID"] == "interaction_id"
     assert set(m["columns"].values()) <= {"interaction_id", "customer_id", "occurred_at",
@@ -188,6 +190,7 @@ def test_jsonl(world: World) -> None:
         assert t["attributes"]["status"] in ("opened", "replied", "reopened", "escalated",
                                              "resolved")
         assert (t["direction"] == "outbound") == ("agent_id" in t)
+        assert t.get("agent_id", "x@lumora.example").endswith("@lumora.example")
         assert datetime.fromisoformat(t["occurred_at"]).utcoffset() is not None
     statuses = {t["attributes"]["status"] for t in tickets}
     assert statuses == {"opened", "replied", "reopened", "escalated", "resolved"}

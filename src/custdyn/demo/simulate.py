@@ -29,25 +29,25 @@ import numpy as np
 VENDOR_NAME = "Lumora"
 VENDOR_DOMAIN = "lumora.example"
 
-#: (agent_id, full name, role, speed) -- speed is "fast", "normal" or "slow".
+#: (agent_id = e-mail address, full name, role, speed) -- speed is "fast", "normal" or "slow".
 AGENTS: tuple[tuple[str, str, str, str], ...] = (
-    ("ingrid.berg", "Ingrid Berg", "sales", "normal"),
-    ("joao.ferreira", "João Ferreira", "sales", "normal"),
-    ("maria.santos", "Maria Santos", "sales", "normal"),
-    ("tom.walker", "Tom Walker", "sales", "normal"),
-    ("marta.lima", "Marta Lima", "support", "fast"),
-    ("lars.haugen", "Lars Haugen", "support", "slow"),
-    ("ana.reyes", "Ana Reyes", "support", "normal"),
-    ("erik.solberg", "Erik Solberg", "support", "normal"),
-    ("beatriz.costa", "Beatriz Costa", "support", "normal"),
-    ("jose.bautista", "Jose Bautista", "support", "slow"),
-    ("emma.clarke", "Emma Clarke", "support", "normal"),
-    ("sigrid.nilsen", "Sigrid Nilsen", "support", "normal"),
+    ("ingrid.berg@lumora.example", "Ingrid Berg", "sales", "normal"),
+    ("joao.ferreira@lumora.example", "João Ferreira", "sales", "normal"),
+    ("maria.santos@lumora.example", "Maria Santos", "sales", "normal"),
+    ("tom.walker@lumora.example", "Tom Walker", "sales", "normal"),
+    ("marta.lima@lumora.example", "Marta Lima", "support", "fast"),
+    ("lars.haugen@lumora.example", "Lars Haugen", "support", "slow"),
+    ("ana.reyes@lumora.example", "Ana Reyes", "support", "normal"),
+    ("erik.solberg@lumora.example", "Erik Solberg", "support", "normal"),
+    ("beatriz.costa@lumora.example", "Beatriz Costa", "support", "normal"),
+    ("jose.bautista@lumora.example", "Jose Bautista", "support", "slow"),
+    ("emma.clarke@lumora.example", "Emma Clarke", "support", "normal"),
+    ("sigrid.nilsen@lumora.example", "Sigrid Nilsen", "support", "normal"),
 )
 SALES_AGENTS = tuple(a[0] for a in AGENTS if a[2] == "sales")
 SUPPORT_AGENTS = tuple(a[0] for a in AGENTS if a[2] == "support")
 SLOW_AGENTS = tuple(a[0] for a in AGENTS if a[3] == "slow")
-PRAISED_AGENT = "marta.lima"
+PRAISED_AGENT = "marta.lima@lumora.example"
 
 COMPETITORS: tuple[dict[str, Any], ...] = (
     {"name": "Nordvik", "aliases": ["Nordvik", "Nordviks", "nordvik.no"]},

@@ -32,7 +32,8 @@ from custdyn.demo.texts import FIRST_NAMES, LAST_NAMES, MAIL_DOMAINS, THEME_EMOT
 OSLO = ZoneInfo("Europe/Oslo")
 WEEK_S = 7 * 24 * 3600
 SUPPORT_ADDR = f"support@{S.VENDOR_DOMAIN}"
-_PRAISABLE = ("marta.lima", "ana.reyes", "beatriz.costa", "emma.clarke", "sigrid.nilsen")
+_PRAISABLE = tuple(f"{a}@{S.VENDOR_DOMAIN}" for a in (
+    "marta.lima", "ana.reyes", "beatriz.costa", "emma.clarke", "sigrid.nilsen"))
 FEEDBACK_ADDR = f"feedback@{S.VENDOR_DOMAIN}"
 
 CRM_MAP = """\
@@ -283,13 +284,13 @@ class _Builder:
         if outbound:
             assert agent is not None
             frm = _addr(f"{self.agent_names[agent]} ({S.VENDOR_NAME})",
-                        f"{agent}@{S.VENDOR_DOMAIN}")
+                        agent)
             to = _addr(self.names[i], self.emails_of[i])
             mid = self.new_msgid(S.VENDOR_DOMAIN)
         else:
             frm = _addr(self.names[i], cust_addr)
             to = SUPPORT_ADDR if agent is None or parent is None else \
-                _addr(self.agent_names[agent], f"{agent}@{S.VENDOR_DOMAIN}")
+                _addr(self.agent_names[agent], agent)
             mid = self.new_msgid(cust_addr.split("@")[1])
         rec: dict[str, Any] = {"dt": d, "from": frm, "to": to, "subject": subject, "body": body,
                                "msgid": mid, "lang": lang[0], "outbound": outbound,
