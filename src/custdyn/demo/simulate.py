@@ -386,6 +386,11 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         sig = np.where(slow, 0.55, 0.9)
         first_h = med * np.exp(sig * rng.standard_normal(m))
         first_h = np.where(ch == 2, first_h / 40.0, first_h)  # chat: minutes
+        # agents answer tickets and e-mails in office hours (07-20 Oslo, about UTC+1)
+        local = np.mod(tt * 168.0 + first_h + 1.0, 24.0)
+        wait = np.where(local >= 20.0, 24.0 - local + 7.0,
+                        np.where(local < 7.0, 7.0 - local, 0.0))
+        first_h = first_h + np.where(ch == 2, 0.0, wait + rng.uniform(0.0, 2.0, m) * (wait > 0))
         first_h = np.where(unanswered, np.nan, first_h)
         reopened = ~unanswered & (rng.random(m) < np.where(slow, P.reopen_slow, P.reopen_normal))
         escalated = ~unanswered & (rng.random(m) < P.escalate + 0.25 * reopened)
