@@ -330,8 +330,8 @@ class ThemeModel:
         so the model keeps learning as feedback arrives.
         """
         texts = ["" if t is None else str(t) for t in new_texts]
-        if not texts:
-            return []
+        if not texts or not len(self.centroids_):
+            return [None] * len(texts)
         langs = self._languages(texts, languages)
         x = self._center(self._embed(texts), langs)
         best = self._nearest(x)
