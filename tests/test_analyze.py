@@ -137,3 +137,27 @@ def test_procedures_find_the_planted_slow_replies(demo, analysed):
     assert all("observational" in r["sentence"] for r in rows.values())
     for r in rows.values():
         assert r["lower_95"] <= r["hazard_ratio"] <= r["upper_95"]
+
+
+def test_flows_between_two_analyses_and_backtest_command(demo, analysed, tmp_path):
+    import datetime as dt
+
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+    from custdyn.pipeline import analyze, plot_flows, stage_flow_table
+
+    result = analysed[0]
+    with Workspace.open(demo) as ws:
+        analyze(ws, result.as_of - dt.timedelta(days=90))
+        flows = stage_flow_table(ws)
+        n_now = ws.con.execute("SELECT count(*) FROM scores WHERE as_of = ?",
+                               [result.as_of]).fetchone()[0]
+    assert sum(flows.column("customers").to_pylist()) == n_now
+    assert {"new"} <= set(flows.column("from_stage").to_pylist()) or n_now
+    fig = plot_flows(flows)
+    assert sum(fig.data[0].link.value) == n_now
+    r = CliRunner().invoke(app, ["-w", str(demo), "backtest", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert {x["scorer"] for x in rows} == {"model", "days since last purchase", "1 - P(alive)"}

@@ -197,3 +197,65 @@ def procedures_cmd(
     emit(t, False, None, title="procedures and defection (hazard ratios)")
     for r in rows:
         console.print(f"- {r['sentence']}", highlight=False)
+
+
+@app.command()
+def backtest(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Default: the day after the "
+                                              "last interaction.")] = None,
+    horizon_days: Annotated[float, typer.Option(help="Defection horizon H in days.")] = 90,
+    figures: Annotated[str | None, typer.Option(
+        help="Folder for the calibration and ROC figures (HTML).")] = "backtest-figures",
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Validate defection risk against what happened: fit on earlier snapshots, score the last
+    horizon before AS_OF, and compare ROC AUC, PR AUC, top-decile lift, Brier score and
+    calibration with two baselines (days since last purchase; 1 - P(alive))."""
+    from pathlib import Path
+
+    from custdyn.pipeline import _as_utc, default_as_of, risk_backtest
+
+    try:
+        with _open() as ws:
+            at = _as_utc(as_of) if as_of else default_as_of(ws)
+            with err.status("backtesting..."):
+                _snaps, bt = risk_backtest(ws, at, horizon_days)
+    except CustdynError as e:
+        raise _fail(e) from None
+    if bt is None:
+        raise _fail(CustdynError(f"not enough history: the backtest needs two horizons of "
+                                 f"{horizon_days:.0f} days before {at.date()}"))
+    t = pa.Table.from_pandas(bt.metrics, preserve_index=False)
+    if figures and not as_json:
+        d = Path(figures)
+        d.mkdir(parents=True, exist_ok=True)
+        bt.plot_calibration().write_html(d / "calibration.html", include_plotlyjs="cdn")
+        bt.plot_roc().write_html(d / "roc.html", include_plotlyjs="cdn")
+        err.print(f"figures: {d / 'calibration.html'}, {d / 'roc.html'}")
+    emit(t, as_json, out, title=f"defection backtest, horizon {horizon_days:.0f} days")
+
+
+@app.command()
+def flows(
+    from_as_of: Annotated[str | None, typer.Option("--from", help="Earlier analysis date.")
+                          ] = None,
+    to_as_of: Annotated[str | None, typer.Option("--to", help="Later analysis date.")] = None,
+    html: Annotated[str | None, typer.Option(help="Also write a Sankey figure to FILE.html.")
+                    ] = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Lifecycle stage-to-stage flows between two analyses, with counts and value."""
+    from custdyn.pipeline import plot_flows, stage_flow_table
+
+    try:
+        with _open() as ws:
+            t = stage_flow_table(ws, from_as_of, to_as_of)
+    except CustdynError as e:
+        raise _fail(e) from None
+    if html:
+        plot_flows(t).write_html(html, include_plotlyjs="cdn")
+        err.print(f"wrote {html}")
+    emit(t.drop_columns(["from_as_of", "to_as_of"]) if not as_json else t, as_json, out,
+         title="stage flows")

@@ -248,6 +248,13 @@ def _days_since(ts_col: Any, as_of: Any) -> Any:
     return np.asarray(pc.cast(secs, pa.float64()).to_numpy(zero_copy_only=False)) / 86400.0
 
 
+def _naive(ts: Any) -> Any:
+    """A UTC datetime without its zone (what the numpy-level models take)."""
+    import datetime as dt
+
+    return ts.astimezone(dt.UTC).replace(tzinfo=None)
+
+
 class _PurchaseModels:
     """BG/NBD, MBG/NBD and Pareto/NBD compared on a holdout; the winner refitted; Gamma-Gamma."""
 
@@ -264,16 +271,19 @@ class _PurchaseModels:
     def transactions(self, end: Any) -> Any:
         kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in self.kinds)
         return self.ws.query(
-            f"SELECT customer_id, occurred_at, CAST(amount AS DOUBLE) AS amount FROM interactions "
+            "SELECT customer_id, CAST(timezone('UTC', occurred_at) AS TIMESTAMP) AS occurred_at, "
+            f"CAST(amount AS DOUBLE) AS amount FROM interactions "
             f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
             [end])
 
     def fit(self) -> bool:
         import datetime as dt
+        import warnings
 
         import numpy as np
 
         from custdyn import models as m
+        from custdyn.errors import ConvergenceWarning
 
         tx = self.transactions(self.as_of)
         if tx.num_rows == 0:
@@ -288,7 +298,8 @@ class _PurchaseModels:
         best, best_key = None, None
         try:
             cal = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
-                                observation_end=self.as_of, calibration_end=cal_end)
+                                observation_end=_naive(self.as_of),
+                                calibration_end=_naive(cal_end))
             f, r, T = (np.asarray(cal[c], dtype=float) for c in ("frequency", "recency", "T"))
             fh = np.asarray(cal["frequency_holdout"], dtype=float)
             dh = np.asarray(cal["duration_holdout"], dtype=float)
@@ -298,7 +309,9 @@ class _PurchaseModels:
         if cal is not None and len(f) >= 20:
             for name, cls in classes.items():
                 try:
-                    mod = cls().fit(f, r, T)
+                    with warnings.catch_warnings():  # convergence is in the comparison row
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        mod = cls().fit(f, r, T)
                     pred = mod.conditional_expected_purchases(dh, f, r, T)
                     err = float(np.sqrt(np.mean((pred - fh) ** 2)))
                     row: dict[str, Any] = {"model": name, "holdout_rmse": err,
@@ -314,7 +327,7 @@ class _PurchaseModels:
                         best, best_key = name, key
         best = best or "BetaGeo"
         self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
-                                 observation_end=self.as_of)
+                                 observation_end=_naive(self.as_of))
         f = np.asarray(self.rfm["frequency"], dtype=float)
         r = np.asarray(self.rfm["recency"], dtype=float)
         T = np.asarray(self.rfm["T"], dtype=float)
@@ -461,6 +474,100 @@ def _risk_snapshot(ws: Workspace, at: Any, horizon_days: float, with_label: bool
                               "1 - P(alive)": 1.0 - p_alive}
 
 
+def risk_backtest(ws: Workspace, as_of: Any, horizon_days: float = 90.0,
+                  active_within_days: float = 365.0, *, first: Any = None,
+                  n_snapshots: int = 3) -> tuple[list[Any], Any]:
+    """Time-based backtest of the defection model at ``as_of``.
+
+    Snapshots at ``as_of - k*H`` (k = n_snapshots..1) carry the features, P(alive) and the
+    outcome over the following H days; the model is fitted on the earlier snapshots whose
+    outcome was known by the last one, and scores the last one, beside the two baselines
+    (days since the last purchase; 1 - P(alive)). Returns the snapshots and the
+    :class:`~custdyn.models.churn.BacktestResult` (None with fewer than two snapshots).
+    """
+    import datetime as dt
+
+    from custdyn.models.churn import DefectionModel, Snapshot
+    from custdyn.models.churn import backtest as run_backtest
+
+    at0 = _as_utc(as_of)
+    if first is None:
+        first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    h = dt.timedelta(days=horizon_days)
+    cache: dict[Any, dict[str, float]] = {}
+    snaps = []
+    for steps in range(n_snapshots, 0, -1):
+        at = at0 - steps * h
+        if first is None or at <= first:
+            continue
+        sid, X, names, y, base = _risk_snapshot(ws, at, horizon_days, True, cache,
+                                                active_within_days)
+        snaps.append((at, sid, X, names, y, base))
+    if len(snaps) < 2:
+        return snaps, None
+    names = snaps[-1][3]
+    bt = run_backtest([Snapshot(at, X, y, base) for at, _s, X, _n, y, base in snaps],
+                      DefectionModel(), horizon=h, feature_names=names)
+    return snaps, bt
+
+
+def stage_flow_table(ws: Workspace, from_as_of: Any = None, to_as_of: Any = None) -> Any:
+    """Customers (and CLV) moving between lifecycle stages from one analysis to the next
+    (default: the two latest ``as_of`` in ``scores``)."""
+    import pyarrow as pa
+
+    from custdyn.dynamics import stage_flows
+    from custdyn.errors import CustdynError
+
+    dates = [r[0] for r in ws.con.execute(
+        "SELECT DISTINCT as_of FROM scores ORDER BY as_of").fetchall()]
+    if to_as_of is None:
+        if len(dates) < 2:
+            raise CustdynError("flows need two analyses: run `custdyn analyze --as-of DATE` for "
+                               "an earlier date too")
+        to_as_of = dates[-1]
+    to_as_of = _as_utc(to_as_of)
+    if from_as_of is None:
+        earlier = [d for d in dates if d < to_as_of]
+        if not earlier:
+            raise CustdynError(f"no analysis before {to_as_of.date()}")
+        from_as_of = earlier[-1]
+    from_as_of = _as_utc(from_as_of)
+
+    def stages(at: Any) -> tuple[dict[str, str], dict[str, float]]:
+        rows = ws.con.execute("SELECT customer_id, stage, clv FROM scores WHERE as_of = ?",
+                              [at]).fetchall()
+        if not rows:
+            raise CustdynError(f"no scores at {at.date()}; run `custdyn analyze --as-of "
+                               f"{at.date()}`")
+        return {r[0]: r[1] for r in rows}, {r[0]: r[2] or 0.0 for r in rows}
+
+    prev, _ = stages(from_as_of)
+    cur, value = stages(to_as_of)
+    rows = stage_flows(prev, cur, value)
+    t = pa.Table.from_pylist(rows)
+    return t.append_column("from_as_of", pa.array([from_as_of] * t.num_rows)).append_column(
+        "to_as_of", pa.array([to_as_of] * t.num_rows))
+
+
+def plot_flows(flows: Any, title: str = "Lifecycle flows") -> Any:
+    """A Plotly Sankey of a :func:`stage_flow_table`."""
+    import plotly.graph_objects as go
+
+    rows = flows.to_pylist()
+    left = sorted({r["from_stage"] for r in rows})
+    right = sorted({r["to_stage"] for r in rows})
+    labels = [f"{x} (before)" for x in left] + [f"{x} (now)" for x in right]
+    return go.Figure(go.Sankey(
+        node={"label": labels, "pad": 14},
+        link={"source": [left.index(r["from_stage"]) for r in rows],
+              "target": [len(left) + right.index(r["to_stage"]) for r in rows],
+              "value": [r["customers"] for r in rows],
+              "customdata": [r["value"] for r in rows],
+              "hovertemplate": "%{value} customers, CLV %{customdata:,.0f}<extra></extra>"},
+    )).update_layout(title=title)
+
+
 def analyze(
     ws: Workspace,
     as_of: Any = None,
@@ -499,7 +606,7 @@ def analyze(
 
     import custdyn.features as cf
     from custdyn import __version__
-    from custdyn.errors import CustdynError
+    from custdyn.errors import CustdynError, DataWarning
     from custdyn.models.health import Scorecard, quadrants, relationship_scores
 
     t0 = time.perf_counter()
@@ -562,22 +669,14 @@ def analyze(
     reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     backtest_rows: list[dict[str, Any]] = []
     h = dt.timedelta(days=horizon)
+    risk_quiet = pywarnings.catch_warnings()
+    risk_quiet.__enter__()
+    pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
     try:
-        from custdyn.models.churn import DefectionModel, Snapshot
-        from custdyn.models.churn import backtest as run_backtest
+        from custdyn.models.churn import DefectionModel
 
-        cache: dict[Any, dict[str, float]] = {}
-        snaps = []
-        for steps in (3, 2, 1):
-            at = as_of - steps * h
-            if at <= first:
-                continue
-            sid, X, names, y, base = _risk_snapshot(ws, at, horizon, True, cache, active_days)
-            snaps.append((at, sid, X, names, y, base))
-        if len(snaps) >= 2:
-            names = snaps[-1][3]
-            bt = run_backtest([Snapshot(at, X, y, base) for at, _s, X, _n, y, base in snaps],
-                              DefectionModel(), horizon=h, feature_names=names)
+        snaps, bt = risk_backtest(ws, as_of, horizon, active_days, first=first)
+        if bt is not None:
             backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
         train = [s for s in snaps if s[0] + h <= as_of]
         if train:
@@ -601,6 +700,8 @@ def analyze(
                             f"horizon of {horizon:.0f} days before as_of): risk = 1 - P(alive)")
     except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
         warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
+    finally:
+        risk_quiet.__exit__(None, None, None)
 
     say("scoring relationships")
     table = {name: np.asarray(_col(feats, name), dtype=float)
