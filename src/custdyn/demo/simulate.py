@@ -9,9 +9,11 @@ per week while alive (a Pareto/NBD purchase process). Order values follow the Ga
 model: ``nu ~ Gamma(q, rate=v)``, each order ``~ Gamma(p, rate=nu)``. A latent satisfaction
 ``S`` in [0, 1] starts at a personal baseline and is moved each week by service experiences
 (order problems, returns, slow or missing replies, reopened and escalated threads, long
-resolutions, quick helpful answers) and pulled back towards the baseline. The dropout hazard
-is ``mu0 * exp(kappa * (s_ref - S))`` with ``mu0 ~ Gamma(s, rate=beta)``, and the purchase rate
-is damped when S is low (``min(1, max(rate_floor, rate_offset + rate_slope * S))``). Two planted support
+resolutions, quick helpful answers) and pulled back towards the baseline. The hazard of
+deciding to leave is ``mu0 * exp(kappa * (s_ref - S))`` with ``mu0 ~ Gamma(s, rate=beta)``; a
+customer who decides winds down for some weeks (fewer orders, more complaints, competitor
+mentions) and is then gone, unless the relationship recovers first. The purchase rate is damped
+when S is low (``min(1, max(rate_floor, rate_offset + rate_slope * S))``). Two planted support
 agents answer slowly, so their customers are less satisfied and leave more often.
 Subscribers who leave send an explicit cancellation; some lapsed customers are won back.
 """
@@ -52,7 +54,8 @@ PRAISED_AGENT = "marta.lima@lumora.example"
 COMPETITORS: tuple[dict[str, Any], ...] = (
     {"name": "Nordvik", "aliases": ["Nordvik", "Nordviks", "nordvik.no"]},
     {"name": "BrightCart", "aliases": ["BrightCart", "Bright Cart", "brightcart.com"]},
-    {"name": "Pérola Casa", "aliases": ["Pérola Casa", "Perola Casa", "Pérola", "perolacasa.pt"]},
+    {"name": "Pérola Casa",
+     "aliases": ["Pérola Casa", "Perola Casa", "Pérola", "perolacasa.pt"]},
     {"name": "Tindahan Plus", "aliases": ["Tindahan Plus", "TindahanPlus", "tindahanplus.ph"]},
 )
 

@@ -62,6 +62,15 @@ LAST_NAMES: dict[str, Sequence[str]] = {
            "Aquino", "Villanueva", "Dela Cruz", "Castillo", "Flores", "Gonzales", "Navarro",
            "Pascual", "Manalo", "Soriano"),
 }
+#: first names of women (Portuguese adjectives and thanks agree with the writer)
+FEMALE_NAMES: frozenset[str] = frozenset({
+    "Emma", "Sophie", "Chloe", "Grace", "Mia", "Ella", "Ruby", "Aoife", "Megan", "Hannah",
+    "Olivia", "Isla", "Ana", "Maria", "Beatriz", "Inês", "Mariana", "Leonor", "Camila", "Larissa",
+    "Júlia", "Sofia", "Carolina", "Fernanda", "Kari", "Ingrid", "Nora", "Thea", "Ingvild",
+    "Silje", "Maja", "Ragnhild", "Solveig", "Marte", "Åse", "Andrea", "Kristine", "Angelica",
+    "Mary Grace", "Jasmine", "Rowena", "Lea", "Joy", "Princess", "Camille", "Liza",
+})
+
 MAIL_DOMAINS: dict[str, Sequence[str]] = {
     "en": ("example.com", "mail.example", "example.co.uk", "inbox.example"),
     "pt": ("example.pt", "example.com.br", "correio.example", "example.com"),
@@ -107,6 +116,7 @@ class Texts:
             "staff": "Marta",
             "competitor": "",
             "reason": self.pick(b["cancel_reason"]),
+            "o": "o",  # Portuguese gender ending; "a" for women
         }
         for k, v in given.items():
             if v is not None and v != "":

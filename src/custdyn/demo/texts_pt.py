@@ -1,6 +1,7 @@
 """Portuguese text bank for the demo world (European and Brazilian customers).
 
-Same keys and slots as :mod:`custdyn.demo.texts_en`.
+Same keys and slots as :mod:`custdyn.demo.texts_en`, plus {o}: "o" or "a", the customer's
+grammatical gender, so adjectives agree ("Estou muito irritad{o}").
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ BANK: dict = {
         "Olá equipa da {vendor},", "Prezados,", "Oi,", "Olá, tudo bem?", "Exmos. Senhores,",
     ],
     "sign": [
-        "Obrigado,\n{name}", "Obrigada,\n{name}", "Cumprimentos,\n{name}",
+        "Obrigad{o},\n{name}", "Muito obrigad{o},\n{name}", "Cumprimentos,\n{name}",
         "Atenciosamente,\n{name}", "Com os melhores cumprimentos,\n{name}", "Abraço,\n{name}",
         "{name}", "Enviado do meu telemóvel", "Att.,\n{name}",
     ],
@@ -24,10 +25,10 @@ BANK: dict = {
     ],
     "emotion": {
         "anger": [
-            "Isto é simplesmente inaceitável.", "Estou muito irritado com esta situação.",
-            "Sinceramente, estou furioso.", "Já é a terceira vez e a minha paciência acabou.",
-            "Estou farto de ter de andar atrás de vocês.", "Isto é revoltante.",
-            "Esperava muito mais e estou mesmo zangada.",
+            "Isto é simplesmente inaceitável.", "Estou muito irritad{o} com esta situação.",
+            "Sinceramente, estou furios{o}.", "Já é a terceira vez e a minha paciência acabou.",
+            "Estou fart{o} de ter de andar atrás de vocês.", "Isto é revoltante.",
+            "Esperava muito mais e estou mesmo zangad{o}.",
         ],
         "disgust": [
             "Francamente, é ridículo.", "Parece um roubo.", "É uma vergonha.",
@@ -37,21 +38,21 @@ BANK: dict = {
         "fear": [
             "Tenho medo de que não chegue antes do fim de semana.",
             "Receio que isto volte a acontecer.", "Fico com receio de voltar a encomendar.",
-            "Estou preocupado por ter perdido o meu dinheiro.",
-            "Estou ansiosa porque preciso disto para um evento.",
+            "Estou preocupad{o} por ter perdido o meu dinheiro.",
+            "Estou ansios{o} porque preciso disto para um evento.",
         ],
         "sadness": [
-            "Estou muito desiludido.", "É uma pena, eu adorava comprar convosco.",
-            "Infelizmente, isto estragou tudo.", "Fiquei desapontada, para ser sincera.",
+            "Estou muito desiludid{o}.", "É uma pena, eu adorava comprar convosco.",
+            "Infelizmente, isto estragou tudo.", "Fiquei desapontad{o}, para ser sincer{o}.",
             "É pena, porque os produtos até são bons.", "Fico muito triste com isto.",
         ],
         "surprise_neg": [
-            "Nem queria acreditar quando vi.", "Fiquei chocado, para ser honesto.",
+            "Nem queria acreditar quando vi.", "Fiquei chocad{o}, para ser honest{o}.",
             "Não esperava isto de vocês.", "Que surpresa desagradável.",
         ],
         "joy": [
             "Estou muito contente!", "Fez o meu dia.", "Adorei!",
-            "Fiquei mesmo satisfeita, obrigada!", "Que experiência excelente.",
+            "Fiquei mesmo satisfeit{o}, obrigad{o}!", "Que experiência excelente.",
             "Não podia estar mais feliz.",
         ],
         "trust": [
@@ -61,11 +62,11 @@ BANK: dict = {
         ],
         "surprise_pos": [
             "Que surpresa agradável!", "Não esperava uma resposta tão rápida.",
-            "Uau, foi muito rápido!", "Fiquei espantado, pela positiva.",
+            "Uau, foi muito rápido!", "Fiquei espantad{o}, pela positiva.",
         ],
         "anticipation": [
             "Aguardo a vossa resposta.", "Mal posso esperar para ver.",
-            "Espero notícias em breve.", "Estou ansioso por experimentar.",
+            "Espero notícias em breve.", "Estou ansios{o} por experimentar.",
             "Fico a aguardar novidades.",
         ],
     },
@@ -191,9 +192,9 @@ BANK: dict = {
         "A vossa solução não funcionou.",
     ],
     "thanks": [
-        "Obrigado, ficou resolvido.", "Ótimo, obrigada pela ajuda rápida!",
-        "Perfeito, muito agradecido.", "Muito obrigado, está tudo bem agora.",
-        "Excelente, obrigadíssimo.",
+        "Obrigad{o}, ficou resolvido.", "Ótimo, obrigad{o} pela ajuda rápida!",
+        "Perfeito, muito agradecid{o}.", "Muito obrigad{o}, está tudo bem agora.",
+        "Excelente, obrigadíssim{o}.",
     ],
     "agent_first": [
         "Obrigado pelo seu contacto.", "Obrigada pela sua mensagem.",
@@ -248,17 +249,17 @@ BANK: dict = {
         "Obrigado pelo interesse na {vendor}; segue em anexo o orçamento do {product}.",
     ],
     "sales_reply": [
-        "Obrigado pela proposta, vamos analisá-la esta semana.",
+        "Obrigad{o} pela proposta, vamos analisá-la esta semana.",
         "Podem incluir os portes no orçamento?",
         "Parece interessante, podemos reunir na próxima terça?",
         "Estamos a comparar fornecedores; em quanto tempo conseguem entregar?",
-        "Obrigada, vou falar com os meus colegas e depois digo algo.",
+        "Obrigad{o}, vou falar com os meus colegas e depois digo algo.",
     ],
     "sales_subject": ["O seu orçamento {vendor}", "Proposta: {product}",
                       "Seguimento da nossa chamada", "Conta empresarial {vendor}",
                       "Próximos passos"],
     "crm_call": [
-        "Primeira chamada, interessado em {product}. Enviar tabela de preços.",
+        "Primeira chamada, interessad{o} em {product}. Enviar tabela de preços.",
         "Chamada de seguimento, perguntou pelos prazos de entrega.",
         "Ligou para discutir o orçamento; quer desconto por volume.",
         "Chamada curta, decisão prevista para a próxima semana.",
@@ -310,7 +311,7 @@ BANK: dict = {
     "positive": [
         "Chegou tudo a tempo e bem embalado.", "Ótima qualidade, como sempre.",
         "Entrega rápida e atendimento simpático.", "O {product} é exatamente o que eu precisava.",
-        "Encomendar foi rápido e fácil.", "Muito satisfeito com a última encomenda.",
+        "Encomendar foi rápido e fácil.", "Muito satisfeit{o} com a última encomenda.",
     ],
     "neutral_feedback": [
         "A encomenda chegou.", "A entrega correu normalmente.", "O {product} é razoável.",
@@ -318,11 +319,11 @@ BANK: dict = {
     ],
     "survey": {
         "positive": ["Excelente serviço.", "Sempre fiáveis.", "Rápidos e simpáticos.",
-                     "Muito satisfeito.", "Continuem assim!"],
+                     "Muito satisfeit{o}.", "Continuem assim!"],
         "neutral": ["Está bem.", "Razoável.", "Normal, nada de especial.",
                     "Há coisas a melhorar."],
         "negative": ["As entregas são muito lentas.", "Caro demais.", "O apoio nunca responde.",
-                     "Nada satisfeito.", "Dececionante."],
+                     "Nada satisfeit{o}.", "Dececionante."],
     },
     "chat_out": [
         "Olá {name}, fala a {agent}. Em que posso ajudar?", "Um momento, vou verificar.",

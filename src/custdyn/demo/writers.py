@@ -27,7 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custdyn.demo import simulate as S
-from custdyn.demo.texts import FIRST_NAMES, LAST_NAMES, MAIL_DOMAINS, THEME_EMOTIONS, Texts
+from custdyn.demo.texts import (
+    FEMALE_NAMES,
+    FIRST_NAMES,
+    LAST_NAMES,
+    MAIL_DOMAINS,
+    THEME_EMOTIONS,
+    Texts,
+)
 
 OSLO = ZoneInfo("Europe/Oslo")
 WEEK_S = 7 * 24 * 3600
@@ -232,6 +239,10 @@ class _Builder:
             return (base, base, False) if u < 0.93 else ("en", "en", False)
         return "en", "en", False
 
+    def o(self, i: int) -> str:
+        """Portuguese gender ending for customer i."""
+        return "a" if self.first[i] in FEMALE_NAMES else "o"
+
     def staff_for(self, i: int) -> str:
         """The staff member a happy customer praises: mostly Marta, else their own agent."""
         a = str(self.c["agent"][i])
@@ -370,7 +381,7 @@ class _Builder:
                 if t >= T:
                     continue
                 lang = self.mlang(i)
-                ctx = self.texts.ctx(lang[0], name=self.first[i],
+                ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i),
                                      agent=self.agent_names[rep].split()[0])
                 last = j == len(times) - 1
                 u = self.r.random()
@@ -386,7 +397,7 @@ class _Builder:
                         tr = t + self.r.uniform(2.0, 48.0) / 168.0
                         if tr < T and (prospect or tr < float(c["open_t"][i])):
                             rl = self.mlang(i)
-                            rc = self.texts.ctx(rl[0], name=self.first[i])
+                            rc = self.texts.ctx(rl[0], name=self.first[i], o=self.o(i))
                             rbody = self.texts.generic(rl[0], "sales_reply", "neutral",
                                                        "neutral", rc)
                             self.email(i, tr, outbound=False, agent=rep,
@@ -413,7 +424,7 @@ class _Builder:
                 t = (np.floor(t * 7.0) + self.r.uniform(8.0, 15.0) / 24.0) / 7.0
                 if t < T:
                     lang = self.mlang(i)
-                    ctx = self.texts.ctx(lang[0], name=self.first[i])
+                    ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i))
                     self.crm(i, t, "Call", "Out", rep,
                              self.texts.line(lang[0], "crm_onboarding", ctx), "Onboarded", lang)
 
@@ -477,7 +488,8 @@ class _Builder:
             lang = self.mlang(i)
             sentiment, emotion = self.texts.sample_emotion(issue_theme, float(iss["S"][k]))
             no = self.order_no_at(i, float(iss["order_t"][k]))
-            ctx = self.texts.ctx(lang[0], order_no=no, days=int(iss["days_late"][k]) or None)
+            ctx = self.texts.ctx(lang[0], o=self.o(i), order_no=no,
+                                 days=int(iss["days_late"][k]) or None)
             text = self.texts.themed(lang[0], issue_theme, sentiment, emotion, ctx,
                                      letter=False, detail=0.3, emotion_p=0.6)
             chan = "web" if self.r.random() < 0.8 else "phone"
@@ -551,7 +563,7 @@ class _Builder:
             order_t = float(th["order_t"][k])
             no = self.order_no_at(i, order_t) if np.isfinite(order_t) else \
                 self.last_order(i, t0)
-            ctx = self.texts.ctx(lang[0], name=self.first[i],
+            ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i),
                                  agent=self.agent_names[agent].split()[0], order_no=no,
                                  days=int(th["days_late"][k]) or None)
             theme = None if topic == "question" else topic
@@ -714,7 +726,8 @@ class _Builder:
             what = self.r.choices(opts, weights=w)[0]
             lang = self.mlang(i)
             channel = "web" if self.r.random() < 0.75 else "email"
-            ctx = self.texts.ctx(lang[0], name=self.first[i], staff=self.staff_for(i),
+            ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i),
+                                 staff=self.staff_for(i),
                                  order_no=self.last_order(i, t))
             letter = channel == "email" or self.r.random() < 0.3
             theme: str | None
@@ -768,7 +781,7 @@ class _Builder:
                         else self.texts.sample_emotion(theme, s)[1]
                 elif sentiment == "positive":
                     emotion = self.r.choice(["joy", "trust"])
-                ctx = self.texts.ctx(lang[0], order_no=self.last_order(i, t))
+                ctx = self.texts.ctx(lang[0], o=self.o(i), order_no=self.last_order(i, t))
                 text = self.texts.survey_comment(lang[0], sentiment, theme, ctx)
             self.n_sv += 1
             self.jsonl(self.chat_fb, "chat_feedback.jsonl", i, t, iid=f"SV-{self.n_sv:06d}",
@@ -802,7 +815,7 @@ class _Builder:
             if i not in self.mention_first or t < self.mention_first[i][0]:
                 self.mention_first[i] = (t, name)
             lang = self.mlang(i)
-            ctx = self.texts.ctx(lang[0], name=self.first[i], competitor=alias,
+            ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i), competitor=alias,
                                  agent=self.agent_names[str(self.c["agent"][i])].split()[0])
             theme = "price" if self.r.random() < (0.45 if intent else 0.3) else None
             if intent:
@@ -856,7 +869,7 @@ class _Builder:
                 continue
             i = int(wb["cust"][k])
             lang = self.mlang(i)
-            ctx = self.texts.ctx(lang[0], name=self.first[i])
+            ctx = self.texts.ctx(lang[0], name=self.first[i], o=self.o(i))
             self.crm(i, t, "Call", "Out", str(c["rep"][i]),
                      self.texts.line(lang[0], "crm_winback", ctx), "Won back", lang)
         ca = self.sim.events.get("cancellations", {})
