@@ -448,3 +448,17 @@ def test_defection_is_predictable_but_not_trivial(truth: dict[str, pd.DataFrame]
     ranks = pd.Series(s).rank().to_numpy()
     auc = (ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
     assert 0.55 < auc < 0.95
+
+
+def test_small_and_short_worlds(tmp_path: Path) -> None:
+    tiny = write_world(tmp_path / "tiny", n_customers=1, seed=1)
+    assert tiny.counts["customers.csv"] == 1
+    short = write_world(tmp_path / "short", n_customers=40, seed=2, start="2024-01-01",
+                        end="2024-06-30")
+    rows = _read_csv(short.directory / "orders.csv")
+    lo, hi = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-07-01", tz="UTC")
+    assert rows and all(lo <= pd.Timestamp(r["occurred_at"]) < hi for r in rows)
+    with pytest.raises(ValueError):
+        write_world(tmp_path / "bad", n_customers=10, start="2024-01-01", end="2024-02-01")
+    with pytest.raises(ValueError):
+        write_world(tmp_path / "bad", n_customers=0)

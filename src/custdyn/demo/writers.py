@@ -1149,9 +1149,13 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
             "model": "pareto_nbd",
             "description": "First order at account opening (+0-3 days), then repeat orders "
                            "Poisson(lambda * m(S)) per week while alive; lambda ~ Gamma(r, "
-                           "rate=alpha); baseline dropout rate mu0 ~ Gamma(s, rate=beta); "
-                           "hazard = mu0 * exp(kappa * (s_ref - S)); m(S) = min(1, "
-                           "max(rate_floor, rate_offset + rate_slope * S)).",
+                           "rate=alpha); baseline rate of deciding to leave mu0 ~ Gamma(s, "
+                           "rate=beta); hazard = mu0 * exp(kappa * (s_ref - S)); after the "
+                           "decision a leaving phase of leave_min..leave_max weeks (orders "
+                           "times leaving_rate_mult, recovery at recover_rate per week), then "
+                           "gone; m(S) = min(1, max(rate_floor, rate_offset + rate_slope * S)).",
+            "leave_min": P.leave_min, "leave_max": P.leave_max,
+            "leaving_rate_mult": P.leaving_rate_mult, "recover_rate": P.recover_rate,
             "r": P.r, "alpha": P.alpha, "s": P.s, "beta": P.beta,
             "kappa": P.kappa, "s_ref": P.s_ref, "rate_offset": P.rate_offset,
             "rate_slope": P.rate_slope,
