@@ -403,6 +403,10 @@ def test_snapshots_one_query_equals_single_dates(planted: custdyn.Workspace) -> 
     # re-running a date replaces its rows; other dates stay
     assert cf.snapshots(planted, [AS_OF]) == 2
     assert planted.query("SELECT count(*) AS n FROM snapshots").column("n")[0].as_py() == 5
+    # split into several queries (bounded memory): the same rows
+    assert cf.snapshots(planted, dates, table="split", dates_per_query=2) == 5
+    split = planted.query("SELECT * FROM split ORDER BY as_of, customer_id").to_pandas()
+    assert_frames_match(split, snap)
 
 
 def test_cohorts(tmp_path: Path) -> None:

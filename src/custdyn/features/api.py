@@ -10,7 +10,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from custdyn.features.backend import Backend, FeatureError, as_utc, backend
-from custdyn.features.build import as_of_table, feature_expr
+from custdyn.features.build import as_of_arrow, as_of_table, feature_expr
 
 __all__ = ["features", "snapshots", "snapshot_dates", "cohorts", "cohorts_expr"]
 
@@ -83,18 +83,26 @@ def snapshot_dates(start: Any, end: Any, every: str = "month") -> list[dt.dateti
         k += 1
 
 
+#: Customer-dates computed per query when snapshots are split (bounds the query's memory).
+ROWS_PER_QUERY = 2_000_000
+
+
 def snapshots(
     ws: Any,
     dates: list[Any],
     *,
     engine: str | None = None,
     table: str = SNAPSHOTS_TABLE,
+    dates_per_query: int | None = None,
     **options: Any,
 ) -> int:
-    """Compute the features at every date in one query and store them in the workspace.
+    """Compute the features at every date and store them in the workspace.
 
-    Rows of ``table`` (default ``snapshots``) at these ``as_of`` dates are replaced; rows at
-    other dates stay, so the table grows into a history keyed by (customer_id, as_of).
+    All dates go into one query (the interactions joined to the list of dates) unless the
+    customers times the dates exceed :data:`ROWS_PER_QUERY`; then the dates are split into
+    groups of ``dates_per_query``, each one query, all in one transaction. Rows of ``table``
+    (default ``snapshots``) at these ``as_of`` dates are replaced; rows at other dates stay,
+    so the table grows into a history keyed by (customer_id, as_of).
 
     Parameters
     ----------
@@ -104,6 +112,11 @@ def snapshots(
         The ``as_of`` moments (see :func:`snapshot_dates`).
     engine : {"duckdb", "spark"}, optional
         Where the features are computed; the result is stored in the workspace either way.
+    dates_per_query : int, optional
+        Dates per query (default: all of them, or as many as keep customers x dates under
+        :data:`ROWS_PER_QUERY`).
+    **options
+        As for :func:`custdyn.features.feature_expr`.
 
     Returns
     -------
@@ -117,36 +130,45 @@ def snapshots(
     if ws.read_only:
         raise FeatureError("the workspace is open read-only; open it for writing")
     b = backend(ws, engine)
-    A = as_of_table(dates)
-    expr = feature_expr(b, A, **options)
+    moments = sorted({as_utc(d) for d in dates})
+    if not moments:
+        raise FeatureError("no as_of dates given")
+    if dates_per_query is None:
+        it = b.table("interactions")
+        n_customers = max(1, int(b.execute_scalar(it.customer_id.nunique())))
+        dates_per_query = max(1, ROWS_PER_QUERY // n_customers)
+    if dates_per_query < 1:
+        raise FeatureError(f"dates_per_query={dates_per_query}; it must be 1 or more")
+    groups = [moments[i:i + dates_per_query] for i in range(0, len(moments), dates_per_query)]
     con = ws.con
-    moments = [as_utc(d) for d in dates]
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     exists = bool(found and found[0])
-    tmp = "_custdyn_snapshots_new"
-    if b.engine == "duckdb":
-        b.con.create_table(tmp, expr, temp=True, overwrite=True)
-    else:
-        con.register("_custdyn_arrow", b.to_pyarrow(expr))
-        con.execute(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS SELECT * FROM _custdyn_arrow')
-        con.unregister("_custdyn_arrow")
     when = "as_of IN (SELECT unnest(?::TIMESTAMPTZ[]))"
     con.execute("BEGIN TRANSACTION")
     try:
-        if exists:
-            con.execute(f'DELETE FROM "{table}" WHERE {when}', [moments])
-            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM "{tmp}"')
-        else:
-            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM "{tmp}"')
+        for group in groups:
+            if b.engine == "duckdb":  # the dates as a view the SQL can name
+                con.register("_custdyn_as_of", as_of_arrow(group))
+                expr = feature_expr(b, b.con.table("_custdyn_as_of"), **options)
+                source = f"({ibis.to_sql(expr, dialect='duckdb')})"
+            else:
+                expr = feature_expr(b, as_of_table(group), **options)
+                con.register("_custdyn_arrow", b.to_pyarrow(expr))
+                source = "_custdyn_arrow"
+            if exists:
+                con.execute(f'DELETE FROM "{table}" WHERE {when}', [group])
+                con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM {source}')
+            else:
+                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {source}')
+                exists = True
+            con.unregister("_custdyn_arrow" if b.engine != "duckdb" else "_custdyn_as_of")
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE {when}', [moments]).fetchone()
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.execute(f'DROP TABLE IF EXISTS "{tmp}"')
     return int(row[0]) if row else 0
 
 

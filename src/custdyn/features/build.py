@@ -13,6 +13,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from custdyn.features.backend import Backend, FeatureError, as_utc
 from custdyn.models.rfm import TIME_UNITS
@@ -39,25 +40,29 @@ _STATUS_RE = r'"status"\s*:\s*"([^"]*)"'
 _TICKET_RE = r'"ticket_id"\s*:\s*"([^"]*)"'
 
 
+def as_of_arrow(as_of: Any | Iterable[Any]) -> pa.Table:
+    """The ``as_of`` moments as an Arrow table: ``as_of`` (UTC timestamp) and ``as_of_s``
+    (UTC epoch seconds), sorted and distinct."""
+    values = [as_of] if isinstance(as_of, str | dt.date) or not isinstance(as_of, Iterable) \
+        else list(as_of)
+    moments = sorted({as_utc(v) for v in values})
+    if not moments:
+        raise FeatureError("no as_of dates given")
+    return pa.table({
+        "as_of": pa.array(moments, pa.timestamp("us", tz="UTC")),
+        "as_of_s": pa.array([m.timestamp() for m in moments], pa.float64()),
+    })
+
+
 def as_of_table(as_of: Any | Iterable[Any]) -> ir.Table:
-    """A small table of ``as_of`` moments: ``as_of`` (UTC timestamp) and ``as_of_s``.
+    """A small Ibis table of ``as_of`` moments: ``as_of`` (UTC timestamp) and ``as_of_s``.
 
     Parameters
     ----------
     as_of : date, datetime, ISO string, or an iterable of them
         Naive values are UTC; a date means midnight UTC at its start.
     """
-    values = [as_of] if isinstance(as_of, str | dt.date) or not isinstance(as_of, Iterable) \
-        else list(as_of)
-    moments = sorted({as_utc(v) for v in values})
-    if not moments:
-        raise FeatureError("no as_of dates given")
-    import pyarrow as pa
-
-    return ibis.memtable(pa.table({
-        "as_of": pa.array(moments, pa.timestamp("us", tz="UTC")),
-        "as_of_s": pa.array([m.timestamp() for m in moments], pa.float64()),
-    }))
+    return ibis.memtable(as_of_arrow(as_of))
 
 
 def _epoch(ts: ir.TimestampValue) -> ir.FloatingValue:
