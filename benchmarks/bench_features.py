@@ -437,6 +437,8 @@ def main(flags: list[str]) -> None:
             continue
         res[side] = {**(r["result"] or {}), "wall": r["seconds"], "rss": r["peak_rss_mib"]}
         print(side, json.dumps(res[side]), flush=True)
+        latest = json.loads(saved.read_text()) if saved.exists() else {}
+        res = {**latest, side: res[side]}  # another run may have added other sides meanwhile
         saved.write_text(json.dumps(res, indent=1))
     _write(n, n_rows, res, "--quick" in flags or n != 1_000_000)
 
