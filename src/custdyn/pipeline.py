@@ -290,7 +290,7 @@ class _PurchaseModels:
             self.warnings.append("no purchases before as_of: the purchase models were skipped; "
                                  "p_alive, expected purchases and CLV are empty")
             return False
-        first = min(tx.column("occurred_at").to_pylist())
+        first = min(tx.column("occurred_at").to_pylist()).replace(tzinfo=dt.UTC)
         span_weeks = (self.as_of - first).total_seconds() / 86400 / 7
         holdout_weeks = float(min(52.0, max(4.0, 0.3 * span_weeks)))
         cal_end = self.as_of - dt.timedelta(weeks=holdout_weeks)
