@@ -238,13 +238,18 @@ def train_sentiment_head(x: np.ndarray, y: np.ndarray, hidden: int, sw: np.ndarr
     return {"sent_W0": clf.coef_.T.copy(), "sent_b0": clf.intercept_.copy()}
 
 
-def sentiment_probs(x: np.ndarray, w: dict, bias: np.ndarray | None = None) -> np.ndarray:
+def sentiment_probs(
+    x: np.ndarray, w: dict, bias: np.ndarray | None = None, langs: list | None = None
+) -> np.ndarray:
     from custdyn.text.engines import combine_sentiment
 
-    w = {k: np.asarray(v, np.float32) for k, v in w.items()}
+    w = {
+        k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+        for k, v in w.items()
+    }
     if bias is not None:
         w["sent_bias"] = np.asarray(bias, np.float32)
-    return combine_sentiment(x, w, [None] * len(x))
+    return combine_sentiment(x, w, langs if langs is not None else [None] * len(x))
 
 
 def tune_ensemble(
@@ -443,6 +448,46 @@ def train_all(
             "n": int(len(yt)),
             "macro_f1": emotion_f1(p, yt, emo["emo_threshold"]),
         }
+    # Per-language neutral thresholds (see calibrate_languages).
+    logp = {
+        lang: np.log(sentiment_probs(d["x"], final) + 1e-9)
+        for lang, d in xed.items()
+        if lang != "neutral"
+    }
+    codes, table, default = calibrate_languages(logp)
+    report["neutral_bias"] = dict(zip(codes, table[:, 1].tolist(), strict=True)) | {
+        "other": default
+    }
+    apply_calibration(final, codes, table, default)
+    from custdyn.text._langid import detect_many
+
+    detected = {}
+    for name in ("pt-test", "pcm-test", "pt-train", "pt-dev", "pcm-train", "pcm-dev"):
+        x, y, t = sets[name]
+        detected[name] = detect_many(t)[0]
+        if name.endswith("test"):
+            p = sentiment_probs(x, final, langs=detected[name])
+            report["sentiment"][name]["calibrated"] = macro_f1(y, p.argmax(1))
+    report["xed_polarity_proxy"] = {}
+    pol = {1: 0, 3: 0, 4: 0, 6: 0, 5: 2, 8: 2}
+    for lang in ("en", "no", "pt", "br"):
+        d = xed[lang]
+        m = d["is_test"]
+        ys = []
+        for labs in d["labels"]:
+            ps = {pol[v] for v in labs if v in pol}
+            ys.append(ps.pop() if len(ps) == 1 else -1)
+        yy = np.array(ys)
+        keep = m & (yy >= 0)
+        xs, yt = d["x"][keep], yy[keep]
+        if lang == "en":  # English neutral lines were never used by the sentiment heads
+            xs = np.vstack([xs, xed["neutral"]["x"][:200]])
+            yt = np.r_[yt, np.ones(200, int)]
+        p = sentiment_probs(xs, final, langs=[lang if lang != "br" else "pt"] * len(xs))
+        report["xed_polarity_proxy"][lang] = {
+            "n": int(len(yt)),
+            "macro_f1": macro_f1(yt, p.argmax(1)),
+        }
     final["version"] = np.int64(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -464,16 +509,17 @@ def train_all(
     texts, targets, weights = [], [], []
     for name in ("pt-train", "pt-dev", "pcm-train", "pcm-dev"):
         x, y, t = sets[name]
-        ps = sentiment_probs(x, final32)
+        ps = sentiment_probs(x, final32, langs=detected[name])
         gold = np.eye(3)[y]
         pe = _sigmoid(x @ final32["emo_W0"] + final32["emo_b0"])
         texts += t
         targets.append(np.hstack([0.5 * ps + 0.5 * gold, pe]))
         weights.append(np.full(len(t), 2.0))
-    for d in xed.values():
+    for lang, d in xed.items():
         keep = ~d["is_test"]
         x = d["x"][keep]
-        ps = sentiment_probs(x, final32)
+        code = {"br": "pt", "neutral": "en"}.get(lang, lang)
+        ps = sentiment_probs(x, final32, langs=[code] * len(x))
         # XED lines carry gold emotions: mix them with the teacher's.
         pe = 0.5 * _sigmoid(x @ final32["emo_W0"] + final32["emo_b0"]) + 0.5 * d["y"][keep]
         texts += [t for t, k in zip(d["texts"], keep, strict=False) if k]
@@ -514,6 +560,46 @@ def train_all(
         version=np.int64(1),
     )
     return report
+
+
+def neutral_bias(logp: np.ndarray, target: float) -> float:
+    """The bias on the neutral log-probability that makes the neutral share of ``logp``'s argmax
+    equal ``target`` (bisection)."""
+    lo, hi = -4.0, 4.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        z = logp.copy()
+        z[:, 1] += mid
+        share = float(np.mean(z.argmax(1) == 1))
+        lo, hi = (mid, hi) if share < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def calibrate_languages(logp_by_lang: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, float]:
+    """Per-language neutral thresholds from the XED lines, which are translations of the same
+    subtitles: each language gets the bias that makes its neutral share match the share on the
+    Portuguese lines (Portuguese is the language whose threshold was set on labelled dev data).
+    Languages without XED lines (e.g. Tagalog) get the median bias of the others."""
+    ref = np.concatenate([logp_by_lang["pt"], logp_by_lang["br"]])
+    target = float(np.mean(ref.argmax(1) == 1))
+    codes, biases = [], []
+    for lang, logp in logp_by_lang.items():
+        if lang in ("pt", "br"):
+            continue
+        codes.append(lang)
+        biases.append(neutral_bias(logp, target))
+    default = float(np.median(biases))
+    codes.append("pt")
+    biases.append(0.0)
+    table = np.zeros((len(codes), 3), np.float32)
+    table[:, 1] = biases
+    return codes, table, default
+
+
+def apply_calibration(w: dict, codes: list[str], table: np.ndarray, default: float) -> None:
+    w["lang_codes"] = np.array(codes)
+    w["lang_bias"] = table + np.asarray(w["sent_bias"], np.float32)
+    w["sent_bias"] = np.asarray(w["sent_bias"], np.float32) + np.array([0, default, 0], np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
