@@ -83,3 +83,14 @@ def test_empty_input_and_batching():
 def test_unknown_engine():
     with pytest.raises(ValueError, match="unknown text engine"):
         TextAnalyzer(engine="nope")
+
+
+def test_bulk_scoring_matches_training_features():
+    from custdyn.text._hashing import linear_scores, sparse_features
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(2**12, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    texts = ["Olá, tudo bem? 😀", "", "x", "Fantastisk service!", "ang ganda"]
+    ref = sparse_features(texts, 12) @ table + bias
+    np.testing.assert_allclose(linear_scores(texts, table, bias), ref, atol=1e-4)

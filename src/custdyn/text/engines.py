@@ -137,7 +137,7 @@ class BulkEngine:
 
     def __init__(self) -> None:
         w = load_weights("bulk")
-        self.table = w["table"].astype(np.float16)  # keep the big table compact in memory
+        self.table = w["table"]  # float32 in memory (~23 MB): gathers are faster than float16
         self.bias = w["bias"]
         self.lang_codes = [str(c) for c in w.get("lang_codes", np.array([], dtype=str))]
         self.lang_bias = w.get("lang_bias")
