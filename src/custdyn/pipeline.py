@@ -375,15 +375,32 @@ class _PurchaseModels:
         return out
 
 
+#: Defection labels (``[risk] label``): no purchase and no contact of the customer's own in
+#: the next H days (default), or no purchase in the next H days (complaints and goodbyes do
+#: not count as staying). An explicit cancellation is a defection under either.
+RISK_LABELS = ("no_activity", "no_purchase")
+
+
 def _activity_labels(ws: Workspace, ids: list[str], start: Any, end: Any) -> Any:
-    """1 for customers with no purchase and no contact of their own in [start, end), else 0."""
+    """1 for customers who defected in [start, end) by the ``[risk] label`` rule, else 0."""
     import numpy as np
 
+    from custdyn.errors import CustdynError
+
+    rule = ws.settings.extra.get("risk", {}).get("label", "no_activity")
+    if rule not in RISK_LABELS:
+        raise CustdynError(f"[risk] label = {rule!r}; allowed: {', '.join(RISK_LABELS)}")
     kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in ws.settings.purchase_kinds)
+    contact = " OR direction = 'inbound'" if rule == "no_activity" else ""
     active = {r[0] for r in ws.con.execute(
         f"""SELECT DISTINCT customer_id FROM interactions
         WHERE occurred_at >= ? AND occurred_at < ?
-          AND (kind IN ({kinds}) OR direction = 'inbound')""", [start, end]).fetchall()}
+          AND (kind IN ({kinds}){contact})""",
+        [start, end]).fetchall()}
+    cancelled = {r[0] for r in ws.con.execute(
+        "SELECT DISTINCT customer_id FROM interactions WHERE kind = 'cancellation' "
+        "AND occurred_at >= ? AND occurred_at < ?", [start, end]).fetchall()}
+    active -= cancelled  # an explicit cancellation is a defection whatever else happened
     return np.array([0.0 if c in active else 1.0 for c in ids])
 
 
