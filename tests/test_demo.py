@@ -83,7 +83,8 @@ def test_world_api(world: World) -> None:
     aliases = [a for c in s["competitors"] for a in c["aliases"]]
     assert "Nordviks" in aliases and any(not a.isascii() for a in aliases)
     assert world.truth_dir == world.directory / "truth"
-    for name in ("customers.parquet", "messages.parquet", "threads.parquet", "params.json"):
+    for name in ("customers.parquet", "messages.parquet", "threads.parquet", "stages.parquet",
+                 "params.json"):
         assert (world.truth_dir / name).exists()
 
 
@@ -96,7 +97,7 @@ def test_deterministic(tmp_path: Path) -> None:
     b = write_world(tmp_path / "b", n_customers=150, seed=11)
     c = write_world(tmp_path / "c", n_customers=150, seed=12)
     da, db, dc = digest(a.directory), digest(b.directory), digest(c.directory)
-    assert len(da) == 11
+    assert len(da) == 12
     assert da == db
     assert da["orders.csv"] != dc["orders.csv"]
 
@@ -270,6 +271,26 @@ def test_truth_customers(world: World, truth: dict[str, pd.DataFrame]) -> None:
     assert (last.reindex(won.index) >= won.won_back_at).all()
     n_orders = orders.groupby("customer_id").size().reindex(c.index, fill_value=0)
     assert (n_orders == c.n_orders).all()
+
+
+def test_stages(world: World, truth: dict[str, pd.DataFrame], params: dict) -> None:
+    st = pq.read_table(world.truth_dir / "stages.parquet").to_pandas()
+    assert list(st.columns) == ["customer_id", "as_of", "stage"]
+    assert set(st.stage) == set(params["stages"])
+    assert st.as_of.nunique() >= 12
+    c = truth["customers"].set_index("customer_id")
+    last = st[st.as_of == st.as_of.max()].set_index("customer_id").stage
+    assert (last.reindex(c.index) == c.stage_end).all()
+    # prospects stay prospects; lost customers were customers before
+    assert set(st[st.customer_id.isin(c[c.is_prospect].index)].stage) == {"prospect"}
+    first_lost = st[st.stage == "lost"].groupby("customer_id").as_of.min()
+    earlier = st.merge(first_lost.rename("lost_at"), left_on="customer_id", right_index=True)
+    was_customer = earlier[earlier.as_of < earlier.lost_at].groupby("customer_id").stage.apply(
+        lambda x: bool(set(x) - {"prospect"}))
+    assert was_customer.mean() > 0.9
+    # flows: customers move between stages over time
+    moves = st.sort_values("as_of").groupby("customer_id").stage.nunique()
+    assert (moves > 2).mean() > 0.2
 
 
 def test_params(params: dict) -> None:

@@ -174,6 +174,35 @@ class Sim:
     horizon: float  # weeks from start to end
     cust: dict[str, np.ndarray]
     events: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: weeks of the stage snapshots (quarter ends and the end) and codes into STAGES,
+    #: shape (snapshots, customers); -1 where the customer was not yet known
+    stage_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stage_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))
+
+
+STAGES = ("prospect", "onboarding", "active", "at_risk", "dormant", "lost", "won_back")
+STAGES_ARR = np.array(STAGES + ("",), dtype=object)  # code -1 -> ""
+
+
+def _stages(t: float, open_t: np.ndarray, first_contact: np.ndarray, alive: np.ndarray,
+            ever: np.ndarray, S: np.ndarray, leaving: np.ndarray, won_back_at: np.ndarray,
+            last_order: np.ndarray) -> np.ndarray:
+    """Lifecycle stage codes (index into STAGES, -1 not yet known) at time t (weeks).
+
+    prospect: no account yet; lost: had been a customer and is gone; onboarding: account
+    opened in the last 8 weeks; won_back: alive after a win-back; at_risk: satisfaction below
+    0.4 or in the leaving phase; dormant: no order in 26 weeks; active: everyone else.
+    """
+    code = np.full(open_t.shape, 2, dtype=np.int8)
+    opened = np.nan_to_num(open_t, nan=np.inf) <= t
+    code[alive & (t - last_order > 26.0)] = 4
+    code[alive & ((S < 0.4) | leaving)] = 3
+    code[alive & (won_back_at <= t)] = 6
+    code[opened & (t - np.nan_to_num(open_t, nan=-np.inf) < 8.0) & (alive | ~ever)] = 1
+    code[opened & ever & ~alive] = 5
+    code[~opened] = 0
+    code[first_contact > t] = -1
+    return code
 
 
 def _snap_daytime(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -247,6 +276,9 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
     revive_at = np.full(n, np.inf)
     won_back_at = np.full(n, np.nan)
     exposure = np.zeros(n)
+    last_order = np.full(n, -np.inf)
+    stage_times: list[float] = []
+    stage_codes: list[np.ndarray] = []
     cum_hazard = np.zeros(n)
     decision_exposure = np.zeros(n)
     leaving = np.zeros(n, dtype=bool)
@@ -333,6 +365,11 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         ot = olo + rng.random(oc.size) * (ohi - olo)
         ot = np.clip(_snap_daytime(rng, ot), olo, ohi - 1e-5)
         add("orders", cust=oc, t=ot, first=np.zeros(oc.size, bool))
+        np.maximum.at(last_order, oc, ot)
+        if starting.size:
+            last_order[starting] = np.maximum(last_order[starting], alive_from[starting])
+        if rev.size:
+            last_order[rev] = np.maximum(last_order[rev], alive_from[rev])
         dS = np.zeros(n)
         np.add.at(dS, oc, P.d_order)
 
@@ -468,6 +505,11 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
             rt = td[wb] + rng.uniform(10.0, 40.0, wb.sum())
             okw = rt < T - 2.0
             revive_at[dead[wb][okw]] = _snap_daytime(rng, rt[okw])
+        # -- lifecycle stages at each quarter's end and at the end
+        if (w + 1) % 13 == 0 or w == n_weeks - 1:
+            stage_times.append(hi_w)
+            stage_codes.append(_stages(hi_w, open_t, first_contact, alive, ever, S, leaving,
+                                       won_back_at, last_order))
 
     events: dict[str, dict[str, np.ndarray]] = {}
     for name, cols in ev.items():
@@ -484,8 +526,9 @@ def simulate(n_customers: int, seed: int, horizon_weeks: float,
         "won_back_at": won_back_at, "exposure": exposure, "cum_hazard": cum_hazard,
         "decision_exposure": decision_exposure,
         "leaving_end": leaving, "decided_at": decided_at, "n_decisions": n_decisions,
-        "n_recovered": n_recovered, "eff_exposure": eff_exposure,
+        "n_recovered": n_recovered, "stage_end": STAGES_ARR[stage_codes[-1]], "eff_exposure": eff_exposure,
         "repeat_orders": repeat_orders, "ever": ever,
     }
-    sim = Sim(params=P, seed=seed, horizon=T, cust=cust, events=events)
+    sim = Sim(params=P, seed=seed, horizon=T, cust=cust, events=events,
+              stage_times=np.array(stage_times), stage_codes=np.array(stage_codes))
     return sim

@@ -1027,16 +1027,8 @@ class _Builder:
         defected = opened & ~alive & np.isfinite(c["death_at"])
         won = np.isfinite(c["won_back_at"])
         last_o = self.last_order_t
-        recency = T - np.nan_to_num(last_o, nan=-1e9)
         S_end = c["S_end"]
-        stage = np.full(n, "active", dtype=object)
-        stage[~alive & ~prospect] = "active"
-        stage[alive & (recency > 26.0)] = "dormant"
-        stage[alive & ((S_end < 0.4) | c["leaving_end"])] = "at_risk"
-        stage[alive & won] = "won_back"
-        stage[alive & (T - np.nan_to_num(c["open_t"]) < 8.0)] = "onboarding"
-        stage[defected] = "lost"
-        stage[prospect] = "prospect"
+        stage = c["stage_end"]
         ment = getattr(self, "mention_first", {})
         n_orders = np.zeros(n, dtype=np.int64)
         for i in range(n):
@@ -1117,6 +1109,15 @@ class _Builder:
         order = np.lexsort((np.array(tr["customer_id"]),
                             msgs.column("occurred_at").cast(pa.int64()).to_numpy()))
         pq.write_table(msgs.take(pa.array(order)), tdir / "messages.parquet")
+        codes = self.sim.stage_codes
+        if codes.size:
+            snap, who = np.nonzero(codes >= 0)
+            ids = np.array(self.ids, dtype=object)
+            pq.write_table(pa.table({
+                "customer_id": pa.array(ids[who], pa.string()),
+                "as_of": pa.array([self.dt(float(self.sim.stage_times[k])) for k in snap], ts),
+                "stage": pa.array(S.STAGES_ARR[codes[snap, who]], pa.string()),
+            }), tdir / "stages.parquet")
         thr = self.threads
         pq.write_table(pa.table({
             "thread_id": thr["thread_id"], "customer_id": thr["customer_id"],
@@ -1184,16 +1185,16 @@ def _params_doc(sim: S.Sim, n: int, seed: int, start: datetime, end: datetime) -
         "slow_agents": list(S.SLOW_AGENTS),
         "praised_agent": S.PRAISED_AGENT,
         "languages": ["en", "pt", "no", "tl"],
-        "stages": ["prospect", "onboarding", "active", "at_risk", "dormant", "lost",
-                   "won_back"],
+        "stages": list(S.STAGES),
         "stage_rules": {
-            "prospect": "never opened an account",
-            "lost": "opened an account and had dropped out by the end",
-            "onboarding": "alive, account opened in the last 8 weeks",
-            "won_back": "alive and won back after a lapse",
-            "at_risk": "alive, and satisfaction below 0.4 or in the leaving phase at the end",
+            "prospect": "no account (yet)",
+            "lost": "had been a customer and is gone",
+            "onboarding": "account opened in the last 8 weeks (and not gone)",
+            "won_back": "alive after a win-back",
+            "at_risk": "alive, satisfaction below 0.4 or in the leaving phase",
             "dormant": "alive, no order in the last 26 weeks",
             "active": "everyone else who is alive",
+            "precedence": "prospect > lost > onboarding > won_back > at_risk > dormant > active",
         },
     }
 
