@@ -1115,7 +1115,8 @@ class _Builder:
             ids = np.array(self.ids, dtype=object)
             pq.write_table(pa.table({
                 "customer_id": pa.array(ids[who], pa.string()),
-                "as_of": pa.array([self.dt(float(self.sim.stage_times[k])) for k in snap], ts),
+                "as_of": pa.array([self.dt(float(t)) for t in self.sim.stage_times],
+                                  ts).take(pa.array(snap)),
                 "stage": pa.array(S.STAGES_ARR[codes[snap, who]], pa.string()),
             }), tdir / "stages.parquet")
         thr = self.threads
