@@ -477,6 +477,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # run the imported module, so registered commands are on its app
-    from custdyn.cli import main as _main
+    from custdyn.cli import main as run_cli
 
-    _main()
+    run_cli()
