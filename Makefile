@@ -11,7 +11,7 @@ DEMO_CUSTOMERS ?= 2000
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,text-models]'
 	touch $(STAMP)
 
 install: $(STAMP)
