@@ -20,7 +20,7 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/custdyn demo $(DEMO_DIR) --customers $(DEMO_CUSTOMERS) --seed 7
 	$(BIN)/custdyn --workspace $(DEMO_DIR) status
-	$(BIN)/custdyn --workspace $(DEMO_DIR) timeline --sample
+	$(BIN)/custdyn --workspace $(DEMO_DIR) timeline --sample --limit 25
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
