@@ -134,11 +134,17 @@ def make_ws(path: Path, rows: list[dict[str, Any]], customers: list[dict[str, An
     return ws
 
 
-@pytest.fixture
-def planted(tmp_path: Path) -> custdyn.Workspace:
-    ws = make_ws(tmp_path / "ws", PLANTED, CUSTOMERS, SIGNALS)
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> custdyn.Workspace:
+    ws = make_ws(tmp_path_factory.mktemp("planted") / "ws", PLANTED, CUSTOMERS, SIGNALS)
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="module")
+def at_as_of(planted: custdyn.Workspace) -> pa.Table:
+    """The planted features at 2024-07-01, computed once for the tests that only read them."""
+    return cf.features(planted, AS_OF)
 
 
 def _row(t: pa.Table, cid: str) -> dict[str, Any]:
@@ -148,8 +154,8 @@ def _row(t: pa.Table, cid: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- planted values
-def test_planted_purchases_and_ordering(planted: custdyn.Workspace) -> None:
-    t = cf.features(planted, AS_OF)
+def test_planted_purchases_and_ordering(at_as_of: pa.Table) -> None:
+    t = at_as_of
     assert t.column_names == cf.feature_columns()
     a = _row(t, "A")
     # purchase days Feb 1 (100 + 20 merged), Mar 1 (50), Jun 20 (30); weeks
@@ -171,8 +177,8 @@ def test_planted_purchases_and_ordering(planted: custdyn.Workspace) -> None:
     assert a["as_of"] == T("2024-07-01 00:00")
 
 
-def test_planted_customer_side(planted: custdyn.Workspace) -> None:
-    a = _row(cf.features(planted, AS_OF), "A")
+def test_planted_customer_side(at_as_of: pa.Table) -> None:
+    a = _row(at_as_of, "A")
     assert a["n_interactions"] == len(PLANTED)
     assert a["n_email_inbound_30d"] == 3 and a["n_email_outbound_30d"] == 2
     assert a["n_ticket_inbound_90d"] == 2 and a["n_ticket_outbound_90d"] == 3
@@ -189,8 +195,8 @@ def test_planted_customer_side(planted: custdyn.Workspace) -> None:
     assert a["days_since_customer_contact"] == pytest.approx(5.5)
 
 
-def test_planted_vendor_side_and_support(planted: custdyn.Workspace) -> None:
-    a = _row(cf.features(planted, AS_OF), "A")
+def test_planted_vendor_side_and_support(at_as_of: pa.Table) -> None:
+    a = _row(at_as_of, "A")
     # customer turns: e1 (4 h), e3 (24 h; e4 is the same turn), c1 (no reply), tk1 (2 h),
     # tk3 (30 h)
     assert a["customer_turns"] == 5
@@ -207,8 +213,8 @@ def test_planted_vendor_side_and_support(planted: custdyn.Workspace) -> None:
     assert a["tickets_reopened"] == 1 and a["tickets_escalated"] == 1
 
 
-def test_planted_text(planted: custdyn.Workspace) -> None:
-    a = _row(cf.features(planted, AS_OF), "A")
+def test_planted_text(planted: custdyn.Workspace, at_as_of: pa.Table) -> None:
+    a = _row(at_as_of, "A")
     # inbound scored messages of engine default:1: e1 .5, c1 -.5, tk1 .1 (last 90 days) and
     # i1 -.8 (121 days before)
     assert a["scored_messages_365d"] == 4
@@ -221,8 +227,8 @@ def test_planted_text(planted: custdyn.Workspace) -> None:
     assert other["sentiment_90d"] == pytest.approx(-1.0)
 
 
-def test_who_is_described(planted: custdyn.Workspace) -> None:
-    t = cf.features(planted, AS_OF)
+def test_who_is_described(at_as_of: pa.Table) -> None:
+    t = at_as_of
     assert t.column("customer_id").to_pylist() == ["A", "B"]  # C opens its account later
     b = _row(t, "B")
     assert b["n_interactions"] == 0 and b["tickets_opened"] == 0
@@ -232,13 +238,11 @@ def test_who_is_described(planted: custdyn.Workspace) -> None:
     assert b["sentiment_90d"] is None
 
 
-def test_events_after_as_of_change_nothing(tmp_path: Path) -> None:
-    before = make_ws(tmp_path / "a", PLANTED, CUSTOMERS, SIGNALS)
+def test_events_after_as_of_change_nothing(at_as_of: pa.Table, tmp_path: Path) -> None:
     after = make_ws(tmp_path / "b", PLANTED + FUTURE, CUSTOMERS,
                     SIGNALS + [_signal("f3", -1.0, anger=1.0, switch=True)])
     try:
-        x, y = cf.features(before, AS_OF), cf.features(after, AS_OF)
-        assert x.equals(y)
+        assert cf.features(after, AS_OF).equals(at_as_of)
         # ... and they do count once the moment has passed
         later = _row(cf.features(after, "2024-10-01"), "A")
         assert later["n_orders"] == 5 and later["tickets_reopened"] == 1
@@ -247,7 +251,6 @@ def test_events_after_as_of_change_nothing(tmp_path: Path) -> None:
         assert later["first_response_median_h"] == pytest.approx(24.0)  # 2, 4, 24, 30, 137
         assert "D" in cf.features(after, "2024-10-01").column("customer_id").to_pylist()
     finally:
-        before.close()
         after.close()
 
 
@@ -284,8 +287,10 @@ def test_settings_purchase_kinds_and_options(planted: custdyn.Workspace) -> None
     assert a["recency"] == pytest.approx((dt.date(2024, 6, 20) - dt.date(2024, 2, 1)).days)
     assert a["unanswered_inbound"] == 3  # e3 (24 h), tk3 (30 h) and c1 wait over 20 h
     planted.settings.purchase_kinds = ["order", "return"]
-    b = cf.backend(planted)
-    assert b.purchase_kinds == ["order", "return"]
+    try:
+        assert cf.backend(planted).purchase_kinds == ["order", "return"]
+    finally:
+        planted.settings.purchase_kinds = ["order"]
     with pytest.raises(cf.FeatureError, match="time_unit"):
         cf.features(planted, AS_OF, time_unit="fortnight")
     with pytest.raises(cf.FeatureError, match="engine 'sqlite' is not known"):
@@ -435,23 +440,25 @@ def test_cohorts(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- backend choice
-def test_backend_reads_parquet_folder(planted: custdyn.Workspace, tmp_path: Path) -> None:
+def test_backend_reads_parquet_folder(planted: custdyn.Workspace, at_as_of: pa.Table,
+                                      tmp_path: Path) -> None:
     planted.export(tmp_path / "pq", ["interactions", "customers", "text_signals"])
     b = cf.backend(tmp_path / "pq", "duckdb")
     assert set(b.tables) == {"interactions", "customers", "text_signals"}
-    assert cf.features(b, AS_OF).equals(cf.features(planted, AS_OF))
+    assert cf.features(b, AS_OF).equals(at_as_of)
     with pytest.raises(cf.FeatureError, match="neither a custdyn workspace"):
         cf.backend(tmp_path / "nowhere")
 
 
 # --------------------------------------------------------------------------- CLI
-def test_cli(planted: custdyn.Workspace, tmp_path: Path) -> None:
+def test_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from custdyn.cli import app
 
-    path = str(planted.path)
-    planted.close()
+    ws = make_ws(tmp_path / "ws", PLANTED, CUSTOMERS, SIGNALS)
+    path = str(ws.path)
+    ws.close()
     run = CliRunner().invoke
     r = run(app, ["-w", path, "features", "--as-of", AS_OF, "--json",
                   "--out", str(tmp_path / "f.parquet")])
