@@ -116,7 +116,7 @@ def test_any_text_as_amount_is_a_number_or_a_named_rejection(texts):
 
 names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
                 min_size=1, max_size=20).filter(lambda s: s.strip() == s and s)
-locals_ = st.from_regex(r"[a-z][a-z0-9._]{0,10}", fullmatch=True)
+locals_ = st.from_regex(r"[a-z][a-z0-9_]{0,5}(\.[a-z0-9_]{1,4}){0,2}", fullmatch=True)
 
 
 @given(names, locals_, names, st.datetimes(min_value=dt.datetime(1990, 1, 1),
