@@ -480,7 +480,11 @@ def _write(n: int, n_rows: int, res: dict[str, dict[str, Any]], reduced: bool) -
                      f"memory {mem:.0%} of pandas's (target: 50% or less).")
     if "snapshots" in res:
         s = res["snapshots"]
-        lines.append(f"\n24 monthly snapshots ({SNAP_FROM} .. {SNAP_TO}) in one query, stored "
+        from custdyn.features.api import ROWS_PER_QUERY
+
+        per = max(1, ROWS_PER_QUERY // n)
+        queries = "one query" if per >= 24 else f"{-(-24 // per)} queries of {per} dates"
+        lines.append(f"\n24 monthly snapshots ({SNAP_FROM} .. {SNAP_TO}) in {queries}, stored "
                      f"in the workspace: {s['seconds']:.0f} s, {s['rows']:,} rows, peak RSS "
                      f"{s['rss']:.0f} MiB (target: under 3 minutes).")
     if "snapshots" not in res:
@@ -501,6 +505,9 @@ def _write(n: int, n_rows: int, res: dict[str, dict[str, Any]], reduced: bool) -
         lines += ["", "Other sizes (customers; ten interactions each), last run of each side:", "",
                   "| customers | side | computation (s) | process wall (s) | peak RSS (MiB) |",
                   "|---:|---|---:|---:|---:|", *others]
+    lines += ["", "The machine is shared with other jobs (load average from about 1 to 12 on its 2 "
+              "cores during these runs), so times vary from run to run; the Spark run saw the "
+              "heaviest load."]
     lines += ["", f"Machine: {machine()}. Spark {_spark_version()} in local mode "
               f"(`local[*]`), {os.cpu_count()} cores.", ""]
     update_section("features", "\n".join(lines))
