@@ -41,15 +41,26 @@ def run_measured(args: list[str], env: dict | None = None) -> dict:
     """
     import tempfile
 
+    # A child forked from this (large) process starts with this process's peak RSS on its
+    # books; GNU time forks the measured command from a small process, so its figure is the
+    # command's own.
+    gnu_time = Path("/usr/bin/time")
+    wrapped = [str(gnu_time), "-f", "__maxrss_kib=%M", *args] if gnu_time.exists() else args
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(wrapped, stdout=out, stderr=err,
+                                env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+    peak = usage.ru_maxrss / 1024
+    m = re.search(r"__maxrss_kib=(\d+)", stderr)
+    if m:
+        peak = int(m.group(1)) / 1024
+        stderr = stderr.replace(m.group(0), "")
     if proc.returncode != 0:
         raise RuntimeError(f"{args} failed ({proc.returncode}):\n{stderr[-4000:]}")
     result = None
@@ -61,7 +72,7 @@ def run_measured(args: list[str], env: dict | None = None) -> dict:
             result = None
     return {
         "seconds": seconds,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": peak,
         "stdout": stdout,
         "stderr": stderr,
         "result": result,

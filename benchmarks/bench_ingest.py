@@ -148,6 +148,9 @@ def main(flags: list[str]) -> None:
     sizes = [200_000] if quick else [1_000_000, 10_000_000]
     n_mail = 20_000 if quick else 100_000
     me = "benchmarks.bench_ingest"
+    import os
+
+    load_start = os.getloadavg()[0]
     rows = []
     for n in sizes:
         path = make_csv(n)
@@ -165,8 +168,10 @@ def main(flags: list[str]) -> None:
     lines = [
         "## Ingest (issue 2)",
         "",
-        f"Machine: {machine()}. Command: `python -m benchmarks.run ingest"
-        f"{' --quick' if quick else ''}` ({time.strftime('%Y-%m-%d')}). Each side in its own "
+        f"Machine: {machine()}; 1-minute load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end (other work shared the two cores). Command: "
+        f"`python -m benchmarks.run ingest{' --quick' if quick else ''}` "
+        f"({time.strftime('%Y-%m-%d')}). Each side in its own "
         "process; time is the whole file into a committed table (ours: read, check every "
         "record, reject with reasons, dedupe, insert in one transaction; DuckDB: `CREATE TABLE "
         "AS SELECT * FROM read_csv(...)` with type detection and nothing else).",
