@@ -376,6 +376,7 @@ def _child(mode: str, ws_dir: str) -> None:
         t1 = time.perf_counter()
         expr = cf.feature_expr(b, AS_OF)
         target = d / "spark_features.parquet"
+        shutil.rmtree(target, ignore_errors=True)
         b.con.to_parquet(expr, str(target))  # the whole table is written, as the others build it
         t2 = time.perf_counter()
         n = int(b.con.execute(b.con.read_parquet(str(target)).count()))
