@@ -507,8 +507,7 @@ def _write(n: int, n_rows: int, res: dict[str, dict[str, Any]], reduced: bool) -
                   "| customers | side | computation (s) | process wall (s) | peak RSS (MiB) |",
                   "|---:|---|---:|---:|---:|", *others]
     lines += ["", "The machine is shared with other jobs (load average from about 1 to 12 on its 2 "
-              "cores during these runs), so times vary from run to run; the Spark run saw the "
-              "heaviest load."]
+              "cores during these runs), so times vary from run to run."]
     lines += ["", f"Machine: {machine()}. Spark {_spark_version()} in local mode "
               f"(`local[*]`), {os.cpu_count()} cores.", ""]
     update_section("features", "\n".join(lines))
