@@ -214,7 +214,9 @@ def _pandas_features(interactions: Any, as_of: Any, customers: Any, text_signals
         sig = text_signals
         eng = text_engine or sig.groupby("engine").size().sort_index().sort_values(
             ascending=False, kind="stable").index[0]
-        sig = sig[sig["engine"] == eng]
+        sig = sig[sig["engine"] == eng].copy()
+        for col in ["sentiment_score", *EMOTIONS]:  # float32 in the contract: mean in float64
+            sig[col] = sig[col].astype("float64")
         z = x[x["direction"] == "inbound"][["interaction_id", "customer_id", "age"]].merge(
             sig, on="interaction_id")
         z["mention"] = z["mentions"].fillna("").astype(str).str.len() > 2
