@@ -47,6 +47,10 @@ class BatchRefusedError(CustdynError, ValueError):
         self.rejected = rejected or []
 
 
+class FeatureError(CustdynError, ValueError):
+    """A feature query was asked for something it cannot do (unknown engine, bad dates, ...)."""
+
+
 class NotFittedError(CustdynError, ValueError, AttributeError):
     """A model method that needs a fitted model was called before ``fit``."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from custdyn.errors import CustdynError
+from custdyn.errors import CustdynError, FeatureError  # noqa: F401  (FeatureError re-exported)
 from custdyn.schema import PURCHASE_KINDS
 
 __all__ = ["ENGINES", "Backend", "FeatureError", "backend", "spark_session"]
@@ -27,10 +27,6 @@ ENGINES = ("duckdb", "spark")
 
 #: Contract tables the features read; only ``interactions`` is required.
 CONTRACT_TABLES = ("interactions", "customers", "text_signals")
-
-
-class FeatureError(CustdynError, ValueError):
-    """A feature query was asked for something it cannot do (unknown engine, bad dates, ...)."""
 
 
 @dataclass
