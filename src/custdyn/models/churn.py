@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
+from custdyn.models._columns import float_column as _column_float
 from custdyn.models.metrics import (
     CalibrationCurve,
     calibration_curve,
@@ -58,31 +59,6 @@ class Reason(NamedTuple):
     feature: str
     value: float
     contribution: float
-
-
-def _column_float(col: Any) -> FloatArray:
-    """One column (array, list, pandas/polars Series, Arrow array) as float, with NaN for
-    missing values (None, NaN, pandas' NA)."""
-    if hasattr(col, "iloc") and hasattr(col, "to_numpy"):  # pandas, incl. nullable dtypes
-        try:
-            return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            col = col.to_numpy()
-    elif hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
-        try:
-            col = col.to_numpy(zero_copy_only=False)
-        except TypeError:
-            col = col.to_numpy()
-    try:
-        return np.asarray(col, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        obj = np.asarray(col, dtype=object).reshape(-1)
-        return np.array([np.nan if _is_missing(v) else float(v) for v in obj], dtype=np.float64)
-
-
-def _is_missing(v: Any) -> bool:
-    return v is None or type(v).__name__ in ("NAType", "NaTType")
-
 
 def _as_features(X: Any, feature_names: Sequence[str] | None = None) -> tuple[FloatArray, list[str] | None]:
     """2-D float matrix (NaN allowed) and the column names if X carries them."""

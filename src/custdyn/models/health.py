@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
+from custdyn.models._columns import float_column as _to_float
 
 FloatArray = NDArray[np.float64]
 
@@ -114,30 +115,6 @@ def _columns_of(X: Any) -> list[str]:
     if hasattr(X, "columns"):
         return [str(c) for c in X.columns]
     raise TypeError(f"expected a mapping of columns or a table, got {type(X).__name__}")
-
-
-def _to_float(col: Any) -> FloatArray:
-    """One column (array, list, pandas/polars Series, Arrow array) as float, with NaN for
-    missing values (None, NaN, pandas' NA)."""
-    if hasattr(col, "iloc") and hasattr(col, "to_numpy"):  # pandas, incl. nullable dtypes
-        try:
-            return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            col = col.to_numpy()
-    elif hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):
-        try:
-            col = col.to_numpy(zero_copy_only=False)
-        except TypeError:
-            col = col.to_numpy()
-    try:
-        return np.asarray(col, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        obj = np.asarray(col, dtype=object).reshape(-1)
-        return np.array([np.nan if _is_missing(v) else float(v) for v in obj], dtype=np.float64)
-
-
-def _is_missing(v: Any) -> bool:
-    return v is None or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _column(X: Any, name: str) -> FloatArray:
