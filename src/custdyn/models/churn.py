@@ -12,7 +12,6 @@ LightGBM computes them with ``pred_contrib=True``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from scipy import optimize, special
 
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
 from custdyn.models._columns import float_column as _column_float
+from custdyn.models._params import SettingsMixin
 from custdyn.models.metrics import (
     CalibrationCurve,
     calibration_curve,
@@ -154,7 +154,7 @@ class _Platt:
         return np.asarray(special.expit(self.a * s + self.b), dtype=float)
 
 
-class DefectionModel:
+class DefectionModel(SettingsMixin):
     """Calibrated gradient-boosted trees for the probability of defection.
 
     Parameters
@@ -235,18 +235,6 @@ class DefectionModel:
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ params
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Settings given to ``__init__`` (scikit-learn's convention)."""
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
-
-    def set_params(self, **params: Any) -> DefectionModel:
-        """Change settings; returns self."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"unknown setting {k!r}; valid settings are {sorted(valid)}")
-            setattr(self, k, v)
-        return self
 
     def _lgb_params(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,6 @@ regression of later defection on the component values of past snapshots.
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from scipy import optimize, special
 
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
 from custdyn.models._columns import float_column as _to_float
+from custdyn.models._params import SettingsMixin
 
 FloatArray = NDArray[np.float64]
 
@@ -377,7 +377,7 @@ class Scorecard:
 # ---------------------------------------------------------------------- learned scorecard
 
 
-class LearnedScorecard:
+class LearnedScorecard(SettingsMixin):
     """A scorecard whose weights are learned from past snapshots against later defection.
 
     Component values ``c_k`` (0 bad, 1 good) enter a logistic model of defection,
@@ -429,18 +429,6 @@ class LearnedScorecard:
         self.bands = bands
         self.min_rows = min_rows
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Settings given to ``__init__`` (scikit-learn's convention)."""
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
-
-    def set_params(self, **params: Any) -> LearnedScorecard:
-        """Change settings; returns self."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"unknown setting {k!r}; valid settings are {sorted(valid)}")
-            setattr(self, k, v)
-        return self
 
     def fit(self, X: Any, y: ArrayLike, sample_weight: ArrayLike | None = None) -> LearnedScorecard:
         """Learn the component mappings (where not given) and the weights.

@@ -12,7 +12,6 @@ covariates in the model), not what would happen if the trait were changed.
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from custdyn.errors import ConvergenceWarning, InsufficientDataError, NotFittedError
+from custdyn.models._params import SettingsMixin
 
 FloatArray = NDArray[np.float64]
 
@@ -133,7 +133,7 @@ def concordance_index(durations: ArrayLike, risk: ArrayLike, events: ArrayLike |
     return float((correct + 0.5 * tied) / pairs)
 
 
-class CoxPH:
+class CoxPH(SettingsMixin):
     """Cox proportional hazards model, ``h(t | x) = h0(t) exp(x' beta)``.
 
     Parameters
@@ -193,18 +193,6 @@ class CoxPH:
         self.max_iter = max_iter
         self.tol = tol
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Settings given to ``__init__`` (scikit-learn's convention)."""
-        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
-
-    def set_params(self, **params: Any) -> CoxPH:
-        """Change settings; returns self."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"unknown setting {k!r}; valid settings are {sorted(valid)}")
-            setattr(self, k, v)
-        return self
 
     # ------------------------------------------------------------------ likelihood
     @staticmethod
