@@ -460,7 +460,8 @@ def _register_extensions() -> None:
     """Commands that live beside their rooms (features, text, analysis) join the app here."""
     import importlib
 
-    for name in ("custdyn.cli_features", "custdyn.cli_text", "custdyn.cli_analysis"):
+    for name in ("custdyn.cli_features", "custdyn.cli_text", "custdyn.cli_analysis",
+                 "custdyn.cli_label"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:

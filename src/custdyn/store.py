@@ -109,6 +109,20 @@ MIGRATIONS.append((
             reasons JSON, contributions JSON, PRIMARY KEY (customer_id, as_of))""",
     ],
 ))
+MIGRATIONS.append((
+    4,
+    "user labels for text and workspace-trained text models",
+    [
+        """CREATE TABLE labels (
+            label_id VARCHAR PRIMARY KEY, interaction_id VARCHAR, text VARCHAR NOT NULL,
+            language VARCHAR, sentiment VARCHAR, emotions JSON, theme VARCHAR,
+            labelled_by VARCHAR, labelled_at TIMESTAMPTZ, source VARCHAR)""",
+        """CREATE TABLE text_models (
+            name VARCHAR PRIMARY KEY, version INTEGER NOT NULL, kind VARCHAR,
+            base_engine VARCHAR, path VARCHAR, created_at TIMESTAMPTZ, n_labels INTEGER,
+            metrics JSON, is_default BOOLEAN DEFAULT FALSE, rolled_back BOOLEAN DEFAULT FALSE)""",
+    ],
+))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
