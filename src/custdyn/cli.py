@@ -461,7 +461,7 @@ def _register_extensions() -> None:
     import importlib
 
     for name in ("custdyn.cli_features", "custdyn.cli_text", "custdyn.cli_analysis",
-                 "custdyn.cli_label"):
+                 "custdyn.cli_label", "custdyn.cli_insights"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:
