@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from custdyn.models import BetaGeo, rfm_summary
 
@@ -126,3 +128,71 @@ def test_random_log_matches_pandas_groupby(rng: np.random.Generator) -> None:
     np.testing.assert_allclose(s["recency"], (last - first).dt.days)
     np.testing.assert_allclose(s["T"], (end - first).dt.days)
     np.testing.assert_allclose(s["monetary_value"], np.where(cnt > 1, rep / np.maximum(cnt - 1, 1), 0.0))
+
+
+def _reference_summary(tx: pd.DataFrame, end: pd.Timestamp, cut: pd.Timestamp) -> pd.DataFrame:
+    """Merged-day RFM with holdout by pandas groupby (independent of the numpy core)."""
+    tx = tx[tx["t"].dt.floor("D") <= end].assign(day=lambda d: d["t"].dt.floor("D"))
+    daily = tx.groupby(["c", "day"], as_index=False)["v"].sum().sort_values(["c", "day"])
+    cal = daily[daily["day"] <= cut]
+    hold = daily[daily["day"] > cut]
+    g = cal.groupby("c")
+    cnt = g.size()
+    out = pd.DataFrame(
+        {
+            "frequency": (cnt - 1).astype(float),
+            "recency": (g["day"].max() - g["day"].min()).dt.days.astype(float),
+            "T": (cut - g["day"].min()).dt.days.astype(float),
+            "monetary_value": np.where(cnt > 1, (g["v"].sum() - g["v"].first()) / np.maximum(cnt - 1, 1), 0.0),
+        }
+    )
+    hc = hold.groupby("c").size().reindex(out.index, fill_value=0)
+    hv = hold.groupby("c")["v"].sum().reindex(out.index, fill_value=0.0)
+    out["frequency_holdout"] = hc.astype(float)
+    out["monetary_value_holdout"] = np.where(hc > 0, hv / np.maximum(hc, 1), 0.0)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    n_cust=st.integers(1, 40),
+    id_kind=st.sampled_from(["dense", "sparse", "str"]),
+    hours=st.sampled_from([48, 24 * 400, 24 * 40_000]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_merged_summary_matches_groupby(n: int, n_cust: int, id_kind: str, hours: int, seed: int) -> None:
+    # dense integer ids take the direct-addressing path, sparse and string ids the hashing one;
+    # a span of 40,000 days with many customers may need 64-bit sort keys
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, n_cust, n)
+    ids = {"dense": raw + 10**12, "sparse": raw * 10**9, "str": np.array([f"c{i:03d}" for i in raw])}[id_kind]
+    t = pd.Timestamp("1960-01-01") + pd.to_timedelta(rng.integers(0, hours, n), unit="h")
+    tx = pd.DataFrame({"c": ids, "t": t, "v": np.round(rng.gamma(2.0, 10.0, n), 2)})
+    days = tx["t"].dt.floor("D")
+    end = days.max() - pd.Timedelta(days=int(rng.integers(0, 3)))
+    cut = days.min() + (end - days.min()) * float(rng.random())
+    cut = cut.floor("D")
+    s = rfm_summary(tx, "c", "t", "v", observation_end=end, calibration_end=cut, time_unit="D")
+    ref = _reference_summary(tx, end, cut)
+    assert list(s.index) == list(ref.index)
+    for col in ref.columns:
+        np.testing.assert_allclose(s[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=1e-9, err_msg=col)
+    np.testing.assert_allclose(s["duration_holdout"], (end - cut).days)
+
+
+def test_numeric_days_with_a_wide_span_use_64_bit_keys(rng: np.random.Generator) -> None:
+    # 5,000 customers over 10 million days: (customer, day) keys no longer fit 32 bits
+    n = 20_000
+    tx = pd.DataFrame({"c": rng.integers(0, 5_000, n), "t": rng.random(n) * 1e7, "v": rng.gamma(2.0, 10.0, n)})
+    tx.loc[:99, "t"] = tx.loc[100:199, "t"].to_numpy() + 0.01  # some same-day repeats
+    s = rfm_summary(tx, "c", "t", "v", time_unit="D")
+    tx["day"] = np.floor(tx["t"])
+    daily = tx.groupby(["c", "day"], as_index=False)["v"].sum().sort_values(["c", "day"])
+    g = daily.groupby("c")
+    cnt = g.size()
+    np.testing.assert_array_equal(s["frequency"], cnt - 1)
+    np.testing.assert_allclose(s["recency"], g["day"].max() - g["day"].min())
+    np.testing.assert_allclose(s["T"], np.floor(tx["t"].max()) - g["day"].min())
+    rep = (g["v"].sum() - g["v"].first()) / np.maximum(cnt - 1, 1)
+    np.testing.assert_allclose(s["monetary_value"], np.where(cnt > 1, rep, 0.0))

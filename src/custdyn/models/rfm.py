@@ -6,6 +6,7 @@ is computed with numpy only (sorting integer keys and segment reductions).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -183,65 +184,196 @@ def rfm_summary(
     """
     unit = TIME_UNITS[time_unit] if isinstance(time_unit, str) else float(time_unit)
     ids = _column(transactions, customer_col)
-    days = _to_days(_column(transactions, time_col))
-    amount = None if amount_col is None else _column(transactions, amount_col).astype(np.float64)
+    raw_time = _column(transactions, time_col)
+    amount = None if amount_col is None else _column(transactions, amount_col).astype(np.float64, copy=False)
+    if merge_same_day:
+        return _merged_summary(
+            transactions, customer_col, ids, raw_time, amount, observation_end, calibration_end, unit
+        )
+    days = _to_days(raw_time)
     codes, uniques = _factorize(ids)
     n_cust = len(uniques)
 
     end = float(days.max()) if observation_end is None else _scalar_days(observation_end)
-    if merge_same_day:
-        end = float(np.floor(end))
     if observation_end is not None:
-        keep = days < end + 1.0 if merge_same_day else days <= end
+        keep = days <= end
         if not np.all(keep):
             codes, days = codes[keep], days[keep]
             amount = None if amount is None else amount[keep]
-    day_i = np.floor(days).astype(np.int64) if merge_same_day else None
-    ec, et, ea = _events(codes, days, None if merge_same_day else amount, merge_same_day, day_i)
+    ec, et, ea = _events(codes, days, amount, False)
     cut = end if calibration_end is None else _scalar_days(calibration_end)
-    if calibration_end is not None and merge_same_day:
-        cut = float(np.floor(cut))
     hold = None
     if calibration_end is None:  # everything is calibration: no masking copies
         cal = _per_customer(ec, et, ea, n_cust)
     else:
-        in_cal = et < cut + 1.0 if merge_same_day else et <= cut
+        in_cal = et <= cut
         cal = _per_customer(ec[in_cal], et[in_cal], None if ea is None else ea[in_cal], n_cust)
         hold = _per_customer(ec[~in_cal], et[~in_cal], None if ea is None else ea[~in_cal], n_cust)
-    if amount is not None and merge_same_day:
-        # per-customer sums straight from the rows: calibration total, first-day amount, holdout
-        assert day_i is not None
-        is_first = day_i == cal["first"][codes]
-        if calibration_end is None:
-            cal["total"] = np.bincount(codes, weights=amount, minlength=n_cust)
-        else:
-            row_cal = day_i <= int(cut)
-            cal["total"] = np.bincount(codes[row_cal], weights=amount[row_cal], minlength=n_cust)
-            hold["total"] = np.bincount(codes[~row_cal], weights=amount[~row_cal], minlength=n_cust)  # type: ignore[index]
-            is_first &= row_cal
-        cal["first_amount"] = np.bincount(codes[is_first], weights=amount[is_first], minlength=n_cust)
-    present = cal["count"] > 0
+    return _summary_columns(transactions, customer_col, uniques, cal, hold, end, cut, unit, amount is not None)
 
-    count = cal["count"][present]
+
+def _summary_columns(
+    like: Any,
+    customer_col: str,
+    uniques: np.ndarray,
+    cal: dict[str, np.ndarray],
+    hold: dict[str, np.ndarray] | None,
+    end: float,
+    cut: float,
+    unit: float,
+    with_amount: bool,
+) -> Any:
+    """The output columns from the per-customer calibration (and holdout) statistics."""
+    present = cal["count"] > 0
+    count = cal["count"][present].astype(np.float64)
     freq = count - 1.0
-    first = cal["first"][present]
+    first = cal["first"][present].astype(np.float64)
     cols: dict[str, np.ndarray] = {
         "frequency": freq,
         "recency": (cal["last"][present] - first) / unit,
         "T": (cut - first) / unit,
     }
-    if amount is not None:
+    if with_amount:
         rep = cal["total"][present] - cal["first_amount"][present]
         with np.errstate(invalid="ignore", divide="ignore"):
             cols["monetary_value"] = np.where(freq > 0, rep / np.maximum(freq, 1.0), 0.0)
     if hold is not None:
-        fh = hold["count"][present]
+        fh = hold["count"][present].astype(np.float64)
         cols["frequency_holdout"] = fh
-        if amount is not None:
+        if with_amount:
             with np.errstate(invalid="ignore", divide="ignore"):
                 cols["monetary_value_holdout"] = np.where(fh > 0, hold["total"][present] / np.maximum(fh, 1.0), 0.0)
         cols["duration_holdout"] = np.full(len(fh), (end - cut) / unit)
-    return _output(transactions, customer_col, uniques[present], cols)
+    return _output(like, customer_col, uniques[present], cols)
+
+
+def _day_numbers(values: np.ndarray) -> NDArray[np.int64]:
+    """Calendar day numbers (days since 1970-01-01, floored) of datetimes or numeric days."""
+    if values.dtype.kind == "M":
+        unit, count = np.datetime_data(values.dtype)
+        per_day = {"D": 1, "h": 24, "m": 1440, "s": 86_400, "ms": 86_400_000, "us": 86_400 * 10**6, "ns": _DAY_NS}
+        if unit in per_day and count == 1:
+            v = values.view(np.int64)
+            return v if unit == "D" else v // per_day[unit]
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if values.dtype.kind == "f":
+        return np.floor(values).astype(np.int64)
+    ns = _to_ns(values)
+    assert ns is not None
+    return ns // _DAY_NS
+
+
+def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For integer ids in a narrow range: codes ``id - min`` (int32 where they fit) and every
+    id of the range (absent ids are dropped later as customers without purchases); else None."""
+    if ids.dtype.kind not in "iu" or not len(ids):
+        return None
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo > 4 * len(ids) + 1024:
+        return None
+    if hi - lo < 2**31 - 1:
+        off = (ids - ids.dtype.type(lo)).astype(np.int32)
+    else:  # pragma: no cover - needs billions of rows
+        off = ids.astype(np.int64) - lo
+    return off, np.arange(lo, hi + 1, dtype=ids.dtype)
+
+
+def _distinct_sorted(sorted_keys: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array, in order."""
+    if len(sorted_keys) == 0:
+        return sorted_keys
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return sorted_keys[change]
+
+
+def _day_stats(ucode: np.ndarray, uday: np.ndarray, n_codes: int) -> dict[str, np.ndarray]:
+    """Count, first and last day per code of distinct (code, day) events sorted by code, day
+    (codes without events: count 0, days -1)."""
+    starts = _segments(ucode)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    if len(ends):
+        ends[-1] = len(ucode) - 1
+    cust = ucode[starts]
+    count = np.zeros(n_codes, dtype=np.int64)
+    first = np.full(n_codes, -1, dtype=uday.dtype)
+    last = np.full(n_codes, -1, dtype=uday.dtype)
+    count[cust] = ends - starts + 1
+    first[cust] = uday[starts]
+    last[cust] = uday[ends]
+    return {"count": count, "first": first, "last": last}
+
+
+def _merged_summary(
+    like: Any,
+    customer_col: str,
+    ids: np.ndarray,
+    raw_time: np.ndarray,
+    amount: NDArray[np.float64] | None,
+    observation_end: Any,
+    calibration_end: Any,
+    unit: float,
+) -> Any:
+    """rfm_summary with same-day purchases merged: one sort of 32-bit (customer, day) keys,
+    per-customer statistics with bincount, amounts summed straight from the rows."""
+    day = _day_numbers(raw_time)
+    dense = _dense_codes(ids)
+    if dense is not None:
+        codes, uniques = dense
+    else:
+        codes, uniques = _factorize(ids)
+    n_codes = len(uniques)
+    end_day = int(day.max()) if observation_end is None else math.floor(_scalar_days(observation_end))
+    if observation_end is not None:
+        keep = day <= end_day
+        if not np.all(keep):
+            codes, day = codes[keep], day[keep]
+            amount = None if amount is None else amount[keep]
+    cut_day = end_day if calibration_end is None else math.floor(_scalar_days(calibration_end))
+    dmin = int(day.min()) if len(day) else 0
+    dmax = int(day.max()) if len(day) else 0
+    span = dmax - dmin + 1
+    dd: np.ndarray
+    key: np.ndarray
+    if n_codes * span < 2**31 - 1 and -(2**31) < dmin and dmax < 2**31 - 1:
+        # 32-bit keys sort about three times as fast as 64-bit ones
+        dd = day.astype(np.int32)
+        dd -= np.int32(dmin)
+        key = codes.astype(np.int32, copy=False) * np.int32(span)
+        key += dd
+    else:
+        dd = day - dmin
+        key = codes.astype(np.int64) * span + dd
+    key.sort()
+    uk = _distinct_sorted(key)
+    ucode = uk // key.dtype.type(span)
+    uday = uk - ucode * key.dtype.type(span)
+    hold = None
+    if calibration_end is None:
+        cal = _day_stats(ucode, uday, n_codes)
+    else:
+        in_cal = uday <= cut_day - dmin
+        cal = _day_stats(ucode[in_cal], uday[in_cal], n_codes)
+        hold = _day_stats(ucode[~in_cal], uday[~in_cal], n_codes)
+    if amount is not None:
+        icodes = codes.astype(np.intp)  # bincount and gathers want native indices
+        if calibration_end is None:
+            cal["total"] = np.bincount(icodes, weights=amount, minlength=n_codes)
+        else:
+            row_cal = dd <= cut_day - dmin
+            cal["total"] = np.bincount(icodes[row_cal], weights=amount[row_cal], minlength=n_codes)
+            hold["total"] = np.bincount(icodes[~row_cal], weights=amount[~row_cal], minlength=n_codes)  # type: ignore[index]
+        # rows on the customer's first calibration day (always a calibration day)
+        is_first = dd == cal["first"][icodes]
+        cal["first_amount"] = np.bincount(icodes[is_first], weights=amount[is_first], minlength=n_codes)
+    for stats in (cal, hold):
+        if stats is not None:
+            stats["first"] = stats["first"].astype(np.float64) + dmin
+            stats["last"] = stats["last"].astype(np.float64) + dmin
+    return _summary_columns(like, customer_col, uniques, cal, hold, float(end_day), float(cut_day), unit, amount is not None)
 
 
 def _output(like: Any, customer_col: str, ids: np.ndarray, cols: dict[str, np.ndarray]) -> Any:
