@@ -10,9 +10,10 @@ Data are compressed before fitting: customers with identical inputs become one w
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from custdyn.errors import ConvergenceWarning, NotFittedError
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["BaseModel", "as_float_array", "compress_rows"]
+__all__ = ["BaseModel", "as_float_array", "compress_coded", "compress_rows", "value_codes"]
 
 
 def as_float_array(x: Any, name: str = "value") -> FloatArray:
@@ -116,6 +117,89 @@ def compress_rows(
     return ucols, uw, inverse
 
 
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the enclosed code with one BLAS thread.
+
+    The fits make many tiny BLAS calls (L-BFGS-B's updates, dot products); a threaded BLAS
+    wakes its worker threads for each, which costs more than the work itself, most of all on a
+    busy machine. Uses ``threadpoolctl`` when it is installed; otherwise does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def value_codes(c: FloatArray) -> tuple[FloatArray, NDArray[np.intp]]:
+    """Sorted distinct values of ``c`` and each element's index into them.
+
+    Integer-valued columns in a narrow range (counts, ages in days) are coded by direct
+    addressing, without sorting; other columns by ``np.unique``.
+    """
+    n = len(c)
+    if n:
+        lo, hi = float(c.min()), float(c.max())
+        if hi - lo <= 4 * n + 1024 and -(2.0**52) < lo and hi < 2.0**52:
+            iv = c.astype(np.int64)
+            if np.array_equal(iv, c):
+                off = iv - int(lo)
+                seen = np.zeros(int(hi - lo) + 1, dtype=bool)
+                seen[off] = True
+                rank = np.cumsum(seen, dtype=np.intp) - 1
+                return np.flatnonzero(seen).astype(np.float64) + lo, rank[off]
+    ux, inv = np.unique(c, return_inverse=True)
+    return np.asarray(ux, dtype=np.float64), inv.reshape(-1)
+
+
+def compress_coded(
+    columns: Sequence[FloatArray], weights: FloatArray | None = None
+) -> tuple[list[FloatArray], FloatArray, list[tuple[FloatArray, NDArray[np.intp]]]] | None:
+    """Like :func:`compress_rows` (rows in lexicographic order), and for each column its
+    distinct values with the index of every unique row into them; None when the combined
+    row codes would not fit 63 bits (then use :func:`compress_rows`)."""
+    n = len(columns[0])
+    if n == 0:
+        return None
+    coded = [value_codes(np.asarray(c, dtype=np.float64)) for c in columns]
+    sizes = [len(u) for u, _ in coded]
+    if math.prod(sizes) >= 2**62:
+        return None
+    key = coded[0][1].astype(np.int64)
+    for (_, ci), m in zip(coded[1:], sizes[1:], strict=True):
+        key *= m
+        key += ci
+    if weights is None:
+        key.sort()
+        sk = key
+        w_sorted = None
+    else:
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        w_sorted = np.asarray(weights, dtype=np.float64)[order]
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(sk[1:], sk[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ukey = sk[starts]
+    if w_sorted is None:
+        uw = np.diff(np.append(starts, n)).astype(np.float64)
+    else:
+        uw = np.asarray(np.add.reduceat(w_sorted, starts), dtype=np.float64)
+    codes: list[NDArray[np.intp]] = []
+    rem = ukey
+    for m in sizes[:0:-1]:
+        codes.append((rem % m).astype(np.intp))
+        rem = rem // m
+    codes.append(rem.astype(np.intp))
+    codes.reverse()
+    ucols = [u[ci] for (u, _), ci in zip(coded, codes, strict=True)]
+    return ucols, uw, [(u, ci) for (u, _), ci in zip(coded, codes, strict=True)]
+
+
 def _fmt_int(n: float) -> str:
     return f"{int(round(n)):,}"
 
@@ -190,9 +274,19 @@ class BaseModel:
         cache = caches.get((slot, id(x)))
         if cache is not None and cache[0] is x:
             return cache[1], cache[2]
-        ux, inv = np.unique(x, return_inverse=True)  # with return_inverse: a sort, fast
-        caches[(slot, id(x))] = (x, ux, inv.reshape(-1))
-        return ux, inv.reshape(-1)
+        seeded = self.__dict__.get("_col_codes", {}).get(id(x))
+        if seeded is not None and seeded[0] is x:  # coded while compressing the fitted data
+            ux, inv = seeded[1], seeded[2]
+        else:
+            ux, inv = value_codes(x)
+        caches[(slot, id(x))] = (x, ux, inv)
+        return ux, inv
+
+    def _seed_codes(self, columns: Sequence[FloatArray], coded: Sequence[tuple[FloatArray, NDArray[np.intp]]]) -> None:
+        """Remember each column's distinct values and index (found while compressing)."""
+        seeds: dict[int, Any] = self.__dict__.setdefault("_col_codes", {})
+        for col, (u, ci) in zip(columns, coded, strict=True):
+            seeds[id(col)] = (col, u, ci)
 
     # ------------------------------------------------------------------ model hooks
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
@@ -224,6 +318,29 @@ class BaseModel:
         if not np.isfinite(f) or not np.all(np.isfinite(grad)):
             return 1e300, np.zeros_like(u)
         return f, grad
+
+    def _objective_hess(
+        self, u: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, wsum: float
+    ) -> tuple[float, FloatArray, FloatArray]:
+        """:meth:`_objective` with its analytic Hessian in unconstrained space (models with
+        ``_loglik_sum_hess``): ``H_u = J H J + diag(g J)`` for ``theta = lower + exp(u)``,
+        ``J = theta - lower``."""
+        theta = self._to_natural(u)
+        with np.errstate(all="ignore"):
+            ll_sum, g_sum, h_sum = self._loglik_sum_hess(theta, data, weights)  # type: ignore[attr-defined]
+        f = -ll_sum / wsum
+        grad_nat = -g_sum / wsum
+        hess_nat = -h_sum / wsum
+        if self.penalizer:
+            f += self.penalizer * float(theta @ theta)
+            grad_nat = grad_nat + 2.0 * self.penalizer * theta
+            hess_nat = hess_nat + 2.0 * self.penalizer * np.eye(len(theta))
+        jac = theta - np.asarray(self._lower)
+        grad = grad_nat * jac
+        hess = hess_nat * np.outer(jac, jac) + np.diag(grad)
+        if not np.isfinite(f) or not np.all(np.isfinite(grad)) or not np.all(np.isfinite(hess)):
+            return 1e300, np.zeros_like(u), np.full((len(u), len(u)), np.nan)
+        return f, grad, hess
 
     def _hessian_u(
         self,
@@ -259,23 +376,37 @@ class BaseModel:
         tol: float,
         max_steps: int = 25,
         hess_data: tuple[tuple[FloatArray, ...], FloatArray] | None = None,
+        fg: tuple[float, FloatArray] | None = None,
     ) -> tuple[FloatArray, float, FloatArray, FloatArray | None, int]:
-        """Newton steps with the finite-difference Hessian of the analytic gradient and a
-        backtracking line search; a Hessian that is not positive definite is shifted
-        (Levenberg-Marquardt). With ``hess_data`` the Hessian comes from that (sub)sample
-        (cheap; the steps converge linearly) and the returned Hessian is None.
-        Returns ``(u, f, g, hessian, steps)``; the Hessian is the last one computed on ``data``,
-        taken at ``u`` or a short step before it (good for the covariance)."""
-        f, g = self._objective(u, data, w, wsum)
+        """Newton steps with a backtracking line search; a Hessian that is not positive
+        definite is shifted (Levenberg-Marquardt).
+
+        The Hessian is analytic for models with ``_loglik_sum_hess`` (one pass per step gives
+        value, gradient and Hessian), else finite differences of the analytic gradient. With
+        ``hess_data`` the Hessian comes from that (sub)sample (cheap; the steps converge
+        linearly) and the returned Hessian is None. ``fg``: the objective and gradient at
+        ``u``, if known. Returns ``(u, f, g, hessian, steps)``; the Hessian is the last one
+        computed on ``data``, taken at ``u`` (analytic) or a short step before it.
+        """
+        analytic = hess_data is None and hasattr(self, "_loglik_sum_hess")
         hess: FloatArray | None = None
+        if analytic:
+            f, g, hess = self._objective_hess(u, data, w, wsum)
+        elif fg is not None:
+            f, g = fg
+        else:
+            f, g = self._objective(u, data, w, wsum)
         steps = 0
         for _ in range(max_steps):
-            if hess_data is None:
+            if analytic:
+                assert hess is not None
+                h_use = hess
+            elif hess_data is None:
                 hess = self._hessian_u(u, data, w, wsum, grad=g)
                 h_use = hess
             else:
                 h_use = self._hessian_u(u, hess_data[0], hess_data[1], wsum)
-            if np.max(np.abs(g)) < tol:
+            if np.max(np.abs(g)) < tol or not np.all(np.isfinite(h_use)):
                 break
             h_use = 0.5 * (h_use + h_use.T)
             lam = float(np.linalg.eigvalsh(h_use)[0])
@@ -291,9 +422,14 @@ class BaseModel:
             t = 1.0
             while t > 1e-6:
                 cand = np.clip(u + t * step, -25, 25)
-                fc, gc = self._objective(cand, data, w, wsum)
+                if analytic:
+                    fc, gc, hc = self._objective_hess(cand, data, w, wsum)
+                else:
+                    fc, gc = self._objective(cand, data, w, wsum)
                 if fc <= f:
                     u, f, g = cand, fc, gc
+                    if analytic:
+                        hess = hc
                     break
                 t *= 0.5
             else:
@@ -305,6 +441,10 @@ class BaseModel:
 
     def _fit_arrays(self, data: tuple[FloatArray, ...], weights: FloatArray | None) -> BaseModel:
         """Compress ``data``, maximise the likelihood, fill the fitted attributes."""
+        with single_threaded_blas():
+            return self._fit_arrays_impl(data, weights)
+
+    def _fit_arrays_impl(self, data: tuple[FloatArray, ...], weights: FloatArray | None) -> BaseModel:
         n = len(data[0])
         if n == 0:
             raise ValueError("cannot fit on zero customers")
@@ -312,11 +452,21 @@ class BaseModel:
             weights = as_float_array(weights, "weights")
             if weights.shape != (n,) or np.any(weights < 0):
                 raise ValueError("weights must be non-negative, one per customer")
-        cols, w, _ = compress_rows(list(data), weights)
+        self.__dict__.pop("_col_codes", None)
+        packed = compress_coded(list(data), weights)
+        coded: list[tuple[FloatArray, NDArray[np.intp]]] | None = None
+        if packed is None:
+            cols, w, _ = compress_rows(list(data), weights)
+        else:
+            cols, w, coded = packed
         keep = w > 0
-        cols = [c[keep] for c in cols]
-        w = w[keep]
+        if not np.all(keep):
+            cols = [c[keep] for c in cols]
+            w = w[keep]
+            coded = None if coded is None else [(u, ci[keep]) for u, ci in coded]
         udata = tuple(cols)
+        if coded is not None:
+            self._seed_codes(udata, coded)
         wsum = float(w.sum())
         self.n_customers_ = wsum
         self.n_rows_ = len(w)
@@ -331,6 +481,8 @@ class BaseModel:
             k = len(w) // 20_000
             sub = tuple(c[::k] for c in udata)
             ws = w[::k] * (wsum / w[::k].sum())
+            if coded is not None:
+                self._seed_codes(sub, [(u, ci[::k]) for u, ci in coded])
             res0 = optimize.minimize(
                 self._objective,
                 u0,
@@ -345,7 +497,9 @@ class BaseModel:
                 warm = True
         bounds = [(-25.0, 25.0)] * self._k
         n_iter = 0
-        best_u, best_f = u0, self._objective(u0, udata, w, wsum)[0]
+        best_u = u0
+        # from a warm start the first attempt is Newton, which evaluates there itself
+        best_f = np.inf if warm else self._objective(u0, udata, w, wsum)[0]
         best_g: FloatArray = np.full(self._k, np.inf)
         best_h: FloatArray | None = None
         message = ""
@@ -368,11 +522,13 @@ class BaseModel:
                 n_iter += int(res.nit)
                 message = str(res.message)
                 u = np.asarray(res.x, dtype=float) if res.fun <= best_f else best_u
-            if attempt == 0 and warm:
+            fg: tuple[float, FloatArray] | None = None
+            if attempt == 0 and warm and not hasattr(self, "_loglik_sum_hess"):
                 # Newton with the subsample's Hessian: one full-data gradient per step
                 u, f, g, _, steps = self._newton(u, udata, w, wsum, self.tol, 40, (sub, ws))
                 n_iter += steps
-            u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol)
+                fg = (f, g)
+            u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol, fg=fg)
             n_iter += steps
             if f <= best_f:
                 best_u, best_f, best_g, best_h = u, f, g, hess
@@ -385,9 +541,12 @@ class BaseModel:
         self.gradient_norm_ = float(np.max(np.abs(best_g)))
         at_bound = bool(np.any(np.abs(best_u) >= 24.9))
         self.converged_ = bool(self.gradient_norm_ < 1e-6 and not at_bound)
-        with np.errstate(all="ignore"):
-            ll, _ = self._loglik(theta, udata)
-        self.log_likelihood_ = float((w * ll).sum())
+        if best_f < 1e299:  # the mean penalised negative log-likelihood at the estimate
+            self.log_likelihood_ = -(best_f - self.penalizer * float(theta @ theta)) * wsum
+        else:
+            with np.errstate(all="ignore"):
+                ll, _ = self._loglik(theta, udata)
+            self.log_likelihood_ = float((w * ll).sum())
         k = self._k
         self.aic_ = 2 * k - 2 * self.log_likelihood_
         self.bic_ = k * math.log(wsum) - 2 * self.log_likelihood_
@@ -704,14 +863,22 @@ def bg_family_sum(
     data: tuple[FloatArray, ...],
     weights: FloatArray,
     per_x: dict[str, FloatArray],
-) -> tuple[float, FloatArray]:
-    """Weighted log-likelihood and gradient (r, alpha, a, b) of BG/NBD-type models.
+    hess: bool = False,
+) -> tuple[float, FloatArray, FloatArray | None]:
+    """Weighted log-likelihood, gradient and (``hess=True``) Hessian in (r, alpha, a, b) of
+    BG/NBD-type models.
 
     Each row's likelihood is ``exp(lg_x) [(alpha+T)^-(r+x) + exp(c4_x) (alpha+t_x)^-(r+x)]``.
     ``per_x`` holds per distinct frequency: ``lg`` (includes ``r log alpha``), ``c4``
-    (``-inf`` where the second term is absent), ``ib`` (minus ``d c4 / d b``) and the
-    derivatives ``dr`` (includes ``log alpha``), ``da``, ``db`` of ``lg``. Per-row work is a
-    few passes; sums over rows go through ``bincount`` per distinct T / recency / frequency.
+    (``-inf`` where the second term is absent; ``d c4 / d a = 1/a``), ``ib`` (minus
+    ``d c4 / d b``; ``d2 c4 / d b2 = ib**2``) and the derivatives ``dr`` (includes
+    ``log alpha``), ``da``, ``db`` of ``lg``; for the Hessian also its second derivatives
+    ``hrr``, ``haa``, ``hab``, ``hbb`` (the ``r log alpha`` terms are added here). Per-row work
+    is a few passes; sums over rows go through ``bincount`` per distinct T / recency / frequency.
+
+    With ``A3 = -(r+x) log(alpha+T)``, ``A4 = c4 - (r+x) log(alpha+t_x)`` and the mixture
+    weights ``w3, w4`` of the two terms, the row Hessian is
+    ``H(lg) + w3 H(A3) + w4 H(A4) + w3 w4 (dA4 - dA3)(dA4 - dA3)'``.
     """
     x, tx, big_t = data
     ux, inv = model._unique_index(x)
@@ -744,12 +911,45 @@ def bg_family_sum(
     vrt = np.bincount(it, weights=vr, minlength=len(ut))
     vrx = np.bincount(is_, weights=vr, minlength=len(us))
     vxx = np.bincount(inv, weights=v, minlength=len(ux))
+    ib = per_x["ib"]
     g = np.empty(4)
     g[0] = float(wx @ per_x["dr"] - wt @ la_t_u + vt @ la_t_u - vx @ la_x_u)
     g[1] = float(wsum * r / alpha - (r * wt + wxt) @ ia_t_u + vrt @ ia_t_u - vrx @ ia_x_u)
-    g[2] = float(wx @ per_x["da"] + v.sum() / a)
-    g[3] = float(wx @ per_x["db"] - vxx @ per_x["ib"])
-    return ll_sum, g
+    v_sum = float(v.sum())
+    g[2] = float(wx @ per_x["da"] + v_sum / a)
+    g[3] = float(wx @ per_x["db"] - vxx @ ib)
+    if not hess:
+        return ll_sum, g, None
+    # w3 w4 (dA4 - dA3)(dA4 - dA3)' with dA4 - dA3 = (lat - lax, (r+x)(1/(alpha+T) - 1/(alpha+t_x)), 1/a, -ib)
+    q = v * (1.0 - w4)
+    dr_ = lat - lax
+    dal = rx * (ia_t_u[it] - ia_x_u[is_])
+    q_r = q * dr_
+    q_a = q * dal
+    qx = np.bincount(inv, weights=q, minlength=len(ux))
+    qx_r = np.bincount(inv, weights=q_r, minlength=len(ux))
+    qx_a = np.bincount(inv, weights=q_a, minlength=len(ux))
+    q_sum, qr_sum, qa_sum = float(qx.sum()), float(qx_r.sum()), float(qx_a.sum())
+    w3t = wt - vt  # sum of w3 per distinct T
+    h = np.empty((4, 4))
+    h[0, 0] = float(wx @ per_x["hrr"]) + float(q_r @ dr_)
+    h[0, 1] = wsum / alpha - float(w3t @ ia_t_u + vx @ ia_x_u) + float(q_r @ dal)
+    h[1, 1] = (
+        -wsum * r / alpha**2
+        + float((r * wt + wxt - vrt) @ ia_t_u**2 + vrx @ ia_x_u**2)
+        + float(q_a @ dal)
+    )
+    h[0, 2] = qr_sum / a
+    h[0, 3] = -float(qx_r @ ib)
+    h[1, 2] = qa_sum / a
+    h[1, 3] = -float(qx_a @ ib)
+    h[2, 2] = float(wx @ per_x["haa"]) - v_sum / a**2 + q_sum / a**2
+    h[2, 3] = float(wx @ per_x["hab"]) - float(qx @ ib) / a
+    h[3, 3] = float(wx @ per_x["hbb"]) + float(vxx @ ib**2) + float(qx @ ib**2)
+    for i in range(4):
+        for j in range(i):
+            h[i, j] = h[j, i]
+    return ll_sum, g, h
 
 
 def check_rfm(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:

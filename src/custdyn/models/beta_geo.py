@@ -96,6 +96,13 @@ class BetaGeo(TransactionModel):
         self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
     ) -> tuple[float, FloatArray]:
         """Weighted sum of :meth:`_loglik` and its gradient, shape (4,)."""
+        ll, g, _ = self._loglik_sum_hess(params, data, weights, False)
+        return ll, g
+
+    def _loglik_sum_hess(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, hess: bool = True
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """Weighted log-likelihood, its gradient (4,) and analytic Hessian (4, 4)."""
         r, alpha, a, b = (float(v) for v in params)
         ux, _ = self._unique_index(data[0])
         upos = ux > 0
@@ -111,7 +118,14 @@ class BetaGeo(TransactionModel):
             "da": psi_ab - psi_abx,
             "db": special.digamma(b + ux) + psi_ab - special.digamma(b) - psi_abx,
         }
-        return bg_family_sum(self, r, alpha, a, data, weights, per_x)
+        if hess:
+            tg_ab = special.polygamma(1, a + b)
+            tg_abx = special.polygamma(1, a + b + ux)
+            per_x["hrr"] = special.polygamma(1, r + ux) - special.polygamma(1, r)
+            per_x["haa"] = tg_ab - tg_abx
+            per_x["hab"] = per_x["haa"]
+            per_x["hbb"] = special.polygamma(1, b + ux) + tg_ab - special.polygamma(1, b) - tg_abx
+        return bg_family_sum(self, r, alpha, a, data, weights, per_x, hess)
 
     # -------------------------------------------------------------- predictions
     def p_alive(

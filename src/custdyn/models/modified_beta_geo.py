@@ -76,6 +76,13 @@ class ModifiedBetaGeo(TransactionModel):
         self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
     ) -> tuple[float, FloatArray]:
         """Weighted sum of :meth:`_loglik` and its gradient, shape (4,)."""
+        ll, g, _ = self._loglik_sum_hess(params, data, weights, False)
+        return ll, g
+
+    def _loglik_sum_hess(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, hess: bool = True
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """Weighted log-likelihood, its gradient (4,) and analytic Hessian (4, 4)."""
         r, alpha, a, b = (float(v) for v in params)
         ux, _ = self._unique_index(data[0])
         psi_abx = special.digamma(a + b + ux + 1)
@@ -89,7 +96,14 @@ class ModifiedBetaGeo(TransactionModel):
             "da": psi_ab - psi_abx,
             "db": special.digamma(b + ux + 1) + psi_ab - special.digamma(b) - psi_abx,
         }
-        return bg_family_sum(self, r, alpha, a, data, weights, per_x)
+        if hess:
+            tg_ab = special.polygamma(1, a + b)
+            tg_abx = special.polygamma(1, a + b + ux + 1)
+            per_x["hrr"] = special.polygamma(1, r + ux) - special.polygamma(1, r)
+            per_x["haa"] = tg_ab - tg_abx
+            per_x["hab"] = per_x["haa"]
+            per_x["hbb"] = special.polygamma(1, b + ux + 1) + tg_ab - special.polygamma(1, b) - tg_abx
+        return bg_family_sum(self, r, alpha, a, data, weights, per_x, hess)
 
     def p_alive(
         self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, t: ArrayLike = 0.0
