@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from custdyn.errors import ConvergenceWarning, NotFittedError
-from custdyn.models import BetaGeo
+from custdyn.models import BetaGeo, ModifiedBetaGeo
 
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee (2005)
 
@@ -148,3 +148,25 @@ def test_unidentified_data_warns_instead_of_raising() -> None:
     assert not m.converged_
     assert all(np.isfinite(v) for v in m.params_.values())
     assert np.all(np.isfinite(m.conditional_expected_purchases(10, [0, 1], [0, 1], [10, 10])))
+
+
+@pytest.mark.parametrize("cls", [BetaGeo, ModifiedBetaGeo])
+@pytest.mark.parametrize("theta", [[0.9, 4.0, 0.6, 2.0], [0.24, 4.4, 0.79, 2.4], [3.0, 0.5, 5.0, 0.3]])
+def test_analytic_hessian_matches_differences_of_the_gradient(cdnow: pd.DataFrame, cls: type, theta: list) -> None:
+    m = cls()
+    data = tuple(cdnow[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(data[0]))
+    th = np.array(theta)
+    ll, g, h = m._loglik_sum_hess(th, data, w)
+    ll_rows, g_rows = m._loglik(th, data)
+    assert ll == pytest.approx(float(w @ ll_rows), rel=1e-12)
+    np.testing.assert_allclose(g, g_rows @ w, rtol=1e-9, atol=1e-9)
+    num = np.empty((4, 4))
+    for j in range(4):
+        step = 1e-6 * th[j]
+        up, dn = th.copy(), th.copy()
+        up[j] += step
+        dn[j] -= step
+        num[:, j] = (m._loglik_sum(up, data, w)[1] - m._loglik_sum(dn, data, w)[1]) / (2 * step)
+    np.testing.assert_allclose(h, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())
+    np.testing.assert_array_equal(h, h.T)
