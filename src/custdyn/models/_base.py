@@ -349,13 +349,17 @@ class BaseModel:
         weights: FloatArray,
         wsum: float,
         grad: FloatArray | None = None,
+        rel_step: float = 1e-4,
     ) -> FloatArray:
         """Hessian of the mean objective in unconstrained space: differences of the analytic
-        gradient (forward differences when the gradient at ``u`` is given, else central)."""
+        gradient. Forward differences (step ``1e-6``) when the gradient at ``u`` is given: cheap,
+        for Newton steps; else central differences with ``rel_step``, accurate to about
+        ``rel_step**2`` (for the covariance; small steps would amplify the rounding error of
+        the gradient in weakly identified directions)."""
         k = len(u)
         h = np.empty((k, k))
         for j in range(k):
-            step = 1e-6 * max(1.0, abs(u[j]))
+            step = (1e-6 if grad is not None else rel_step) * max(1.0, abs(u[j]))
             up = u.copy()
             up[j] += step
             g_up = self._objective(up, data, weights, wsum)[1]
@@ -375,7 +379,7 @@ class BaseModel:
         wsum: float,
         tol: float,
         max_steps: int = 25,
-        hess_data: tuple[tuple[FloatArray, ...], FloatArray] | None = None,
+        hess_fixed: FloatArray | None = None,
         fg: tuple[float, FloatArray] | None = None,
     ) -> tuple[FloatArray, float, FloatArray, FloatArray | None, int]:
         """Newton steps with a backtracking line search; a Hessian that is not positive
@@ -383,12 +387,13 @@ class BaseModel:
 
         The Hessian is analytic for models with ``_loglik_sum_hess`` (one pass per step gives
         value, gradient and Hessian), else finite differences of the analytic gradient. With
-        ``hess_data`` the Hessian comes from that (sub)sample (cheap; the steps converge
-        linearly) and the returned Hessian is None. ``fg``: the objective and gradient at
-        ``u``, if known. Returns ``(u, f, g, hessian, steps)``; the Hessian is the last one
+        ``hess_fixed`` the steps reuse that Hessian (one gradient per step), taking a new one
+        only when a step reduces the gradient less than fivefold; the returned Hessian is the
+        last one if it was taken at the returned ``u``, else None.
+        ``fg``: the objective and gradient at ``u``, if known. Returns ``(u, f, g, hessian, steps)``; the Hessian is the last one
         computed on ``data``, taken at ``u`` (analytic) or a short step before it.
         """
-        analytic = hess_data is None and hasattr(self, "_loglik_sum_hess")
+        analytic = hess_fixed is None and hasattr(self, "_loglik_sum_hess")
         hess: FloatArray | None = None
         if analytic:
             f, g, hess = self._objective_hess(u, data, w, wsum)
@@ -397,15 +402,17 @@ class BaseModel:
         else:
             f, g = self._objective(u, data, w, wsum)
         steps = 0
+        fresh = False  # hess_fixed was taken at the current u
         for _ in range(max_steps):
             if analytic:
                 assert hess is not None
                 h_use = hess
-            elif hess_data is None:
-                hess = self._hessian_u(u, data, w, wsum, grad=g)
+            elif hess_fixed is None:
+                hess = self._hessian_u(u, data, w, wsum)
                 h_use = hess
             else:
-                h_use = self._hessian_u(u, hess_data[0], hess_data[1], wsum)
+                h_use = hess_fixed
+            g_before = float(np.max(np.abs(g)))
             if np.max(np.abs(g)) < tol or not np.all(np.isfinite(h_use)):
                 break
             h_use = 0.5 * (h_use + h_use.T)
@@ -426,8 +433,9 @@ class BaseModel:
                     fc, gc, hc = self._objective_hess(cand, data, w, wsum)
                 else:
                     fc, gc = self._objective(cand, data, w, wsum)
-                if fc <= f:
+                if fc <= f + 1e-15 * abs(f):  # no increase beyond rounding
                     u, f, g = cand, fc, gc
+                    fresh = False
                     if analytic:
                         hess = hc
                     break
@@ -437,6 +445,12 @@ class BaseModel:
             steps += 1
             if np.max(np.abs(g)) < tol or np.max(np.abs(t * step)) < 1e-7:
                 break
+            g_now = float(np.max(np.abs(g)))
+            if hess_fixed is not None and g_now > 0.2 * g_before and g_now > 10 * tol:
+                hess_fixed = self._hessian_u(u, data, w, wsum, grad=g)
+                fresh = True
+        if hess_fixed is not None and fresh:
+            hess = hess_fixed
         return u, f, g, hess, steps
 
     def _fit_arrays(self, data: tuple[FloatArray, ...], weights: FloatArray | None) -> BaseModel:
@@ -523,13 +537,18 @@ class BaseModel:
                 message = str(res.message)
                 u = np.asarray(res.x, dtype=float) if res.fun <= best_f else best_u
             fg: tuple[float, FloatArray] | None = None
+            hess: FloatArray | None = None
             if attempt == 0 and warm and not hasattr(self, "_loglik_sum_hess"):
-                # Newton with the subsample's Hessian: one full-data gradient per step
-                u, f, g, _, steps = self._newton(u, udata, w, wsum, self.tol, 40, (sub, ws))
+                # Newton with a finite-difference Hessian taken at the subsample's optimum and
+                # renewed only when convergence is slow: one full-data gradient per step
+                f, g = self._objective(u, udata, w, wsum)
+                h0 = self._hessian_u(u, udata, w, wsum, grad=g)
+                u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol, 40, hess_fixed=h0, fg=(f, g))
                 n_iter += steps
                 fg = (f, g)
-            u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol, fg=fg)
-            n_iter += steps
+            if hess is None or float(np.max(np.abs(g))) >= self.tol:
+                u, f, g, hess, steps = self._newton(u, udata, w, wsum, self.tol, fg=fg)
+                n_iter += steps
             if f <= best_f:
                 best_u, best_f, best_g, best_h = u, f, g, hess
             if float(np.max(np.abs(best_g))) < max(self.tol, 1e-7) and np.all(np.abs(best_u) < 24.9):
@@ -554,7 +573,7 @@ class BaseModel:
         # Covariance via the Hessian of the total log-likelihood in log space, then the delta
         # method: cov(theta) = D cov(u) D with D = diag(theta - lower).
         if best_h is None:
-            best_h = self._hessian_u(best_u, udata, w, wsum, grad=best_g)
+            best_h = self._hessian_u(best_u, udata, w, wsum)
         hess_u = best_h * wsum
         jac = theta - np.asarray(self._lower)
         try:
