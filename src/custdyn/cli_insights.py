@@ -1,0 +1,192 @@
+"""Action lists: ``worth-saving``, ``backlog`` and ``responders`` (see docs/actions.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+
+from custdyn.cli import JsonOpt, _fail, _open, app, console, err, print_json, print_table
+from custdyn.errors import CustdynError, WorkspaceLockedError
+
+OutFileOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Also write the list to FILE (.parquet, .csv or .json)."),
+]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Default: the latest analysis.")]
+
+
+def _flat(t: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs) as JSON text, for CSV."""
+    cols = []
+    for name in t.column_names:
+        col = t.column(name)
+        if pa.types.is_list(col.type) or pa.types.is_struct(col.type):
+            from custdyn.cli import _jsonable
+
+            col = pa.array([None if v is None else json.dumps(_jsonable(v), ensure_ascii=False)
+                            for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=t.column_names)
+
+
+def write_list(t: pa.Table, out: Path) -> None:
+    """Write an action list: Parquet keeps nested columns, CSV writes them as JSON text, JSON
+    writes the rows as a list of objects."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        from custdyn.cli import _jsonable
+
+        out.write_text(json.dumps(_jsonable(t.to_pylist()), ensure_ascii=False, indent=2) + "\n",
+                       encoding="utf-8")
+    elif suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(_flat(t), out)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(t, out)
+    err.print(f"wrote {t.num_rows:,} rows to {out}")
+
+
+def _emit(full: pa.Table, shown: pa.Table, as_json: bool, out: Path | None, title: str,
+          widths: dict[str, int] | None = None, caption: str | None = None) -> None:
+    if out:
+        write_list(full, out)
+    if as_json:
+        print_json(full.to_pylist())
+    else:
+        print_table(shown, title, widths, caption)
+
+
+def _reasons_text(reasons: list[dict[str, Any]] | None) -> str:
+    parts = []
+    for r in reasons or []:
+        v = r.get("value")
+        parts.append(f"{r['feature']}={v:.3g}" if isinstance(v, int | float) else r["feature"])
+    return "; ".join(parts)
+
+
+def _last_text(items: list[dict[str, Any]] | None) -> str:
+    parts = []
+    for x in items or []:
+        when = x["occurred_at"].strftime("%Y-%m-%d") if x.get("occurred_at") else "?"
+        arrow = "<-" if x.get("direction") == "inbound" else "->"
+        s = f"{when} {x.get('channel') or '?'} {x.get('kind') or ''} {arrow}"
+        if x.get("snippet"):
+            s += f" {x['snippet'][:60]}"
+        parts.append(s)
+    return " | ".join(parts)
+
+
+@app.command("worth-saving")
+def worth_saving_cmd(
+    top: Annotated[int, typer.Option("--top", help="How many customers (0: all).")] = 20,
+    uplift: Annotated[float | None, typer.Option(
+        help="Share of the value at risk an action wins back (default: [insights] uplift in "
+        "custdyn.toml, or 0.1).")] = None,
+    as_of: AsOfOpt = None,
+    include_lost: Annotated[bool, typer.Option(
+        help="Also list customers already in the lost stage.")] = False,
+    as_json: JsonOpt = False,
+    out: OutFileOpt = None,
+) -> None:
+    """Customers worth saving: ranked by the expected value of acting on them (CLV x defection
+    risk x uplift), with the top reasons for their risk and their last three interactions."""
+    from custdyn.insights import worth_saving
+
+    try:
+        with _open() as ws:
+            t = worth_saving(ws, as_of, uplift=uplift, top=top or None,
+                             include_lost=include_lost)
+    except CustdynError as e:
+        raise _fail(e) from None
+    rows = t.to_pylist()
+    shown = pa.Table.from_pylist([{
+        "rank": r["rank"], "customer_id": r["customer_id"], "stage": r["stage"],
+        "clv": r["clv"], "risk": r["defection_risk"], "expected_value": r["expected_value"],
+        "reasons": _reasons_text(r["reasons"]), "last interactions": _last_text(
+            r["last_interactions"])} for r in rows]) if rows else pa.table(
+        {"customer_id": pa.array([], pa.string())})
+    u = rows[0]["uplift"] if rows else None
+    _emit(t, shown, as_json, out, title="customers worth saving",
+          widths={"reasons": 60, "last interactions": 110},
+          caption=f"expected value = CLV x risk x uplift {u:g}" if u else None)
+
+
+@app.command()
+def backlog(
+    top: Annotated[int, typer.Option("--top", help="How many themes (0: all).")] = 15,
+    days: Annotated[int, typer.Option(help="Messages of the last DAYS before AS_OF.")] = 365,
+    trend_days: Annotated[int, typer.Option(
+        help="Trend: messages in the last N days against the N days before.")] = 90,
+    max_embed: Annotated[int, typer.Option(
+        help="Texts embedded to find the themes (the rest join their nearest neighbours).")
+    ] = 600,
+    refit: Annotated[bool, typer.Option(help="Find the themes again even if stored.")] = False,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+    out: OutFileOpt = None,
+) -> None:
+    """Feedback backlog: themes in what customers write (across languages) with their
+    customers, total CLV, CLV at risk, sentiment, trend and example quotes in their languages,
+    ranked by CLV at risk: what to improve or build next."""
+    from custdyn.insights import feedback_backlog
+
+    try:
+        try:  # writable, so the themes found are stored for the next run
+            ws = _open(read_only=False, purpose="custdyn backlog")
+        except WorkspaceLockedError:
+            ws = _open()
+        with ws:
+            with err.status("finding themes (the first run embeds texts; later runs reuse "
+                            "them)..."):
+                t = feedback_backlog(ws, as_of, days=days, trend_days=trend_days,
+                                     max_embed=max_embed, refit=refit)
+    except CustdynError as e:
+        raise _fail(e) from None
+    if top:
+        t = t.slice(0, top)
+    rows = t.to_pylist()
+    shown = pa.Table.from_pylist([{
+        "rank": r["rank"], "theme": r["name"], "customers": r["customers"],
+        "clv": r["clv"], "clv_at_risk": r["clv_at_risk"], "sentiment": r["mean_sentiment"],
+        "trend": None if r["trend"] is None else f"{r['trend']:+.0%}",
+        "examples": " | ".join(f"[{e['language']}] {e['text']}" for e in r["examples"][:4]),
+    } for r in rows]) if rows else pa.table({"theme": pa.array([], pa.string())})
+    _emit(t, shown, as_json, out, title="feedback backlog (by CLV at risk)",
+          widths={"theme": 40, "examples": 120},
+          caption=f"trend: messages in the last {trend_days} days against the {trend_days} "
+          "before")
+    if not as_json and not rows:
+        console.print("no themes found")
+
+
+@app.command()
+def responders(
+    as_of: AsOfOpt = None,
+    slow_factor: Annotated[float | None, typer.Option(
+        help="Flag agents this many times slower than the norm (default: [insights] "
+        "slow_factor, or 2).")] = None,
+    min_turns: Annotated[int, typer.Option(help="Replies needed before an agent is flagged.")
+                         ] = 10,
+    as_json: JsonOpt = False,
+    out: OutFileOpt = None,
+) -> None:
+    """Responsiveness per agent: median and 90th-percentile first-reply time, unanswered
+    messages, customers served and their value at risk; slow agents flagged against the base's
+    norm (each channel's median first reply)."""
+    from custdyn.insights import responders as run
+
+    try:
+        with _open() as ws:
+            t = run(ws, as_of, slow_factor=slow_factor, min_turns=min_turns)
+    except CustdynError as e:
+        raise _fail(e) from None
+    _emit(t, t, as_json, out, title="agents by first-reply time against the norm",
+          caption="slowness: median of reply time / the channel's median (1 = typical)")
