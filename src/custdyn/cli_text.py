@@ -14,8 +14,10 @@ from custdyn.errors import CustdynError
 
 @app.command()
 def enrich(
-    engine: Annotated[str, typer.Option(
-        help="Text engine: default, bulk (fast, for millions), hf:PATH or onnx:PATH.")] = "default",
+    engine: Annotated[str | None, typer.Option(
+        help="Text engine: default, bulk (fast, for millions), hf:PATH, onnx:PATH or "
+        "workspace:vN (default: the workspace's default engine, see `custdyn text-models`).")
+    ] = None,
     all_directions: Annotated[bool, typer.Option(
         "--all-directions", help="Also score the vendor's own messages.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per committed batch.")] = 512,
@@ -28,9 +30,12 @@ def enrich(
     from custdyn.pipeline import text_summary
 
     try:
-        ws = _open(read_only=False, purpose=f"custdyn enrich --engine {engine}")
+        ws = _open(read_only=False, purpose=f"custdyn enrich --engine {engine or 'default'}")
     except CustdynError as e:
         raise _fail(e) from None
+    from custdyn.text import default_engine_name
+
+    engine = engine or default_engine_name(ws)
     directions = ("inbound", "outbound") if all_directions else ("inbound",)
     try:
         with Progress(TextColumn("[bold]scoring texts"), BarColumn(), MofNCompleteColumn(),
@@ -60,20 +65,53 @@ def enrich(
 def eval_text(
     file: Annotated[Path, typer.Argument(help="CSV/TSV with text, label and optional language.")],
     engine: Annotated[str, typer.Option(help="Text engine to evaluate.")] = "default",
+    train_on: Annotated[Path | None, typer.Option(
+        "--train-on", help="First train a model as train-text would, on this labelled file "
+        "(text, label, optional language), and evaluate that model.")] = None,
+    no_ngrams: Annotated[bool, typer.Option(
+        "--no-ngrams", help="With --train-on: sentence embedding only.")] = False,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sentiment macro-F1 per language, with a 95% bootstrap interval, on a labelled file."""
+    """Sentiment macro-F1 per language, with a 95% bootstrap interval, on a labelled file.
+    With --train-on LABELS, the engine evaluated is a model trained on LABELS (never on FILE)."""
     from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
 
     try:
         texts, labels, langs = read_labelled(file)
-        report = evaluate_sentiment(texts, labels, langs, engine=engine, n_boot=n_boot)
+        chosen: object = engine
+        if train_on is not None:
+            chosen = _train_on_file(train_on, no_ngrams, quiet=as_json)
+        report = evaluate_sentiment(texts, labels, langs, engine=chosen, n_boot=n_boot)
     except (CustdynError, ValueError, OSError) as e:
         raise _fail(e, EXIT_REFUSED) from None
     if as_json:
         import json
 
-        print_json(json.loads(report_to_json(report)))
+        out = json.loads(report_to_json(report))
+        out["macro_f1"] = {k: v["macro_f1"] for k, v in out["per_language"].items()}
+        out["n"] = {k: v["n"] for k, v in out["per_language"].items()}
+        print_json(out)
     else:
         console.print(render_report(report), highlight=False)
+
+
+def _train_on_file(path: Path, no_ngrams: bool, quiet: bool) -> object:
+    """A workspace engine trained on a labelled file, exactly as ``train-text`` trains."""
+    from custdyn.text import WorkspaceEngine, read_labelled
+    from custdyn.text.evaluation import normalize_label
+    from custdyn.text.train import HeadConfig, build_features, fit_calibrated
+
+    texts, labels, langs = read_labelled(path)
+    y = [normalize_label(v) for v in labels]
+    cfg = HeadConfig(use_ngrams=not no_ngrams)
+    with Progress(TextColumn("[bold]embedding training texts"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True,
+                  disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task("embed", total=len(texts))
+        feats = build_features(texts, langs, bits=cfg.bits,
+                               progress=lambda d, t: bar.update(task, completed=d, total=t))
+    import numpy as np
+
+    head = fit_calibrated(feats, np.array(y), cfg, None, 0, inner=5)
+    return WorkspaceEngine(head=head, version=f"trained-on:{path.name}")

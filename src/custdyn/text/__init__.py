@@ -21,13 +21,16 @@ from custdyn.text.evaluation import (
 )
 from custdyn.text.signals import enrich_batches, score_interactions
 from custdyn.text.themes import ThemeModel, adjusted_rand_index, purity
+from custdyn.text.workspace_models import WorkspaceEngine, default_engine_name
 
 __all__ = [
     "ANALYSIS_SCHEMA",
     "CompetitorMatcher",
     "TextAnalyzer",
     "ThemeModel",
+    "WorkspaceEngine",
     "adjusted_rand_index",
+    "default_engine_name",
     "detect_language",
     "enrich_batches",
     "eval_text_main",

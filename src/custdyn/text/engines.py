@@ -339,8 +339,10 @@ _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def make_engine(engine: str | Engine = "default") -> Engine:
-    """The engine named ``engine``: "default", "bulk", "hf:PATH", "onnx:PATH" (or an instance).
+def make_engine(engine: str | Engine = "default", workspace: str | Path | None = None) -> Engine:
+    """The engine named ``engine``: "default", "bulk", "hf:PATH", "onnx:PATH",
+    "workspace:vN" (a model trained by ``custdyn train-text`` in ``workspace``, by default the
+    workspace found from ``$CUSTDYN_WORKSPACE`` or the current folder), or an instance.
 
     Built-in engines are shared within a process (their weights load once).
     """
@@ -355,8 +357,13 @@ def make_engine(engine: str | Engine = "default") -> Engine:
         return HFEngine(engine[3:])
     if engine.startswith("onnx:"):
         return OnnxEngine(engine[5:])
+    if engine.startswith("workspace:"):
+        from custdyn.text.workspace_models import WorkspaceEngine, find_model
+
+        return WorkspaceEngine(find_model(engine, workspace))
     raise ValueError(
-        f"unknown text engine {engine!r}: use 'default', 'bulk', 'hf:PATH' or 'onnx:PATH'"
+        f"unknown text engine {engine!r}: use 'default', 'bulk', 'hf:PATH', 'onnx:PATH' "
+        "or 'workspace:vN'"
     )
 
 

@@ -1,0 +1,322 @@
+"""Labelling commands: ``label`` (interactive, or through a spreadsheet), ``train-text``,
+``text-models`` and ``learning-curve``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from custdyn.cli import (
+    EXIT_REFUSED,
+    EXIT_WARN,
+    JsonOpt,
+    _fail,
+    _open,
+    app,
+    console,
+    err,
+    print_json,
+)
+from custdyn.errors import CustdynError
+
+_KEYS = {"n": "negative", "1": "negative", "u": "neutral", "2": "neutral", "0": "neutral",
+         "p": "positive", "3": "positive"}  # fmt: skip
+
+
+def _progress(label: str, quiet: bool) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=True,
+                    disable=quiet or not err.is_terminal)  # fmt: skip
+
+
+def _getkey() -> str:
+    """One key press from the terminal, or one character of piped input ("q" at its end)."""
+    if sys.stdin.isatty():
+        return click.getchar()
+    return sys.stdin.read(1) or "q"
+
+
+def _show(i: int, total: int, c: Any) -> None:
+    head = [f"[bold]{i}/{total}[/]", c.language]
+    if c.channel:
+        head.append(c.channel)
+    if c.occurred_at is not None:
+        head.append(str(c.occurred_at)[:16])
+    if c.customer_id:
+        head.append(f"customer {escape(str(c.customer_id))}")
+    body = []
+    for line in c.context:
+        body.append(f"[dim]{escape(line[:300])}[/]")
+    if c.subject:
+        body.append(f"[italic]{escape(str(c.subject))}[/]")
+    body.append(escape(c.text[:2000]))
+    guess = f"model says {c.predicted} ({c.confidence:.2f})" if c.predicted and c.confidence else ""
+    console.print(Panel("\n".join(body), title="  ".join(head), subtitle=guess, expand=False))
+
+
+@app.command()
+def label(
+    n: Annotated[int, typer.Option("--n", help="Texts to propose this round.")] = 20,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead.")] = None,
+    import_: Annotated[Path | None, typer.Option(
+        "--import", help="Add the labels of FILE (CSV/TSV: text, label, optional language).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="Engine whose uncertainty chooses the texts (default: the workspace default).")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who labels (default: the system user).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Label texts of the workspace, one key per answer: [n]egative, ne[u]tral, [p]ositive,
+    [s]kip, [q]uit. Each answer is saved at once: stop any time and run again to resume."""
+    from custdyn.text.labels import (
+        add_label,
+        export_candidates,
+        import_labels,
+        label_count,
+        select_for_labelling,
+    )
+
+    try:
+        ws = _open(read_only=False, purpose="custdyn label")
+    except CustdynError as e:
+        raise _fail(e) from None
+    try:
+        who = by
+        if who is None:
+            from custdyn.store import _user
+
+            who = _user()
+        if import_ is not None:
+            r = import_labels(ws, import_, labelled_by=who)
+            total = label_count(ws)
+            if as_json:
+                print_json({"added": r.added, "labels": total,
+                            "bad_rows": [{"row": b.row, "reason": b.reason} for b in r.bad]})
+            else:
+                console.print(f"added {r.added:,} labels from {import_} ({total:,} in all)")
+                for b in r.bad:
+                    err.print(f"  row {b.row}: {escape(b.reason)}", highlight=False)
+            if r.bad:
+                raise typer.Exit(EXIT_WARN)
+            return
+        cands = select_for_labelling(ws, n, engine=engine)
+        if export is not None:
+            k = export_candidates(export, cands)
+            if as_json:
+                print_json({"exported": k, "file": str(export)})
+            else:
+                console.print(f"wrote {k:,} texts to label to {export}; fill the label column "
+                              f"and run `custdyn label --import {export}`")  # fmt: skip
+            return
+        if not cands:
+            console.print("nothing left to label: every inbound text with words is labelled")
+            return
+        done = skipped = 0
+        for i, c in enumerate(cands, start=1):
+            _show(i, len(cands), c)
+            while True:
+                console.print(r"\[n]egative  ne\[u]tral  \[p]ositive  \[s]kip  \[q]uit ", end="")
+                key = _getkey().lower()
+                console.print(key)
+                if key in _KEYS or key in ("s", "q"):
+                    break
+            if key == "q":
+                break
+            if key == "s":
+                skipped += 1
+                continue
+            add_label(ws, c.text, _KEYS[key], interaction_id=c.interaction_id,
+                      language=c.language, labelled_by=who, source="cli")  # fmt: skip
+            done += 1
+        total = label_count(ws)
+    except (CustdynError, ValueError, OSError) as e:
+        raise _fail(e) from None
+    finally:
+        ws.close()
+    if as_json:
+        print_json({"labelled": done, "skipped": skipped, "labels": total})
+    else:
+        console.print(f"labelled {done}, skipped {skipped}; {total:,} labels in the workspace")
+
+
+def _config(no_ngrams: bool) -> Any:
+    from custdyn.text.train import HeadConfig
+
+    return HeadConfig(use_ngrams=not no_ngrams)
+
+
+def _metrics_table(metrics: dict[str, Any], current: str) -> Table:
+    t = Table(header_style="bold")
+    for col in ("language", "labels", "trained (cross-validated)", current):
+        t.add_column(col, justify="left" if col == "language" else "right")
+    items = list(metrics["per_language"].items()) + [("all", metrics["overall"])]
+    for lang, s in items:
+        t.add_row(lang, f"{s['n']:,}", f"{s['candidate']:.3f}", f"{s['current']:.3f}")
+    return t
+
+
+@app.command("train-text")
+def train_text(
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    no_ngrams: Annotated[bool, typer.Option(
+        "--no-ngrams", help="Sentence embedding only (no hashed n-grams of the texts).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the next workspace text model (workspace:vN) from the workspace's labels on top of
+    the shipped engine. It becomes the default only if cross-validation shows it better than the
+    current default; the numbers are printed either way."""
+    from custdyn.text.workspace_models import train_workspace
+
+    try:
+        ws = _open(read_only=False, purpose="custdyn train-text")
+    except CustdynError as e:
+        raise _fail(e) from None
+    try:
+        with _progress("embedding labelled texts", as_json) as bar:
+            task = bar.add_task("embed", total=None)
+            r = train_workspace(ws, _config(no_ngrams), folds=folds,
+                                progress=lambda d, t: bar.update(task, completed=d, total=t))
+    except (CustdynError, ValueError, OSError) as e:
+        raise _fail(e) from None
+    finally:
+        ws.close()
+    if as_json:
+        print_json(r)
+        return
+    console.print(_metrics_table(r["metrics"], r["current"]))
+    console.print(f"compared on {r['compared_on']}", highlight=False)
+    if r["made_default"]:
+        console.print(f"[green]{r['name']} is now the default[/] (was {r['current']}); "
+                      "`custdyn text-models --rollback` undoes it")  # fmt: skip
+    else:
+        console.print(f"{r['name']} saved; {r['current']} stays the default "
+                      f"(use `custdyn text-models --use {r['name']}` to switch anyway)")
+
+
+@app.command("text-models")
+def text_models(
+    rollback: Annotated[bool, typer.Option(
+        "--rollback", help="Retire the default model; the one before it comes back.")] = False,
+    use: Annotated[str | None, typer.Option(
+        "--use", help="Make NAME the default (workspace:vN, or 'default' for the shipped one).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the workspace's trained text models; roll back or choose the default."""
+    from custdyn.text import workspace_models as wm
+
+    try:
+        ws = _open(read_only=not (rollback or use), purpose="custdyn text-models")
+    except CustdynError as e:
+        raise _fail(e) from None
+    try:
+        if rollback and use:
+            raise ValueError("give --rollback or --use, not both")
+        msg = None
+        if rollback:
+            old, new = wm.rollback(ws)
+            msg = f"rolled back {old}; the default is now {new}"
+        elif use:
+            msg = f"the default is now {wm.set_default(ws, use)}"
+        models = wm.list_models(ws)
+        default = wm.default_engine_name(ws)
+    except (CustdynError, ValueError) as e:
+        raise _fail(e, EXIT_REFUSED) from None
+    finally:
+        ws.close()
+    if as_json:
+        print_json({"default": default, "models": models})
+        return
+    if msg:
+        console.print(msg)
+    t = Table(header_style="bold", caption=f"default engine: {default}")
+    for col in ("name", "kind", "created", "labels", "CV macro-F1", "default", "rolled back"):
+        t.add_column(col)
+    for m in models:
+        cv = m["metrics"].get("candidate_all_labels")
+        t.add_row(m["name"], m["kind"] or "", str(m["created_at"])[:16], f"{m['n_labels']:,}",
+                  f"{cv:.3f}" if cv is not None else "", "yes" if m["is_default"] else "",
+                  "yes" if m["rolled_back"] else "")  # fmt: skip
+    console.print(t)
+
+
+@app.command("learning-curve")
+def learning_curve(
+    labels_file: Annotated[Path | None, typer.Option(
+        "--labels", help="Labelled CSV/TSV (text, label, optional language) instead of the "
+        "workspace's labels.")] = None,
+    heldout: Annotated[Path | None, typer.Option(
+        help="Score on this labelled file instead of cross-validating.")] = None,
+    sizes: Annotated[str, typer.Option(help="Label counts to try, comma-separated.")] =
+        "50,100,250,500,1000",
+    repeats: Annotated[int, typer.Option(help="Random draws per size.")] = 3,
+    html: Annotated[Path | None, typer.Option(help="Write the Plotly figure to FILE.html.")] =
+        None,
+    no_ngrams: Annotated[bool, typer.Option("--no-ngrams", help="Embedding only.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sentiment macro-F1 per language against the number of labels a workspace model is
+    trained on (0 = the shipped engine): how many more labels are worth asking for."""
+    from custdyn.text.evaluation import normalize_label, read_labelled
+    from custdyn.text.train import build_features, curve_figure, curve_table
+    from custdyn.text.train import learning_curve as curve
+
+    cfg = _config(no_ngrams)
+    try:
+        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        with _progress("learning curve", as_json) as bar:
+            task = bar.add_task("curve", total=None)
+            if labels_file is not None:
+                texts, labs, langs = read_labelled(labels_file)
+                feats = build_features(texts, langs, bits=cfg.bits)
+                y = [normalize_label(v) for v in labs]
+            else:
+                from custdyn.text.workspace_models import label_features
+
+                ws = _open(read_only=False, purpose="custdyn learning-curve")
+                try:
+                    feats, yy, _ = label_features(ws, cfg.bits)
+                finally:
+                    ws.close()
+                y = yy.tolist()
+            ho = None
+            if heldout is not None:
+                ht, hl, hg = read_labelled(heldout)
+                import numpy as np
+
+                ho = (build_features(ht, hg, bits=cfg.bits),
+                      np.array([normalize_label(v) for v in hl]))  # fmt: skip
+            import numpy as np
+
+            c = curve(feats, np.array(y), size_list, config=cfg, heldout=ho, repeats=repeats,
+                      progress=lambda d, t: bar.update(task, completed=d, total=t))
+    except (CustdynError, ValueError, OSError) as e:
+        raise _fail(e, EXIT_REFUSED) from None
+    if html is not None:
+        curve_figure(c).write_html(str(html), include_plotlyjs=True)
+        err.print(f"wrote {html}")
+    if as_json:
+        print_json(c)
+        return
+    t = Table(header_style="bold", title="sentiment macro-F1 by labels used",
+              caption="0 = the shipped engine; blank = not enough labels")
+    t.add_column("language")
+    for s in c["sizes"]:
+        t.add_column(str(s), justify="right")
+    for row in curve_table(c):
+        t.add_row(row["language"], *["" if row[str(s)] is None else f"{row[str(s)]:.3f}"
+                                     for s in c["sizes"]])  # fmt: skip
+    console.print(t)
+
+
+__all__: list[str] = []

