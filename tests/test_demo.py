@@ -483,3 +483,45 @@ def test_small_and_short_worlds(tmp_path: Path) -> None:
         write_world(tmp_path / "bad", n_customers=10, start="2024-01-01", end="2024-02-01")
     with pytest.raises(ValueError):
         write_world(tmp_path / "bad", n_customers=0)
+
+
+def test_defection_truth_follows_the_departures(world: World,
+                                                truth: dict[str, pd.DataFrame]) -> None:
+    """defection_truth: alive between the first order and the departure (and again after a
+    win-back), defected when a departure falls in (as_of, as_of + H]."""
+    from datetime import UTC, timedelta
+
+    from custdyn.demo.truth import defection_truth, truth_end
+
+    c = truth["customers"]
+    ids = c.customer_id.tolist()
+    end = truth_end(world.truth_dir)
+    assert end == datetime(2026, 1, 1, tzinfo=UTC)
+    as_of = end - timedelta(days=365)
+    got = defection_truth(world.truth_dir, ids + ["nobody"], as_of, 90)
+    assert got.known[:-1].all() and not got.known[-1] and not got.alive[-1]
+    assert not (got.defected & ~got.alive).any()
+    at = pd.Timestamp(as_of)
+    hi = at + pd.Timedelta(days=90)
+    for i, r in enumerate(c.itertuples()):
+        started = pd.notna(r.first_order_at) and r.first_order_at <= at
+        lapsed = pd.notna(r.dropout_at) and r.dropout_at <= at and not (
+            pd.notna(r.won_back_at) and r.won_back_at <= at)
+        gone = pd.notna(r.defected_at) and r.defected_at <= at
+        assert got.alive[i] == (started and not lapsed and not gone), r.customer_id
+        leaves = any(pd.notna(x) and at < x <= hi for x in (r.dropout_at, r.defected_at))
+        assert got.defected[i] == (got.alive[i] and leaves), r.customer_id
+    assert 0 < got.defected.sum() < got.alive.sum()
+    # tiling the last two years with 90-day windows finds each first departure of the
+    # customers already there at the start exactly once
+    start = pd.Timestamp(end - timedelta(days=720))
+    first_left = c.dropout_at.notna() & (c.dropout_at > start) & (c.first_order_at <= start)
+    found = np.zeros(len(c), dtype=int)
+    for k in range(8):
+        at_k = end - timedelta(days=720) + timedelta(days=90 * k)
+        t = defection_truth(world.truth_dir, ids, at_k, 90)
+        found += (t.defected & c.dropout_at.between(pd.Timestamp(at_k), pd.Timestamp(
+            at_k + timedelta(days=90)), inclusive="right").to_numpy())
+    assert (found[first_left.to_numpy()] == 1).all()
+    with pytest.raises(ValueError, match="timezone"):
+        defection_truth(world.truth_dir, ids, datetime(2025, 1, 1), 90)
