@@ -131,6 +131,73 @@ def test_strict_refuses_the_whole_file(ws, tmp_path):
     assert count(ws) == 0 and count(ws, "rejected") == 0 and count(ws, "batches") == 0
 
 
+def test_content_ids_are_stable_across_versions(ws, tmp_path):
+    # ids are part of the data: a different id for the same record would duplicate it when a
+    # file is ingested again into a workspace written by an earlier version
+    import datetime as dt
+    import hashlib
+
+    p = write(tmp_path / "i.csv", HEADER + "C1,2024-01-01T10:00:00Z,Web,order,in,5,eur,hi\n")
+    ws.ingest(p)
+    [(iid,)] = ws.con.execute("SELECT interaction_id FROM interactions").fetchall()
+    us = int(dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    parts = ["C1", str(us), "web", "order", "inbound", "5.0000", "EUR", "", "hi", "", "", ""]
+    assert iid == "i-" + hashlib.md5("\x1f".join(parts).encode()).hexdigest()
+
+
+def test_repeated_ids_keep_the_first_record_within_and_across_chunks(ws, tmp_path, monkeypatch):
+    from custdyn.io import CsvSource
+
+    monkeypatch.setattr("custdyn.io.csv.BLOCK_SIZE", 4096)
+    head = "interaction_id," + HEADER
+    ws.ingest(write(tmp_path / "old.csv",
+                    head + "X0,C9,2024-01-01T00:00:00Z,web,order,inbound,1,EUR,old\n"))
+    p = write(tmp_path / "rep.csv", head + "".join(
+        f"X{i % 250},C{i},2024-01-02T00:00:00Z,web,order,inbound,{i},EUR,row {i + 1}\n"
+        for i in range(600)))
+    assert len([c for c in CsvSource(p).chunks() if c.table.num_rows]) > 4
+    [r] = ws.ingest(p)
+    assert (r.rows_read, r.rows_loaded, r.rows_duplicate) == (600, 249, 351)
+    got = dict(ws.con.execute("SELECT interaction_id, text FROM interactions").fetchall())
+    assert len(got) == 250 and got["X0"] == "old"
+    assert all(got[f"X{k}"] == f"row {k + 1}" for k in range(1, 250))
+    [again] = ws.ingest(p)
+    assert (again.rows_loaded, again.rows_duplicate) == (0, 600) and count(ws) == 250
+
+
+def _many_rows(n: int, bad: int) -> str:
+    # quoted line breaks make record numbers differ from line numbers
+    rows = [f'C{i},2024-01-03T00:00:00Z,web,order,inbound,{i},EUR,"line\nbreak {i}"\n'
+            for i in range(n)]
+    rows[bad] = f"C{bad},2024-01-03T00:00:00Z,web\n"  # too few fields
+    return HEADER + "".join(rows)
+
+
+def test_a_malformed_line_late_in_a_large_file_is_numbered_exactly_and_loads_once(
+        ws, tmp_path, monkeypatch):
+    monkeypatch.setattr("custdyn.io.csv.BLOCK_SIZE", 4096)
+    p = write(tmp_path / "late.csv", _many_rows(500, 450))
+    [r] = ws.ingest(p)
+    assert (r.rows_read, r.rows_loaded, r.rows_rejected, r.rows_duplicate) == (500, 499, 1, 0)
+    assert count(ws) == 499 and count(ws, "rejected") == 1
+    [rej] = ws.rejected().to_pylist()
+    assert rej["row_number"] == 451 and "expected 8 fields, found 3" in rej["reason"]
+    texts = {t for (t,) in ws.con.execute("SELECT text FROM interactions").fetchall()}
+    assert f"line\nbreak {449}" in texts and f"line\nbreak {451}" in texts
+
+
+def test_strict_refuses_a_file_whose_only_bad_record_comes_late(ws, tmp_path, monkeypatch):
+    monkeypatch.setattr("custdyn.io.csv.BLOCK_SIZE", 4096)
+    rows = [f"C{i},2024-01-03T00:00:00Z,web,order,inbound,{i},EUR,x\n" for i in range(800)]
+    rows[790] = "C790,2024-01-03T00:00:00Z,web,order,inbound,lots,EUR,x\n"
+    p = write(tmp_path / "late.csv", HEADER + "".join(rows))
+    with pytest.raises(BatchRefusedError, match="1 of 800 records.*row 791"):
+        ws.ingest(p, strict=True)
+    assert count(ws) == 0 and count(ws, "rejected") == 0 and count(ws, "batches") == 0
+    [r] = ws.ingest(p)
+    assert (r.rows_loaded, r.rows_rejected) == (799, 1)
+
+
 def test_mapping_renames_maps_values_parses_dates_and_keeps_extras(ws, tmp_path):
     m = write(tmp_path / "map.toml", """
 [columns]

@@ -47,6 +47,11 @@ LOCK_FILE = "custdyn.lock"
 ENV_VAR = "CUSTDYN_WORKSPACE"
 #: DuckDB's memory during ingest; the rest spills to disk (override with CUSTDYN_INGEST_MEMORY).
 INGEST_MEMORY_LIMIT = os.environ.get("CUSTDYN_INGEST_MEMORY", "512MB")
+#: DuckDB's rows per row group; ingest writes whole ones where it can.
+ROW_GROUP_ROWS = 122_880
+#: Ingest gathers reader chunks up to this many rows or raw bytes per statement.
+FLUSH_ROWS = 8 * ROW_GROUP_ROWS
+FLUSH_BYTES = 256 << 20
 
 # --------------------------------------------------------------------------- migrations
 #: Ordered schema migrations. Each is (version, description, statements). Never edit a
@@ -464,14 +469,11 @@ class Workspace:
             py_errors: list[RowError] = []
             target: str | None = into or mapping.into
             projections: dict[tuple[str, ...], Any] = {}
-            norm_created = False
-            n_staged = 0
+            staged = _Staged(con, batch_id, str(path))
             for chunk in src.chunks():
                 if not isinstance(chunk, Chunk):  # RESTART: the reader starts over
-                    if norm_created:
-                        con.execute("DELETE FROM _norm")
+                    staged.clear()
                     py_errors.clear()
-                    n_staged = 0
                     continue
                 py_errors.extend(chunk.errors)
                 t = chunk.table
@@ -484,57 +486,20 @@ class Workspace:
                             list(cols), target, mapping, implied=src.implied,
                             source_name=path.name, default_currency=self.settings.currency,
                         )
-                    proj = projections[cols]
-                    sel = ", ".join(f"{proj.fields[f]} AS {q(f)}" for f in _fields(target))
-                    names = ", ".join(q(f) for f in _fields(target))
-                    if proj.id_expr:  # records without an id get a stable hash of their content
-                        names = names.replace(
-                            q("interaction_id"),
-                            f"coalesce(interaction_id, {proj.id_expr}) AS interaction_id", 1)
-                    # parse and check each record once; keep the raw record of the rejected
-                    query = f"""
-                        SELECT _row, {names}, _reason, _field,
-                            CASE WHEN _reason IS NOT NULL
-                                 THEN json_merge_patch(to_json(_s), '{{"_row": null}}')::VARCHAR
-                            END AS _raw
-                        FROM (
-                            SELECT _row, {sel}, {proj.reason} AS _reason,
-                                   {proj.first_field} AS _field, _s
-                            FROM (SELECT _row, {proj.inner}, _chunk AS _s FROM _chunk))"""
                     t = t.append_column("_row", pa.array(chunk.rows, pa.int64()))
-                    con.register("_chunk", t)
-                    if norm_created:
-                        con.execute(f"INSERT INTO _norm {query}")
-                    else:
-                        con.execute(f"CREATE TEMP TABLE _norm AS {query}")
-                        norm_created = True
-                    con.unregister("_chunk")
-                    n_staged += t.num_rows
+                    staged.add(t, projections[cols], target, skip_valid=strict)
                 if progress:
                     progress(str(path), src.bytes_read, src.total_bytes)
+            staged.flush()
             target = target or "interactions"
             result = BatchResult(batch_id, str(path), src.format, target)
-            result.rows_read = n_staged + len(py_errors)
-            if not norm_created:
-                cols_sql = ", ".join(
-                    f"NULL::{'TIMESTAMPTZ' if f in ('occurred_at', 'created_at') else 'VARCHAR'}"
-                    f" AS {q(f)}" for f in _fields(target))
-                con.execute(f"""CREATE TEMP TABLE _norm AS SELECT NULL::BIGINT AS _row, {cols_sql},
-                    NULL::VARCHAR AS _reason, NULL::VARCHAR AS _field, NULL::VARCHAR AS _raw
-                    WHERE false""")
-            con.execute(
-                f"""INSERT INTO rejected
-                SELECT {batch_id}, {_sql_str(str(path))}, _row, _field, _reason, _raw
-                FROM _norm WHERE _reason IS NOT NULL"""
-            )
+            result.rows_read = staged.rows + len(py_errors)
             if py_errors:
                 con.executemany(
                     "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
                     [(batch_id, str(path), e.row, e.field, e.reason, e.raw) for e in py_errors],
                 )
-            n_rej = int(con.execute(
-                "SELECT count(*) FROM rejected WHERE batch_id = ?", [batch_id]
-            ).fetchone()[0])  # type: ignore[index]
+            n_rej = staged.rejected + len(py_errors)
             result.rows_rejected = n_rej
             if n_rej:
                 result.sample_rejections = [
@@ -551,14 +516,13 @@ class Workspace:
                     + "; ".join(f"row {s['row']}: {s['reason']}" for s in result.sample_rejections),
                     result.sample_rejections,
                 )
-            names = ", ".join(q(f) for f in _fields(target))
-            valid = f"(SELECT _row, {names} FROM _norm WHERE _reason IS NULL)"
-
             if target == "interactions":
-                self._load_interactions(valid, batch_id, result)
+                self._dedupe_interactions(batch_id, staged.valid, result)
             else:
-                self._load_customers(valid, batch_id, result)
-            con.execute("DROP TABLE _norm")
+                names = ", ".join(q(f) for f in CUSTOMER_FIELDS)
+                staged.ensure_customers()
+                self._load_customers(f"(SELECT _row, {names} FROM _norm)", batch_id, result)
+                con.execute("DROP TABLE _norm")
             con.execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [batch_id, str(path), src.format, target, _fingerprint(path),
@@ -578,25 +542,33 @@ class Workspace:
         result.seconds = time.perf_counter() - t0
         return result
 
-    def _load_interactions(self, valid: str, batch_id: int, result: BatchResult) -> None:
+    def _dedupe_interactions(self, batch_id: int, n_valid: int, result: BatchResult) -> None:
+        """Keep the first record of each id within the batch, unless the workspace already
+        had it: the batch's valid records were appended in source order, so the first is the
+        one with the lowest rowid."""
         con = self.con
-        fields = ", ".join(q(f) for f in INTERACTION_FIELDS)
-        n_valid = int(con.execute(f"SELECT count(*) FROM {valid}").fetchone()[0])  # type: ignore[index]
-        # the first of each id within the file, unless the workspace already has it
+        deleted = 0
+        # ids the workspace already holds (the join builds on the smaller side)
         con.execute(
-            f"""INSERT INTO interactions
-            SELECT {fields}, {batch_id} FROM {valid} s
-            LEFT JOIN (
-                SELECT interaction_id AS dup_id, min(_row) AS keep FROM {valid}
-                GROUP BY 1 HAVING count(*) > 1
-            ) d ON d.dup_id = s.interaction_id
-            WHERE (d.keep IS NULL OR s._row = d.keep)
-              AND NOT EXISTS (
-                SELECT 1 FROM interactions i WHERE i.interaction_id = s.interaction_id)"""
+            f"""DELETE FROM interactions WHERE rowid IN (
+                SELECT n.rowid FROM interactions n JOIN interactions o
+                  ON o.interaction_id = n.interaction_id
+                WHERE n.batch_id = {batch_id} AND o.batch_id IS DISTINCT FROM {batch_id})"""
         )
-        loaded = int(con.fetchone()[0])  # type: ignore[index]
-        result.rows_loaded = loaded
-        result.rows_duplicate = n_valid - loaded
+        deleted += int(con.fetchone()[0])  # type: ignore[index]
+        # repeats within the batch: group on a 64-bit hash first (cheap), then compare the ids
+        # themselves only where a hash repeats
+        mine = f"FROM interactions WHERE batch_id = {batch_id}"
+        con.execute(
+            f"""DELETE FROM interactions WHERE rowid IN (
+                SELECT rid FROM (
+                    SELECT rowid AS rid, interaction_id {mine} AND hash(interaction_id) IN (
+                        SELECT hash(interaction_id) {mine} GROUP BY 1 HAVING count(*) > 1))
+                QUALIFY rid <> min(rid) OVER (PARTITION BY interaction_id))"""
+        )
+        deleted += int(con.fetchone()[0])  # type: ignore[index]
+        result.rows_loaded = n_valid - deleted
+        result.rows_duplicate = deleted
 
     def _load_customers(self, valid: str, batch_id: int, result: BatchResult) -> None:
         con = self.con
@@ -760,6 +732,127 @@ class Workspace:
 
     def iter_batches(self) -> Iterator[dict[str, Any]]:
         yield from self.query("SELECT * FROM batches ORDER BY batch_id").to_pylist()
+
+
+class _Staged:
+    """Where one batch's chunks go, each parsed and checked once: valid interactions straight
+    into ``interactions`` (in source order, so the first of a repeated id has the lowest
+    rowid), valid customers into the temporary ``_norm`` for the upsert, and rejected records,
+    with the raw record as JSON, into ``rejected``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, batch_id: int, source: str) -> None:
+        self.con = con
+        self.batch_id = batch_id
+        self.source = source
+        self.rows = 0  # records seen
+        self.valid = 0  # records that passed every check and were written
+        self.rejected = 0
+        self._norm = False
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._pending_how: tuple[Any, str, bool] | None = None
+
+    def add(self, t: pa.Table, proj: Any, target: str, skip_valid: bool = False) -> None:
+        """Take one chunk (a table of raw columns plus ``_row``).
+
+        Chunks are gathered and written in whole row groups of the table (each statement
+        that ends in a part-filled row group costs a little extra at every later append)."""
+        how = (proj, target, skip_valid)
+        if self._pending and (how[0] is not self._pending_how[0]  # type: ignore[index]
+                              or t.schema != self._pending[0].schema):
+            self.flush()
+        self._pending.append(t)
+        self._pending_how = how
+        self._pending_rows += t.num_rows
+        self._pending_bytes += t.nbytes
+        if self._pending_rows >= FLUSH_ROWS:
+            keep = self._pending_rows % ROW_GROUP_ROWS
+            self.flush(keep)
+        elif self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self, keep: int = 0) -> None:
+        """Write what is pending but the last ``keep`` rows."""
+        if not self._pending or self._pending_how is None:
+            return
+        table = pa.concat_tables(self._pending)
+        n = table.num_rows - keep
+        rest = table.slice(n) if keep else None
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if n:
+            self._write(table.slice(0, n), *self._pending_how)
+        if rest is not None and rest.num_rows:
+            self._pending, self._pending_rows, self._pending_bytes = (
+                [rest], rest.num_rows, rest.nbytes)
+
+    def _write(self, t: pa.Table, proj: Any, target: str, skip_valid: bool = False) -> None:
+        """Check and write one table of raw columns plus ``_row``.
+
+        Valid records are parsed, checked and written in one statement. A chunk with
+        rejected records is checked a second time to write those with their reasons (a clean
+        chunk, the usual case, costs one pass). ``skip_valid``: once a record is rejected, stop
+        writing valid ones (``--strict`` refuses the batch anyway; rejections are still counted
+        to the end).
+        """
+        con = self.con
+        names = _fields(target)
+        cols = ", ".join(q(f) for f in names)
+        query = proj.select("_chunk", names)
+        n = t.num_rows
+        con.register("_chunk", t)
+        # The filter on _reason must run after the projection: pushed below it, the optimizer
+        # would inline (and so repeat) every parse and check into the filter.
+        con.execute("SET disabled_optimizers = 'filter_pushdown'")
+        try:
+            n_ok = None
+            if not (skip_valid and self.rejected):
+                valid = f"FROM ({query}) WHERE _reason IS NULL"
+                if target == "interactions":
+                    con.execute(f"INSERT INTO interactions ({cols}, batch_id) "
+                                f"SELECT {cols}, {self.batch_id} {valid} ORDER BY _row")
+                elif self._norm:
+                    con.execute(f"INSERT INTO _norm SELECT _row, {cols} {valid}")
+                else:
+                    con.execute(f"CREATE TEMP TABLE _norm AS SELECT _row, {cols} {valid}")
+                    self._norm = True
+                    n_ok = int(con.execute("SELECT count(*) FROM _norm").fetchone()[0])  # type: ignore[index]
+                if n_ok is None:
+                    n_ok = int(con.fetchone()[0])  # type: ignore[index]
+                self.valid += n_ok
+            self.rows += n
+            if n_ok is None or n_ok < n:
+                con.execute(
+                    f"""INSERT INTO rejected
+                    SELECT {self.batch_id}, {_sql_str(self.source)}, c._row, r._field, r._reason,
+                           json_merge_patch(to_json(c), '{{"_row": null}}')::VARCHAR
+                    FROM _chunk c JOIN (SELECT _row, _reason, _field FROM ({query})
+                                        WHERE _reason IS NOT NULL) r ON r._row = c._row"""
+                )
+                self.rejected += int(con.fetchone()[0])  # type: ignore[index]
+        finally:
+            con.execute("RESET disabled_optimizers")
+            con.unregister("_chunk")
+
+    def clear(self) -> None:
+        """Forget everything written for this batch (the reader starts over)."""
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self.con.execute(f"DELETE FROM interactions WHERE batch_id = {self.batch_id}")
+        self.con.execute(f"DELETE FROM rejected WHERE batch_id = {self.batch_id}")
+        if self._norm:
+            self.con.execute("DELETE FROM _norm")
+        self.rows = self.valid = self.rejected = 0
+
+    def ensure_customers(self) -> None:
+        """Create an empty ``_norm`` when no valid customer record arrived."""
+        if self._norm:
+            return
+        cols = ", ".join(
+            f"NULL::{'TIMESTAMPTZ' if f == 'created_at' else 'VARCHAR'} AS {q(f)}"
+            for f in CUSTOMER_FIELDS
+        )
+        self.con.execute(f"CREATE TEMP TABLE _norm AS SELECT NULL::BIGINT AS _row, {cols} WHERE false")
+        self._norm = True
 
 
 def _fields(target: str) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ class CsvSource(Source):
         path: Path,
         delimiter: str | None = None,
         encoding: str = "utf-8",
-        block_size: int = BLOCK_SIZE,
+        block_size: int | None = None,
     ) -> None:
         super().__init__(path)
         if delimiter is None:
@@ -38,7 +38,7 @@ class CsvSource(Source):
             raise InputFormatError(f"{path}: delimiter must be one character, got {delimiter!r}")
         self.delimiter = delimiter
         self.encoding = encoding
-        self.block_size = block_size
+        self.block_size = block_size or BLOCK_SIZE
         if self.delimiter == "\t":
             self.format = "tsv"
 

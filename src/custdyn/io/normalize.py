@@ -11,7 +11,7 @@ It runs inside DuckDB, so validation is vectorised and spills to disk like any q
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from custdyn.io.mapping import Mapping
 from custdyn.schema import (
@@ -53,14 +53,52 @@ def lit(value: str) -> str:
 
 @dataclass
 class Projection:
-    """The SQL pieces for one staged source."""
+    """The SQL pieces for one staged source.
+
+    :meth:`select` assembles them into one query; the pieces are kept for callers that need
+    only some of them.
+    """
 
     inner: str  # select list over the staged table: r_<field> raw text, v_<field> parsed
     fields: dict[str, str]  # contract field -> SQL expression over ``inner``
-    reason: str  # SQL expression: NULL when valid, else the reasons joined by '; '
-    first_field: str  # SQL expression: the first field at fault
+    reason: str  # SQL expression over ``inner``: NULL when valid, else the reasons joined by '; '
+    first_field: str  # SQL expression over ``inner``: the first field at fault
     raw: str  # SQL expression: the record as JSON text
     id_expr: str | None  # SQL expression computing a stable content id (interactions only)
+    checks: list[tuple[str, str, str]] = field(default_factory=list)  # (field, cond, message)
+
+    def select(self, source: str, names: tuple[str, ...], keep: tuple[str, ...] = ("_row",)) -> str:
+        """One query over ``source`` giving ``keep``, the contract fields ``names`` (with the
+        content id filled in), ``_reason`` and ``_field``.
+
+        Each value is parsed once (``inner``), each check is evaluated once into a boolean,
+        and the message text is only built for records that fail a check.
+        """
+        kept = "".join(f"{q(k)}, " for k in keep)
+        conds = ", ".join(f"({cond}) AS _c{i}" for i, (_, cond, _m) in enumerate(self.checks))
+        bad = " OR ".join(f"_c{i}" for i in range(len(self.checks))) or "FALSE"
+        reason = (
+            f"CASE WHEN {bad} THEN nullif(concat_ws('; ', "
+            + ", ".join(f"CASE WHEN _c{i} THEN {msg} END"
+                        for i, (_, _c, msg) in enumerate(self.checks))
+            + "), '') END"
+        ) if self.checks else "NULL::VARCHAR"
+        first = (
+            "CASE " + " ".join(f"WHEN _c{i} THEN {lit(f)}"
+                               for i, (f, _c, _m) in enumerate(self.checks)) + " END"
+        ) if self.checks else "NULL::VARCHAR"
+        sel = ", ".join(f"{self.fields[f]} AS {q(f)}" for f in names)
+        out = ", ".join(
+            f"coalesce({q(f)}, {self.id_expr}) AS {q(f)}"
+            if f == "interaction_id" and self.id_expr else q(f)
+            for f in names
+        )
+        return (
+            f"SELECT {kept}{out}, _reason, _field FROM ("
+            f"SELECT {kept}{sel}, {reason} AS _reason, {first} AS _field FROM ("
+            f"SELECT *, {conds or 'NULL AS _c'} FROM ("
+            f"SELECT {kept}{self.inner} FROM {source})))"
+        )
 
 
 def normalize_sql(
@@ -300,4 +338,4 @@ def normalize_sql(
         )
     inner_sql = ", ".join(f"{e} AS {k}" for k, e in inner.items())
     return Projection(inner=inner_sql, fields=out, reason=reason, first_field=first_field,
-                      raw=raw, id_expr=id_expr)
+                      raw=raw, id_expr=id_expr, checks=reasons)
