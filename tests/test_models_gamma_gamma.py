@@ -69,3 +69,24 @@ def test_recovers_simulated_parameters() -> None:
 def test_rejects_bad_spend() -> None:
     with pytest.raises(ValueError):
         GammaGamma().fit([1, 2], [10.0, -1.0])
+
+
+def test_analytic_hessian_matches_differences_of_the_gradient() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 12, 3000).astype(float)
+    zbar = rng.gamma(5.0 * x, 1 / (x * rng.gamma(4.0, 1 / 20.0, 3000)))
+    w = rng.uniform(0.5, 2.0, 3000)
+    m = GammaGamma()
+    th = np.array([4.0, 3.0, 15.0])
+    ll, g, h = m._loglik_sum_hess(th, (x, zbar), w)
+    ll_rows, g_rows = m._loglik(th, (x, zbar))
+    assert ll == pytest.approx(float(w @ ll_rows), rel=1e-12)
+    np.testing.assert_allclose(g, g_rows @ w, rtol=1e-9, atol=1e-8)
+    num = np.empty((3, 3))
+    for j in range(3):
+        step = 1e-6 * th[j]
+        up, dn = th.copy(), th.copy()
+        up[j] += step
+        dn[j] -= step
+        num[:, j] = (m._loglik_sum(up, (x, zbar), w)[1] - m._loglik_sum(dn, (x, zbar), w)[1]) / (2 * step)
+    np.testing.assert_allclose(h, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -108,6 +109,72 @@ class GammaGamma(BaseModel):
         g[1] = psi - special.digamma(q) + np.log(v) - lxm
         g[2] = q / v - (px + q) / (x * m + v)
         return ll, g
+
+    def _loglik_sum(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Weighted sum of :meth:`_loglik` and its gradient, shape (3,)."""
+        ll, g, _ = self._loglik_sum_hess(params, data, weights, False)
+        return ll, g
+
+    def _loglik_sum_hess(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, hess: bool = True
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """Weighted log-likelihood, gradient (3,) and analytic Hessian (3, 3).
+
+        The gamma functions depend on ``x`` only and are evaluated once per distinct frequency;
+        per row there remain ``log(x m + v)`` and its reciprocal, summed per frequency.
+        """
+        p, q, v = (float(t) for t in params)
+        x, m = data
+        ux, inv = self._unique_index(x)
+        caches: dict[int, Any] = self.__dict__.setdefault("_gg_caches", {})
+        cache = caches.get(id(weights))
+        if cache is None or cache[0] is not weights or cache[1] is not x:
+            lm = np.log(m)
+            cache = (
+                weights,
+                x,
+                x * m,
+                np.bincount(inv, weights=weights, minlength=len(ux)),
+                np.bincount(inv, weights=weights * lm, minlength=len(ux)),
+                float(weights @ lm),
+                float(weights.sum()),
+            )
+            caches[id(weights)] = cache
+        xm, wx, wlm, wlm_sum, wsum = cache[2], cache[3], cache[4], cache[5], cache[6]
+        s = xm + v
+        ls = np.log(s)
+        inv_s = 1.0 / s
+        bl = np.bincount(inv, weights=weights * ls, minlength=len(ux))
+        ws = weights * inv_s
+        bi = np.bincount(inv, weights=ws, minlength=len(ux))
+        pxq = p * ux + q
+        lux = np.log(ux)
+        ll = float(
+            wx @ (special.gammaln(pxq) - special.gammaln(p * ux) + p * ux * lux)
+            + wsum * (q * np.log(v) - special.gammaln(q))
+            + p * (ux @ wlm)
+            - wlm_sum
+            - pxq @ bl
+        )
+        psi = special.digamma(pxq)
+        g = np.empty(3)
+        g[0] = float(wx @ (ux * (psi - special.digamma(p * ux) + lux)) + ux @ wlm - ux @ bl)
+        g[1] = float(wx @ psi + wsum * (np.log(v) - special.digamma(q)) - bl.sum())
+        g[2] = float(wsum * q / v - pxq @ bi)
+        if not hess:
+            return ll, g, None
+        bi2 = np.bincount(inv, weights=ws * inv_s, minlength=len(ux))
+        tg = special.polygamma(1, pxq)
+        h = np.empty((3, 3))
+        h[0, 0] = float(wx @ (ux**2 * (tg - special.polygamma(1, p * ux))))
+        h[0, 1] = h[1, 0] = float(wx @ (ux * tg))
+        h[0, 2] = h[2, 0] = -float(ux @ bi)
+        h[1, 1] = float(wx @ tg) - wsum * float(special.polygamma(1, q))
+        h[1, 2] = h[2, 1] = wsum / v - float(bi.sum())
+        h[2, 2] = -wsum * q / v**2 + float(pxq @ bi2)
+        return ll, g, h
 
     def conditional_expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
         """Expected mean transaction value of each customer given their history.
