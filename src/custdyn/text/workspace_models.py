@@ -240,7 +240,7 @@ def rollback(ws: Any) -> tuple[str, str]:
 
 
 def label_features(
-    ws: Any, bits: int = 18, progress: Any = None
+    ws: Any, bits: int = 16, progress: Any = None
 ) -> tuple[Features, np.ndarray, list[dict[str, Any]]]:
     """Features and sentiment indices of every label in the workspace (embeddings cached in
     ``text-models/embeddings.npz``)."""

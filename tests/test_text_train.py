@@ -1,0 +1,241 @@
+"""Workspace text models: the head recovers planted truth, cross-validation never peeks,
+versions are saved, chosen, rolled back and resolved by name, and eval-text --train-on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from custdyn.cli import app
+from custdyn.store import Workspace
+from custdyn.text import TextAnalyzer, default_engine_name
+from custdyn.text import workspace_models as wm
+from custdyn.text.evaluation import macro_f1
+from custdyn.text.labels import add_label
+from custdyn.text.train import (
+    HeadConfig,
+    TrainedHead,
+    _best_neutral_bias,
+    build_features,
+    cross_validate,
+    fit_calibrated,
+    fit_head,
+    learning_curve,
+    predict_logits,
+    synthetic_features,
+    train_head,
+)
+
+CFG = HeadConfig(bits=10)
+
+
+def test_head_recovers_planted_classes_and_beats_chance_out_of_fold():
+    rng = np.random.default_rng(1)
+    f = synthetic_features(rng, 400)
+    head = fit_head(f.subset(np.arange(300)), f.truth[:300], CFG)
+    pred = predict_logits(head, f.subset(np.arange(300, 400))).argmax(1)
+    assert macro_f1(f.truth[300:], pred) > 0.9
+
+
+def test_cross_validation_does_not_peek_at_labels():
+    # Labels unrelated to the features: in-sample fit is high, out-of-fold stays at chance.
+    rng = np.random.default_rng(2)
+    f = synthetic_features(rng, 240)
+    y = rng.integers(0, 3, 240)
+    head = fit_head(f, y, HeadConfig(bits=10, l2_embed=1e-5, l2_ngram=1e-5))
+    assert macro_f1(y, predict_logits(head, f, calibrated=False).argmax(1)) > 0.6
+    oof = cross_validate(f, y, CFG, folds=4)
+    assert macro_f1(y, oof.argmax(1)) < 0.45
+
+
+def test_prior_weight_follows_its_usefulness():
+    # When the shipped engine's log-probabilities are the truth, the head leans on them.
+    rng = np.random.default_rng(3)
+    f = synthetic_features(rng, 300)
+    f.emb = rng.normal(size=f.emb.shape).astype(np.float32) * 0.01  # no signal in embeddings
+    f.ngrams = f.ngrams * 0
+    f.prior = np.log(np.eye(3)[f.truth] * 0.8 + 0.2 / 3).astype(np.float32)
+    head = fit_head(f, f.truth, CFG)
+    assert head.alpha > 1.0
+    assert macro_f1(f.truth, predict_logits(head, f).argmax(1)) > 0.95
+
+
+def test_neutral_bias_recovers_a_planted_shift():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 3000)
+    logp = np.log(np.eye(3)[y] * 0.6 + 0.4 / 3) + rng.normal(0, 0.3, (3000, 3))
+    logp[:, 1] -= 0.8  # the model under-calls neutral by 0.8
+    t = _best_neutral_bias(logp, y)
+    assert 0.4 < t < 1.0
+
+
+def test_head_saves_and_loads_identically(tmp_path):
+    rng = np.random.default_rng(5)
+    f = synthetic_features(rng, 200)
+    head = fit_calibrated(f, f.truth, CFG, None, 0, inner=3)
+    head.save(tmp_path / "h.npz")
+    back = TrainedHead.load(tmp_path / "h.npz")
+    np.testing.assert_allclose(predict_logits(back, f), predict_logits(head, f), atol=1e-5)
+    assert back.config == head.config
+
+
+def test_learning_curve_rises_with_labels():
+    rng = np.random.default_rng(6)
+    f = synthetic_features(rng, 900)
+    f.emb = f.emb + rng.normal(0, 0.2, f.emb.shape).astype(np.float32)  # make it harder
+    c = learning_curve(f, f.truth, [20, 400], config=CFG, repeats=2)
+    pts = c["per_language"]["xx"]
+    assert [p["n"] for p in pts] == [0, 20, 400]
+    assert pts[2]["macro_f1"] > pts[1]["macro_f1"] > 0.2
+    assert c["sizes"] == [0, 20, 400]
+
+
+# ---------------------------------------------------------------- real texts, real encoder
+
+POS = ["I love this shop, thank you!", "Great service, very happy with the order.",
+       "Excelente atendimento, muito obrigado!", "Fantastic, it arrived early and works well.",
+       "Adorei o produto, chegou rápido.", "Best support team I have ever dealt with.",
+       "Tusen takk, veldig fornøyd med kjøpet!", "Perfect fit and lovely colour."]
+NEG = ["Terrible, the parcel never arrived and nobody answers.", "I want my money back, awful.",
+       "Péssimo serviço, quero o reembolso.", "The product broke after one day, very angry.",
+       "Nunca mais compro aqui, uma vergonha.", "Worst experience ever, cancel my account.",
+       "Elendig kundeservice, jeg er skuffet.", "Rude staff and a wrong order again."]
+NEU = ["What time do you open on Saturday?", "Please send the invoice to my work address.",
+       "Qual é o prazo de entrega para Lisboa?", "I changed my phone number last week.",
+       "Vou buscar a encomenda amanhã.", "Can I pay by bank transfer?",
+       "Hvor er nærmeste butikk?", "My order number is 4412."]  # fmt: skip
+
+
+def _labelled() -> tuple[list[str], list[str]]:
+    texts = POS + NEG + NEU
+    labels = ["positive"] * len(POS) + ["negative"] * len(NEG) + ["neutral"] * len(NEU)
+    return texts, labels
+
+
+def test_train_head_on_real_texts_reports_both_engines():
+    texts, labels = _labelled()
+    f = build_features(texts, bits=12)
+    head, metrics, oof = train_head(f, labels, HeadConfig(bits=12), folds=3)
+    assert oof.shape == (len(texts), 3)
+    assert set(metrics["overall"]) == {"n", "candidate", "current"}
+    assert metrics["overall"]["n"] == len(texts)
+    assert 0 <= metrics["overall"]["candidate"] <= 1
+    assert macro_f1(np.array([2] * 8 + [0] * 8 + [1] * 8),
+                    predict_logits(head, f).argmax(1)) > 0.8  # fmt: skip
+
+
+@pytest.fixture
+def ws(tmp_path: Path):
+    w = Workspace.create(tmp_path / "ws")
+    texts, labels = _labelled()
+    rows = [{"interaction_id": f"m{i}", "customer_id": f"C{i % 4}",
+             "occurred_at": f"2024-01-{1 + i:02d}T10:00:00Z", "channel": "email",
+             "direction": "inbound", "text": t} for i, t in enumerate(texts)]  # fmt: skip
+    p = tmp_path / "msgs.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w.ingest(p)
+    for i, (t, lab) in enumerate(zip(texts, labels, strict=True)):
+        add_label(w, t, lab, interaction_id=f"m{i}")
+    yield w
+    w.close()
+
+
+def test_versions_default_rollback_and_resolution(ws):
+    assert default_engine_name(ws) == "default"
+    r1 = wm.train_workspace(ws, HeadConfig(bits=12), folds=3)
+    assert r1["name"] == "workspace:v1"
+    assert (ws.path / "text-models" / "workspace-v1" / "head.npz").exists()
+    assert r1["made_default"] == (
+        r1["metrics"]["overall"]["candidate"] > r1["metrics"]["overall"]["current"])
+    wm.set_default(ws, "workspace:v1")
+    r2 = wm.train_workspace(ws, HeadConfig(bits=12, use_ngrams=False), folds=3)
+    assert r2["name"] == "workspace:v2" and r2["current"] == "workspace:v1"
+    assert "favoured" in r2["compared_on"]  # no labels added since v1
+    wm.set_default(ws, "workspace:v2")
+    assert default_engine_name(ws) == "workspace:v2"
+    assert wm.rollback(ws) == ("workspace:v2", "workspace:v1")
+    assert default_engine_name(ws) == "workspace:v1"
+    assert wm.rollback(ws) == ("workspace:v1", "default")
+    with pytest.raises(ValueError):
+        wm.rollback(ws)
+    ta = TextAnalyzer("workspace:v2", workspace=ws.path)
+    assert ta.version == "workspace:v2"
+    t = ta.analyze(POS[:2] + NEG[:2])
+    assert t.column("sentiment").to_pylist()[:1] == ["positive"]
+    assert t.column("sentiment").to_pylist()[2] == "negative"
+    assert t.column("joy").null_count == 0  # emotions from the shipped heads
+    with pytest.raises(ValueError, match="not found"):
+        TextAnalyzer("workspace:v9", workspace=ws.path)
+
+
+def test_cli_train_text_models_and_enrich_with_default(ws):
+    path = ws.path
+    ws.close()
+    run = CliRunner()
+    r = run.invoke(app, ["-w", str(path), "train-text", "--folds", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["name"] == "workspace:v1"
+    r = run.invoke(app, ["-w", str(path), "text-models", "--use", "workspace:v1"])
+    assert r.exit_code == 0 and "workspace:v1" in r.output
+    r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert got["engine"] == "workspace:v1" and got["scored"] == 24
+    r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
+    assert json.loads(r.output)["scored"] == 0  # resumable: nothing left for this engine
+    r = run.invoke(app, ["-w", str(path), "text-models", "--rollback"])
+    assert r.exit_code == 0 and "default is now default" in r.output
+    r = run.invoke(app, ["-w", str(path), "text-models", "--use", "workspace:v7"])
+    assert r.exit_code == 2
+
+
+def test_eval_text_train_on(tmp_path):
+    texts, labels = _labelled()
+    train = tmp_path / "train.csv"
+    held = tmp_path / "held.csv"
+    import csv
+
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(zip(texts, labels, strict=True))
+    with open(held, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label", "language"])
+        w.writerows([("Thanks a lot, very good!", "positive", "en"),
+                     ("Awful, it never came.", "negative", "en"),
+                     ("Where is your office?", "neutral", "en"),
+                     ("Muito bom, obrigado!", "positive", "pt")])  # fmt: skip
+    r = CliRunner().invoke(app, ["eval-text", str(held), "--train-on", str(train), "--json",
+                                 "--n-boot", "50"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out["macro_f1"]) == {"en", "pt"} and out["n"] == {"en": 3, "pt": 1}
+    assert out["engine"] == "trained-on:train.csv"
+
+
+def test_lbfgs_matches_scipy_on_a_logistic_problem():
+    from scipy import optimize
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 20))
+    w_true = rng.normal(size=20)
+    yb = (X @ w_true + rng.logistic(size=300) > 0).astype(float)
+
+    def fun(w):
+        z = X @ w
+        p = 1 / (1 + np.exp(-z))
+        f = -np.sum(yb * np.log(p + 1e-12) + (1 - yb) * np.log(1 - p + 1e-12)) + 0.5 * w @ w
+        return f, X.T @ (p - yb) + w
+
+    from custdyn.text.train import lbfgs
+
+    ours = lbfgs(fun, np.zeros(20), max_iter=500, tol=1e-10)
+    ref = optimize.minimize(fun, np.zeros(20), jac=True, method="BFGS").x
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert np.corrcoef(ours, w_true)[0, 1] > 0.9
