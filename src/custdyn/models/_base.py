@@ -71,6 +71,7 @@ def compress_rows(
     Returns
     -------
     unique_columns : list of arrays, each shape (m,)
+        The distinct rows, in lexicographic order.
     unique_weights : array, shape (m,)
         Sum of the weights of the rows each unique row stands for.
     inverse : array of int, shape (n,)
@@ -78,43 +79,49 @@ def compress_rows(
     """
     n = len(columns[0])
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if n == 0:
-        return [c.copy() for c in columns], w.copy(), np.zeros(0, dtype=np.intp)
     cols = [np.ascontiguousarray(c, dtype=np.float64) + 0.0 for c in columns]  # +0.0: no -0.0
-    # Group by a 64-bit hash of the rows, then verify; fall back to an exact lexsort if two
-    # different rows ever share a hash.
-    h = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k, c in enumerate(cols):
-            bits = c.view(np.uint64)
-            h = (h ^ (bits + np.uint64(0x9E3779B97F4A7C15 + k))) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-    order = np.argsort(h)  # grouping only: an unstable sort is fine
-    sh = h[order]
+    if n == 0:
+        return cols, w.copy(), np.zeros(0, dtype=np.intp)
+    # each column coded by its sorted distinct values; the codes combined into one integer key
+    key: NDArray[np.int64] | None = None
+    size = 1
+    for c in cols:
+        _, ci = value_codes(c)
+        m = int(ci.max()) + 1
+        if key is None:
+            key, size = ci.astype(np.int64), m
+            continue
+        if size * m >= 2**62:  # renumber the combined key densely before widening it
+            key, size = _dense_rank(key, size)
+        key = key * m + ci
+        size *= m
+    assert key is not None
+    inverse, n_groups = _dense_rank(key, size)
+    rep = np.empty(n_groups, dtype=np.intp)
+    rep[inverse] = np.arange(n)  # any row of each group represents it
+    ucols = [c[rep] for c in cols]
+    uw = np.asarray(np.bincount(inverse, weights=w, minlength=n_groups), dtype=np.float64)
+    return ucols, uw, inverse
+
+
+def _dense_rank(key: NDArray[np.int64], size: int) -> tuple[NDArray[np.intp], int]:
+    """Rank of each key among the distinct keys (0..m-1, in key order) and m; keys in
+    ``[0, size)``. Direct addressing for a narrow key range, else a sort."""
+    n = len(key)
+    if size <= 16 * n + 4096 and size < 2**31:
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        rank = np.cumsum(seen, dtype=np.int32)
+        rank -= 1
+        return rank[key].astype(np.intp), int(rank[-1]) + 1
+    order = np.argsort(key)
+    sk = key[order]
     change = np.empty(n, dtype=bool)
     change[0] = True
-    np.not_equal(sh[1:], sh[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
+    np.not_equal(sk[1:], sk[:-1], out=change[1:])
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = np.cumsum(change) - 1
-    first = order[starts]
-    ucols = [c[first] for c in cols]
-    if all(np.array_equal(uc[inverse], c) for uc, c in zip(ucols, cols, strict=True)):
-        uw = np.asarray(np.bincount(inverse, weights=w, minlength=len(starts)), dtype=np.float64)
-        return ucols, uw, inverse
-    order = np.lexsort(tuple(cols[::-1]))
-    change = np.zeros(n, dtype=bool)
-    change[0] = True
-    for c in cols:
-        sc = c[order]
-        change[1:] |= sc[1:] != sc[:-1]
-    starts = np.flatnonzero(change)
-    group = np.cumsum(change) - 1
-    inverse = np.empty(n, dtype=np.intp)
-    inverse[order] = group
-    uw = np.asarray(np.add.reduceat(w[order], starts), dtype=np.float64)
-    ucols = [c[order][starts] for c in cols]
-    return ucols, uw, inverse
+    return inverse, int(change.sum())
 
 
 @contextlib.contextmanager
