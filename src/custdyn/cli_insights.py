@@ -128,6 +128,8 @@ def backlog(
     max_embed: Annotated[int, typer.Option(
         help="Texts embedded to find the themes (the rest join their nearest neighbours).")
     ] = 600,
+    max_themes: Annotated[int, typer.Option(
+        help="At most this many themes (the silhouette picks the number).")] = 16,
     refit: Annotated[bool, typer.Option(help="Find the themes again even if stored.")] = False,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
@@ -147,7 +149,8 @@ def backlog(
             with err.status("finding themes (the first run embeds texts; later runs reuse "
                             "them)..."):
                 t = feedback_backlog(ws, as_of, days=days, trend_days=trend_days,
-                                     max_embed=max_embed, refit=refit)
+                                     max_embed=max_embed, max_themes=max_themes,
+                                     refit=refit)
     except CustdynError as e:
         raise _fail(e) from None
     if top:

@@ -427,6 +427,7 @@ def fit_themes(
     days: int = 365,
     max_embed: int = 600,
     n_themes: int | None = None,
+    max_themes: int = 16,
     seed: int = 0,
     embed: Callable[[list[str]], np.ndarray] | None = None,
     refit: bool = False,
@@ -437,8 +438,11 @@ def fit_themes(
 
     At most ``max_embed`` texts (a random sample) are embedded with the multilingual encoder
     and grouped by :class:`custdyn.text.ThemeModel` (language-centred embeddings, average-linkage
-    clustering, names from class-based TF-IDF key phrases); every other text takes the theme
-    of its nearest sampled neighbours on hashed byte n-grams. The fit is stored in
+    clustering, names from class-based TF-IDF key phrases); the number of themes is
+    ``n_themes``, or the best silhouette up to ``max_themes`` (few broad themes rank by value
+    better than many narrow ones: the narrow ones split a complaint's customers between
+    them). Every other text takes the theme of its nearest sampled neighbours on hashed byte
+    n-grams. The fit is stored in
     ``model_runs`` (kind ``themes``) when the workspace is writable and ``store`` is set, and
     reused while the data and the arguments are unchanged (``refit`` forces a new fit).
     ``embed`` replaces the encoder (texts -> unit vectors), e.g. for tests.
@@ -451,7 +455,7 @@ def fit_themes(
 
     t0 = time.perf_counter()
     at = scores_as_of(ws, as_of)
-    key = json.dumps([THEMES_VERSION, days, max_embed, n_themes, seed,
+    key = json.dumps([THEMES_VERSION, days, max_embed, n_themes, max_themes, seed,
                       None if embed is None else getattr(embed, "__name__", "custom")])
     fp = _fingerprint(ws, at, key)
     if not refit:
@@ -476,7 +480,7 @@ def fit_themes(
     in_sample = np.zeros(len(rows), bool)
     in_sample[sample] = True
     n_langs = len({g for g in langs if g}) or 1
-    model = ThemeModel(n_themes, max_fit=max_embed, embed=embed, seed=seed,
+    model = ThemeModel(n_themes, max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed,
                        n_examples=min(max(n_langs, 3), 8))
     model.fit([texts[i] for i in sample], customer_ids=[custs[i] for i in sample],
               languages=[langs[i] for i in sample])
@@ -501,7 +505,8 @@ def fit_themes(
             "INSERT INTO model_runs VALUES (?, ?, ?, 'themes', 'ThemeModel', ?, ?, ?, ?, ?, ?)",
             [run_id, at, dt.datetime.now(dt.UTC),
              json.dumps({"themes": themes, "days": days, "max_embed": max_embed,
-                         "n_themes": n_themes, "seed": seed}, ensure_ascii=False),
+                         "n_themes": n_themes, "max_themes": max_themes, "seed": seed},
+                        ensure_ascii=False),
              json.dumps({"assignments": assignments, "n_embedded": ts.n_embedded,
                          "n_texts": len(rows),
                          "silhouette": getattr(model, "silhouette_", None)}),

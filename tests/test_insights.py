@@ -1,0 +1,303 @@
+"""Action lists on the demo world, checked against the simulator's truth: the planted slow
+agents top ``responders``, the planted themes top the feedback backlog, and customers worth
+saving are ordered by CLV x risk x uplift."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from custdyn.errors import CustdynError
+from custdyn.insights import (
+    _neighbour_labels,
+    feedback_backlog,
+    fit_themes,
+    responders,
+    uplift_setting,
+    worth_saving,
+)
+from custdyn.store import Workspace
+
+MAX_EMBED = 400  # texts embedded by the theme fit in these tests (the CLI default is 600)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """A 600-customer demo world, analysed, with its themes found and stored."""
+    pytest.importorskip("lightgbm")
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+    from custdyn.pipeline import analyze
+
+    d = tmp_path_factory.mktemp("insights") / "demo"
+    r = CliRunner().invoke(app, ["demo", str(d), "--customers", "600", "--seed", "5"])
+    assert r.exit_code == 0, r.output
+    with Workspace.open(d) as ws:
+        result = analyze(ws)
+        themes = fit_themes(ws, max_embed=MAX_EMBED)
+    return {"dir": d, "as_of": result.as_of, "themes": themes,
+            "truth": d / "sources" / "truth"}
+
+
+# ----------------------------------------------------------------------------- worth saving
+@pytest.mark.slow
+def test_worth_saving_is_ordered_by_clv_x_risk_x_uplift(world):
+    with Workspace.open(world["dir"], read_only=True) as ws:
+        t = worth_saving(ws, top=40)
+        t2 = worth_saving(ws, top=40, uplift=0.25)
+        everyone = ws.query(
+            "SELECT customer_id, clv, defection_risk, stage FROM scores WHERE as_of = ?",
+            [world["as_of"]]).to_pylist()
+        rows = t.to_pylist()
+        for r in rows[:10]:  # last interactions: the three latest before as_of, newest first
+            latest = ws.con.execute(
+                "SELECT occurred_at FROM interactions WHERE customer_id = ? AND occurred_at < ? "
+                "ORDER BY occurred_at DESC LIMIT 3", [r["customer_id"], world["as_of"]]
+            ).fetchall()
+            assert [x["occurred_at"] for x in r["last_interactions"]] == [x[0] for x in latest]
+    assert len(rows) == 40 and [r["rank"] for r in rows] == list(range(1, 41))
+    for r in rows:
+        assert r["uplift"] == 0.1
+        assert r["expected_value"] == pytest.approx(r["clv"] * r["defection_risk"] * 0.1)
+        assert r["stage"] not in ("lost", "prospect")
+    ev = [r["expected_value"] for r in rows]
+    assert ev == sorted(ev, reverse=True)
+    # the same customers an independent ranking of the scores table gives
+    eligible = [s for s in everyone if s["stage"] not in ("lost", "prospect")
+                and s["clv"] and s["clv"] > 0 and s["defection_risk"] is not None]
+    eligible.sort(key=lambda s: -s["clv"] * s["defection_risk"])
+    assert [r["customer_id"] for r in rows] == [s["customer_id"] for s in eligible[:40]]
+    # the uplift scales the value, not the order
+    assert t2.column("customer_id").to_pylist() == t.column("customer_id").to_pylist()
+    assert t2.column("expected_value").to_pylist() == pytest.approx(
+        [2.5 * v for v in ev])
+    assert any(r["reasons"] for r in rows)
+
+
+@pytest.mark.slow
+def test_uplift_setting_and_its_bounds(world):
+    with Workspace.open(world["dir"], read_only=True) as ws:
+        assert uplift_setting(ws) == 0.1
+        ws.settings.extra["insights"] = {"uplift": 0.3}
+        assert uplift_setting(ws) == 0.3
+        assert worth_saving(ws, top=1).column("uplift").to_pylist() == [0.3]
+        for bad in (0.0, 1.5, "a lot"):
+            ws.settings.extra["insights"] = {"uplift": bad}
+            with pytest.raises(CustdynError, match="uplift"):
+                uplift_setting(ws)
+
+
+def test_lists_need_an_analysis(tmp_path):
+    with Workspace.create(tmp_path / "empty") as ws:
+        for fn in (worth_saving, responders, feedback_backlog):
+            with pytest.raises(CustdynError, match="custdyn analyze"):
+                fn(ws)
+
+
+# ----------------------------------------------------------------------------- responders
+@pytest.mark.slow
+def test_planted_slow_agents_top_the_responders(world):
+    params = json.loads((world["truth"] / "params.json").read_text())
+    slow = set(params["slow_agents"])
+    with Workspace.open(world["dir"], read_only=True) as ws:
+        rows = responders(ws).to_pylist()
+        scores = {r[0]: (r[1], r[2]) for r in ws.con.execute(
+            "SELECT customer_id, clv, defection_risk FROM scores WHERE as_of = ?",
+            [world["as_of"]]).fetchall()}
+    assert {r["agent_id"] for r in rows[: len(slow)]} == slow
+    assert {r["agent_id"] for r in rows if r["slow"]} == slow
+    ranked = [r for r in rows if r["replied"] >= 10]
+    assert ranked[-1]["agent_id"] == params["praised_agent"]  # the fastest one
+    for r in rows[: len(slow)]:
+        assert r["median_first_reply_h"] > 24 and r["slowness"] >= 2
+    # the truth's per-thread first replies put the agents in (nearly) the same order
+    import pyarrow.parquet as pq
+
+    threads = pq.read_table(world["truth"] / "threads.parquet").to_pylist()
+    by_agent: dict[str, list[float]] = defaultdict(list)
+    for th in threads:
+        if th["first_reply_hours"] is not None:
+            by_agent[th["agent_id"]].append(th["first_reply_hours"])
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    common = [r for r in ranked if r["agent_id"] in by_agent]
+    rho = spearmanr([r["median_first_reply_h"] for r in common],
+                    [float(np.median(by_agent[r["agent_id"]])) for r in common]).statistic
+    assert rho > 0.6
+    # the agent's value at risk sums CLV x risk over the customers in their threads
+    top = rows[0]
+    assert top["customers"] > 0
+    assert 0 < top["clv_at_risk"] <= sum((c or 0) * (k or 0) for c, k in scores.values())
+
+
+# ----------------------------------------------------------------------------- backlog
+@pytest.mark.slow
+def test_planted_themes_top_the_feedback_backlog(world):
+    import pyarrow.parquet as pq
+
+    ts = world["themes"]
+    with Workspace.open(world["dir"], read_only=True) as ws:
+        again = fit_themes(ws, max_embed=MAX_EMBED)
+        rows = feedback_backlog(ws, themes=ts).to_pylist()
+        score = {r[0]: (r[1] or 0.0, r[2] or 0.0) for r in ws.con.execute(
+            "SELECT customer_id, clv, defection_risk FROM scores WHERE as_of = ?",
+            [world["as_of"]]).fetchall()}
+        texts = {r[0]: r[1] for r in ws.con.execute(
+            "SELECT interaction_id, customer_id FROM interactions").fetchall()}
+    assert again.reused and again.assignments == ts.assignments  # stored, then reused
+    truth = {m["interaction_id"]: m["theme_id"] for m in
+             pq.read_table(world["truth"] / "messages.parquet").to_pylist()}
+    # the truth's ranking: CLV at risk of the customers who wrote about each planted theme
+    writers: dict[str, set[str]] = defaultdict(set)
+    members: dict[str | None, Counter] = defaultdict(Counter)
+    for iid, tid in ts.assignments.items():
+        if iid in truth:
+            members[tid][truth[iid]] += 1
+            if truth[iid] is not None:
+                writers[truth[iid]].add(texts[iid])
+    true_value = {th: sum(score[c][0] * score[c][1] for c in cs if c in score)
+                  for th, cs in writers.items()}
+    true_rank = sorted(true_value, key=lambda th: -true_value[th])
+
+    def majority(theme_id):
+        return members[theme_id].most_common(1)[0][0] if members[theme_id] else None
+
+    found = [majority(r["theme_id"]) for r in rows]
+    assert found[0] == true_rank[0], (found, true_rank)  # the theme worth most tops the list
+    assert None not in found[:4], found  # planted themes first, small talk after them
+    assert set(true_rank[:3]) <= set(found[:4]), (found, true_rank)
+    v = [r["clv_at_risk"] for r in rows]
+    assert v == sorted(v, reverse=True)
+    # the top theme's numbers, recomputed from its messages and the scores
+    top = rows[0]
+    cs = {texts[i] for i, t in ts.assignments.items() if t == top["theme_id"]}
+    assert top["customers"] == len(cs)
+    assert top["clv_at_risk"] == pytest.approx(sum(score[c][0] * score[c][1] for c in cs))
+    assert top["clv"] >= top["clv_at_risk"] > 0
+    assert top["messages_last"] + top["messages_before"] <= top["messages"]
+    assert -1.0 <= top["mean_sentiment"] <= 1.0
+    assert len({e["language"] for e in top["examples"]}) >= 3  # quotes in their languages
+    assert top["key_phrases"] and top["name"]
+
+
+# ----------------------------------------------------------------------------- the CLI
+@pytest.mark.slow
+def test_cli_json_and_out(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    run = CliRunner()
+    w = ["-w", str(world["dir"])]
+    r = run.invoke(app, [*w, "worth-saving", "--top", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert len(got) == 5 and got[0]["rank"] == 1 and len(got[0]["last_interactions"]) <= 3
+    r = run.invoke(app, [*w, "responders", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["slow"] is True
+    out = tmp_path / "backlog.json"
+    r = run.invoke(app, [*w, "backlog", "--max-embed", str(MAX_EMBED), "--json", "--top", "3",
+                         "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert len(got) == 3 and got[0]["examples"]
+    assert json.loads(Path(out).read_text()) == got
+    csv = tmp_path / "save.csv"
+    r = run.invoke(app, [*w, "worth-saving", "--top", "3", "--out", str(csv)])
+    assert r.exit_code == 0, r.output
+    import pyarrow.csv as pacsv
+
+    t = pacsv.read_csv(csv)
+    assert t.num_rows == 3 and json.loads(t.column("last_interactions")[0].as_py())
+    r = run.invoke(app, [*w, "worth-saving", "--uplift", "2"])
+    assert r.exit_code == 2 and "uplift" in r.output
+
+
+# ----------------------------------------------------------------------------- properties
+@given(st.lists(st.sampled_from(["late parcel again", "app crashes at checkout",
+                                 "prices are too high", "tusen takk for hjelpen",
+                                 "a encomenda chegou partida"]), min_size=1, max_size=12))
+def test_neighbours_give_a_known_text_its_own_label(picks):
+    known = ["late parcel again", "app crashes at checkout", "prices are too high",
+             "tusen takk for hjelpen", "a encomenda chegou partida"]
+    labels = ["late", "app", "price", None, "damaged"]
+    got = _neighbour_labels(known, labels, picks, k=1)
+    assert got == [labels[known.index(p)] for p in picks]
+
+
+# ----------------------------------------------------------------------------- exact, small
+def _small_workspace(tmp_path):
+    """Five threads with known reply times, two agents, and scores written by hand."""
+    import datetime as dt
+
+    base = dt.datetime(2025, 1, 10, 9, tzinfo=dt.UTC)
+    rows = []
+
+    def msg(cid, tid, channel, hours, direction, agent=None, **attrs):
+        rows.append({
+            "interaction_id": f"{tid}-{len(rows)}", "customer_id": cid,
+            "occurred_at": (base + dt.timedelta(hours=hours)).isoformat(),
+            "channel": channel, "kind": "contact", "direction": direction, "thread_id": tid,
+            "agent_id": agent, "text": "hello", "attributes": attrs or None})
+
+    msg("c1", "t1", "email", 0, "inbound")
+    msg("c1", "t1", "email", 1, "outbound", "a@v.example")      # 1 h
+    msg("c1", "t1", "email", 5, "inbound")
+    msg("c1", "t1", "email", 6, "inbound")                      # same turn as the one before
+    msg("c1", "t1", "email", 8, "outbound", "a@v.example")      # 3 h
+    msg("c2", "t2", "email", 0, "inbound")
+    msg("c2", "t2", "email", 10, "outbound", "b@v.example")     # 10 h
+    msg("c3", "t3", "chat", 0, "inbound")
+    msg("c3", "t3", "chat", 0.1, "outbound", "b@v.example")     # 6 minutes
+    msg("c4", "t4", "email", 0, "inbound")
+    msg("c4", "t4", "email", 20, "outbound", "b@v.example")     # 20 h
+    msg("c5", "t5", "ticket", 0, "inbound", assignee="b@v.example")  # never answered
+    src = tmp_path / "threads.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ws = Workspace.create(tmp_path / "ws")
+    ws.ingest(src)
+    as_of = dt.datetime(2025, 2, 1, tzinfo=dt.UTC)
+    for cid, clv, risk in [("c1", 100.0, 0.1), ("c2", 200.0, 0.5), ("c3", 50.0, 0.2),
+                           ("c4", 400.0, 0.25), ("c5", 80.0, 0.9)]:
+        ws.con.execute("INSERT INTO scores (customer_id, as_of, clv, defection_risk, stage, "
+                       "reasons) VALUES (?, ?, ?, ?, 'active', '[]')", [cid, as_of, clv, risk])
+    return ws, as_of
+
+
+def test_responders_exact_on_known_threads(tmp_path):
+    ws, as_of = _small_workspace(tmp_path)
+    with ws:
+        rows = {r["agent_id"]: r for r in responders(ws, min_turns=1,
+                                                     slow_factor=1.5).to_pylist()}
+    a, b = rows["a@v.example"], rows["b@v.example"]
+    email_norm = 6.5  # median of 1, 3, 10, 20 h; the chat norm is its one reply, 0.1 h
+    assert a["turns"] == 2 and a["replied"] == 2 and a["unanswered"] == 0
+    assert a["median_first_reply_h"] == pytest.approx(2.0)
+    assert a["slowness"] == pytest.approx(2.0 / email_norm)
+    assert b["turns"] == 4 and b["replied"] == 3 and b["unanswered"] == 1
+    assert b["median_first_reply_h"] == pytest.approx(10.0)
+    assert b["slowness"] == pytest.approx(10.0 / email_norm)  # median of 10/6.5, 1, 20/6.5
+    assert b["unanswered_share"] == pytest.approx(0.25)
+    assert b["customers"] == 4 and a["customers"] == 1
+    assert b["clv_at_risk"] == pytest.approx(200 * 0.5 + 50 * 0.2 + 400 * 0.25 + 80 * 0.9)
+    assert b["slow"] and not a["slow"] and b["rank"] == 1
+
+
+def test_worth_saving_exact_on_known_scores(tmp_path):
+    ws, as_of = _small_workspace(tmp_path)
+    with ws:
+        t = worth_saving(ws, uplift=0.5, last=2).to_pylist()
+    # value at risk 100, 100, 72, 10, 10: ties in the customer id's order
+    assert [r["customer_id"] for r in t] == ["c2", "c4", "c5", "c1", "c3"]
+    assert [r["expected_value"] for r in t] == pytest.approx([50.0, 50.0, 36.0, 5.0, 5.0])
+    c1 = t[3]
+    assert [x["direction"] for x in c1["last_interactions"]] == ["outbound", "inbound"]
+    assert c1["last_interactions"][0]["snippet"] == "hello"
