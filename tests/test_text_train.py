@@ -239,3 +239,23 @@ def test_lbfgs_matches_scipy_on_a_logistic_problem():
     ref = optimize.minimize(fun, np.zeros(20), jac=True, method="BFGS").x
     np.testing.assert_allclose(ours, ref, atol=1e-4)
     assert np.corrcoef(ours, w_true)[0, 1] > 0.9
+
+
+def test_cli_learning_curve_table_json_and_figure(tmp_path):
+    import csv
+
+    texts, labels = _labelled()
+    f = tmp_path / "labels.tsv"
+    with open(f, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, delimiter="\t")
+        w.writerow(["text", "label", "language"])
+        w.writerows((t.replace("\t", " "), lab, "en") for t, lab in zip(texts, labels, strict=True))
+    html = tmp_path / "curve.html"
+    r = CliRunner().invoke(app, ["learning-curve", "--labels", str(f), "--sizes", "10,500",
+                                 "--repeats", "1", "--html", str(html), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{"):])
+    pts = out["per_language"]["en"]
+    assert [p["n"] for p in pts] == [0, 10]  # 500 is more than the labels at hand
+    assert all(0 <= p["macro_f1"] <= 1 for p in pts)
+    assert html.exists() and "plotly" in html.read_text()[:5000].lower()

@@ -73,6 +73,7 @@ class HeadConfig:
     use_prior: bool = True
     use_ngrams: bool = True
     language_bias: bool = True
+    balance: float = 1.0
     max_iter: int = 150
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,12 +259,15 @@ def synthetic_features(rng: np.random.Generator, n: int, bits: int = 10) -> Feat
 # ---------------------------------------------------------------- the head
 
 
-def _class_weights(y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+def _class_weights(
+    y: np.ndarray, sample_weight: np.ndarray | None, balance: float = 1.0
+) -> np.ndarray:
+    """Row weights summing to 1: classes weighted by (1 / frequency) ** ``balance``."""
     w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     counts = np.bincount(y, weights=w, minlength=3)
     present = counts > 0
     cw = np.zeros(3)
-    cw[present] = w.sum() / (present.sum() * counts[present])
+    cw[present] = (w.sum() / (present.sum() * counts[present])) ** balance
     out = w * cw[y]
     return out / out.sum()
 
@@ -355,7 +359,7 @@ def fit_head(
         HT = H.T.tocsr()
     m = len(active)
     P = feats.prior.astype(np.float64) if cfg.use_prior else np.zeros((n, 3))
-    sw = _class_weights(y, sample_weight)[:, None]
+    sw = _class_weights(y, sample_weight, cfg.balance)[:, None]
     Y = np.eye(3)[y]
     sizes = [d * 3, m * 3, 3, 1]
 
