@@ -103,7 +103,6 @@ def test_expected_purchases_matches_monte_carlo() -> None:
     assert abs((x == 0).mean() - p0) < 4 * np.sqrt(p0 * (1 - p0) / len(x))
 
 
-@pytest.mark.slow
 def test_recovers_simulated_parameters_1m_customers() -> None:
     true = {"r": 0.35, "alpha": 6.0, "a": 0.9, "b": 3.0}
     gen = BetaGeo().set_params(**true)

@@ -90,3 +90,15 @@ def test_analytic_hessian_matches_differences_of_the_gradient() -> None:
         dn[j] -= step
         num[:, j] = (m._loglik_sum(up, (x, zbar), w)[1] - m._loglik_sum(dn, (x, zbar), w)[1]) / (2 * step)
     np.testing.assert_allclose(h, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())
+
+
+def test_recovers_simulated_parameters_1m_customers() -> None:
+    rng = np.random.default_rng(30)
+    p, q, v = 5.0, 4.0, 20.0
+    n = 1_000_000
+    x = rng.integers(1, 12, n).astype(float)
+    zbar = rng.gamma(p * x, 1 / (x * rng.gamma(q, 1 / v, n)))
+    m = GammaGamma().fit(x, zbar)
+    assert m.converged_
+    for k, val in {"p": p, "q": q, "v": v}.items():
+        assert abs(m.params_[k] - val) < 3 * m.standard_errors_[k], (k, m.params_[k], m.standard_errors_[k])

@@ -78,3 +78,14 @@ def test_recovers_simulated_parameters() -> None:
     assert m.converged_
     for k, v in true.items():
         assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k], (k, m.params_[k], v, m.standard_errors_[k])
+
+
+def test_recovers_simulated_parameters_1m_customers() -> None:
+    true = {"r": 0.5, "alpha": 6.0, "a": 0.9, "b": 1.6}
+    gen = ModifiedBetaGeo().set_params(**true)
+    T = np.random.default_rng(20).uniform(10, 52, 1_000_000)
+    x, rec, T = gen.sample(1_000_000, T, seed=21)
+    m = ModifiedBetaGeo().fit(x, rec, T)
+    assert m.converged_
+    for k, v in true.items():
+        assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k], (k, m.params_[k], v, m.standard_errors_[k])

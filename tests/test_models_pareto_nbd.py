@@ -127,3 +127,15 @@ def test_recovers_simulated_parameters() -> None:
     assert m.converged_
     for k, v in true.items():
         assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k], (k, m.params_[k], v, m.standard_errors_[k])
+
+
+def test_recovers_simulated_parameters_1m_customers() -> None:
+    # ages and recencies at day resolution (in weeks), as rfm_summary produces them
+    true = {"r": 0.6, "alpha": 8.0, "s": 0.8, "beta": 15.0}
+    gen = ParetoNBD().set_params(**true)
+    T = np.round(np.random.default_rng(10).uniform(10, 52, 1_000_000) * 7) / 7
+    x, rec, T = gen.sample(1_000_000, T, seed=11)
+    m = ParetoNBD().fit(x, np.round(rec * 7) / 7, T)
+    assert m.converged_
+    for k, v in true.items():
+        assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k], (k, m.params_[k], v, m.standard_errors_[k])
