@@ -133,6 +133,7 @@ def timing() -> dict[str, Any]:
 
 def _md(res: dict[str, Any], tim: dict[str, Any], load: str) -> str:
     lines = [
+        "Command: `OPENBLAS_NUM_THREADS=1 python -m benchmarks.run text_train`. "
         f"Machine: {machine()}. Load average while measuring: {load} (the machine is shared; "
         "absolute times are noisy).",
         "",
