@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from custdyn.io import EmailSource, Mapping
-from custdyn.io.normalize import normalize_sql
+from custdyn.io.normalize import normalize_sql, trim
 
 CON = duckdb.connect()
 
@@ -139,3 +139,17 @@ def test_email_headers_round_trip(tmp_path_factory, name, local, subject, when):
     assert rec["interaction_id"] == f"{local}.1@client.example"
     assert dt.datetime.fromisoformat(rec["occurred_at"]) == when.replace(microsecond=0)
     assert rec["direction"] == "inbound"
+
+
+spaces = st.sampled_from([" ", "\u00a0", "\u3000", "\u2009", "\t", "\n", "x", "ø", "é"])
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8),
+                          st.lists(spaces, max_size=6).map("".join)), min_size=1, max_size=40))
+def test_trim_shortcut_matches_trim_on_any_text(values):
+    table = pa.table({"c": pa.array(values, pa.string())})
+    CON.register("tr", table)
+    got = CON.execute(f'SELECT {trim(chr(34) + "c" + chr(34))}, trim(c) FROM tr').fetchall()
+    CON.unregister("tr")
+    for fast, slow in got:
+        assert fast == slow

@@ -736,8 +736,8 @@ class Workspace:
 
 class _Staged:
     """Where one batch's chunks go, each parsed and checked once: valid interactions straight
-    into ``interactions`` (in source order, so the first of a repeated id has the lowest
-    rowid), valid customers into the temporary ``_norm`` for the upsert, and rejected records,
+    into ``interactions`` (in source order where the source gives ids, so the first of a
+    repeated id has the lowest rowid), valid customers into the temporary ``_norm`` for the upsert, and rejected records,
     with the raw record as JSON, into ``rejected``."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, batch_id: int, source: str) -> None:
@@ -809,8 +809,10 @@ class _Staged:
             if not (skip_valid and self.rejected):
                 valid = f"FROM ({query}) WHERE _reason IS NULL"
                 if target == "interactions":
+                    # source order decides which of a repeated id is kept (lowest rowid)
+                    order = " ORDER BY _row" if proj.repeats_may_differ else ""
                     con.execute(f"INSERT INTO interactions ({cols}, batch_id) "
-                                f"SELECT {cols}, {self.batch_id} {valid} ORDER BY _row")
+                                f"SELECT {cols}, {self.batch_id} {valid}{order}")
                 elif self._norm:
                     con.execute(f"INSERT INTO _norm SELECT _row, {cols} {valid}")
                 else:

@@ -11,6 +11,7 @@ It runs inside DuckDB, so validation is vectorised and spills to disk like any q
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from custdyn.io.mapping import Mapping
@@ -51,6 +52,16 @@ def lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def trim(expr: str) -> str:
+    """SQL trimming ``expr`` like ``trim()``, which copies every value; a plain column is
+    only trimmed where it starts or ends with a space or holds other than ASCII (``trim``
+    also strips Unicode spaces), so clean values pass through as they are."""
+    if not re.fullmatch(r'"(?:[^"]|"")*"', expr):
+        return f"trim({expr})"
+    return (f"(CASE WHEN starts_with({expr}, ' ') OR ends_with({expr}, ' ') "
+            f"OR strlen({expr}) <> length({expr}) THEN trim({expr}) ELSE {expr} END)")
+
+
 @dataclass
 class Projection:
     """The SQL pieces for one staged source.
@@ -66,6 +77,10 @@ class Projection:
     raw: str  # SQL expression: the record as JSON text
     id_expr: str | None  # SQL expression computing a stable content id (interactions only)
     checks: list[tuple[str, str, str]] = field(default_factory=list)  # (field, cond, message)
+    #: whether records sharing an id may differ: true when the source gives ids (or the
+    #: ``source`` field, which the content id leaves out); records with equal content ids are
+    #: otherwise equal in every field, so which of them is kept does not matter
+    repeats_may_differ: bool = False
 
     def select(self, source: str, names: tuple[str, ...], keep: tuple[str, ...] = ("_row",)) -> str:
         """One query over ``source`` giving ``keep``, the contract fields ``names`` (with the
@@ -168,7 +183,7 @@ def normalize_sql(
 
     def txt(f: str) -> str:
         e = raw_expr.get(f)
-        return f"nullif(trim({e}), '')" if e else "NULL::VARCHAR"
+        return f"nullif({trim(e)}, '')" if e else "NULL::VARCHAR"
 
     # 1. identifiers and free text
     for f in fields_of:
@@ -338,4 +353,6 @@ def normalize_sql(
         )
     inner_sql = ", ".join(f"{e} AS {k}" for k, e in inner.items())
     return Projection(inner=inner_sql, fields=out, reason=reason, first_field=first_field,
-                      raw=raw, id_expr=id_expr, checks=reasons)
+                      raw=raw, id_expr=id_expr, checks=reasons,
+                      repeats_may_differ=table == "interactions"
+                      and ("interaction_id" in raw_expr or "source" in raw_expr))
