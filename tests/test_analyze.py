@@ -67,6 +67,46 @@ def test_backtest_beats_both_baselines(analysed):
     assert auc["model"] >= 0.75
 
 
+def test_risk_against_the_hidden_truth_beats_both_baselines(demo, analysed):
+    """Scored as in production (labels read from the data before as_of only), the model
+    ranks who truly left within the horizon above both baselines."""
+    from custdyn.pipeline import risk_truth_check
+
+    with Workspace.open(demo, read_only=True) as ws:
+        res = risk_truth_check(ws, demo / "sources" / "truth", horizon_days=90)
+    got = {m["scorer"]: m for m in res["metrics"]}
+    assert {"model", "days since last purchase", "1 - P(alive)"} <= set(got)
+    assert set(got) - {"model", "days since last purchase", "1 - P(alive)"} <= {
+        "contractual: survival model", "contractual: trees"}
+    assert res["positives"] >= 10 and res["n"] <= res["n_scored"]
+    base = max(got["days since last purchase"]["roc_auc"], got["1 - P(alive)"]["roc_auc"])
+    assert got["model"]["roc_auc"] > base + 0.05
+    assert got["model"]["roc_auc"] >= 0.7 and got["model"]["lift_top_decile"] >= 2
+    assert 0 <= got["model"]["ece"] <= 1
+
+
+def test_contractual_customers_get_the_survival_model(demo, analysed):
+    """Subscribers (plan = subscription in the demo's customers.csv) leave with a
+    cancellation; their risk comes from the landmark Cox model, whose covariates are their
+    reasons."""
+    from custdyn.pipeline import CONTRACT_COVARIATES, contractual_customers
+
+    _result, scores, _runs = analysed
+    with Workspace.open(demo, read_only=True) as ws:
+        contract = contractual_customers(ws)
+        subscribers = {r[0] for r in ws.con.execute(
+            "SELECT customer_id FROM customers WHERE attributes->>'plan' = 'subscription'"
+        ).fetchall()}
+    assert subscribers and subscribers <= contract
+    tree_features = set()
+    cox_features = set()
+    for s in scores:
+        feats = {r["feature"] for r in json.loads(s["reasons"])}
+        (cox_features if s["customer_id"] in contract else tree_features).update(feats)
+    assert cox_features and cox_features <= set(CONTRACT_COVARIATES)
+    assert tree_features - set(CONTRACT_COVARIATES)  # the others: the trees' features
+
+
 def test_high_risk_customers_have_reasons(analysed):
     _result, scores, _runs = analysed
     risky = [s for s in scores if (s["defection_risk"] or 0) > 0.7 and s["stage"] != "lost"]
@@ -161,3 +201,89 @@ def test_flows_between_two_analyses_and_backtest_command(demo, analysed, tmp_pat
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert {x["scorer"] for x in rows} == {"model", "days since last purchase", "1 - P(alive)"}
+
+
+def _orders_workspace(tmp_path: Path, rows: list[str]) -> Workspace:
+    p = tmp_path / "orders.csv"
+    p.write_text("customer_id,occurred_at,channel,kind,direction,amount\n" + "\n".join(rows)
+                 + "\n")
+    ws = Workspace.create(tmp_path / "w")
+    ws.ingest(p)
+    return ws
+
+
+def test_one_interaction_customers_fall_back_with_a_warning(tmp_path):
+    """Every customer bought once: no repeat behaviour to learn from; analyze still scores
+    everyone (P(alive) and the scorecard) and says what it skipped."""
+    import datetime as dt
+
+    from custdyn.pipeline import analyze
+
+    start = dt.date(2023, 1, 1)
+    rows = [f"C{i},{start + dt.timedelta(days=5 * i)}T12:00:00Z,web,order,inbound,{20 + i}"
+            for i in range(120)]
+    with _orders_workspace(tmp_path, rows) as ws:
+        r = analyze(ws)
+        got = ws.query("SELECT defection_risk, health, contributions FROM scores").to_pylist()
+    assert r.n_customers == 120 and len(got) == 120
+    assert r.warnings, "a thin base is worth a warning"
+    assert all(g["health"] is not None and 0 <= g["health"] <= 100 for g in got)
+    assert all(g["defection_risk"] is None or 0 <= g["defection_risk"] <= 1 for g in got)
+
+
+def test_identical_customers_fall_back_with_a_warning(tmp_path):
+    """Constant features (every customer the same history): the supervised model cannot
+    learn; risk falls back to 1 - P(alive) with a warning, health to the scorecard."""
+    import datetime as dt
+
+    from custdyn.pipeline import analyze
+
+    start = dt.date(2023, 1, 2)
+    rows = [f"C{i},{start + dt.timedelta(days=30 * k)}T12:00:00Z,web,order,inbound,25"
+            for i in range(60) for k in range(20)]
+    with _orders_workspace(tmp_path, rows) as ws:
+        r = analyze(ws)
+        got = ws.query("SELECT defection_risk, health FROM scores").to_pylist()
+    assert len(got) == 60
+    assert any("risk" in w for w in r.warnings)
+    assert len({round(g["health"], 9) for g in got}) == 1  # the same history, the same health
+
+
+def test_learned_health_and_trend(demo, analysed, tmp_path):
+    """[health] mode = "learned": weights fitted on past snapshots against later defection,
+    parts still sum to the score, and the trend over 30 and 90 days is stored."""
+    import shutil
+
+    from custdyn.pipeline import DEFAULT_HEALTH, analyze
+    from custdyn.settings import Settings
+
+    d = tmp_path / "learned"
+    shutil.copytree(demo, d, ignore=shutil.ignore_patterns("custdyn.lock"))
+    s = Settings.load(d)
+    s.extra["health"] = {"mode": "learned"}
+    s.save(d)
+    with Workspace.open(d) as ws:
+        r = analyze(ws, analysed[0].as_of)
+        runs = ws.query("SELECT model, params FROM model_runs WHERE kind = 'health' AND "
+                        "run_id = ?", [r.run_id + "-health"]).to_pylist()
+        scores = ws.query("SELECT health, contributions FROM scores WHERE as_of = ?",
+                          [r.as_of]).to_pylist()
+    assert not any("learned health weights skipped" in w for w in r.warnings)
+    assert runs and runs[0]["model"] == "Scorecard (learned)"
+    learned = {c["name"]: c["weight"] for c in json.loads(runs[0]["params"])["components"]}
+    configured = {c["name"]: c["weight"] for c in DEFAULT_HEALTH["components"]}
+    assert set(learned) <= set(configured)
+    assert sum(learned.values()) == pytest.approx(100.0)
+    assert learned != {k: 100 * v for k, v in configured.items()}
+    assert learned["p_alive"] > 0  # the customer-base model's P(alive) carries signal
+    changes = {"30d": [], "90d": []}
+    for row in scores:
+        parts = json.loads(row["contributions"])
+        assert sum(v for v in parts["health"].values() if v is not None) == pytest.approx(
+            row["health"], abs=1e-6)
+        for k in changes:
+            if parts["health_trend"][k] is not None:
+                changes[k].append(parts["health_trend"][k])
+    assert len(changes["30d"]) > 0.8 * len(scores) and len(changes["90d"]) > 0.7 * len(scores)
+    assert any(abs(x) > 1 for x in changes["90d"])
+    assert all(-100 <= x <= 100 for k in changes for x in changes[k])

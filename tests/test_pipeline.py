@@ -69,3 +69,100 @@ def test_enrich_all_directions_adds_the_vendors_messages(ws):
     enrich(ws, "bulk")
     more = enrich(ws, "bulk", directions=("inbound", "outbound"))
     assert more.scored == 1
+
+
+def _log(tmp_path: Path, rows: list[dict], settings: Settings | None = None) -> Workspace:
+    w = Workspace.create(tmp_path / "log", settings or Settings(
+        competitors=[{"name": "Nordvik", "aliases": ["nordvik.no"]}]))
+    p = tmp_path / "log.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w.ingest(p)
+    return w
+
+
+def _ev(i: int, cid: str, day: str, kind: str, direction: str = "inbound", text: str | None = None,
+        thread: str | None = None, **attrs: object) -> dict:
+    r = {"interaction_id": f"e{i}", "customer_id": cid, "occurred_at": f"{day}T10:00:00Z",
+         "channel": "email", "kind": kind, "direction": direction}
+    if text:
+        r["text"] = text
+    if thread:
+        r["thread_id"] = thread
+    if attrs:
+        r["attributes"] = json.dumps(attrs)
+    return r
+
+
+def test_leaving_features_count_what_happened_in_each_window(tmp_path):
+    import datetime as dt
+
+    import numpy as np
+
+    from custdyn.pipeline import enrich, leaving_features
+
+    rows = [
+        # A: a steady buyer until 200 days ago, then loud: complaints, a competitor, an
+        # unanswered thread, a low NPS
+        *[_ev(k, "A", f"2024-0{1 + k}-10", "order") for k in range(6)],  # Jan..Jun
+        _ev(10, "A", "2024-11-20", "feedback", text="Nordvik offered me 20% off, I'm thinking "
+            "of switching to them. The delivery was late again, I'm furious."),
+        _ev(11, "A", "2024-12-10", "feedback", text="Still waiting. Terrible service."),
+        _ev(12, "A", "2024-12-15", "support", text="Where is my refund?", thread="T1"),
+        _ev(13, "A", "2024-12-01", "order_issue"),
+        _ev(14, "A", "2024-12-05", "survey", nps=2),
+        _ev(15, "A", "2024-06-05", "survey", nps=9),
+        # B: buys every month, one answered thread
+        *[_ev(20 + k, "B", f"2024-{1 + k:02d}-15", "order") for k in range(12)],
+        _ev(40, "B", "2024-12-16", "support", text="Can I change my address?", thread="T2"),
+        _ev(41, "B", "2024-12-16", "support", direction="outbound", text="Done!", thread="T2"),
+    ]
+    with _log(tmp_path, rows) as ws:
+        enrich(ws, "bulk")
+        at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+        f = leaving_features(ws, at, ["A", "B", "C"])
+    a, b, c = 0, 1, 2
+    assert f["orders_90d"][a] == 0 and f["orders_prev_275d"][a] == 6
+    assert f["orders_90d"][b] == 3 and f["orders_30d"][b] == 1
+    assert f["complaints_90d"][a] == 2 and f["complaints_30d"][a] == 1
+    assert f["competitor_mentions_90d"][a] == 1 and f["competitor_mentions_90d"][b] == 0
+    assert f["days_since_competitor_talk"][a] == pytest.approx(41 + 14 / 24)
+    assert np.isnan(f["days_since_competitor_talk"][b])
+    assert f["order_issues_90d"][a] == 1 and f["unanswered_90d"][a] == 1
+    assert f["unanswered_90d"][b] == 0
+    assert f["nps_last"][a] == 2 and f["nps_min_180d"][a] == 2
+    assert f["order_pace_90d"][a] < 0.5 < f["order_pace_90d"][b]
+    assert f["negative_messages_90d"][a] >= 1
+    assert f["sentiment_30d_recent"][a] < 0
+    assert f["orders_90d"][c] == 0 and np.isnan(f["sentiment_30d_recent"][c])
+
+
+def test_defection_labels_follow_their_rule(tmp_path):
+    import datetime as dt
+
+    from custdyn.pipeline import defection_labels, label_lag_days
+
+    day = dt.date(2024, 1, 1)
+
+    def d(k: int) -> str:
+        return (day + dt.timedelta(days=k)).isoformat()
+
+    rows = [
+        _ev(1, "quiet", d(10), "order"),                       # nothing after at
+        _ev(2, "loud", d(110), "feedback", text="goodbye"),     # complains, then silence
+        _ev(3, "back", d(200), "order"),                        # quiet in H, buys after H
+        _ev(4, "buyer", d(120), "order"), _ev(5, "buyer", d(250), "order"),
+        _ev(6, "sub", d(130), "order"), _ev(7, "sub", d(140), "cancellation"),
+        _ev(8, "sub", d(250), "contact"),
+    ]
+    ids = ["quiet", "loud", "back", "buyer", "sub"]
+    at = dt.datetime(2024, 4, 1, tzinfo=dt.UTC)  # day 91
+    with _log(tmp_path, rows) as ws:
+        late = at + dt.timedelta(days=200)
+        got = {rule: dict(zip(ids, defection_labels(ws, ids, at, 90, late, rule), strict=True))
+               for rule in ("gone", "no_activity", "no_purchase")}
+        assert label_lag_days("gone", 90) == 180 and label_lag_days("no_purchase", 90) == 90
+        with pytest.raises(ValueError, match="not known"):
+            defection_labels(ws, ids, at, 90, at + dt.timedelta(days=100), "gone")
+    assert got["no_activity"] == {"quiet": 1, "loud": 0, "back": 1, "buyer": 0, "sub": 1}
+    assert got["no_purchase"] == {"quiet": 1, "loud": 1, "back": 1, "buyer": 0, "sub": 1}
+    assert got["gone"] == {"quiet": 1, "loud": 1, "back": 0, "buyer": 0, "sub": 1}

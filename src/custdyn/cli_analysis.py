@@ -66,6 +66,11 @@ def analyze(
 
 _SCORE_COLUMNS = ("customer_id", "stage", "quadrant", "p_alive", "expected_purchases_365d",
                   "clv", "defection_risk", "health", "loyalty", "attention")
+#: The health trend, read from the contributions (change over the last 30 and 90 days).
+_TREND_SQL = ("CAST(json_extract(contributions, '$.health_trend.\"30d\"') AS DOUBLE) "
+              "AS health_change_30d, "
+              "CAST(json_extract(contributions, '$.health_trend.\"90d\"') AS DOUBLE) "
+              "AS health_change_90d")
 
 
 def _latest(ws, as_of: str | None) -> object:
@@ -97,7 +102,8 @@ def scores(
                     raise CustdynError(f"no scores for {customer_id!r} at {at}")
             else:
                 lim = f"LIMIT {int(limit)}" if limit else ""
-                t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE as_of = ? "
+                t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)}, {_TREND_SQL} "
+                             "FROM scores WHERE as_of = ? "
                              f"ORDER BY clv DESC NULLS LAST {lim}", [at])
     except CustdynError as e:
         raise _fail(e) from None
@@ -107,9 +113,14 @@ def scores(
             v = row[k]
             console.print(f"{k:>24}: {v:,.3f}" if isinstance(v, float) else f"{k:>24}: {v}")
         parts = json.loads(row["contributions"] or "{}")
+        trend = parts.pop("health_trend", None) or {}
         for side, comps in parts.items():
             console.print(f"[bold]{side}[/] = " + " + ".join(
                 f"{name} {val:.1f}" for name, val in comps.items() if val is not None))
+        if trend:
+            console.print("[bold]health trend[/]: " + ", ".join(
+                f"{val:+.1f} over {k}" if val is not None else f"n/a over {k}"
+                for k, val in trend.items()))
         for r in json.loads(row["reasons"] or "[]"):
             console.print(f"  risk reason: {r['feature']} = {r['value']} "
                           f"(pushes risk {'up' if (r['contribution'] or 0) > 0 else 'down'})")
@@ -206,26 +217,43 @@ def backtest(
     horizon_days: Annotated[float, typer.Option(help="Defection horizon H in days.")] = 90,
     figures: Annotated[str | None, typer.Option(
         help="Folder for the calibration and ROC figures (HTML).")] = "backtest-figures",
+    truth: Annotated[str | None, typer.Option(
+        help="A known truth to check against instead (the demo's DIR/sources/truth): score "
+        "at AS_OF (default: the truth's end minus the horizon) as in production and compare "
+        "with who truly left within the horizon.")] = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
-    """Validate defection risk against what happened: fit on earlier snapshots, score the last
-    horizon before AS_OF, and compare ROC AUC, PR AUC, top-decile lift, Brier score and
-    calibration with two baselines (days since last purchase; 1 - P(alive))."""
+    """Validate defection risk against what happened: fit on earlier snapshots, score the
+    latest snapshot whose outcome is known at AS_OF, and compare ROC AUC, PR AUC, top-decile
+    lift, Brier score and calibration error with two baselines (days since last purchase;
+    1 - P(alive)). With --truth, against the demo world's hidden truth."""
     from pathlib import Path
 
-    from custdyn.pipeline import _as_utc, default_as_of, risk_backtest
+    from custdyn.pipeline import _as_utc, default_as_of, risk_backtest, risk_truth_check
 
     try:
         with _open() as ws:
-            at = _as_utc(as_of) if as_of else default_as_of(ws)
-            with err.status("backtesting..."):
-                _snaps, bt = risk_backtest(ws, at, horizon_days)
+            if truth:
+                with err.status("checking against the truth..."):
+                    res = risk_truth_check(ws, truth, _as_utc(as_of) if as_of else None,
+                                           horizon_days)
+            else:
+                at = _as_utc(as_of) if as_of else default_as_of(ws)
+                with err.status("backtesting..."):
+                    _hist, bt = risk_backtest(ws, at, horizon_days)
     except CustdynError as e:
         raise _fail(e) from None
+    if truth:
+        t = pa.Table.from_pylist(res["metrics"])
+        emit(t, as_json, out, title=(
+            f"defection risk against the truth at {res['as_of'].date()}: {res['n']:,} customers "
+            f"truly there, {res['positives']:,} left within {horizon_days:.0f} days "
+            f"(label {res['label']})"))
+        return
     if bt is None:
-        raise _fail(CustdynError(f"not enough history: the backtest needs two horizons of "
-                                 f"{horizon_days:.0f} days before {at.date()}"))
+        raise _fail(CustdynError(f"not enough history before {at.date()} for a backtest with "
+                                 f"a horizon of {horizon_days:.0f} days"))
     t = pa.Table.from_pandas(bt.metrics, preserve_index=False)
     if figures and not as_json:
         d = Path(figures)

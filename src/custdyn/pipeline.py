@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from custdyn.store import Workspace
 
@@ -52,9 +52,21 @@ def _dirs(directions: tuple[str, ...]) -> str:
     return ", ".join("'" + d.replace("'", "''") + "'" for d in directions)
 
 
+def resolve_text_engine(ws: Workspace, fallback: str) -> str:
+    """The text engine a workspace uses when none is named: the text room's choice
+    (``custdyn.text.default_engine_name``, e.g. a trained workspace model) where it offers
+    one, else ``fallback``."""
+    import custdyn.text as text
+
+    resolver = getattr(text, "default_engine_name", None)
+    if resolver is None:
+        return fallback
+    return str(resolver(ws, fallback=fallback))
+
+
 def enrich(
     ws: Workspace,
-    engine: str = "default",
+    engine: str | None = None,
     *,
     directions: tuple[str, ...] = ("inbound",),
     batch_size: int = 512,
@@ -65,7 +77,8 @@ def enrich(
 
     Parameters
     ----------
-    engine : a text engine name (``default``, ``bulk``, ``hf:PATH``, ``onnx:PATH``).
+    engine : a text engine name (``default``, ``bulk``, ``hf:PATH``, ``onnx:PATH``); default
+        the workspace's own (:func:`resolve_text_engine`), else ``default``.
     directions : which messages to score; by default the customers' own (inbound, plus
         records without a direction).
     batch_size : texts per committed batch (an interrupted run loses at most one batch).
@@ -77,7 +90,7 @@ def enrich(
     from custdyn.text import CompetitorMatcher, TextAnalyzer, enrich_batches
 
     t0 = time.perf_counter()
-    analyzer = TextAnalyzer(engine)
+    analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"))
     version = analyzer.version
     total = pending_texts(ws, version, directions)
     already = int(ws.con.execute(
@@ -276,6 +289,28 @@ class _PurchaseModels:
             f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
             [end])
 
+    def p_alive_only(self, model: str = "BetaGeo") -> dict[str, float]:
+        """P(alive) per customer from one model fitted at ``as_of`` (no comparison, spend or
+        CLV): what the risk snapshots and the health trend need, at a fraction of the cost.
+        Sets ``rfm`` and ``model``; empty when there are no purchases or the fit fails."""
+        import numpy as np
+
+        from custdyn import models as m
+
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0:
+            return {}
+        rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                            observation_end=_naive(self.as_of))
+        f, r, T = (np.asarray(rfm[c], dtype=float) for c in ("frequency", "recency", "T"))
+        ids = [str(x) for x in (rfm.index if hasattr(rfm, "index") else rfm["customer_id"])]
+        try:
+            mod = getattr(m, model)().fit(f, r, T)
+        except Exception:  # noqa: BLE001 - a thin early snapshot: no P(alive)
+            return {}
+        self.rfm, self.model = rfm, mod
+        return dict(zip(ids, np.asarray(mod.p_alive(f, r, T), dtype=float), strict=True))
+
     def fit(self) -> bool:
         import datetime as dt
         import warnings
@@ -375,23 +410,65 @@ class _PurchaseModels:
         return out
 
 
-#: Defection labels (``[risk] label``): no purchase and no contact of the customer's own in
-#: the next H days (default), or no purchase in the next H days (complaints and goodbyes do
-#: not count as staying). An explicit cancellation is a defection under either.
-RISK_LABELS = ("no_activity", "no_purchase")
+#: Defection labels (``[risk] label``), each read at a snapshot ``at`` with what is known by a
+#: later ``cutoff``:
+#:
+#: - ``gone`` (default): no purchase and no contact of the customer's own from ``at + H`` up
+#:   to the cutoff (at least H days), i.e. still gone a horizon after the one asked about.
+#:   Customers about to leave are often louder before they go (complaints, competitor talk,
+#:   goodbyes), so quiet in the next H days alone mislabels many leavers as stayers; quiet in
+#:   the horizon after it marks those who left within H. Needs ``2H`` of hindsight.
+#: - ``no_activity``: no purchase and no contact of the customer's own in the next H days.
+#: - ``no_purchase``: no purchase in the next H days.
+#:
+#: An explicit cancellation before the cutoff (``gone``) or within H (the others) is a
+#: defection under every rule.
+RISK_LABELS = ("gone", "no_activity", "no_purchase")
 
 
-def _activity_labels(ws: Workspace, ids: list[str], start: Any, end: Any) -> Any:
-    """1 for customers who defected in [start, end) by the ``[risk] label`` rule, else 0."""
+def _risk_settings(ws: Workspace) -> dict[str, Any]:
+    """The ``[risk]`` settings with their defaults, checked."""
+    from custdyn.errors import CustdynError
+
+    raw = dict(ws.settings.extra.get("risk", {}))
+    out: dict[str, Any] = {
+        "label": str(raw.get("label", "gone")),
+        "horizon_days": float(raw.get("horizon_days", 90)),
+        "active_within_days": float(raw.get("active_within_days", 365)),
+        "snapshot_every_days": float(raw.get("snapshot_every_days", 30)),
+        "training_snapshots": int(raw.get("training_snapshots", 12)),
+        "leaving_features": bool(raw.get("leaving_features", True)),
+    }
+    if out["label"] not in RISK_LABELS:
+        raise CustdynError(f"[risk] label = {out['label']!r}; allowed: {', '.join(RISK_LABELS)}")
+    if out["snapshot_every_days"] <= 0 or out["training_snapshots"] < 1:
+        raise CustdynError("[risk] snapshot_every_days must be > 0 and training_snapshots >= 1")
+    return out
+
+
+def label_lag_days(rule: str, horizon_days: float) -> float:
+    """Days of hindsight a label needs after its snapshot (H, or 2H for ``gone``)."""
+    return 2.0 * horizon_days if rule == "gone" else horizon_days
+
+
+def defection_labels(ws: Workspace, ids: list[str], at: Any, horizon_days: float,
+                     cutoff: Any, rule: str = "gone") -> Any:
+    """1 for customers who defected after ``at`` by ``rule`` (see :data:`RISK_LABELS`), using
+    only what happened before ``cutoff``; 0 otherwise."""
+    import datetime as dt
+
     import numpy as np
 
     from custdyn.errors import CustdynError
 
-    rule = ws.settings.extra.get("risk", {}).get("label", "no_activity")
     if rule not in RISK_LABELS:
         raise CustdynError(f"[risk] label = {rule!r}; allowed: {', '.join(RISK_LABELS)}")
+    h = dt.timedelta(days=horizon_days)
+    if cutoff < at + dt.timedelta(days=label_lag_days(rule, horizon_days)):
+        raise ValueError(f"the {rule!r} label at {at} is not known by {cutoff}")
     kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in ws.settings.purchase_kinds)
-    contact = " OR direction = 'inbound'" if rule == "no_activity" else ""
+    contact = "" if rule == "no_purchase" else " OR direction = 'inbound'"
+    start, end = (at + h, cutoff) if rule == "gone" else (at, at + h)
     active = {r[0] for r in ws.con.execute(
         f"""SELECT DISTINCT customer_id FROM interactions
         WHERE occurred_at >= ? AND occurred_at < ?
@@ -399,7 +476,7 @@ def _activity_labels(ws: Workspace, ids: list[str], start: Any, end: Any) -> Any
         [start, end]).fetchall()}
     cancelled = {r[0] for r in ws.con.execute(
         "SELECT DISTINCT customer_id FROM interactions WHERE kind = 'cancellation' "
-        "AND occurred_at >= ? AND occurred_at < ?", [start, end]).fetchall()}
+        "AND occurred_at >= ? AND occurred_at < ?", [at, end]).fetchall()}
     active -= cancelled  # an explicit cancellation is a defection whatever else happened
     return np.array([0.0 if c in active else 1.0 for c in ids])
 
@@ -448,21 +525,133 @@ def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[
     return {"purchase_regularity": regularity, "survey_response_rate": survey}
 
 
-def _risk_snapshot(ws: Workspace, at: Any, horizon_days: float, with_label: bool,
-                   p_alive_cache: dict[Any, dict[str, float]], active_within_days: float,
-                   feats: Any = None) -> Any:
-    """Features, P(alive) and (optionally) the defection label at ``at`` for the customers
-    who can still drift away."""
-    import datetime as dt
+#: Signals of a leaving phase, computed from the log and the text signals at ``as_of``:
+#: customers about to leave buy less than they used to, complain more, sound more negative,
+#: mention competitors or an intent to switch, and have recent order problems or messages
+#: left without a reply. Windows in days before ``as_of``.
+_LEAVING_SQL = """
+WITH eng AS (SELECT engine FROM text_signals GROUP BY engine
+             ORDER BY count(*) DESC, engine LIMIT 1),
+ev AS (
+  SELECT i.customer_id, i.kind, i.direction, i.thread_id, i.attributes,
+         i.occurred_at,
+         date_diff('second', i.occurred_at, $at) / 86400.0 AS age,
+         s.sentiment_score AS sent, coalesce(s.intent_to_switch, FALSE) AS intent,
+         coalesce(json_array_length(s.mentions), 0) > 0 AS mention,
+         i.kind IN (SELECT unnest($kinds::VARCHAR[])) AS is_order,
+         i.direction = 'inbound' AS inb
+  FROM interactions i
+  LEFT JOIN text_signals s ON s.interaction_id = i.interaction_id
+       AND s.engine = (SELECT engine FROM eng)
+  WHERE i.occurred_at < $at AND i.occurred_at >= $at - INTERVAL 730 DAY),
+thr AS (
+  SELECT customer_id, thread_id, min(age) FILTER (WHERE inb) AS last_in,
+         min(age) FILTER (WHERE direction = 'outbound') AS last_out
+  FROM ev WHERE thread_id IS NOT NULL AND age <= 90 GROUP BY customer_id, thread_id),
+unans AS (
+  SELECT customer_id, count(*) AS unanswered_90d FROM thr
+  WHERE last_in >= 2 AND (last_out IS NULL OR last_out > last_in) GROUP BY customer_id),
+agg AS (
+SELECT customer_id,
+  count(*) FILTER (WHERE is_order AND age <= 30) AS orders_30d,
+  count(*) FILTER (WHERE is_order AND age <= 90) AS orders_90d,
+  count(*) FILTER (WHERE is_order AND age > 90 AND age <= 365) AS orders_prev_275d,
+  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age <= 30) AS complaints_30d,
+  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age <= 90) AS complaints_90d,
+  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age > 90 AND age <= 365)
+    AS complaints_prev_275d,
+  count(*) FILTER (WHERE inb AND kind IN ('support', 'contact') AND age <= 90)
+    AS service_messages_90d,
+  count(*) FILTER (WHERE inb AND sent < -0.2 AND age <= 30) AS negative_messages_30d,
+  count(*) FILTER (WHERE inb AND sent < -0.2 AND age <= 90) AS negative_messages_90d,
+  avg(sent) FILTER (WHERE inb AND age <= 30) AS sentiment_30d_recent,
+  avg(sent) FILTER (WHERE inb AND age <= 90) AS sentiment_90d_recent,
+  avg(sent) FILTER (WHERE inb AND age > 90 AND age <= 365) AS sentiment_prev_275d,
+  count(*) FILTER (WHERE inb AND mention AND age <= 30) AS competitor_mentions_30d,
+  count(*) FILTER (WHERE inb AND mention AND age <= 90) AS competitor_mentions_90d,
+  count(*) FILTER (WHERE inb AND intent AND age <= 90) AS switch_intent_90d,
+  min(age) FILTER (WHERE inb AND (mention OR intent)) AS days_since_competitor_talk,
+  count(*) FILTER (WHERE kind = 'order_issue' AND age <= 90) AS order_issues_90d,
+  count(*) FILTER (WHERE kind = 'return' AND age <= 90) AS returns_90d,
+  min(TRY_CAST(json_extract_string(attributes, '$.nps') AS DOUBLE))
+    FILTER (WHERE kind = 'survey' AND age <= 180) AS nps_min_180d,
+  arg_min(TRY_CAST(json_extract_string(attributes, '$.nps') AS DOUBLE), age)
+    FILTER (WHERE kind = 'survey' AND json_extract_string(attributes, '$.nps') IS NOT NULL)
+    AS nps_last
+FROM ev GROUP BY customer_id)
+SELECT agg.*, coalesce(unans.unanswered_90d, 0) AS unanswered_90d
+FROM agg LEFT JOIN unans USING (customer_id)
+"""
 
+#: Columns :func:`leaving_features` adds (beyond those of the query).
+LEAVING_DERIVED = ("order_pace_90d", "complaints_change_90d", "sentiment_change_90d")
+
+
+def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
+    """Leaving-phase signals per customer at ``at`` (lined up with ``ids``; NaN where a
+    customer has nothing to measure).
+
+    Counts over the last 30 and 90 days (orders, complaints, service messages, negative
+    messages, competitor mentions, intent to switch, order problems, returns, threads whose
+    last message is the customer's and is two days or more old), the mean sentiment over the
+    last 30 and 90 days and the change against the 275 days before, the lowest and the last
+    NPS, days since the customer last mentioned a competitor, and two paces against the
+    customer's own past: ``order_pace_90d`` (orders in the last 90 days over the 90-day
+    average of the 275 days before, smoothed) and ``complaints_change_90d``.
+    """
+    import numpy as np
+
+    kinds = list(ws.settings.purchase_kinds)
+    has_text = bool(ws.con.execute("SELECT count(*) FROM text_signals").fetchone()[0])  # type: ignore[index]
+    sql = _LEAVING_SQL if has_text else _LEAVING_SQL.replace(
+        "LEFT JOIN text_signals s ON s.interaction_id = i.interaction_id\n"
+        "       AND s.engine = (SELECT engine FROM eng)",
+        "LEFT JOIN (SELECT NULL::VARCHAR AS interaction_id, NULL::FLOAT AS sentiment_score, "
+        "NULL::BOOLEAN AS intent_to_switch, NULL::JSON AS mentions) s "
+        "ON s.interaction_id = i.interaction_id")
+    cur = ws.con.execute(sql, {"at": at, "kinds": kinds})
+    names = [d[0] for d in cur.description][1:]
+    rows = {r[0]: r[1:] for r in cur.fetchall()}
+    pos = {c: i for i, c in enumerate(ids)}
+    out = {k: np.full(len(ids), np.nan) for k in names}
+    for c, vals in rows.items():
+        i = pos.get(c)
+        if i is None:
+            continue
+        for k, v in zip(names, vals, strict=True):
+            out[k][i] = np.nan if v is None else float(v)
+    counts = [k for k in names if not k.startswith(("sentiment", "nps", "days_since"))]
+    for k in counts:
+        out[k] = np.nan_to_num(out[k], nan=0.0)
+    past = out["orders_prev_275d"] * 90.0 / 275.0
+    out["order_pace_90d"] = (out["orders_90d"] + 0.5) / (past + 0.5)
+    out["complaints_change_90d"] = out["complaints_90d"] - out["complaints_prev_275d"] * 90 / 275
+    out["sentiment_change_90d"] = out["sentiment_90d_recent"] - out["sentiment_prev_275d"]
+    return out
+
+
+class RiskSnapshot(NamedTuple):
+    """Customers who can still drift away at ``at``, their features and two baseline scores."""
+
+    at: Any
+    ids: list[str]
+    X: Any
+    names: list[str]
+    baselines: dict[str, Any]
+
+
+def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, float]],
+                   active_within_days: float, feats: Any = None,
+                   leaving: bool = True, purchase_model: str = "BetaGeo") -> RiskSnapshot:
+    """Features, P(alive) and the baselines at ``at`` for the customers who can still drift
+    away: those with a purchase and a purchase or contact of their own within
+    ``active_within_days`` before ``at``."""
     import numpy as np
     import pyarrow as pa
 
     import custdyn.features as cf
 
     feats = cf.features(ws, at) if feats is None else feats
-    # who can still drift away: customers with a purchase who were active (a purchase or a
-    # contact of their own) within ``active_within_days`` before ``at``
     recent = np.minimum(
         np.nan_to_num(np.asarray(_col(feats, "days_since_customer_contact"), dtype=float),
                       nan=np.inf),
@@ -472,35 +661,255 @@ def _risk_snapshot(ws: Workspace, at: Any, horizon_days: float, with_label: bool
     feats = feats.filter(pa.array(keep))
     ids = [str(x) for x in feats.column("customer_id").to_pylist()]
     if at not in p_alive_cache:
-        pm = _PurchaseModels(ws, at, [])
-        if pm.fit():
-            pr = pm.predict()
-            p_alive_cache[at] = dict(zip(pr["customer_id"], pr["p_alive"], strict=True))
-        else:
-            p_alive_cache[at] = {}
+        import warnings as pywarnings
+
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
+            p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model)
     pa_map = p_alive_cache[at]
     p_alive = np.array([pa_map.get(c, np.nan) for c in ids])
     X, names = _numeric_matrix(feats)
     X = np.column_stack([X, p_alive])
     names = [*names, "p_alive"]
-    y = _activity_labels(ws, ids, at, at + dt.timedelta(days=horizon_days)) if with_label \
-        else None
+    if leaving:
+        lf = leaving_features(ws, at, ids)
+        X = np.column_stack([X, *lf.values()])
+        names = [*names, *(f"leaving:{k}" for k in lf)]
     days_since_purchase = (np.asarray(_col(feats, "T"), dtype=float)
                            - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0
-    return ids, X, names, y, {"days since last purchase": days_since_purchase,
-                              "1 - P(alive)": 1.0 - p_alive}
+    return RiskSnapshot(at, ids, X, names, {"days since last purchase": days_since_purchase,
+                                            "1 - P(alive)": 1.0 - p_alive})
+
+
+#: Risk snapshots computed in this process, keyed by workspace, data, settings and date, so
+#: a second analysis of the same data (another as_of on the same 30-day grid, the backtest
+#: command, the truth check) does not recompute them. Bounded in entries and bytes.
+_SNAPSHOT_CACHE: dict[tuple[Any, ...], RiskSnapshot] = {}
+_CACHE_MAX_ENTRIES = 48
+_CACHE_MAX_BYTES = 512 * 2**20
+
+
+def _remember(key: tuple[Any, ...], snap: RiskSnapshot) -> None:
+    size = int(getattr(snap.X, "nbytes", 0))
+    if size > _CACHE_MAX_BYTES // 8:
+        return
+    _SNAPSHOT_CACHE[key] = snap
+    while len(_SNAPSHOT_CACHE) > _CACHE_MAX_ENTRIES or sum(
+            int(getattr(v.X, "nbytes", 0)) for v in _SNAPSHOT_CACHE.values()) > _CACHE_MAX_BYTES:
+        _SNAPSHOT_CACHE.pop(next(iter(_SNAPSHOT_CACHE)))
+
+
+def json_key(d: Any) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+class RiskHistory:
+    """Risk snapshots of one workspace, computed once each and shared by the backtest, the
+    production model and the check against a known truth."""
+
+    def __init__(self, ws: Workspace, first: Any = None) -> None:
+        self.ws = ws
+        self.cfg = _risk_settings(ws)
+        if first is None:
+            first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+        self.first = first
+        self.p_alive: dict[Any, dict[str, float]] = {}
+        self.snaps: dict[Any, RiskSnapshot] = {}
+        self._data_key: tuple[Any, ...] | None = None
+        #: the customer-base model giving P(alive) at past snapshots (BG/NBD: fast and
+        #: stable on the thin early snapshots)
+        self.purchase_model = "BetaGeo"
+
+    def _key(self, at: Any) -> tuple[Any, ...]:
+        if self._data_key is None:
+            self._data_key = (str(getattr(self.ws, "path", "")), self.ws.con.execute(
+                "SELECT count(*), max(batch_id), (SELECT count(*) FROM text_signals), "
+                "(SELECT count(*) FROM customers) FROM interactions").fetchone(),
+                json_key(self.ws.settings.to_dict()))
+        return (self._data_key, self.cfg["active_within_days"], self.cfg["leaving_features"],
+                self.purchase_model, at)
+
+    def snapshot(self, at: Any, feats: Any = None) -> RiskSnapshot:
+        if at not in self.snaps:
+            key = self._key(at)
+            hit = _SNAPSHOT_CACHE.get(key)
+            if hit is None:
+                hit = _risk_snapshot(self.ws, at, self.p_alive,
+                                     self.cfg["active_within_days"], feats,
+                                     self.cfg["leaving_features"], self.purchase_model)
+                _remember(key, hit)
+            self.snaps[at] = hit
+        return self.snaps[at]
+
+    def training_dates(self, cutoff: Any, horizon_days: float) -> list[Any]:
+        """Snapshot dates whose label is known by ``cutoff``, newest first: ``cutoff - lag``,
+        then every ``snapshot_every_days`` back, at most ``training_snapshots`` of them, none
+        before the first interaction (plus 30 days, so there is some history)."""
+        import datetime as dt
+
+        lag = label_lag_days(self.cfg["label"], horizon_days)
+        every = dt.timedelta(days=self.cfg["snapshot_every_days"])
+        out: list[Any] = []
+        at = cutoff - dt.timedelta(days=lag)
+        while len(out) < self.cfg["training_snapshots"]:
+            if self.first is None or at <= self.first + dt.timedelta(days=30):
+                break
+            out.append(at)
+            at = at - every
+        return out
+
+    def training_set(self, cutoff: Any, horizon_days: float) -> tuple[list[RiskSnapshot],
+                                                                        list[Any]]:
+        """Snapshots and their labels (known by ``cutoff``) to fit a model used at cutoff."""
+        snaps = [self.snapshot(at) for at in self.training_dates(cutoff, horizon_days)]
+        labels = [defection_labels(self.ws, s.ids, s.at, horizon_days, cutoff,
+                                   self.cfg["label"]) for s in snaps]
+        return snaps, labels
+
+
+def fit_risk_model(history: RiskHistory, cutoff: Any, horizon_days: float) -> Any:
+    """The defection model as it would be fitted at ``cutoff`` (labels known by then), or
+    None when there is no snapshot with a known outcome."""
+    import numpy as np
+
+    from custdyn.models.churn import DefectionModel
+
+    snaps, labels = history.training_set(cutoff, horizon_days)
+    if not snaps:
+        return None
+    X = np.vstack([s.X for s in snaps])
+    y = np.concatenate(labels)
+    return DefectionModel().fit(X, y, feature_names=snaps[0].names)
+
+
+#: Covariates of the contractual survival model (snapshot columns; the leaving-phase signals
+#: with tenure, P(alive) and the days since the customer's last contact).
+CONTRACT_COVARIATES = (
+    "tenure_days", "p_alive", "days_since_customer_contact", "leaving:orders_90d",
+    "leaving:order_pace_90d", "leaving:complaints_90d", "leaving:competitor_mentions_90d",
+    "leaving:switch_intent_90d", "leaving:negative_messages_90d", "leaving:order_issues_90d",
+    "leaving:unanswered_90d", "leaving:sentiment_90d_recent", "leaving:nps_last",
+)
+
+
+def contractual_customers(ws: Workspace) -> set[str]:
+    """Customers on a contract, who leave with an explicit cancellation: those whose
+    ``customers.attributes`` carry ``[risk] contract_attribute`` (default ``plan``) with one of
+    ``[risk] contract_values`` (default ``subscription``, ``contract``, ``subscriber``), and
+    everyone with a ``cancellation`` in the log."""
+    raw = ws.settings.extra.get("risk", {})
+    attr = str(raw.get("contract_attribute", "plan"))
+    values = [str(v) for v in raw.get("contract_values", ("subscription", "contract",
+                                                           "subscriber"))]
+    rows = ws.con.execute(
+        "SELECT customer_id FROM customers WHERE json_extract_string(attributes, ?) IN "
+        "(SELECT unnest(?::VARCHAR[])) UNION SELECT customer_id FROM interactions "
+        "WHERE kind = 'cancellation'", ["$." + attr, values]).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+@dataclass
+class ContractModel:
+    """A landmark Cox model of cancellation: at each past snapshot, the contractual customers
+    still on contract, followed until they cancelled or the data ended (weeks)."""
+
+    cox: Any
+    columns: list[int]
+    names: list[str]
+    centre: Any
+    scale: Any
+    fill: Any
+    n_rows: int
+    n_events: int
+
+    def design(self, X: Any) -> Any:
+        import numpy as np
+
+        Z = np.asarray(X, dtype=float)[:, self.columns]
+        Z = np.where(np.isfinite(Z), Z, self.fill)
+        return (Z - self.centre) / self.scale
+
+    def predict(self, X: Any, horizon_days: float) -> Any:
+        """P(cancellation within ``horizon_days``) for snapshot rows."""
+        return self.cox.predict_event_probability(self.design(X), 0.0, horizon_days / 7.0)
+
+    def reasons(self, X: Any, top: int = 3) -> list[list[dict[str, Any]]]:
+        """Covariates pushing each row's hazard up most (coefficient x standardised value)."""
+        import numpy as np
+
+        Z = self.design(X)
+        c = Z * np.asarray(self.cox.params_, dtype=float)
+        raw = np.asarray(X, dtype=float)[:, self.columns]
+        out = []
+        for i in range(len(Z)):
+            order = [j for j in np.argsort(-c[i]) if c[i, j] > 0][:top]
+            out.append([{"feature": self.names[j], "value": _num(raw[i, j]),
+                         "contribution": _num(c[i, j])} for j in order])
+        return out
+
+
+def fit_contract_model(history: RiskHistory, cutoff: Any, contract: set[str],
+                       horizon_days: float) -> Any:
+    """A :class:`ContractModel` from the snapshots before ``cutoff`` (None with fewer than
+    ten cancellations or 50 customer-snapshots)."""
+
+    import numpy as np
+
+    from custdyn.models.survival import CoxPH
+
+    ws = history.ws
+    cancels: dict[str, list[Any]] = {}
+    for cid, when in ws.con.execute(
+            "SELECT customer_id, occurred_at FROM interactions WHERE kind = 'cancellation' "
+            "AND occurred_at < ? ORDER BY occurred_at", [cutoff]).fetchall():
+        cancels.setdefault(str(cid), []).append(when)
+    dates = history.training_dates(cutoff, horizon_days)  # the defection model's snapshots
+    Xs, durations, events = [], [], []
+    for at in dates:
+        snap = history.snapshot(at)
+        for i, cid in enumerate(snap.ids):
+            if cid not in contract:
+                continue
+            times = cancels.get(cid, [])
+            if any(t <= at for t in times):
+                continue
+            nxt = next((t for t in times if t > at), None)
+            end = nxt if nxt is not None else cutoff
+            Xs.append(snap.X[i])
+            durations.append(max((end - at).total_seconds() / 86400 / 7, 1 / 7))
+            events.append(nxt is not None)
+    if len(Xs) < 50 or sum(events) < 10:
+        return None
+    names_all = history.snapshot(dates[0]).names
+    cols = [names_all.index(c) for c in CONTRACT_COVARIATES if c in names_all]
+    X = np.asarray(Xs, dtype=float)[:, cols]
+    fill = np.array([np.nanmedian(x) if np.isfinite(x).any() else 0.0 for x in X.T])
+    X = np.where(np.isfinite(X), X, fill)
+    centre = X.mean(axis=0)
+    scale = X.std(axis=0)
+    keep = scale > 0
+    cols = [c for c, k in zip(cols, keep, strict=True) if k]
+    model = ContractModel(None, cols, [names_all[c] for c in cols], centre[keep], scale[keep],
+                          fill[keep], len(Xs), int(sum(events)))
+    Z = (X[:, keep] - model.centre) / model.scale
+    model.cox = CoxPH(penalizer=0.1).fit(np.asarray(durations), np.asarray(events, dtype=float),
+                                         Z, feature_names=model.names)
+    return model
 
 
 def risk_backtest(ws: Workspace, as_of: Any, horizon_days: float = 90.0,
-                  active_within_days: float = 365.0, *, first: Any = None,
-                  n_snapshots: int = 3) -> tuple[list[Any], Any]:
+                  active_within_days: float | None = None, *, first: Any = None,
+                  history: RiskHistory | None = None) -> tuple[RiskHistory, Any]:
     """Time-based backtest of the defection model at ``as_of``.
 
-    Snapshots at ``as_of - k*H`` (k = n_snapshots..1) carry the features, P(alive) and the
-    outcome over the following H days; the model is fitted on the earlier snapshots whose
-    outcome was known by the last one, and scores the last one, beside the two baselines
-    (days since the last purchase; 1 - P(alive)). Returns the snapshots and the
-    :class:`~custdyn.models.churn.BacktestResult` (None with fewer than two snapshots).
+    The tested snapshot is the latest whose outcome is known at ``as_of`` (``as_of - H``, or
+    ``as_of - 2H`` for the ``gone`` label); the model is fitted on the snapshots before it
+    whose outcome was known *by then* (labels read with the data up to the tested date only),
+    and scores the tested one beside the two baselines (days since the last purchase;
+    1 - P(alive)). Returns the snapshot history (reused by :func:`analyze`) and the
+    :class:`~custdyn.models.churn.BacktestResult` (None when there is too little history).
     """
     import datetime as dt
 
@@ -508,24 +917,94 @@ def risk_backtest(ws: Workspace, as_of: Any, horizon_days: float = 90.0,
     from custdyn.models.churn import backtest as run_backtest
 
     at0 = _as_utc(as_of)
-    if first is None:
-        first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
-    h = dt.timedelta(days=horizon_days)
-    cache: dict[Any, dict[str, float]] = {}
-    snaps = []
-    for steps in range(n_snapshots, 0, -1):
-        at = at0 - steps * h
-        if first is None or at <= first:
-            continue
-        sid, X, names, y, base = _risk_snapshot(ws, at, horizon_days, True, cache,
-                                                active_within_days)
-        snaps.append((at, sid, X, names, y, base))
-    if len(snaps) < 2:
-        return snaps, None
-    names = snaps[-1][3]
-    bt = run_backtest([Snapshot(at, X, y, base) for at, _s, X, _n, y, base in snaps],
-                      DefectionModel(), horizon=h, feature_names=names)
-    return snaps, bt
+    hist = history or RiskHistory(ws, first)
+    if active_within_days is not None:
+        hist.cfg["active_within_days"] = float(active_within_days)
+    lag = dt.timedelta(days=label_lag_days(hist.cfg["label"], horizon_days))
+    test_at = at0 - lag
+    if hist.first is None or test_at <= hist.first:
+        return hist, None
+    train, labels = hist.training_set(test_at, horizon_days)
+    if not train:
+        return hist, None
+    test = hist.snapshot(test_at)
+    y_test = defection_labels(ws, test.ids, test_at, horizon_days, at0, hist.cfg["label"])
+    snaps = [Snapshot(s.at, s.X, y, s.baselines) for s, y in zip(train[::-1], labels[::-1],
+                                                                   strict=True)]
+    snaps.append(Snapshot(test_at, test.X, y_test, test.baselines))
+    bt = run_backtest(snaps, DefectionModel(), horizon=lag, feature_names=test.names)
+    return hist, bt
+
+
+def risk_truth_check(ws: Workspace, truth: Any, as_of: Any = None,
+                     horizon_days: float = 90.0, *, history: RiskHistory | None = None,
+                     n_bins: int = 10) -> dict[str, Any]:
+    """The defection model against a known truth (the demo world's), as used in production.
+
+    At ``as_of`` (default: the end of the simulated period minus the horizon) the model is
+    fitted on the snapshots before it with labels read from the data up to ``as_of`` only,
+    then scores the customers it would score. The outcome is the truth's: of the scored
+    customers still truly a customer at ``as_of``, who truly left within ``horizon_days``.
+    The two baselines are scored the same way.
+
+    Parameters
+    ----------
+    truth : the demo's ``truth`` folder (``custdyn demo`` writes ``DIR/sources/truth``)
+
+    Returns
+    -------
+    dict with ``as_of``, ``horizon_days``, ``label``, ``n_scored``, ``n`` (truly alive),
+    ``positives`` and ``metrics``: one row per scorer (``model``, the baselines) with
+    ``roc_auc``, ``pr_auc``, ``lift_top_decile``, ``brier`` and ``ece`` (calibration error; NaN
+    for scores that are not probabilities).
+    """
+    import datetime as dt
+    import warnings as pywarnings
+
+    import numpy as np
+
+    from custdyn.demo.truth import defection_truth, truth_end
+    from custdyn.errors import CustdynError, DataWarning
+    from custdyn.models.metrics import score_report
+
+    at = (_as_utc(as_of) if as_of is not None
+          else truth_end(truth) - dt.timedelta(days=horizon_days))
+    hist = history or RiskHistory(ws)
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore", DataWarning)
+        model = fit_risk_model(hist, at, horizon_days)
+    if model is None:
+        raise CustdynError(f"not enough history before {at.date()} to fit the defection model")
+    snap = hist.snapshot(at)
+    tr = defection_truth(truth, snap.ids, at, horizon_days)
+    keep = tr.alive
+    y = tr.defected[keep].astype(float)
+    trees = model.predict_proba(snap.X)
+    scores = {"model": trees.copy()}
+    contract = contractual_customers(ws)
+    on = np.array([c in contract for c in snap.ids], dtype=bool)
+    cm = fit_contract_model(hist, at, contract, horizon_days) if on.any() else None
+    extra_rows: list[dict[str, Any]] = []
+    if cm is not None:
+        surv = cm.predict(snap.X[on], horizon_days)
+        scores["model"][on] = surv
+        sub = keep & on
+        ys = tr.defected[sub].astype(float)
+        if 0 < ys.sum() < len(ys):
+            for name, sc in (("contractual: survival model", surv[keep[on]]),
+                             ("contractual: trees", trees[sub])):
+                extra_rows.append({"scorer": name, **score_report(ys, sc, n_bins=n_bins)})
+    for name, b in snap.baselines.items():
+        b = np.asarray(b, dtype=float)
+        scores[name] = np.where(np.isfinite(b), b, np.nanmax(b) if np.isfinite(b).any() else 0)
+    rows = []
+    for name, s in scores.items():
+        rep = score_report(y, s[keep], n_bins=n_bins)
+        rows.append({"scorer": name, **rep})
+    rows.extend(extra_rows)
+    return {"as_of": at, "horizon_days": horizon_days, "label": hist.cfg["label"],
+            "n_scored": len(snap.ids), "n": int(keep.sum()), "positives": int(y.sum()),
+            "metrics": rows}
 
 
 def stage_flow_table(ws: Workspace, from_as_of: Any = None, to_as_of: Any = None) -> Any:
@@ -585,6 +1064,116 @@ def plot_flows(flows: Any, title: str = "Lifecycle flows") -> Any:
     )).update_layout(title=title)
 
 
+
+HEALTH_MODES = ("configured", "learned")
+
+
+def _health_settings(ws: Workspace) -> tuple[str, dict[str, Any], tuple[float, ...]]:
+    """``[health]``: the mode (``configured`` or ``learned``), the scorecard configuration
+    (the default card's components where none are given) and the trend windows in days."""
+    from custdyn.errors import CustdynError
+
+    cfg = dict(ws.settings.extra.get("health") or {})
+    mode = str(cfg.pop("mode", "configured"))
+    if mode not in HEALTH_MODES:
+        raise CustdynError(f"[health] mode = {mode!r}; allowed: {', '.join(HEALTH_MODES)}")
+    trend = tuple(float(d) for d in cfg.pop("trend_days", (30, 90)))
+    if "components" not in cfg:
+        cfg = {**DEFAULT_HEALTH, **cfg}
+    return mode, cfg, trend
+
+
+def learned_health_card(card: Any, history: RiskHistory, as_of: Any, horizon_days: float,
+                        warnings: list[str]) -> Any:
+    """The scorecard with weights learned from past snapshots against later defection.
+
+    The components (and their good and bad values) are the configured card's; the weights
+    are fitted by :class:`~custdyn.models.health.LearnedScorecard` on the snapshots the
+    defection model learns from (labels known by ``as_of``). Falls back to the configured
+    weights with a warning when that is not possible.
+    """
+    import warnings as pywarnings
+
+    import numpy as np
+
+    from custdyn.models.health import Component, LearnedScorecard
+
+    try:
+        snaps, labels = history.training_set(as_of, horizon_days)
+        if not snaps:
+            raise ValueError("no past snapshot has a known outcome yet")
+        names = snaps[0].names
+        X = {k: np.concatenate([s.X[:, j] for s in snaps]) for j, k in enumerate(names)}
+        y = np.concatenate(labels)
+        comps = [Component.from_dict(c) for c in card.components]
+        usable = [c for c in comps if (c.column or c.name) in X
+                  and (not c.denominator or c.denominator in X)]
+        left_out = [c.name for c in comps if c not in usable]
+        if not usable:
+            raise ValueError("no component's column is in the snapshots")
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
+            learned = LearnedScorecard(components=[c.to_dict() for c in usable],
+                                       bands=card.bands).fit(X, y)
+        if left_out:
+            warnings.append(f"learned health: components {left_out} have no history and "
+                            "were left out")
+        return learned.scorecard_
+    except Exception as e:  # noqa: BLE001 - thin data keeps the configured weights
+        warnings.append(f"learned health weights skipped ({e}); the configured weights are "
+                        "used")
+        return card
+
+
+def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any) -> dict[str, Any]:
+    """The columns a scorecard reads: features, P(alive) and the loyalty inputs."""
+    import numpy as np
+
+    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    table = {name: np.asarray(_col(feats, name), dtype=float)
+             for name in feats.column_names if name not in ID_COLUMNS
+             and not name.endswith("_at")}
+    table["p_alive"] = p_alive
+    table.update(_loyalty_inputs(ws, at, ids, pm))
+    return table
+
+
+def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, card: Any,
+                 days: tuple[float, ...] = (30.0, 90.0),
+                 purchase_model: str = "BetaGeo") -> dict[str, Any]:
+    """Change of each customer's health over the last ``days``: the score now minus the same
+    scorecard's score ``d`` days before (from the features and the ``purchase_model`` fitted
+    at that date; NaN for customers not known then or before the first data)."""
+    import datetime as dt
+    import warnings as pywarnings
+
+    import numpy as np
+
+    import custdyn.features as cf
+    from custdyn.models.health import score_trend
+
+    first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    earlier: dict[str, tuple[Any, Any]] = {}
+    out: dict[str, Any] = {}
+    for d in days:
+        key = f"{d:g}d"
+        at = as_of - dt.timedelta(days=d)
+        if first is None or at <= first:
+            out[key] = np.full(len(ids), np.nan)
+            continue
+        feats = cf.features(ws, at)
+        then_ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+        pm = _PurchaseModels(ws, at, [])
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
+            got = pm.p_alive_only(purchase_model)
+        p_alive = np.array([got.get(c, np.nan) for c in then_ids])
+        table = _health_table(ws, at, feats, p_alive, pm)
+        earlier[key] = (then_ids, card.score(table))
+    out.update(score_trend(ids, health_now, earlier))
+    return out
+
+
 def analyze(
     ws: Workspace,
     as_of: Any = None,
@@ -629,9 +1218,12 @@ def analyze(
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     extra = ws.settings.extra
-    text_engine = text_engine or extra.get("analysis", {}).get("text_engine", "bulk")
-    horizon = float(horizon_days or extra.get("risk", {}).get("horizon_days", 90))
-    active_days = float(extra.get("risk", {}).get("active_within_days", 365))
+    text_engine = text_engine or resolve_text_engine(
+        ws, extra.get("analysis", {}).get("text_engine", "bulk"))
+    rcfg = _risk_settings(ws)
+    health_mode, health_cfg, trend_days = _health_settings(ws)
+    horizon = float(horizon_days or rcfg["horizon_days"])
+    active_days = rcfg["active_within_days"]
     as_of = _as_utc(as_of) if as_of is not None else default_as_of(ws)
     first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
     if first is None:
@@ -685,55 +1277,78 @@ def analyze(
     risk = 1.0 - cols["p_alive"]
     reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     backtest_rows: list[dict[str, Any]] = []
-    h = dt.timedelta(days=horizon)
     risk_quiet = pywarnings.catch_warnings()
     risk_quiet.__enter__()
     pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
+    history: RiskHistory | None = None
     try:
-        from custdyn.models.churn import DefectionModel
-
-        snaps, bt = risk_backtest(ws, as_of, horizon, active_days, first=first)
+        history = RiskHistory(ws, first)
+        history.cfg["active_within_days"] = active_days
+        history, bt = risk_backtest(ws, as_of, horizon, history=history)
         if bt is not None:
             backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
-        train = [s for s in snaps if s[0] + h <= as_of]
-        if train:
-            Xtr = np.vstack([s[2] for s in train])
-            ytr = np.concatenate([s[4] for s in train])
-            names = train[-1][3]
-            model = DefectionModel().fit(Xtr, ytr, feature_names=names)
-            sid, Xnow, names_now, _y, _b = _risk_snapshot(
-                ws, as_of, horizon, False,
-                {as_of: dict(zip(ids, cols["p_alive"], strict=True))}, active_days, feats)
-            p = model.predict_proba(Xnow)
-            why = model.reasons(Xnow, top=3)
+        model = fit_risk_model(history, as_of, horizon) if n >= 50 else None
+        if model is not None:
+            snap_now = history.snapshot(as_of, feats)
+            p = model.predict_proba(snap_now.X)
+            why = model.reasons(snap_now.X, top=3)
             pos = {c: i for i, c in enumerate(ids)}
-            for c, pr, rs in zip(sid, p, why, strict=True):
+            for c, pr, rs in zip(snap_now.ids, p, why, strict=True):
                 i = pos[c]
                 risk[i] = float(pr)
                 reasons[i] = [{"feature": r.feature, "value": _num(r.value),
                                "contribution": _num(r.contribution)} for r in rs]
-        else:
-            warnings.append("not enough history for the supervised risk model (needs one "
-                            f"horizon of {horizon:.0f} days before as_of): risk = 1 - P(alive)")
+        if model is not None or n >= 50:
+            contract = contractual_customers(ws)
+            cm = fit_contract_model(history, as_of, contract, horizon) if contract else None
+            if cm is not None:
+                snap_now = history.snapshot(as_of, feats)
+                on = np.array([c in contract for c in snap_now.ids])
+                pos = {c: i for i, c in enumerate(ids)}
+                if on.any():
+                    pc = cm.predict(snap_now.X[on], horizon)
+                    why_c = cm.reasons(snap_now.X[on], top=3)
+                    for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c,
+                                         strict=True):
+                        risk[pos[c]] = float(pr)
+                        reasons[pos[c]] = rs
+            elif contract:
+                warnings.append("fewer than 10 cancellations in the history: contractual "
+                                "customers are scored like the others")
+        if model is None and n >= 50:
+            lag = label_lag_days(history.cfg["label"], horizon)
+            warnings.append("not enough history for the supervised risk model (the "
+                            f"{history.cfg['label']!r} label needs {lag:.0f} days before "
+                            "as_of): risk = 1 - P(alive)")
     except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
         warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
     finally:
         risk_quiet.__exit__(None, None, None)
 
     say("scoring relationships")
-    table = {name: np.asarray(_col(feats, name), dtype=float)
-             for name in feats.column_names if name not in ID_COLUMNS
-             and not name.endswith("_at")}
-    table["p_alive"] = cols["p_alive"]
-    table.update(_loyalty_inputs(ws, as_of, ids, pm))
+    table = _health_table(ws, as_of, feats, cols["p_alive"], pm)
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always")
         rel = relationship_scores(table)
-        health_cfg = extra.get("health") or DEFAULT_HEALTH
         card = Scorecard.from_config(health_cfg)
+        if health_mode == "learned":
+            if history is not None and n >= 50:
+                card = learned_health_card(card, history, as_of, horizon, warnings)
+            else:
+                warnings.append("learned health needs the risk history and 50 customers; "
+                                "the configured weights are used")
         contrib = card.contributions(table)
         health = contrib.sum(axis=1)
     warnings.extend(sorted({str(w.message) for w in caught}))
+    trend: dict[str, Any] = {}
+    if trend_days:
+        say("health trend")
+        try:
+            trend = health_trend(ws, as_of, ids, health, card, trend_days,
+                                 type(pm.model).__name__ if pm.model is not None
+                                 else "BetaGeo")
+        except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
+            warnings.append(f"health trend skipped ({e})")
     quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
 
     say("assigning stages")
@@ -780,6 +1395,7 @@ def analyze(
             "attention": {k: _num(v) for k, v in zip(rel.attention_components,
                                                        rel.attention_contributions[i],
                                                        strict=True)},
+            "health_trend": {k: _num(v[i]) for k, v in trend.items()},
         })
         for i in range(n)
     ]
@@ -831,9 +1447,16 @@ def analyze(
                  json.dumps({"log_likelihood": _num(pm.spend.log_likelihood_)}),
                  first, as_of, fp, __version__])
         con.execute(
+            "INSERT INTO model_runs VALUES (?, ?, ?, 'health', ?, ?, ?, ?, ?, ?, ?)",
+            [run_id + "-health", as_of, now, f"Scorecard ({health_mode})",
+             json.dumps(card.to_config()), json.dumps({"trend_days": list(trend_days)}),
+             first, as_of, fp, __version__])
+        con.execute(
             "INSERT INTO model_runs VALUES (?, ?, ?, 'analysis', 'analyze', ?, ?, ?, ?, ?, ?)",
             [run_id, as_of, now, json.dumps({"text_engine": text_engine,
-                                             "horizon_days": horizon}),
+                                             "horizon_days": horizon,
+                                             "risk_label": rcfg["label"],
+                                             "health_mode": health_mode}),
              json.dumps(diag, default=str), first, as_of, fp, __version__])
         con.execute("COMMIT")
     except BaseException:
