@@ -21,7 +21,8 @@ def analyze(
     text_engine: Annotated[str | None, typer.Option(
         help="Text engine for messages not yet scored (default: bulk).")] = None,
     horizon_days: Annotated[float | None, typer.Option(
-        help="Defection = no purchase and no contact from the customer in the next H days.")
+        help="Defection horizon H in days (the label is the [risk] label setting: by "
+        "default 'gone', no purchase and no contact of the customer's own from H days on).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Recompute even if nothing changed.")] = False,
     as_json: JsonOpt = False,

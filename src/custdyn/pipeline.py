@@ -1194,11 +1194,12 @@ def analyze(
     as_of : datetime-like, optional
         The moment described; default midnight after the last interaction.
     text_engine : str, optional
-        Engine for messages not yet scored; default the ``[analysis] text_engine`` setting, or
-        ``bulk``.
+        Engine for messages not yet scored; default the workspace's own engine where the text
+        room names one (:func:`resolve_text_engine`), else the ``[analysis] text_engine``
+        setting, or ``bulk``.
     horizon_days : float, optional
-        Defection label: no purchase and no contact from the customer in the next H days
-        (default the ``[risk] horizon_days`` setting, or 90).
+        Defection horizon H (default the ``[risk] horizon_days`` setting, or 90); the label
+        is the ``[risk] label`` setting (:data:`RISK_LABELS`).
     progress : called with a short description of each step.
     """
     import datetime as dt
