@@ -81,6 +81,30 @@ def test_worth_saving_is_ordered_by_clv_x_risk_x_uplift(world):
 
 
 @pytest.mark.slow
+def test_worth_saving_finds_the_value_the_truth_says_is_leaving(world):
+    """The simulator knows who is leaving or gone at as_of: the top of the list holds more of
+    their value than chance, than ranking by risk alone and than ranking by CLV alone."""
+    import pyarrow.parquet as pq
+
+    truth = {r["customer_id"]: bool(r["leaving_at_end"] or r["defected"]) for r in
+             pq.read_table(world["truth"] / "customers.parquet").to_pylist()}
+    with Workspace.open(world["dir"], read_only=True) as ws:
+        rows = worth_saving(ws).to_pylist()
+    n = 50
+    assert len(rows) > 4 * n
+
+    def lost(rs):
+        return sum(r["clv"] for r in rs if truth[r["customer_id"]])
+
+    chance = lost(rows) * n / len(rows)
+    by_risk = sorted(rows, key=lambda r: -r["defection_risk"])[:n]
+    by_clv = sorted(rows, key=lambda r: -r["clv"])[:n]
+    top = lost(rows[:n])
+    assert top > 1.5 * chance
+    assert top > lost(by_risk) and top > lost(by_clv)
+
+
+@pytest.mark.slow
 def test_uplift_setting_and_its_bounds(world):
     with Workspace.open(world["dir"], read_only=True) as ws:
         assert uplift_setting(ws) == 0.1
