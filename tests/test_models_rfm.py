@@ -196,3 +196,14 @@ def test_numeric_days_with_a_wide_span_use_64_bit_keys(rng: np.random.Generator)
     np.testing.assert_allclose(s["T"], np.floor(tx["t"].max()) - g["day"].min())
     rep = (g["v"].sum() - g["v"].first()) / np.maximum(cnt - 1, 1)
     np.testing.assert_allclose(s["monetary_value"], np.where(cnt > 1, rep, 0.0))
+
+
+def test_time_zone_aware_times_are_taken_in_utc() -> None:
+    import warnings
+
+    tx = _toy()
+    aware = tx.assign(ts=tx["ts"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = rfm_summary(aware, "cust", "ts", "amt", observation_end="2024-02-26", time_unit="D")
+    pd.testing.assert_frame_equal(s, rfm_summary(tx, "cust", "ts", "amt", observation_end="2024-02-26", time_unit="D"))

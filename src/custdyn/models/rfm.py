@@ -29,6 +29,8 @@ def _column(frame: Any, name: str) -> np.ndarray:
             col = frame[name]
         except (KeyError, TypeError) as exc:  # pragma: no cover - reported below
             raise KeyError(f"column {name!r} not found") from exc
+    if getattr(getattr(col, "dtype", None), "tz", None) is not None and hasattr(col, "dt"):
+        col = col.dt.tz_convert(None)  # pandas, time-zone aware: UTC wall time, datetime64
     if hasattr(col, "to_numpy"):
         try:
             return np.asarray(col.to_numpy())
@@ -52,7 +54,8 @@ def _to_ns(values: np.ndarray) -> NDArray[np.int64] | None:
             return None
         import pandas as pd  # edge: parse strings / python objects
 
-        values = pd.to_datetime(values).to_numpy()
+        # utc=True: aware values are converted to UTC, naive ones taken as they are
+        return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).asi8)
     return values.astype("datetime64[ns]", copy=False).view(np.int64)
 
 
