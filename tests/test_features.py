@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import custdyn
 import custdyn.features as cf
@@ -414,6 +416,96 @@ def test_snapshots_one_query_equals_single_dates(planted: custdyn.Workspace) -> 
     assert_frames_match(split, snap)
 
 
+#: Dates for the incremental parity checks: before any event, on an event's exact moment and
+#: one microsecond after it, mid-day (a purchase day split by as_of), months apart, and long
+#: after the last event (windows emptied).
+PARITY_DATES = ["2023-12-01", "2024-01-10 10:00", "2024-01-10 10:00:00.000001",
+                "2024-02-01 12:00", "2024-03-01", "2024-05-11", "2024-06-01 14:00", AS_OF,
+                "2024-07-03 10:00", "2024-10-01", "2025-06-01", "2026-01-01"]
+
+
+def _stored(ws: custdyn.Workspace, table: str) -> pd.DataFrame:
+    return ws.query(f"SELECT * FROM {table} ORDER BY as_of, customer_id").to_pandas()
+
+
+def _assert_incremental_matches(ws: custdyn.Workspace, dates: list[str], name: str,
+                                **options: Any) -> pd.DataFrame:
+    """Incremental (one part and three parts; numpy running sums and window functions) and
+    per-date snapshots give the same table, every column."""
+    import ibis
+
+    from custdyn.features.build import as_of_arrow
+    from custdyn.features.incremental import snapshot_expr
+
+    n_old = cf.snapshots(ws, dates, table=f"{name}_old", method="per_date", **options)
+    want = _stored(ws, f"{name}_old")
+    assert n_old == len(want) > 0
+    assert want["as_of"].nunique() >= 2
+    for parts in (1, 3):
+        table = f"{name}_inc{parts}"
+        assert cf.snapshots(ws, dates, table=table, parts=parts, **options) == n_old
+        assert_frames_match(_stored(ws, table), want)
+    arrow = as_of_arrow(dates)
+    arrow = arrow.append_column("k", pa.array(range(arrow.num_rows), pa.int64()))
+    b = cf.backend(ws)
+    expr = snapshot_expr(b, arrow.column("as_of_s").to_pylist(), ibis.memtable(arrow),
+                         **options)
+    windowed = b.to_pyarrow(expr.order_by(["as_of", "customer_id"])).to_pandas()
+    assert_frames_match(windowed, want)
+    return want
+
+
+def test_incremental_snapshots_equal_per_date_on_planted(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path / "ws", PLANTED + FUTURE, CUSTOMERS,
+                 SIGNALS + [_signal("f3", -1.0, anger=1.0, switch=True)])
+    try:
+        want = _assert_incremental_matches(ws, PARITY_DATES, "planted")
+        # the planted history is in it: C from Aug 1, D after its first order, nobody before
+        # the first event or account
+        first = want.groupby("customer_id")["as_of"].min()
+        assert first["C"] == pd.Timestamp("2024-10-01", tz="UTC")
+        assert "2023-12-01" not in set(want["as_of"].dt.strftime("%Y-%m-%d"))
+        late = want[want["as_of"] == pd.Timestamp("2026-01-01", tz="UTC")].set_index(
+            "customer_id")
+        assert late.loc["A", "n_email_inbound_365d"] == 0 and late.loc["A", "n_orders"] == 5
+        assert late.loc["A", "first_response_median_h"] == pytest.approx(24.0)
+        # other options take the same path
+        _assert_incremental_matches(ws, PARITY_DATES[3:9], "opts",
+                                    purchase_kinds=["order", "return"], time_unit="D",
+                                    unanswered_after_hours=20.0)
+    finally:
+        ws.close()
+
+
+@pytest.mark.slow
+def test_incremental_snapshots_equal_per_date_on_demo_world(demo_ws: custdyn.Workspace
+                                                            ) -> None:
+    dates = [d.isoformat() for d in cf.snapshot_dates("2024-01-31", "2025-12-31", "month")]
+    dates += ["2025-03-17 06:30", "2030-01-01"]
+    want = _assert_incremental_matches(demo_ws, dates, "demo")
+    assert want["first_response_median_h"].notna().sum() > 100
+    assert want["sentiment_90d"].notna().sum() > 10 or not demo_ws.query(
+        "SELECT count(*) AS n FROM text_signals").column("n")[0].as_py()
+
+
+@settings(max_examples=20, deadline=None)
+@given(moments=st.lists(st.integers(0, 10**6), min_size=1, max_size=30, unique=True),
+       values=st.lists(st.integers(-10, 10**6 + 10), min_size=1, max_size=40))
+def test_first_index_is_a_binary_search(moments: list[int], values: list[int]) -> None:
+    """The date index written as nested CASE equals a plain search, for any sorted dates."""
+    import ibis
+
+    from custdyn.features.incremental import _first_index
+
+    m = sorted(float(x) for x in moments)
+    t = ibis.memtable({"ts": [float(v) + 0.5 * (i % 2) for i, v in enumerate(values)]})
+    got = ibis.duckdb.connect().to_pyarrow(
+        t.select(k=_first_index(m, lambda a: t.ts < a))).column("k").to_pylist()
+    want = [int(np.searchsorted(m, v, side="right")) for v in t.to_pyarrow().column(
+        "ts").to_pylist()]
+    assert got == want
+
+
 def test_cohorts(tmp_path: Path) -> None:
     rows = [
         ev("1", "A", "2024-01-05 10:00", "web", "order", "inbound", 10.0),
@@ -435,6 +527,20 @@ def test_cohorts(tmp_path: Path) -> None:
         early = cf.cohorts(ws, as_of="2024-02-01 12:00").to_pylist()
         assert [(r["cohort"].isoformat(), r["months_since"]) for r in early] == [
             ("2024-01-01", 0), ("2024-02-01", 0)]
+        # the curves: one line per cohort in each panel, months without buyers at 0
+        fig = cf.cohort_curves(ws)
+        lines = {(tr.name, tr.xaxis): (list(tr.x), list(tr.y)) for tr in fig.data}
+        assert set(lines) == {("2024-01", "x"), ("2024-01", "x2"), ("2024-02", "x"),
+                              ("2024-02", "x2")}
+        assert lines[("2024-01", "x")] == ([0, 1], [1.0, 0.5])
+        assert lines[("2024-01", "x2")][1] == pytest.approx([1.0, 25 / 40])
+        assert lines[("2024-02", "x")] == ([0, 1, 2], [1.0, 0.0, 1.0])
+        assert lines[("2024-02", "x2")][1] == pytest.approx([1.0, 0.0, 0.2])
+        assert len(cf.cohort_curves(ws, max_cohorts=1).data) == 2
+        with pytest.raises(cf.FeatureError, match="no cohorts"):
+            cf.cohort_curves(ws, as_of="2024-01-01")
+        with pytest.raises(cf.FeatureError, match="lacks"):
+            cf.cohort_figure(pa.table({"cohort": [1]}))
     finally:
         ws.close()
 
@@ -477,7 +583,12 @@ def test_cli(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["dates"] == 4 and info["rows"] == 1 + 1 + 2 + 2  # B from after May 1 00:00
-    r = run(app, ["-w", path, "cohorts", "--json"])
+    html = tmp_path / "cohorts.html"
+    r = run(app, ["-w", path, "cohorts", "--json", "--html", str(html)])
     assert r.exit_code == 0, r.output
+    page = html.read_text()
+    assert "plotly" in page and "2024-02" in page and "months since acquisition" in page
+    r2 = run(app, ["-w", path, "cohorts", "--as-of", "2024-01-01", "--html", str(html)])
+    assert r2.exit_code == 2 and "no cohorts" in r2.output
     assert json.loads(r.stdout)[0]["cohort"] == "2024-02-01"
     assert not math.isnan(json.loads(r.stdout)[0]["retention"])

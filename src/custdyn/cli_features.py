@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit
+from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err
 from custdyn.errors import CustdynError
 
 EngineOpt = Annotated[
@@ -94,6 +94,9 @@ def cohorts(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Only purchases before this.")]
     = None,
     engine: EngineOpt = None,
+    html: Annotated[str | None, typer.Option(
+        help="Also write retention curves (customers and revenue, one line per cohort) to "
+             "this HTML file.")] = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
@@ -110,4 +113,10 @@ def cohorts(
         raise _fail(e) from None
     finally:
         ws.close()
+    if html:
+        if t.num_rows == 0:
+            raise _fail(CustdynError("no purchases before --as-of: there are no cohorts to "
+                                     "draw")) from None
+        cf.cohort_figure(t).write_html(html, include_plotlyjs="cdn")
+        err.print(f"wrote {html}")
     emit(t, as_json, out, title="cohorts (by month of first purchase)")

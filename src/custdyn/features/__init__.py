@@ -6,8 +6,9 @@
 1873
 
 :func:`features` returns the feature table at one ``as_of`` as a ``pyarrow.Table``;
-:func:`snapshots` computes it for a series of dates in one query and stores it in the
-workspace's ``snapshots`` table; :func:`cohorts` gives acquisition-month retention. The backend
+:func:`snapshots` computes it for a series of dates (incrementally: each event placed once
+on the date axis) and stores it in the workspace's ``snapshots`` table; :func:`cohorts` gives
+acquisition-month retention and :func:`cohort_curves` draws it. The backend
 (the workspace's DuckDB file, or Spark reading the same contract from Parquet or the Spark
 catalog) is chosen once, by :func:`backend`. Definitions and units: ``docs/features.md``.
 """
@@ -23,6 +24,7 @@ from custdyn.features.build import (
     feature_columns,
     feature_expr,
 )
+from custdyn.features.plots import cohort_curves, cohort_figure
 
 __all__ = [
     "ENGINES",
@@ -32,6 +34,8 @@ __all__ = [
     "FeatureError",
     "as_of_table",
     "backend",
+    "cohort_curves",
+    "cohort_figure",
     "cohorts",
     "cohorts_expr",
     "feature_columns",

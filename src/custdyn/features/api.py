@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from custdyn.features.backend import Backend, FeatureError, as_utc, backend
 from custdyn.features.build import as_of_arrow, as_of_table, feature_expr
+from custdyn.features.incremental import snapshot_expr
 
 __all__ = ["features", "snapshots", "snapshot_dates", "cohorts", "cohorts_expr"]
 
@@ -85,6 +86,12 @@ def snapshot_dates(start: Any, end: Any, every: str = "month") -> list[dt.dateti
 
 #: Customer-dates computed per query when snapshots are split (bounds the query's memory).
 ROWS_PER_QUERY = 2_000_000
+#: Customer-dates per part of the incremental method (the part's rows are held in memory).
+ROWS_PER_PART = 2_000_000
+#: DuckDB's memory limit while the incremental method runs (it spills to disk beyond it).
+MEMORY_LIMIT = "3GB"
+#: How :func:`snapshots` computes many dates.
+METHODS = ("incremental", "per_date")
 
 
 def snapshots(
@@ -93,16 +100,16 @@ def snapshots(
     *,
     engine: str | None = None,
     table: str = SNAPSHOTS_TABLE,
+    method: str = "incremental",
+    parts: int | None = None,
     dates_per_query: int | None = None,
     **options: Any,
 ) -> int:
     """Compute the features at every date and store them in the workspace.
 
-    All dates go into one query (the interactions joined to the list of dates) unless the
-    customers times the dates exceed :data:`ROWS_PER_QUERY`; then the dates are split into
-    groups of ``dates_per_query``, each one query, all in one transaction. Rows of ``table``
-    (default ``snapshots``) at these ``as_of`` dates are replaced; rows at other dates stay,
-    so the table grows into a history keyed by (customer_id, as_of).
+    Rows of ``table`` (default ``snapshots``) at these ``as_of`` dates are replaced; rows at
+    other dates stay, so the table grows into a history keyed by (customer_id, as_of). The
+    rows are those :func:`features` gives at each date.
 
     Parameters
     ----------
@@ -112,8 +119,17 @@ def snapshots(
         The ``as_of`` moments (see :func:`snapshot_dates`).
     engine : {"duckdb", "spark"}, optional
         Where the features are computed; the result is stored in the workspace either way.
+    method : {"incremental", "per_date"}
+        ``incremental`` (default) places every event once on the date axis and takes running
+        sums over the dates (:func:`custdyn.features.incremental.snapshot_expr`), in
+        ``parts`` queries over disjoint sets of customers. ``per_date`` joins the interactions
+        to the dates (:func:`custdyn.features.feature_expr`), ``dates_per_query`` dates per
+        query; its cost grows with the number of dates.
+    parts : int, optional
+        Incremental method: customer parts, one query each (default: as many as keep
+        customers x dates per query under :data:`ROWS_PER_PART`).
     dates_per_query : int, optional
-        Dates per query (default: all of them, or as many as keep customers x dates under
+        Per-date method: dates per query (default: as many as keep customers x dates under
         :data:`ROWS_PER_QUERY`).
     **options
         As for :func:`custdyn.features.feature_expr`.
@@ -129,47 +145,136 @@ def snapshots(
         raise FeatureError("snapshots are stored in a workspace; pass an open Workspace")
     if ws.read_only:
         raise FeatureError("the workspace is open read-only; open it for writing")
+    if method not in METHODS:
+        raise FeatureError(f"method={method!r} is not known; allowed: {', '.join(METHODS)}")
     b = backend(ws, engine)
     moments = sorted({as_utc(d) for d in dates})
     if not moments:
         raise FeatureError("no as_of dates given")
-    if dates_per_query is None:
+    n_customers = 0
+    if (method == "per_date" and dates_per_query is None) or (
+            method == "incremental" and parts is None):
         it = b.table("interactions")
         n_customers = max(1, int(b.execute_scalar(it.customer_id.nunique())))
-        dates_per_query = max(1, ROWS_PER_QUERY // n_customers)
-    if dates_per_query < 1:
-        raise FeatureError(f"dates_per_query={dates_per_query}; it must be 1 or more")
-    groups = [moments[i:i + dates_per_query] for i in range(0, len(moments), dates_per_query)]
+    if dates_per_query is None:
+        dates_per_query = max(1, ROWS_PER_QUERY // max(1, n_customers))
+    if parts is None:
+        parts = max(1, -(-n_customers * len(moments) // ROWS_PER_PART))
+    if dates_per_query < 1 or parts < 1:
+        raise FeatureError("dates_per_query and parts must be 1 or more")
+    arrow = as_of_arrow(moments)
+    arrow = arrow.append_column("k", pa.array(range(arrow.num_rows), pa.int64()))
+    epochs = arrow.column("as_of_s").to_pylist()
+
     con = ws.con
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     exists = bool(found and found[0])
     when = "as_of IN (SELECT unnest(?::TIMESTAMPTZ[]))"
+
+    def write(source: str) -> None:
+        nonlocal exists
+        if exists:
+            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM {source}')
+        else:
+            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {source}')
+            exists = True
+
     con.execute("BEGIN TRANSACTION")
     try:
-        for group in groups:
-            if b.engine == "duckdb":  # the dates as a view the SQL can name
-                con.register("_custdyn_as_of", as_of_arrow(group))
-                expr = feature_expr(b, b.con.table("_custdyn_as_of"), **options)
-                source = f"({ibis.to_sql(expr, dialect='duckdb')})"
-            else:
-                expr = feature_expr(b, as_of_table(group), **options)
-                con.register("_custdyn_arrow", b.to_pyarrow(expr))
-                source = "_custdyn_arrow"
-            if exists:
-                con.execute(f'DELETE FROM "{table}" WHERE {when}', [group])
-                con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM {source}')
-            else:
-                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {source}')
-                exists = True
-            con.unregister("_custdyn_arrow" if b.engine != "duckdb" else "_custdyn_as_of")
+        if exists:
+            con.execute(f'DELETE FROM "{table}" WHERE {when}', [moments])
+        if method == "per_date":
+            for group in [moments[i:i + dates_per_query]
+                          for i in range(0, len(moments), dates_per_query)]:
+                if b.engine == "duckdb":  # the dates as a view the SQL can name
+                    con.register("_custdyn_as_of", as_of_arrow(group))
+                    expr = feature_expr(b, b.con.table("_custdyn_as_of"), **options)
+                    write(f"({b.con.compile(expr)})")
+                    con.unregister("_custdyn_as_of")
+                else:
+                    _write_arrow(con, write, b.to_pyarrow(
+                        feature_expr(b, as_of_table(group), **options)))
+        elif b.engine == "duckdb":
+            _incremental_duckdb(b, con, arrow, epochs, parts, write, options)
+        else:  # window functions on the engine (fast there), one part at a time
+            for i in range(parts):
+                expr = snapshot_expr(b, epochs, ibis.memtable(arrow),
+                                     part=None if parts == 1 else (i, parts), **options)
+                _write_arrow(con, write, b.to_pyarrow(expr))
         row = con.execute(f'SELECT count(*) FROM "{table}" WHERE {when}', [moments]).fetchone()
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     return int(row[0]) if row else 0
+
+
+def _write_arrow(con: Any, write: Any, t: pa.Table) -> None:
+    con.register("_custdyn_arrow", t)
+    try:
+        write("_custdyn_arrow")
+    finally:
+        con.unregister("_custdyn_arrow")
+
+
+def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[float], parts: int,
+                        write: Any, options: dict[str, Any]) -> None:
+    """The incremental method on DuckDB: the changes by SQL, the running sums by numpy.
+
+    The event-level tables (with their date indexes) are computed once into temporary
+    tables sorted by customer; the per-part queries are compiled once and run for every
+    range of customers (the range is a one-row view the SQL reads).
+    """
+    from custdyn.features.backend import _utc_timestamps
+    from custdyn.features.incremental import derive, plan, plan_tables, snapshot_arrow
+
+    views = ("_custdyn_part", "_custdyn_grid")
+    temps: list[str] = []
+
+    def keep(name: str, t: ir.Table) -> ir.Table:
+        """Each event-level table computed once, stored sorted by customer, read by part."""
+        tmp = f"_custdyn_inc_{name}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT * FROM "
+                    f"({b.con.compile(t)}) ORDER BY customer_id")
+        temps.append(tmp)
+        v = b.con.table(tmp)
+        pv = b.con.table(views[0])
+        lo, hi = pv.lo.max().as_scalar(), pv.hi.max().as_scalar()
+        return v.filter((v.customer_id >= lo) & (hi.isnull() | (v.customer_id < hi)))
+
+    def bounds(lo: str, hi: str | None) -> pa.Table:
+        return pa.table({"lo": pa.array([lo], pa.string()), "hi": pa.array([hi], pa.string())})
+
+    con.register(views[0], bounds("", None))
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    limit = str(row[0]) if row else None
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    try:
+        pl = plan(b, epochs, keep=keep, **options)
+        ids = con.execute(
+            "SELECT customer_id FROM _custdyn_inc_cust ORDER BY customer_id").fetchall()
+        cuts = [ids[len(ids) * i // parts][0] for i in range(1, parts)] if ids else []
+        edges = ["", *cuts]
+        sql = {name: b.con.compile(t) for name, t in plan_tables(pl).items()}
+        finish = None
+        for i, lo in enumerate(edges):
+            con.register(views[0], bounds(lo, edges[i + 1] if i + 1 < len(edges) else None))
+            grid = snapshot_arrow(pl, dates, lambda name: _utc_timestamps(
+                con.execute(sql[name]).to_arrow_table()))
+            con.register(views[1], grid)
+            if finish is None:
+                finish = b.con.compile(derive(b.con.table(views[1]), pl))
+            write(f"({finish})")
+            con.unregister(views[1])
+            del grid
+    finally:
+        con.unregister(views[0])
+        for tmp in temps:
+            con.execute(f"DROP TABLE IF EXISTS {tmp}")
+        if limit:
+            con.execute(f"SET memory_limit = '{limit}'")
 
 
 def cohorts_expr(b: Backend, as_of: Any = None,

@@ -117,30 +117,10 @@ def feature_expr(
     ibis.Table
         Customers with any interaction before ``as_of`` or a ``created_at`` before it.
     """
-    kinds = list(purchase_kinds or b.purchase_kinds)
-    if not kinds:
-        raise FeatureError("purchase_kinds is empty; name at least one kind, e.g. ['order']")
-    unit_spec = time_unit if time_unit is not None else b.options.get("time_unit", "W")
-    if isinstance(unit_spec, str):
-        if unit_spec not in TIME_UNITS:
-            raise FeatureError(f"time_unit {unit_spec!r} is not known; allowed: "
-                               f"{', '.join(TIME_UNITS)} or a length in days")
-        unit_days = TIME_UNITS[unit_spec]
-    else:
-        unit_days = float(unit_spec)
-    wait_h = float(unanswered_after_hours if unanswered_after_hours is not None
-                   else b.options.get("unanswered_after_hours", UNANSWERED_AFTER_HOURS))
+    kinds, unit_days, wait_h = _settings(b, purchase_kinds, time_unit, unanswered_after_hours)
     A = as_of if isinstance(as_of, ir.Table) else as_of_table(as_of)
 
-    it = b.table("interactions")
-    non_contact = [*kinds, *NON_CONTACT_KINDS]
-    ev = it.select(
-        "interaction_id", "customer_id", "channel", "kind", "direction", "thread_id",
-        "occurred_at", "attributes",
-        ts=_epoch(it.occurred_at),
-        amount=it.amount.cast("float64"),
-    )
-    ev = ev.mutate(is_contact=ev.kind.isnull() | ~ev.kind.isin(non_contact))
+    ev = _events(b, kinds)
 
     def at(t: ir.Table, ts_col: str = "ts") -> ir.Table:
         j = t.join(A, t[ts_col] < A.as_of_s)
@@ -182,14 +162,7 @@ def feature_expr(
     base = x.group_by(keys).aggregate(**aggs)
 
     # ---- contacts: each thread counts once (its first message), each unthreaded row once
-    threaded = ev.filter(ev.thread_id.notnull() & ev.is_contact)
-    starts_thr = threaded.group_by(["customer_id", "thread_id"]).aggregate(
-        ts=threaded.ts.min(),
-        direction=threaded.direction.argmin(threaded.ts),
-    ).select("customer_id", "ts", "direction")
-    starts_one = ev.filter(ev.thread_id.isnull() & ev.is_contact).select(
-        "customer_id", "ts", "direction")
-    c = at(starts_thr.union(starts_one, distinct=False))
+    c = at(_contact_starts(ev))
     c_in = c.direction == "inbound"
     c_out = c.direction == "outbound"
     contacts = c.group_by(keys).aggregate(
@@ -201,18 +174,7 @@ def feature_expr(
     )
 
     # ---- the vendor's replies: customer turns in a thread and the first reply after each
-    th = ev.filter(ev.thread_id.notnull())
-    win = ibis.window(group_by=[th.customer_id, th.thread_id],
-                      order_by=[th.ts, th.interaction_id])
-    after = ibis.window(group_by=[th.customer_id, th.thread_id],
-                        order_by=[th.ts, th.interaction_id], rows=(0, None))
-    th = th.mutate(
-        prev_dir=th.direction.lag().over(win),
-        reply_s=ibis.cases((th.direction == "outbound", th.ts)).min().over(after),
-    )
-    turns = th.filter((th.direction == "inbound")
-                      & (th.prev_dir.isnull() | (th.prev_dir != "inbound")))
-    u = at(turns.select("customer_id", "ts", "reply_s"))
+    u = at(_turns(ev))
     replied = u.reply_s.notnull() & (u.reply_s < u.as_of_s)
     u = u.mutate(resp_h=ibis.cases((replied, (u.reply_s - u.ts) / HOUR_S)))
     due = u.ts + wait_h * HOUR_S
@@ -225,14 +187,7 @@ def feature_expr(
     )
 
     # ---- support tickets (status from attributes when the source wrote it)
-    tk = ev.filter((ev.kind == "support") | (ev.channel == "ticket"))
-    attr = tk.attributes.cast("string")
-    tk = tk.mutate(
-        status=attr.re_extract(_STATUS_RE, 1).nullif(""),
-        ticket=ibis.coalesce(attr.re_extract(_TICKET_RE, 1).nullif(""), tk.thread_id,
-                             tk.interaction_id),
-    )
-    y = at(tk.select("customer_id", "ticket", "ts", "status"))
+    y = at(_ticket_events(ev))
     per_ticket = y.group_by([*keys, "ticket"]).aggregate(
         opened_s=y.ts.min(),
         resolved_s=y.ts.min(where=y.status == "resolved"),
@@ -278,20 +233,9 @@ def feature_expr(
 
     # ---- text signals of the customer's own messages
     text = None
-    if b.has("text_signals"):
-        sig = b.table("text_signals")
-        engine = text_engine or _busiest_engine(b, sig)
-        sig = sig.filter(sig.engine == engine)
-        msg = ev.filter(ev.direction == "inbound").select("interaction_id", "customer_id", "ts")
-        ts_ = msg.join(sig, "interaction_id")
-        ts_ = ts_.select(
-            "customer_id", "ts",
-            score=ts_.sentiment_score.cast("float64"),
-            switch=ts_.intent_to_switch.fill_null(False),
-            mention=ts_.mentions.cast("string").length().fill_null(0) > 2,
-            **{e: ts_[e].cast("float64") for e in EMOTIONS},
-        )
-        z = at(ts_)
+    z0 = _text_events(b, ev, text_engine)
+    if z0 is not None:
+        z = at(z0)
         y365 = z.age <= 365 * DAY_S
         y90 = z.age <= 90 * DAY_S
         prev90 = (z.age > 90 * DAY_S) & (z.age <= 180 * DAY_S)
@@ -327,6 +271,99 @@ def feature_expr(
         out = j.select(*[out[c] for c in out.columns],
                        *[part[c] for c in part.columns if c not in keys])
     return _finish(out, unit_days, text is not None, created is not None)
+
+
+def _settings(b: Backend, purchase_kinds: Sequence[str] | None, time_unit: str | float | None,
+              unanswered_after_hours: float | None) -> tuple[list[str], float, float]:
+    """Purchase kinds, the length of ``time_unit`` in days and the unanswered wait in hours."""
+    kinds = list(purchase_kinds or b.purchase_kinds)
+    if not kinds:
+        raise FeatureError("purchase_kinds is empty; name at least one kind, e.g. ['order']")
+    unit_spec = time_unit if time_unit is not None else b.options.get("time_unit", "W")
+    if isinstance(unit_spec, str):
+        if unit_spec not in TIME_UNITS:
+            raise FeatureError(f"time_unit {unit_spec!r} is not known; allowed: "
+                               f"{', '.join(TIME_UNITS)} or a length in days")
+        unit_days = TIME_UNITS[unit_spec]
+    else:
+        unit_days = float(unit_spec)
+    wait_h = float(unanswered_after_hours if unanswered_after_hours is not None
+                   else b.options.get("unanswered_after_hours", UNANSWERED_AFTER_HOURS))
+    return kinds, unit_days, wait_h
+
+
+def _events(b: Backend, kinds: list[str]) -> ir.Table:
+    """The interactions with epoch seconds (``ts``), float amounts and ``is_contact``."""
+    it = b.table("interactions")
+    non_contact = [*kinds, *NON_CONTACT_KINDS]
+    ev = it.select(
+        "interaction_id", "customer_id", "channel", "kind", "direction", "thread_id",
+        "occurred_at", "attributes",
+        ts=_epoch(it.occurred_at),
+        amount=it.amount.cast("float64"),
+    )
+    ev = ev.mutate(is_contact=ev.kind.isnull() | ~ev.kind.isin(non_contact))
+    return ev
+
+
+def _contact_starts(ev: ir.Table) -> ir.Table:
+    """Contacts: a thread's first contact message, or an unthreaded contact message."""
+    threaded = ev.filter(ev.thread_id.notnull() & ev.is_contact)
+    starts_thr = threaded.group_by(["customer_id", "thread_id"]).aggregate(
+        ts=threaded.ts.min(),
+        direction=threaded.direction.argmin(threaded.ts),
+    ).select("customer_id", "ts", "direction")
+    starts_one = ev.filter(ev.thread_id.isnull() & ev.is_contact).select(
+        "customer_id", "ts", "direction")
+    return starts_thr.union(starts_one, distinct=False)
+
+
+def _turns(ev: ir.Table) -> ir.Table:
+    """Customer turns (an inbound message after none or after an outbound one, in a thread)
+    with the time of the first outbound reply at or after it (``reply_s``, null if none)."""
+    th = ev.filter(ev.thread_id.notnull())
+    win = ibis.window(group_by=[th.customer_id, th.thread_id],
+                      order_by=[th.ts, th.interaction_id])
+    after = ibis.window(group_by=[th.customer_id, th.thread_id],
+                        order_by=[th.ts, th.interaction_id], rows=(0, None))
+    th = th.mutate(
+        prev_dir=th.direction.lag().over(win),
+        reply_s=ibis.cases((th.direction == "outbound", th.ts)).min().over(after),
+    )
+    turns = th.filter((th.direction == "inbound")
+                      & (th.prev_dir.isnull() | (th.prev_dir != "inbound")))
+    return turns.select("customer_id", "ts", "reply_s")
+
+
+def _ticket_events(ev: ir.Table) -> ir.Table:
+    """Support rows with their ticket (attributes, else thread, else the row) and status."""
+    tk = ev.filter((ev.kind == "support") | (ev.channel == "ticket"))
+    attr = tk.attributes.cast("string")
+    tk = tk.mutate(
+        status=attr.re_extract(_STATUS_RE, 1).nullif(""),
+        ticket=ibis.coalesce(attr.re_extract(_TICKET_RE, 1).nullif(""), tk.thread_id,
+                             tk.interaction_id),
+    )
+    return tk.select("customer_id", "ticket", "ts", "status")
+
+
+def _text_events(b: Backend, ev: ir.Table, text_engine: str | None) -> ir.Table | None:
+    """The customer's own scored messages (one engine's ``text_signals``), or None."""
+    if not b.has("text_signals"):
+        return None
+    sig = b.table("text_signals")
+    engine = text_engine or _busiest_engine(b, sig)
+    sig = sig.filter(sig.engine == engine)
+    msg = ev.filter(ev.direction == "inbound").select("interaction_id", "customer_id", "ts")
+    ts_ = msg.join(sig, "interaction_id")
+    ts_ = ts_.select(
+        "customer_id", "ts",
+        score=ts_.sentiment_score.cast("float64"),
+        switch=ts_.intent_to_switch.fill_null(False),
+        mention=ts_.mentions.cast("string").length().fill_null(0) > 2,
+        **{e: ts_[e].cast("float64") for e in EMOTIONS},
+    )
+    return ts_
 
 
 def _busiest_engine(b: Backend, sig: ir.Table) -> str:
