@@ -207,3 +207,16 @@ def test_time_zone_aware_times_are_taken_in_utc() -> None:
         warnings.simplefilter("error")
         s = rfm_summary(aware, "cust", "ts", "amt", observation_end="2024-02-26", time_unit="D")
     pd.testing.assert_frame_equal(s, rfm_summary(tx, "cust", "ts", "amt", observation_end="2024-02-26", time_unit="D"))
+
+
+@pytest.mark.parametrize("bad", [pd.NaT, None])
+def test_missing_times_are_rejected(bad: object) -> None:
+    tx = _toy()
+    tx["ts"] = tx["ts"].astype(object)
+    tx.loc[2, "ts"] = bad
+    with pytest.raises(ValueError, match="missing"):
+        rfm_summary(tx, "cust", "ts")
+    with pytest.raises(ValueError, match="missing"):
+        rfm_summary(tx.assign(ts=pd.to_datetime(tx["ts"])), "cust", "ts")
+    with pytest.raises(ValueError, match="missing"):
+        rfm_summary({"cust": np.array([1, 2]), "ts": np.array([3.0, np.nan])}, "cust", "ts")

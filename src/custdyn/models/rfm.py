@@ -250,20 +250,29 @@ def _summary_columns(
     return _output(like, customer_col, uniques[present], cols)
 
 
-def _day_numbers(values: np.ndarray) -> NDArray[np.int64]:
+def _day_numbers(values: np.ndarray) -> NDArray[np.signedinteger[Any]]:
     """Calendar day numbers (days since 1970-01-01, floored) of datetimes or numeric days."""
+    if values.dtype.kind in "Mf" and not np.all(np.isfinite(values)):
+        raise ValueError("the time column has missing (NaT/NaN) or infinite values")
     if values.dtype.kind == "M":
         unit, count = np.datetime_data(values.dtype)
         per_day = {"D": 1, "h": 24, "m": 1440, "s": 86_400, "ms": 86_400_000, "us": 86_400 * 10**6, "ns": _DAY_NS}
         if unit in per_day and count == 1:
             v = values.view(np.int64)
-            return v if unit == "D" else v // per_day[unit]
+            if unit == "D":
+                return v
+            # datetime64 day numbers fit 32 bits; written directly, no 64-bit temporary
+            out = np.empty(len(v), dtype=np.int32)
+            np.floor_divide(v, per_day[unit], out=out, casting="unsafe")
+            return out
     if values.dtype.kind in "iu":
         return values.astype(np.int64, copy=False)
     if values.dtype.kind == "f":
         return np.floor(values).astype(np.int64)
     ns = _to_ns(values)
     assert ns is not None
+    if np.any(ns == np.iinfo(np.int64).min):
+        raise ValueError("the time column has missing (NaT) values")
     return ns // _DAY_NS
 
 
@@ -275,8 +284,10 @@ def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     lo, hi = int(ids.min()), int(ids.max())
     if hi - lo > 4 * len(ids) + 1024:
         return None
+    off: np.ndarray
     if hi - lo < 2**31 - 1:
-        off = (ids - ids.dtype.type(lo)).astype(np.int32)
+        off = np.empty(len(ids), dtype=np.int32)  # written directly: no 64-bit temporary
+        np.subtract(ids, ids.dtype.type(lo), out=off, casting="unsafe")
     else:  # pragma: no cover - needs billions of rows
         off = ids.astype(np.int64) - lo
     return off, np.arange(lo, hi + 1, dtype=ids.dtype)
@@ -343,9 +354,10 @@ def _merged_summary(
     key: np.ndarray
     if n_codes * span < 2**31 - 1 and -(2**31) < dmin and dmax < 2**31 - 1:
         # 32-bit keys sort about three times as fast as 64-bit ones
-        dd = day.astype(np.int32)
-        dd -= np.int32(dmin)
-        key = codes.astype(np.int32, copy=False) * np.int32(span)
+        dd = np.empty(len(day), dtype=np.int32)
+        np.subtract(day, dmin, out=dd, casting="unsafe")
+        key = np.empty(len(day), dtype=np.int32)
+        np.multiply(codes, np.int32(span), out=key, casting="unsafe")
         key += dd
     else:
         dd = day - dmin
@@ -353,7 +365,7 @@ def _merged_summary(
     key.sort()
     uk = _distinct_sorted(key)
     ucode = uk // key.dtype.type(span)
-    uday = uk - ucode * key.dtype.type(span)
+    uday = uk % key.dtype.type(span)
     hold = None
     if calibration_end is None:
         cal = _day_stats(ucode, uday, n_codes)
