@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
+from rich.markup import escape
 
 from custdyn.cli import JsonOpt, _fail, _open, app, console, err, print_json, print_table
 from custdyn.errors import CustdynError, WorkspaceLockedError
@@ -110,13 +111,17 @@ def worth_saving_cmd(
     shown = pa.Table.from_pylist([{
         "rank": r["rank"], "customer_id": r["customer_id"], "stage": r["stage"],
         "clv": r["clv"], "risk": r["defection_risk"], "expected_value": r["expected_value"],
-        "reasons": _reasons_text(r["reasons"]), "last interactions": _last_text(
-            r["last_interactions"])} for r in rows]) if rows else pa.table(
+        "reasons": _reasons_text(r["reasons"])} for r in rows]) if rows else pa.table(
         {"customer_id": pa.array([], pa.string())})
     u = rows[0]["uplift"] if rows else None
-    _emit(t, shown, as_json, out, title="customers worth saving",
-          widths={"reasons": 60, "last interactions": 110},
+    _emit(t, shown, as_json, out, title="customers worth saving", widths={"reasons": 80},
           caption=f"expected value = CLV x risk x uplift {u:g}" if u else None)
+    if not as_json and rows:
+        console.print("[bold]last interactions[/] (<- from the customer, -> from you)")
+        for r in rows:
+            console.print(f"{r['rank']:>3}. {r['customer_id']}", highlight=False)
+            for x in r["last_interactions"]:
+                console.print(f"       {escape(_last_text([x]))}", highlight=False)
 
 
 @app.command()
@@ -160,14 +165,21 @@ def backlog(
         "rank": r["rank"], "theme": r["name"], "customers": r["customers"],
         "clv": r["clv"], "clv_at_risk": r["clv_at_risk"], "sentiment": r["mean_sentiment"],
         "trend": None if r["trend"] is None else f"{r['trend']:+.0%}",
-        "examples": " | ".join(f"[{e['language']}] {e['text']}" for e in r["examples"][:4]),
     } for r in rows]) if rows else pa.table({"theme": pa.array([], pa.string())})
     _emit(t, shown, as_json, out, title="feedback backlog (by CLV at risk)",
-          widths={"theme": 40, "examples": 120},
+          widths={"theme": 50},
           caption=f"trend: messages in the last {trend_days} days against the {trend_days} "
           "before")
-    if not as_json and not rows:
+    if as_json:
+        return
+    if not rows:
         console.print("no themes found")
+    for r in rows:
+        console.print(f"[bold]{r['rank']}. {escape(r['name'])}[/] "
+                      f"({escape(', '.join(r['key_phrases'][:6]))})", highlight=False)
+        for q in r["examples"][:4]:
+            console.print(f"   [dim]{escape(str(q['language']))}[/] {escape(q['text'] or '')}",
+                          highlight=False)
 
 
 @app.command()
@@ -191,5 +203,12 @@ def responders(
             t = run(ws, as_of, slow_factor=slow_factor, min_turns=min_turns)
     except CustdynError as e:
         raise _fail(e) from None
-    _emit(t, t, as_json, out, title="agents by first-reply time against the norm",
-          caption="slowness: median of reply time / the channel's median (1 = typical)")
+    shown = pa.Table.from_pylist([{
+        "rank": r["rank"], "agent": r["agent_id"], "replied": r["replied"],
+        "median h": r["median_first_reply_h"], "p90 h": r["p90_first_reply_h"],
+        "slowness": r["slowness"], "unanswered": r["unanswered_share"],
+        "customers": r["customers"], "clv_at_risk": r["clv_at_risk"],
+        "flag": "SLOW" if r["slow"] else ""} for r in t.to_pylist()]) if t.num_rows else t
+    _emit(t, shown, as_json, out, title="agents by first-reply time against the norm",
+          caption="slowness: median of reply time / the channel's median (1 = typical); "
+          "unanswered: share of turns without a reply in time (--json for every column)")
