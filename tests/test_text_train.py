@@ -259,3 +259,19 @@ def test_cli_learning_curve_table_json_and_figure(tmp_path):
     assert [p["n"] for p in pts] == [0, 10]  # 500 is more than the labels at hand
     assert all(0 <= p["macro_f1"] <= 1 for p in pts)
     assert html.exists() and "plotly" in html.read_text()[:5000].lower()
+
+
+def test_selection_keeps_the_shipped_engine_when_labels_teach_nothing():
+    rng = np.random.default_rng(8)
+    f = synthetic_features(rng, 300)
+    f.emb = rng.normal(size=f.emb.shape).astype(np.float32)  # no signal
+    f.ngrams = f.ngrams * 0
+    noisy = np.where(rng.random(300) < 0.75, f.truth, rng.integers(0, 3, 300))
+    f.prior = np.log(np.eye(3)[noisy] * 0.7 + 0.1).astype(np.float32)
+    head, metrics, _ = train_head(f, f.truth, CFG, folds=4)
+    assert metrics["chosen"].startswith("shipped engine")
+    shipped = metrics["candidates"]["shipped engine unchanged"]
+    assert metrics["overall"]["candidate"] >= shipped - 0.03
+    if metrics["chosen"] == "shipped engine unchanged":
+        np.testing.assert_allclose(predict_logits(head, f), f.prior - np.log(
+            np.exp(f.prior).sum(axis=1, keepdims=True)), atol=1e-5)

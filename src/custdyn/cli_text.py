@@ -100,7 +100,7 @@ def _train_on_file(path: Path, no_ngrams: bool, quiet: bool) -> object:
     """A workspace engine trained on a labelled file, exactly as ``train-text`` trains."""
     from custdyn.text import WorkspaceEngine, read_labelled
     from custdyn.text.evaluation import normalize_label
-    from custdyn.text.train import HeadConfig, build_features, fit_calibrated
+    from custdyn.text.train import HeadConfig, build_features, train_head
 
     texts, labels, langs = read_labelled(path)
     y = [normalize_label(v) for v in labels]
@@ -113,5 +113,5 @@ def _train_on_file(path: Path, no_ngrams: bool, quiet: bool) -> object:
                                progress=lambda d, t: bar.update(task, completed=d, total=t))
     import numpy as np
 
-    head = fit_calibrated(feats, np.array(y), cfg, None, 0, inner=5)
+    head, _, _ = train_head(feats, np.array(y), cfg, folds=5)
     return WorkspaceEngine(head=head, version=f"trained-on:{path.name}")

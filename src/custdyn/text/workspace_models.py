@@ -279,7 +279,7 @@ def train_workspace(
     "compared_on", "current"}``.
     """
     from custdyn.text.evaluation import macro_f1
-    from custdyn.text.train import HeadConfig, _calibrated_oof, _oof, compare, fit_calibrated
+    from custdyn.text.train import HeadConfig, compare, train_head
 
     cfg = config or HeadConfig()
     feats, y, rows = label_features(ws, cfg.bits, progress)
@@ -287,9 +287,7 @@ def train_workspace(
         raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
     if len(np.unique(y)) < 2:
         raise ValueError("all labels are the same sentiment; label some of the others too")
-    k = max(2, min(folds, len(y)))
-    raw, fold = _oof(feats, y, cfg, k, seed)
-    oof = _calibrated_oof(raw, fold, y, feats.languages, cfg)
+    head, cv, oof = train_head(feats, y, cfg, folds=folds, seed=seed)
     current = default_engine_name(ws)
     subset = np.arange(len(y))
     compared_on = "all labels (the shipped engine never saw them)"
@@ -309,8 +307,8 @@ def train_workspace(
     sub_langs = [feats.languages[i] for i in subset]
     metrics = compare(y[subset], oof[subset].argmax(1), old_pred, sub_langs)
     metrics["candidate_all_labels"] = macro_f1(y, oof.argmax(1))
-    metrics["folds"] = folds
-    head = fit_calibrated(feats, y, cfg, None, seed, inner=k, oof=raw)
+    metrics["folds"] = cv["folds"]
+    metrics["chosen"] = cv["chosen"]
     better = metrics["overall"]["candidate"] > metrics["overall"]["current"]
     name = register_model(ws, head, n_labels=len(y), metrics=metrics, make_default=better)
     return {
