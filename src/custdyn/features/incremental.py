@@ -561,28 +561,30 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
     def values(t: pa.Table, col: str) -> np.ndarray:
         return _numpy(t.column(col), np.float64)
 
-    acc: dict[str, np.ndarray] = {}
+    fetched = []
     for i, (_, cols) in enumerate(pl.parts):
         t = fetch(f"part{i}").combine_chunks()
-        at = locate(t)
-        for col, how in cols.items():
+        fetched.append((t, locate(t), cols))
+    for col, how in pl.how.items():  # one column at a time: memory of one customers x dates
+        m = np.zeros(size) if how == "sum" else np.full(size, np.nan)
+        for t, at, cols in fetched:
+            if col not in cols:
+                continue
             v = values(t, col)
             if how == "sum":
-                m = np.bincount(at, weights=np.nan_to_num(v), minlength=size)
-                acc[col] = acc[col] + m if col in acc else m
+                m += np.bincount(at, weights=np.nan_to_num(v), minlength=size)
             else:
-                m = np.full(size, np.nan)
-                m[at] = v  # one row per position in a part
-                acc[col] = np.fmax(acc[col], m) if col in acc else m
-        del t
-    for col, how in pl.how.items():
-        m = acc.pop(col).reshape(n, n_k)
+                one = np.full(size, np.nan)
+                one[at] = v  # one row per position in a part
+                np.fmax(m, one, out=m)
+        m = m.reshape(n, n_k)
         if how == "sum":
             np.cumsum(m, axis=1, out=m)
         else:
             m = np.fmax.accumulate(m, axis=1)
         out[col] = pa.array(m[inside], pa.float64(), from_pandas=True)
         del m
+    del fetched
     for name in ("resp", "res"):
         t = fetch(name).combine_chunks()
         at = locate(t)
