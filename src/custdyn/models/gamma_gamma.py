@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from custdyn.errors import DataWarning
-from custdyn.models._base import BaseModel, FloatArray, as_float_array
+from custdyn.models._base import BaseModel, FloatArray, as_float_array, dot
 
 __all__ = ["GammaGamma"]
 
@@ -85,7 +85,7 @@ class GammaGamma(BaseModel):
 
     def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         _, m = data
-        mean = float(weights @ m) / weights.sum()
+        mean = dot(weights, m) / weights.sum()
         # p = 2, q = 3 gives population mean p v / (q - 1) = v
         return np.array([2.0, 3.0, max(mean, 1e-8)])
 
@@ -138,7 +138,7 @@ class GammaGamma(BaseModel):
                 x * m,
                 np.bincount(inv, weights=weights, minlength=len(ux)),
                 np.bincount(inv, weights=weights * lm, minlength=len(ux)),
-                float(weights @ lm),
+                dot(weights, lm),
                 float(weights.sum()),
             )
             caches[id(weights)] = cache

@@ -33,6 +33,7 @@ from custdyn.models._base import (
     as_float_array,
     check_rfm,
     compress_rows,
+    dot,
     expm1_ratio,
     log_nb_pmf,
 )
@@ -151,8 +152,8 @@ class ParetoNBD(TransactionModel):
     def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         x, _, big_t = data
         wsum = weights.sum()
-        mx = max(float(weights @ x) / wsum, 1e-2)
-        mt = max(float(weights @ big_t) / wsum, 1e-6)
+        mx = max(dot(weights, x) / wsum, 1e-2)
+        mt = max(dot(weights, big_t) / wsum, 1e-6)
         return np.array([1.0, mt / mx, 1.0, mt])
 
     def _pairs(self, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray, np.ndarray, np.ndarray]:
