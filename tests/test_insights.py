@@ -234,6 +234,9 @@ def test_cli_json_and_out(world, tmp_path):
     got = json.loads(r.stdout)
     assert len(got) == 3 and got[0]["examples"]
     assert json.loads(Path(out).read_text()) == got
+    r = run.invoke(app, [*w, "backlog", "--max-embed", str(MAX_EMBED), "--top", "2"])
+    assert r.exit_code == 0, r.output
+    assert got[0]["examples"][0]["text"][:30] in " ".join(r.output.split())
     csv = tmp_path / "save.csv"
     r = run.invoke(app, [*w, "worth-saving", "--top", "3", "--out", str(csv)])
     assert r.exit_code == 0, r.output
@@ -325,3 +328,24 @@ def test_worth_saving_exact_on_known_scores(tmp_path):
     c1 = t[3]
     assert [x["direction"] for x in c1["last_interactions"]] == ["outbound", "inbound"]
     assert c1["last_interactions"][0]["snippet"] == "hello"
+
+
+def test_cli_tables_on_known_threads(tmp_path):
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    ws, _as_of = _small_workspace(tmp_path)
+    ws.close()
+    run = CliRunner()
+    w = ["-w", str(tmp_path / "ws")]
+    r = run.invoke(app, [*w, "responders", "--min-turns", "1", "--slow-factor", "1.5"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("SLOW") == 1  # agent b, the one flagged
+    r = run.invoke(app, [*w, "worth-saving", "--uplift", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert "last interactions" in r.output and "c4" in r.output and "hello" in r.output
+    r = run.invoke(app, [*w, "worth-saving", "--top", "2", "--json"])
+    assert [x["customer_id"] for x in json.loads(r.stdout)] == ["c2", "c4"]
+    r = run.invoke(app, ["-w", str(tmp_path / "nowhere"), "responders"])
+    assert r.exit_code == 2
