@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from custdyn.errors import CustdynError
@@ -349,3 +349,69 @@ def test_cli_tables_on_known_threads(tmp_path):
     assert [x["customer_id"] for x in json.loads(r.stdout)] == ["c2", "c4"]
     r = run.invoke(app, ["-w", str(tmp_path / "nowhere"), "responders"])
     assert r.exit_code == 2
+
+
+@st.composite
+def _threads(draw):
+    """Threads of distinct-time messages, one agent each, as (customer, thread, channel, agent,
+    [(hours, direction)])."""
+    out = []
+    for k in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(1, 6))
+        hours = sorted(draw(st.lists(st.integers(0, 400), min_size=n, max_size=n, unique=True)))
+        dirs = draw(st.lists(st.sampled_from(["inbound", "outbound"]), min_size=n, max_size=n))
+        out.append((f"c{draw(st.integers(0, 3))}", f"t{k}",
+                    draw(st.sampled_from(["email", "chat"])),
+                    draw(st.sampled_from(["a@v.example", "b@v.example"])),
+                    list(zip(hours, dirs, strict=True))))
+    return out
+
+
+@given(_threads())
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_responders_match_a_direct_count(tmp_path_factory, threads):
+    """Turns, replies, first-reply medians and unanswered counts per agent equal a plain
+    Python walk through the same threads."""
+    import datetime as dt
+
+    import numpy as np
+
+    base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    as_of = base + dt.timedelta(hours=500)
+    rows, expect = [], defaultdict(lambda: {"turns": 0, "replies": [], "unanswered": 0})
+    for cid, tid, channel, agent, msgs in threads:
+        for j, (h, d) in enumerate(msgs):
+            rows.append({"interaction_id": f"{tid}-{j}", "customer_id": cid,
+                         "occurred_at": (base + dt.timedelta(hours=h)).isoformat(),
+                         "channel": channel, "kind": "contact", "direction": d,
+                         "thread_id": tid, "agent_id": agent if d == "outbound" else None,
+                         "text": "x"})
+        if not any(d == "outbound" for _h, d in msgs):
+            continue  # nobody ever answered: no agent to charge it to
+        for j, (h, d) in enumerate(msgs):
+            if d != "inbound" or (j and msgs[j - 1][1] == "inbound"):
+                continue
+            e = expect[agent]
+            e["turns"] += 1
+            reply = next((h2 for h2, d2 in msgs[j:] if d2 == "outbound"), None)
+            if reply is not None:
+                e["replies"].append(reply - h)
+            if 500 - h >= 48 and (reply is None or reply - h > 48):
+                e["unanswered"] += 1
+    d = tmp_path_factory.mktemp("prop")
+    (d / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with Workspace.create(d / "ws") as ws:
+        ws.ingest(d / "m.jsonl")
+        ws.con.execute("INSERT INTO scores (customer_id, as_of, clv, defection_risk) "
+                       "VALUES ('c0', ?, 1.0, 0.5)", [as_of])
+        got = {r["agent_id"]: r for r in responders(ws, min_turns=1).to_pylist()}
+    assert set(got) == {a for a, e in expect.items() if e["turns"]}
+    for agent, e in expect.items():
+        if not e["turns"]:
+            continue
+        r = got[agent]
+        assert (r["turns"], r["replied"], r["unanswered"]) == (
+            e["turns"], len(e["replies"]), e["unanswered"])
+        if e["replies"]:
+            assert r["median_first_reply_h"] == pytest.approx(float(np.median(e["replies"])))
