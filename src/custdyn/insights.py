@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,6 @@ __all__ = [
     "ThemeSet",
     "feedback_backlog",
     "fit_themes",
-    "theme_of",
     "responders",
     "scores_as_of",
     "uplift_setting",
@@ -595,8 +594,3 @@ def feedback_backlog(
     ])
     return pa.Table.from_pylist(out, schema=schema)
 
-
-def theme_of(ws: Workspace, interaction_ids: Sequence[str], themes: ThemeSet) -> list[str | None]:
-    """The theme id of each interaction in a :class:`ThemeSet` (None: no theme, or not a
-    customer text of the fitted window)."""
-    return [themes.assignments.get(i) for i in interaction_ids]
