@@ -166,3 +166,21 @@ def test_defection_labels_follow_their_rule(tmp_path):
     assert got["no_activity"] == {"quiet": 1, "loud": 0, "back": 1, "buyer": 0, "sub": 1}
     assert got["no_purchase"] == {"quiet": 1, "loud": 1, "back": 1, "buyer": 0, "sub": 1}
     assert got["gone"] == {"quiet": 1, "loud": 1, "back": 0, "buyer": 0, "sub": 1}
+
+
+def test_contractual_customers_need_a_marker(tmp_path):
+    from custdyn.pipeline import contractual_customers
+
+    rows = [_ev(1, "A", "2024-01-05", "order"), _ev(2, "A", "2024-03-05", "cancellation"),
+            _ev(3, "B", "2024-01-05", "order")]
+    with _log(tmp_path, rows) as ws:
+        assert contractual_customers(ws) == set()  # cancellations alone: chosen by outcome
+    cust = tmp_path / "customers.csv"
+    cust.write_text("customer_id,plan\nB,subscription\nC,standard\n")
+    (tmp_path / "log").rename(tmp_path / "old")
+    with _log(tmp_path, rows) as ws:
+        ws.ingest(cust)
+        assert contractual_customers(ws) == {"A", "B"}
+        s = ws.settings
+        s.extra["risk"] = {"contract_attribute": "plan", "contract_values": ["standard"]}
+        assert contractual_customers(ws) == {"A", "C"}

@@ -797,17 +797,21 @@ CONTRACT_COVARIATES = (
 def contractual_customers(ws: Workspace) -> set[str]:
     """Customers on a contract, who leave with an explicit cancellation: those whose
     ``customers.attributes`` carry ``[risk] contract_attribute`` (default ``plan``) with one of
-    ``[risk] contract_values`` (default ``subscription``, ``contract``, ``subscriber``), and
-    everyone with a ``cancellation`` in the log."""
+    ``[risk] contract_values`` (default ``subscription``, ``contract``, ``subscriber``), plus
+    everyone with a ``cancellation`` in the log. Empty when no customer is marked: the
+    customers who cancelled alone would be a population chosen by its outcome."""
     raw = ws.settings.extra.get("risk", {})
     attr = str(raw.get("contract_attribute", "plan"))
     values = [str(v) for v in raw.get("contract_values", ("subscription", "contract",
                                                            "subscriber"))]
-    rows = ws.con.execute(
+    marked = {str(r[0]) for r in ws.con.execute(
         "SELECT customer_id FROM customers WHERE json_extract_string(attributes, ?) IN "
-        "(SELECT unnest(?::VARCHAR[])) UNION SELECT customer_id FROM interactions "
-        "WHERE kind = 'cancellation'", ["$." + attr, values]).fetchall()
-    return {str(r[0]) for r in rows}
+        "(SELECT unnest(?::VARCHAR[]))", ["$." + attr, values]).fetchall()}
+    if not marked:
+        return set()
+    cancelled = {str(r[0]) for r in ws.con.execute(
+        "SELECT DISTINCT customer_id FROM interactions WHERE kind = 'cancellation'").fetchall()}
+    return marked | cancelled
 
 
 @dataclass
@@ -1316,6 +1320,11 @@ def analyze(
             elif contract:
                 warnings.append("fewer than 10 cancellations in the history: contractual "
                                 "customers are scored like the others")
+            elif ws.con.execute("SELECT count(*) FROM interactions "
+                                "WHERE kind = 'cancellation'").fetchone()[0]:  # type: ignore[index]
+                warnings.append("the log has cancellations but no customer is marked as on "
+                                "contract ([risk] contract_attribute / contract_values): "
+                                "no survival model; cancellations count as defections")
         if model is None and n >= 50:
             lag = label_lag_days(history.cfg["label"], horizon)
             warnings.append("not enough history for the supervised risk model (the "
