@@ -152,7 +152,8 @@ def _md(res: dict[str, Any], tim: dict[str, Any], load: str) -> str:
             lines.append(f"| {name} | {model} | {c['n_heldout']:,} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Training (1,000 Portuguese labels, 5-fold CV + final fit, embeddings cached): "
+        "Training (1,000 Portuguese labels, 5-fold CV of the three candidate settings + final "
+        "fit, embeddings cached): "
         f"{tim['fit_1000_s | head']:.0f} s with n-grams, "
         f"{tim['fit_1000_s | head, no n-grams']:.0f} s without; embedding new labels "
         f"{tim['embed_per_s']:.0f} texts/s, so `train-text` on 1,000 new labels takes about "
