@@ -214,6 +214,7 @@ def main(flags: list[str]) -> None:
     load_start = os.getloadavg()[0]
     ours = run_measured(child("benchmarks.bench_models", "--child", "ours", str(path)))
     print("models: custdyn done", flush=True)
+    load_mid = os.getloadavg()[0]
     peer = run_measured(child("benchmarks.bench_models", "--child", "lifetimes", str(path), "main"))
     print("models: lifetimes done", flush=True)
     peer_pn = _run(
@@ -261,17 +262,25 @@ def main(flags: list[str]) -> None:
         )
     else:
         pn_note = "lifetimes reports no standard errors for Pareto/NBD"
-    pn_ratio = (
-        f"{fmt_ratio(o['pnbd_s'] * n_sub / n, q['pnbd_s'])} per customer" if q and "pnbd_s" in q else "n/a"
-    )
+    def ratio(key: str, scale: float = 1.0) -> tuple[str, str]:
+        """Wall and CPU ratios, peer over ours (ours scaled to the peer's number of customers)."""
+        peer_res = q if key == "pnbd" else p
+        if peer_res is None or f"{key}_s" not in peer_res:
+            return "n/a", "n/a"
+        suffix = " per customer" if scale != 1.0 else ""
+        return (
+            fmt_ratio(o[f"{key}_s"] * scale, peer_res[f"{key}_s"]) + suffix,
+            fmt_ratio(o[f"{key}_cpu"] * scale, peer_res[f"{key}_cpu"]) + suffix,
+        )
+
     rows = [
-        ("rfm_summary from transactions", "<= 1.5 s", tm(o, "rfm"), tm(p, "rfm"), fmt_ratio(o["rfm_s"], p["rfm_s"]), "", ""),
+        ("rfm_summary from transactions", "<= 1.5 s", tm(o, "rfm"), tm(p, "rfm"), *ratio("rfm"), "", ""),
         (
             "BG/NBD fit with standard errors",
             "<= 1 s",
             tm(o, "bg"),
             tm(p, "bg"),
-            fmt_ratio(o["bg_s"], p["bg_s"]),
+            *ratio("bg"),
             f(ll["bg_ours"]),
             f(ll["bg_peer"]),
         ),
@@ -280,17 +289,17 @@ def main(flags: list[str]) -> None:
             "<= 10 s",
             tm(o, "pnbd"),
             f"{pn_peer_time} ({n_sub:,} customers)",
-            pn_ratio,
+            *ratio("pnbd", n_sub / n),
             f(ll["pn_ours"]),
             f"{f(ll['pn_peer_sub'])} on its {n_sub:,} customers (custdyn there: {f(ll['pn_ours_sub'])})",
         ),
-        ("Gamma-Gamma fit (repeat customers)", "", tm(o, "gg"), tm(p, "gg"), fmt_ratio(o["gg_s"], p["gg_s"]), "", ""),
+        ("Gamma-Gamma fit (repeat customers)", "", tm(o, "gg"), tm(p, "gg"), *ratio("gg"), "", ""),
         (
             "CLV, 12 months, all customers (BG/NBD + Gamma-Gamma)",
             "<= 2 s",
             tm(o, "clv"),
             tm(p, "clv"),
-            fmt_ratio(o["clv_s"], p["clv_s"]),
+            *ratio("clv"),
             f"total {o['clv_total']:,.0f}",
             f"total {p['clv_total']:,.0f}",
         ),
@@ -300,8 +309,10 @@ def main(flags: list[str]) -> None:
         "## Customer-base models (`custdyn.models`) vs lifetimes 0.11.3",
         "",
         f"Command: `{cmd}`. Machine: {machine()}. The machine is shared: its 1-minute load average was "
-        f"{load_start:.1f} when the run started and {load_end:.1f} when it ended, so wall times (both sides) "
-        "are inflated; CPU seconds (in brackets) and the ratios are the steadier figures.",
+        f"{load_start:.1f} when the run started, {load_mid:.1f} when custdyn's part ended and {load_end:.1f} "
+        "at the end, so wall times (both sides) "
+        "are inflated, unevenly (the two sides run one after the other); CPU seconds (in brackets) and their "
+        "ratios are the steadier figures.",
         f"Data: synthetic, {o['n_customers']:,} customers, {o['n_tx']:,} transactions (BG/NBD process, dates at day "
         f"resolution, 78 weeks); {o['bg_rows']:,} distinct (frequency, recency, T) rows. Time unit: days.",
         "Each side runs in its own child process; times are taken inside it around each step (reading the file "
@@ -309,11 +320,11 @@ def main(flags: list[str]) -> None:
         "2-core machine. LL: log-likelihood of each side's estimates, evaluated with the same likelihood on the "
         "same summary.",
         "",
-        "| step | target | custdyn | lifetimes | ratio (wall) | LL custdyn | LL lifetimes |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| step | target | custdyn | lifetimes | ratio (wall) | ratio (CPU) | LL custdyn | LL lifetimes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, target, ot, pt, ratio, llo, llp in rows:
-        lines.append(f"| {name} | {target} | {ot} | {pt} | {ratio} | {llo} | {llp} |")
+    for name, target, ot, pt, r_wall, r_cpu, llo, llp in rows:
+        lines.append(f"| {name} | {target} | {ot} | {pt} | {r_wall} | {r_cpu} | {llo} | {llp} |")
     lines += [
         "",
         f"- Pareto/NBD: {pn_note}. custdyn fits all {n:,} customers, standard errors included; the ratio "
