@@ -800,7 +800,15 @@ class _Staged:
         cols = ", ".join(q(f) for f in names)
         query = proj.select("_chunk", names)
         n = t.num_rows
-        con.register("_chunk", t)
+
+        def stream(name: str) -> None:
+            # a stream, not the table: DuckDB holds what a query in a transaction scanned
+            # until the commit, and a consumed stream holds nothing
+            with contextlib.suppress(Exception):
+                con.unregister(name)
+            con.register(name, pa.RecordBatchReader.from_batches(t.schema, iter(t.to_batches())))
+
+        stream("_chunk")
         # The filter on _reason must run after the projection: pushed below it, the optimizer
         # would inline (and so repeat) every parse and check into the filter.
         con.execute("SET disabled_optimizers = 'filter_pushdown'")
@@ -824,17 +832,21 @@ class _Staged:
                 self.valid += n_ok
             self.rows += n
             if n_ok is None or n_ok < n:
+                stream("_chunk")
+                stream("_chunk_raw")
                 con.execute(
                     f"""INSERT INTO rejected
                     SELECT {self.batch_id}, {_sql_str(self.source)}, c._row, r._field, r._reason,
                            json_merge_patch(to_json(c), '{{"_row": null}}')::VARCHAR
-                    FROM _chunk c JOIN (SELECT _row, _reason, _field FROM ({query})
+                    FROM _chunk_raw c JOIN (SELECT _row, _reason, _field FROM ({query})
                                         WHERE _reason IS NOT NULL) r ON r._row = c._row"""
                 )
                 self.rejected += int(con.fetchone()[0])  # type: ignore[index]
         finally:
             con.execute("RESET disabled_optimizers")
-            con.unregister("_chunk")
+            for name in ("_chunk", "_chunk_raw"):
+                with contextlib.suppress(Exception):
+                    con.unregister(name)
 
     def clear(self) -> None:
         """Forget everything written for this batch (the reader starts over)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow.csv as pacsv
 from custdyn.errors import InputFormatError
 from custdyn.io.base import RESTART, Chunk, Restart, RowError, Source
 
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 4 << 20
 
 
 class CsvSource(Source):
@@ -80,7 +81,7 @@ class CsvSource(Source):
 
         read_opts = pacsv.ReadOptions(
             block_size=self.block_size,
-            use_threads=not exact,
+            use_threads=False,  # threads would read ahead without bound (see _batches)
             column_names=names,
             skip_rows=1,
             encoding="utf8" if self.encoding.lower().replace("-", "") == "utf8" else self.encoding,
@@ -105,9 +106,10 @@ class CsvSource(Source):
         valid_seen = 0
         skipped: list[int] = []  # record numbers of malformed rows, ascending
         size = self.total_bytes
+        batches = _batches(reader, ahead=not exact)
         while True:
             try:
-                batch = reader.read_next_batch()
+                batch = next(batches)
             except StopIteration:
                 break
             except pa.ArrowInvalid as e:
@@ -159,6 +161,33 @@ class CsvSource(Source):
 
 class _NeedExact(Exception):
     pass
+
+
+def _batches(reader: pacsv.CSVStreamingReader, ahead: bool) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; with ``ahead``, the next block is parsed in a thread while the
+    caller works on the current one.
+
+    pyarrow's own threaded reader reads ahead as far as it can get, so a slow consumer (the
+    checks and the insert) would find most of a large file in memory; one block ahead keeps
+    memory to two blocks. Malformed rows are then reported while the next block is parsed,
+    which is fine for the first pass (any of them starts the exact pass) but not for the
+    exact pass, which numbers them and so reads one block at a time.
+    """
+    if not ahead:
+        while True:
+            try:
+                yield reader.read_next_batch()
+            except StopIteration:
+                return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(reader.read_next_batch)
+        while True:
+            try:
+                batch = pending.result()
+            except StopIteration:
+                return
+            pending = pool.submit(reader.read_next_batch)
+            yield batch
 
 
 def _split(text: str, delimiter: str) -> list[str]:
