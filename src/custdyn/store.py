@@ -549,13 +549,17 @@ class Workspace:
         con = self.con
         deleted = 0
         # ids the workspace already holds (the join builds on the smaller side)
-        con.execute(
-            f"""DELETE FROM interactions WHERE rowid IN (
-                SELECT n.rowid FROM interactions n JOIN interactions o
-                  ON o.interaction_id = n.interaction_id
-                WHERE n.batch_id = {batch_id} AND o.batch_id IS DISTINCT FROM {batch_id})"""
-        )
-        deleted += int(con.fetchone()[0])  # type: ignore[index]
+        had_any = con.execute(
+            f"SELECT 1 FROM interactions WHERE batch_id IS DISTINCT FROM {batch_id} LIMIT 1"
+        ).fetchone()
+        if had_any:
+            con.execute(
+                f"""DELETE FROM interactions WHERE rowid IN (
+                    SELECT n.rowid FROM interactions n JOIN interactions o
+                      ON o.interaction_id = n.interaction_id
+                    WHERE n.batch_id = {batch_id} AND o.batch_id IS DISTINCT FROM {batch_id})"""
+            )
+            deleted += int(con.fetchone()[0])  # type: ignore[index]
         # repeats within the batch: group on a 64-bit hash first (cheap), then compare the ids
         # themselves only where a hash repeats
         mine = f"FROM interactions WHERE batch_id = {batch_id}"
