@@ -109,7 +109,10 @@ def snapshots(
 
     Rows of ``table`` (default ``snapshots``) at these ``as_of`` dates are replaced; rows at
     other dates stay, so the table grows into a history keyed by (customer_id, as_of). The
-    rows are those :func:`features` gives at each date.
+    rows are those :func:`features` gives at each date. The per-date method writes in one
+    transaction; the incremental method on DuckDB commits part by part (an open
+    transaction's rows stay in memory), and if a part fails the rows at these dates are
+    deleted, so a date is never left half written.
 
     Parameters
     ----------
@@ -181,6 +184,15 @@ def snapshots(
             con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {source}')
             exists = True
 
+    committed = False
+
+    def checkpoint() -> None:
+        """Commit what is written so far (DuckDB holds an open transaction's rows in memory)."""
+        nonlocal committed
+        con.execute("COMMIT")
+        committed = True
+        con.execute("BEGIN TRANSACTION")
+
     con.execute("BEGIN TRANSACTION")
     try:
         if exists:
@@ -197,7 +209,7 @@ def snapshots(
                     _write_arrow(con, write, b.to_pyarrow(
                         feature_expr(b, as_of_table(group), **options)))
         elif b.engine == "duckdb":
-            _incremental_duckdb(b, con, arrow, epochs, parts, write, options)
+            _incremental_duckdb(b, con, arrow, epochs, parts, write, checkpoint, options)
         else:  # window functions on the engine (fast there), one part at a time
             for i in range(parts):
                 expr = snapshot_expr(b, epochs, ibis.memtable(arrow),
@@ -207,6 +219,8 @@ def snapshots(
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
+        if committed:  # parts already committed: leave no partial dates behind
+            con.execute(f'DELETE FROM "{table}" WHERE {when}', [moments])
         raise
     return int(row[0]) if row else 0
 
@@ -219,8 +233,20 @@ def _write_arrow(con: Any, write: Any, t: pa.Table) -> None:
         con.unregister("_custdyn_arrow")
 
 
+def _release_memory() -> None:
+    """Hand freed buffers back to the system between parts: glibc keeps large freed blocks
+    of earlier parts otherwise, and the process grows with every part."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[float], parts: int,
-                        write: Any, options: dict[str, Any]) -> None:
+                        write: Any, checkpoint: Any, options: dict[str, Any]) -> None:
     """The incremental method on DuckDB: the changes by SQL, the running sums by numpy.
 
     The event-level tables (with their date indexes) are computed once into temporary
@@ -269,6 +295,9 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
             write(f"({finish})")
             con.unregister(views[1])
             del grid
+            if i + 1 < len(edges):
+                checkpoint()
+            _release_memory()
     finally:
         con.unregister(views[0])
         for tmp in temps:
