@@ -544,8 +544,8 @@ class Workspace:
 
     def _dedupe_interactions(self, batch_id: int, n_valid: int, result: BatchResult) -> None:
         """Keep the first record of each id within the batch, unless the workspace already
-        had it: the batch's valid records were appended in source order, so the first is the
-        one with the lowest rowid."""
+        had it. Where records sharing an id may differ, the batch was appended in source order,
+        so the first is the one with the lowest rowid; elsewhere they are equal."""
         con = self.con
         deleted = 0
         # ids the workspace already holds (the join builds on the smaller side)
