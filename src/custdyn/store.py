@@ -561,16 +561,20 @@ class Workspace:
             )
             deleted += int(con.fetchone()[0])  # type: ignore[index]
         # repeats within the batch: group on a 64-bit hash first (cheap), then compare the ids
-        # themselves only where a hash repeats
+        # themselves only where a hash repeats (usually nowhere: then one scan is all it costs)
         mine = f"FROM interactions WHERE batch_id = {batch_id}"
-        con.execute(
-            f"""DELETE FROM interactions WHERE rowid IN (
-                SELECT rid FROM (
-                    SELECT rowid AS rid, interaction_id {mine} AND hash(interaction_id) IN (
-                        SELECT hash(interaction_id) {mine} GROUP BY 1 HAVING count(*) > 1))
-                QUALIFY rid <> min(rid) OVER (PARTITION BY interaction_id))"""
-        )
-        deleted += int(con.fetchone()[0])  # type: ignore[index]
+        con.execute(f"""CREATE TEMP TABLE _rep AS
+            SELECT hash(interaction_id) AS h {mine} GROUP BY 1 HAVING count(*) > 1""")
+        if con.execute("SELECT count(*) FROM _rep").fetchone()[0]:  # type: ignore[index]
+            con.execute(
+                f"""DELETE FROM interactions WHERE rowid IN (
+                    SELECT rid FROM (
+                        SELECT rowid AS rid, interaction_id {mine}
+                          AND hash(interaction_id) IN (SELECT h FROM _rep))
+                    QUALIFY rid <> min(rid) OVER (PARTITION BY interaction_id))"""
+            )
+            deleted += int(con.fetchone()[0])  # type: ignore[index]
+        con.execute("DROP TABLE _rep")
         result.rows_loaded = n_valid - deleted
         result.rows_duplicate = deleted
 
