@@ -819,7 +819,9 @@ class _Staged:
         stream("_chunk")
         # The filter on _reason must run after the projection: pushed below it, the optimizer
         # would inline (and so repeat) every parse and check into the filter.
-        con.execute("SET disabled_optimizers = 'filter_pushdown'")
+        before = str(con.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0])  # type: ignore[index]
+        off = ",".join(x for x in (before, "filter_pushdown") if x)
+        con.execute(f"SET disabled_optimizers = {_sql_str(off)}")
         try:
             n_ok = None
             if not (skip_valid and self.rejected):
@@ -851,7 +853,7 @@ class _Staged:
                 )
                 self.rejected += int(con.fetchone()[0])  # type: ignore[index]
         finally:
-            con.execute("RESET disabled_optimizers")
+            con.execute(f"SET disabled_optimizers = {_sql_str(before)}")
             for name in ("_chunk", "_chunk_raw"):
                 with contextlib.suppress(Exception):
                     con.unregister(name)
