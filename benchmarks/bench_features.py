@@ -528,7 +528,8 @@ def _snapshot_lines(n: int, res: dict[str, dict[str, Any]]) -> str:
     if "load_start" in s:
         text += (f"; 1-minute load average {s['load_start']:.1f} at the start and "
                  f"{s['load_end']:.1f} at the end")
-    text += " (target: under 3 minutes)."
+    text += (" (target: under 3 minutes). Rows equal to the per-date method's, column for "
+             "column (`tests/test_features.py`).")
     old = res.get("snapshots_per_date")
     if old:
         per = max(1, ROWS_PER_QUERY // n)
