@@ -308,6 +308,18 @@ class BaseModel:
     def _initial(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         raise NotImplementedError
 
+    def _loglik_sum(
+        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Weighted log-likelihood and its gradient: from ``_loglik_sum_hess`` where the model
+        has one (no Hessian asked), else summed from :meth:`_loglik`."""
+        if hasattr(self, "_loglik_sum_hess"):
+            ll_sum, g_sum, _ = self._loglik_sum_hess(params, data, weights, False)
+            return ll_sum, g_sum
+        ll, g = self._loglik(params, data)
+        # elementwise products and sums: no BLAS call, whose threads fight on busy machines
+        return float((weights * ll).sum()), (g * weights).sum(axis=1)
+
     # ------------------------------------------------------------------ fitting
     def _objective(
         self, u: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, wsum: float
@@ -315,15 +327,9 @@ class BaseModel:
         """Mean penalised negative log-likelihood and its gradient in unconstrained space."""
         theta = self._to_natural(u)
         with np.errstate(all="ignore"):
-            if hasattr(self, "_loglik_sum"):
-                ll_sum, g_sum = self._loglik_sum(theta, data, weights)
-                f = -ll_sum / wsum
-                grad_nat = -g_sum / wsum
-            else:
-                ll, g = self._loglik(theta, data)
-                # elementwise products and sums: no BLAS call, whose threads fight on busy machines
-                f = -float((weights * ll).sum()) / wsum
-                grad_nat = -(g * weights).sum(axis=1) / wsum
+            ll_sum, g_sum = self._loglik_sum(theta, data, weights)
+            f = -ll_sum / wsum
+            grad_nat = -g_sum / wsum
         if self.penalizer:
             f += self.penalizer * float(theta @ theta)
             grad_nat = grad_nat + 2.0 * self.penalizer * theta

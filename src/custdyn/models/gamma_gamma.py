@@ -110,13 +110,6 @@ class GammaGamma(BaseModel):
         g[2] = q / v - (px + q) / (x * m + v)
         return ll, g
 
-    def _loglik_sum(
-        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
-    ) -> tuple[float, FloatArray]:
-        """Weighted sum of :meth:`_loglik` and its gradient, shape (3,)."""
-        ll, g, _ = self._loglik_sum_hess(params, data, weights, False)
-        return ll, g
-
     def _loglik_sum_hess(
         self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, hess: bool = True
     ) -> tuple[float, FloatArray, FloatArray | None]:

@@ -72,13 +72,6 @@ class ModifiedBetaGeo(TransactionModel):
         g[3] = db[inv] - w4 / (b + x)
         return ll, g
 
-    def _loglik_sum(
-        self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray
-    ) -> tuple[float, FloatArray]:
-        """Weighted sum of :meth:`_loglik` and its gradient, shape (4,)."""
-        ll, g, _ = self._loglik_sum_hess(params, data, weights, False)
-        return ll, g
-
     def _loglik_sum_hess(
         self, params: FloatArray, data: tuple[FloatArray, ...], weights: FloatArray, hess: bool = True
     ) -> tuple[float, FloatArray, FloatArray | None]:
