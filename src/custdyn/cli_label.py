@@ -76,8 +76,9 @@ def label(
     by: Annotated[str | None, typer.Option(help="Who labels (default: the system user).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Label texts of the workspace, one key per answer: [n]egative, ne[u]tral, [p]ositive,
-    [s]kip, [q]uit. Each answer is saved at once: stop any time and run again to resume."""
+    """Label texts of the workspace, one key per answer: n (negative), u (neutral),
+    p (positive), s (skip), q (quit); 1/2/3 work too. Each answer is saved at once: stop any
+    time and run again to resume."""
     from custdyn.text.labels import (
         add_label,
         export_candidates,
