@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
 from custdyn.text.evaluation import eval_text_main, macro_f1, normalize_label
@@ -57,3 +59,14 @@ def test_report_per_language(tmp_path, capsys):
 def test_mismatched_lengths():
     with pytest.raises(ValueError):
         evaluate_sentiment(["a"], ["positive", "negative"], engine="bulk")
+
+
+@given(st.lists(st.sampled_from(["en", "pt", "no", "tl", "gl", "qu"]), max_size=60),
+       st.integers(1, 8))
+def test_rare_languages_pool_as_other_and_the_rest_stay(langs: list[str], min_n: int) -> None:
+    from custdyn.text.evaluation import pool_rare_languages
+
+    pooled = pool_rare_languages(langs, min_n)
+    assert len(pooled) == len(langs)
+    for before, after in zip(langs, pooled, strict=True):
+        assert after == (before if langs.count(before) >= min_n else "other")

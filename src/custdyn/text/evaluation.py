@@ -82,6 +82,21 @@ def _score(y_true: np.ndarray, y_pred: np.ndarray, n_boot: int, seed: int) -> di
     }
 
 
+MIN_PER_LANGUAGE = 5
+
+
+def pool_rare_languages(langs: Sequence[str], min_n: int = MIN_PER_LANGUAGE) -> list[str]:
+    """Languages with fewer than ``min_n`` texts reported together as ``other``.
+
+    A macro-F1 on one or two texts says nothing, and language identification on short, noisy
+    messages scatters a few texts over rare codes; pooling them keeps the report readable.
+    """
+    counts: dict[str, int] = {}
+    for lang in langs:
+        counts[lang] = counts.get(lang, 0) + 1
+    return [lang if counts[lang] >= min_n else "other" for lang in langs]
+
+
 def evaluate_sentiment(
     texts: Sequence[str],
     labels: Sequence[object],
@@ -109,6 +124,8 @@ def evaluate_sentiment(
     pred = table.column("sentiment").to_pylist()
     y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
     langs = [lang or "und" for lang in table.column("language").to_pylist()]
+    if languages is None:  # detected, not given: a few texts land on rare codes
+        langs = pool_rare_languages(langs)
     per: dict[str, Any] = {}
     for lang in sorted(set(langs)):
         m = np.array([x == lang for x in langs])

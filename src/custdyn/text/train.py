@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from custdyn.schema import SENTIMENTS
-from custdyn.text.evaluation import macro_f1, normalize_label
+from custdyn.text.evaluation import macro_f1, normalize_label, pool_rare_languages
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -618,7 +618,9 @@ def shipped_head(config: HeadConfig, dim: int = 384, n_buckets: int | None = Non
 def compare(
     y: np.ndarray, pred_new: np.ndarray, pred_old: np.ndarray, langs: list[str]
 ) -> dict[str, Any]:
-    """Macro-F1 of two predictions on the same labels, per language and overall."""
+    """Macro-F1 of two predictions on the same labels, per language (fewer than
+    :data:`~custdyn.text.evaluation.MIN_PER_LANGUAGE` labels pooled as ``other``) and overall."""
+    langs = pool_rare_languages(langs)
     arr = np.array(langs)
     per = {}
     for lang in sorted(set(langs)):
