@@ -278,7 +278,7 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     limit = str(row[0]) if row else None
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     try:
-        pl = plan(b, epochs, keep=keep, **options)
+        pl = plan(b, epochs, keep=keep, coded=True, **options)
         ids = con.execute(
             "SELECT customer_id FROM _custdyn_inc_cust ORDER BY customer_id").fetchall()
         cuts = [ids[len(ids) * i // parts][0] for i in range(1, parts)] if ids else []

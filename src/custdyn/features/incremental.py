@@ -51,6 +51,11 @@ from custdyn.schema import CHANNELS, DIRECTIONS, EMOTIONS
 __all__ = ["Plan", "plan", "derive", "plan_tables", "snapshot_expr", "snapshot_arrow"]
 
 KEYS = ["customer_id", "k"]
+#: channel codes 0 .. len(CHANNELS) - 1, and len(CHANNELS) for any other value (or none)
+N_CHANNELS = len(CHANNELS) + 1
+#: direction codes likewise
+N_DIRS = len(DIRECTIONS) + 1
+N_CODES = N_CHANNELS * N_DIRS
 
 
 def _first_index(moments: Sequence[float], after: Callable[[ir.Value], ir.BooleanValue]
@@ -94,6 +99,10 @@ class Plan:
     unit_days: float
     has_text: bool
     has_created: bool
+    #: with ``coded``: the interactions counted per (customer_id, k, code), where ``code`` is
+    #: ``which * N_CODES + channel code * N_DIRS + direction code`` and ``which`` is 0 for
+    #: events that enter at ``k`` and ``1 + i`` for those that leave window ``WINDOWS_DAYS[i]``
+    counts: ir.Table | None = None
 
     def delta(self) -> ir.Table:
         """All changes in one table, one row per (customer_id, k)."""
@@ -187,6 +196,7 @@ def plan(
     time_unit: str | float | None = None,
     unanswered_after_hours: float | None = None,
     text_engine: str | None = None,
+    coded: bool = False,
 ) -> Plan:
     """Every event placed on the date axis: the changes per (customer, date index).
 
@@ -206,6 +216,10 @@ def plan(
         is used instead (e.g. the table materialised once, then filtered to a part).
     purchase_kinds, time_unit, unanswered_after_hours, text_engine
         As for :func:`custdyn.features.feature_expr`.
+    coded : bool
+        Count the interactions by channel and direction as one grouped count per
+        (customer, date index, code) (:attr:`Plan.counts`, spread into columns by
+        :func:`snapshot_arrow`) instead of one column per channel, direction and window.
     """
     kinds, unit_days, wait_h = _settings(b, purchase_kinds, time_unit, unanswered_after_hours)
     m = [float(x) for x in moments]
@@ -239,26 +253,40 @@ def plan(
 
     # ---- all interactions: counts, windowed counts by channel and direction, last contacts
     x = ev.select("customer_id", "channel", "kind", "direction", "ts", "is_contact")
+    extra: dict[str, Any] = {}
+    if coded:
+        ch_code = ibis.cases(*[(x.channel == ch, i) for i, ch in enumerate(CHANNELS)],
+                             else_=len(CHANNELS))
+        d_code = ibis.cases(*[(x.direction == d, i) for i, d in enumerate(DIRECTIONS)],
+                            else_=len(DIRECTIONS))
+        extra["code"] = (ch_code * N_DIRS + d_code).cast("int64")
     x = hold("x", x.mutate(k_in=enters(x.ts), **{f"k_l{w}": leaves(x.ts, w)
-                                                  for w in WINDOWS_DAYS}))
+                                                  for w in WINDOWS_DAYS}, **extra))
     inbound = x.direction == "inbound"
     outbound = x.direction == "outbound"
     purchase = x.kind.isin(kinds)
     meeting = x.channel == "meeting"
     cd = {(ch, d): (x.channel == ch) & (x.direction == d) for ch in CHANNELS for d in DIRECTIONS}
     enter: dict[str, Any] = {
-        "n_interactions": ONE,
         "n_orders": _one(purchase),
         "n_order_issues": _one(x.kind == "order_issue"),
         "n_returns": _one(x.kind == "return"),
-        "meet_n": _one(meeting),
-        "meetings_365d": _one(meeting),
     }
-    for w in WINDOWS_DAYS:
-        for (ch, d), cond in cd.items():
-            enter[f"n_{ch}_{d}_{w}d"] = _one(cond)
-        enter[f"n_inbound_{w}d"] = _one(inbound)
-        enter[f"n_outbound_{w}d"] = _one(outbound)
+    counts = None
+    if coded:
+        ks = ["k_in", *[f"k_l{w}" for w in WINDOWS_DAYS]]
+        sides = [x.filter(x[k] < n_dates).select(
+            "customer_id", k=x[k], code=x.code + which * N_CODES)
+            for which, k in enumerate(ks)]
+        u_ = ibis.union(*sides, distinct=False)
+        counts = u_.group_by(["customer_id", "k", "code"]).aggregate(n=u_.count())
+    else:
+        enter.update(n_interactions=ONE, meet_n=_one(meeting), meetings_365d=_one(meeting))
+        for w in WINDOWS_DAYS:
+            for (ch, d), cond in cd.items():
+                enter[f"n_{ch}_{d}_{w}d"] = _one(cond)
+            enter[f"n_inbound_{w}d"] = _one(inbound)
+            enter[f"n_outbound_{w}d"] = _one(outbound)
     add(x, "k_in", enter)
     add(x, "k_in", {
         "last_customer_contact_s": ibis.cases((inbound & x.is_contact, x.ts)),
@@ -266,6 +294,8 @@ def plan(
         "meet_last": ibis.cases((meeting, x.ts)),
     }, "max")
     for w in WINDOWS_DAYS:
+        if coded:
+            break
         leave = {f"n_{ch}_{d}_{w}d": -_one(cond) for (ch, d), cond in cd.items()}
         leave[f"n_inbound_{w}d"] = -_one(inbound)
         leave[f"n_outbound_{w}d"] = -_one(outbound)
@@ -403,7 +433,7 @@ def plan(
     resp = medians(r, {"first_response_median_h": lambda v: v.median(),
                        "first_response_p90_h": lambda v: v.quantile(0.9)})
     res = medians(rs, {"ticket_resolve_median_h": lambda v: v.median()})
-    return Plan(parts, how, cust, resp, res, unit_days, z is not None, has_created)
+    return Plan(parts, how, cust, resp, res, unit_days, z is not None, has_created, counts)
 
 
 def derive(g: ir.Table, pl: Plan) -> ir.Table:
@@ -508,6 +538,8 @@ def plan_tables(pl: Plan) -> dict[str, ir.Table]:
     ``part0``, ``part1``, ... (the plan's parts)."""
     out = {"cust": pl.cust, "resp": pl.resp, "res": pl.res}
     out.update({f"part{i}": t for i, (t, _) in enumerate(pl.parts)})
+    if pl.counts is not None:
+        out["counts"] = pl.counts
     return out
 
 
@@ -585,6 +617,9 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
         out[col] = pa.array(m[inside], pa.float64(), from_pandas=True)
         del m
     del fetched
+    if pl.counts is not None:
+        out.update(_spread_counts(fetch("counts").combine_chunks(), locate, size, n, n_k,
+                                  inside))
     for name in ("resp", "res"):
         t = fetch(name).combine_chunks()
         at = locate(t)
@@ -599,3 +634,40 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
             v[last < 0] = np.nan
             out[col] = pa.array(v[inside], pa.float64(), from_pandas=True)
     return pa.table(out)
+
+
+def _spread_counts(t: pa.Table, locate: Callable[[pa.Table], np.ndarray], size: int, n: int,
+                   n_k: int, inside: np.ndarray) -> dict[str, pa.Array]:
+    """The interaction counts by channel, direction and window from :attr:`Plan.counts`."""
+    at = locate(t)
+    code = _numpy(t.column("code"), np.int64)
+    cnt = _numpy(t.column("n"), np.float64)
+    which = code // N_CODES
+
+    def running(w: int) -> np.ndarray:
+        """Running counts (customers x dates x codes) of the events of one ``which``."""
+        sel = which == w
+        m = np.bincount(at[sel] * N_CODES + code[sel] % N_CODES, weights=cnt[sel],
+                        minlength=size * N_CODES).reshape(n, n_k, N_CODES)
+        return np.cumsum(m, axis=1, out=m)
+
+    def col(m: np.ndarray) -> pa.Array:
+        return pa.array(m[inside], pa.float64())
+
+    inb, outb = DIRECTIONS.index("inbound"), DIRECTIONS.index("outbound")
+    meet = CHANNELS.index("meeting")
+    out: dict[str, pa.Array] = {}
+    came = running(0)
+    out["n_interactions"] = col(came.sum(axis=2))
+    out["meet_n"] = col(came[:, :, meet * N_DIRS:(meet + 1) * N_DIRS].sum(axis=2))
+    for i, w in enumerate(WINDOWS_DAYS):
+        now = came - running(i + 1)
+        for c, ch in enumerate(CHANNELS):
+            for d, dname in enumerate(DIRECTIONS):
+                out[f"n_{ch}_{dname}_{w}d"] = col(now[:, :, c * N_DIRS + d])
+        out[f"n_inbound_{w}d"] = col(now[:, :, inb::N_DIRS].sum(axis=2))
+        out[f"n_outbound_{w}d"] = col(now[:, :, outb::N_DIRS].sum(axis=2))
+        if w == 365:
+            out["meetings_365d"] = col(now[:, :, meet * N_DIRS:(meet + 1) * N_DIRS].sum(axis=2))
+        del now
+    return out
