@@ -243,13 +243,25 @@ def plan(
         """First date index at which it is more than ``days`` old."""
         return _first_index(m, lambda a: (a - ts) > days * DAY_S)
 
-    parts: list[tuple[ir.Table, dict[str, str]]] = []  # (rows, {column: "sum" | "max"})
+    # the changes of one event-level table, whichever date index they are placed at, are
+    # summed (or maxed) in one query: (table, [(date index column, {column: expr}, how)])
+    pending: dict[int, tuple[ir.Table, list[tuple[str, dict[str, Any], str]]]] = {}
 
     def add(t: ir.Table, k: str, cols: dict[str, Any], how: str = "sum") -> None:
-        s = t.filter(t[k] < n_dates)
-        s = s.select("customer_id", k=s[k], **cols)
-        agg = {c: (s[c].sum() if how == "sum" else s[c].max()) for c in cols}
-        parts.append((s.group_by(KEYS).aggregate(**agg), {c: how for c in cols}))
+        pending.setdefault(id(t), (t, []))[1].append((k, cols, how))
+
+    def merged(t: ir.Table, adds: list[tuple[str, dict[str, Any], str]]
+               ) -> tuple[ir.Table, dict[str, str]]:
+        how_ = {c: h for _, cols, h in adds for c in cols}
+        sides = []
+        for k, cols, _h in adds:
+            s = t.filter(t[k] < n_dates)
+            sides.append(s.select("customer_id", k=s[k], **{
+                c: (cols[c].cast("float64") if c in cols
+                    else ibis.null("float64")) for c in how_}))
+        s = sides[0] if len(sides) == 1 else ibis.union(*sides, distinct=False)
+        agg = {c: (s[c].sum() if h == "sum" else s[c].max()) for c, h in how_.items()}
+        return s.group_by(KEYS).aggregate(**agg), how_
 
     # ---- all interactions: counts, windowed counts by channel and direction, last contacts
     x = ev.select("customer_id", "channel", "kind", "direction", "ts", "is_contact")
@@ -390,6 +402,7 @@ def plan(
         add(z, "k_l90", {**{k_: -v for k_, v in w90.items()}, **wprev})
         add(z, "k_l180", {k_: -v for k_, v in wprev.items()})
 
+    parts = [merged(t, adds) for t, adds in pending.values()]
     how: dict[str, str] = {}
     for _, h in parts:
         how.update(h)
