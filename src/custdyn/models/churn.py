@@ -159,9 +159,13 @@ class DefectionModel(SettingsMixin):
 
     Parameters
     ----------
-    n_estimators : int, default 300
+    n_estimators : int, default 100
         Boosting rounds.
-    learning_rate : float, default 0.05
+    learning_rate : float, default 0.03
+        With ``n_estimators``, the total shrinkage (3 by default). The defaults were chosen
+        on demo worlds against their hidden truth (seeds 11 and 13, two dates each; never
+        the seed-7 world the documentation reports): the earlier 300 rounds at 0.05 fitted
+        the proxy label's noise (mean ROC AUC 0.757 against the truth there, 0.784 now).
     num_leaves : int, default 15
         Leaves per tree.
     min_child_samples : int, default 20
@@ -208,8 +212,8 @@ class DefectionModel(SettingsMixin):
     def __init__(
         self,
         *,
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
+        n_estimators: int = 100,
+        learning_rate: float = 0.03,
         num_leaves: int = 15,
         min_child_samples: int = 20,
         subsample: float = 0.8,
