@@ -1,7 +1,8 @@
 """``make bench``: run every ``benchmarks/bench_*.py`` (or those named) and update BENCHMARKS.md.
 
 Each benchmark module has ``main(argv: list[str]) -> None`` and writes its own section.
-``python -m benchmarks.run ingest models`` runs only those; ``--quick`` asks each for a small size.
+``python -m benchmarks.run ingest models`` runs only those; ``--quick`` asks each for a small size;
+options after the names go to each benchmark (``python -m benchmarks.run features --only snapshots``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    flags = [a for a in argv if a.startswith("-")]
-    names = [a for a in argv if not a.startswith("-")]
+    # names first, then options passed to each benchmark as given (``--only snapshots``)
+    first_flag = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, flags = argv[:first_flag], argv[first_flag:]
     found = sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     for name in names or found:
         if name not in found:
