@@ -68,7 +68,7 @@ def test_weights_equal_expanded_rows(donations: pd.DataFrame, fitted: BetaGeoBet
 
 def test_recovers_simulated_parameters() -> None:
     true = {"alpha": 1.2, "beta": 0.75, "gamma": 0.66, "delta": 2.8}
-    x, tx, n = BetaGeoBetaBinom().set_params(**true).sample(300_000, 8, seed=4)
+    x, tx, n = BetaGeoBetaBinom().set_params(**true).sample(1_000_000, 8, seed=4)
     m = BetaGeoBetaBinom().fit(x, tx, n)
     expected_mean = BetaGeoBetaBinom().set_params(**true).expected_purchases(8)[0]
     assert abs(x.mean() - expected_mean) < 4 * x.std() / np.sqrt(len(x))

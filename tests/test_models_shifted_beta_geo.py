@@ -49,7 +49,7 @@ def test_predictions_consistent() -> None:
 
 def test_recovers_simulated_parameters() -> None:
     gen = ShiftedBetaGeo().set_params(alpha=0.7, beta=1.2)
-    periods, churned = gen.sample(200_000, 12, seed=3)
+    periods, churned = gen.sample(1_000_000, 12, seed=3)
     m = ShiftedBetaGeo().fit(periods, churned)
     for k, v in {"alpha": 0.7, "beta": 1.2}.items():
         assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k]
