@@ -34,6 +34,12 @@ def machine() -> str:
     )
 
 
+def shared_note(*loads: float) -> str:
+    """' (other work shared the cores)' when any load average reached the core count, else ''."""
+    cores = os.cpu_count() or 1
+    return " (other work shared the cores)" if max(loads, default=0.0) >= cores else ""
+
+
 def run_measured(args: list[str], env: dict | None = None) -> dict:
     """Run ``args`` in a child process; return wall seconds, its peak RSS (MiB) and stdout.
 

@@ -16,7 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
+from benchmarks._common import (
+    DATA,
+    child,
+    fmt_ratio,
+    machine,
+    run_measured,
+    shared_note,
+    update_section,
+)
 
 CHANNELS = ["email", "phone", "web", "chat", "ticket", "meeting"]
 KINDS = ["order", "contact", "support", "feedback", "return", "order_issue"]
@@ -181,7 +189,8 @@ def main(flags: list[str]) -> None:
         "## Ingest (issue 2)",
         "",
         f"Machine: {machine()}; 1-minute load average {load_start:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end (other work shared the two cores). Command: "
+        f"{os.getloadavg()[0]:.1f} at the end{shared_note(load_start, os.getloadavg()[0])}. "
+        "Command: "
         f"`python -m benchmarks.run ingest{' --quick' if quick else ''}` "
         f"({time.strftime('%Y-%m-%d')}). Each side in its own "
         "process; time is the whole file into a committed table (ours: read, check every "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 try:  # run as ``python -m benchmarks.bench_risk``
-    from benchmarks._common import machine, update_section
+    from benchmarks._common import machine, shared_note, update_section
 except ImportError:  # pragma: no cover
     from _common import machine, update_section  # type: ignore[no-redef]
 
@@ -197,8 +197,8 @@ def main() -> None:
         "## Defection risk",
         "",
         f"`python -m benchmarks.bench_risk`, {machine()}; load average "
-        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (other work shared the "
-        "machine, so times are indicative only). H = 90 days. Model: calibrated LightGBM on "
+        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after"
+        f"{shared_note(load_before[0], load_after[0])}. H = 90 days. Model: calibrated LightGBM on "
         "snapshot features, leaving-phase signals and P(alive), fitted on the snapshots "
         "before the tested date whose outcome was known by then; contractual customers "
         "(plan = subscription) by the landmark Cox model of cancellation.",
