@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,6 +75,14 @@ def _main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     state.workspace = workspace
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Library warnings (our DataWarning, ConvergenceWarning, ...) as one readable line on
+    stderr, without the Python source location."""
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
 
 
 def _open(read_only: bool = True, purpose: str | None = None) -> Any:
@@ -98,6 +107,12 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
     return v
+
+
+def write_figure(fig: Any, path: str | Path) -> None:
+    """Write a Plotly figure as one self-contained HTML file (plotly.js inside: it opens
+    offline)."""
+    fig.write_html(str(path), include_plotlyjs=True)
 
 
 def print_json(obj: Any) -> None:

@@ -9,7 +9,18 @@ import pyarrow as pa
 import typer
 from rich.markup import escape
 
-from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err, print_json
+from custdyn.cli import (
+    JsonOpt,
+    OutOpt,
+    _fail,
+    _open,
+    app,
+    console,
+    emit,
+    err,
+    print_json,
+    write_figure,
+)
 from custdyn.errors import CustdynError
 
 
@@ -54,8 +65,9 @@ def analyze(
                       "`custdyn scores`)")
     if r.backtest:
         bt = pa.Table.from_pylist([
-            {k: b.get(k) for k in ("scorer", "n", "base_rate", "roc_auc", "pr_auc",
-                                   "lift_top_decile", "brier", "ece")} for b in r.backtest])
+            {k: (int(b[k]) if k == "n" and b.get(k) is not None else b.get(k))
+             for k in ("scorer", "n", "base_rate", "roc_auc", "pr_auc", "lift_top_decile",
+                       "brier", "ece")} for b in r.backtest])
         emit(bt, False, None, title="defection risk, backtest on the last horizon")
     console.print("stages: " + ", ".join(f"{k} {v:,}" for k, v in r.stages.items()))
     console.print("quadrants: " + ", ".join(
@@ -256,13 +268,23 @@ def backtest(
         raise _fail(CustdynError(f"not enough history before {at.date()} for a backtest with "
                                  f"a horizon of {horizon_days:.0f} days"))
     t = pa.Table.from_pandas(bt.metrics, preserve_index=False)
+    for name in ("n_train", "n", "positives"):  # counts, whatever dtype the frame gave them
+        if name in t.column_names:
+            i = t.column_names.index(name)
+            t = t.set_column(i, name, t.column(name).cast(pa.int64()))
     if figures and not as_json:
         d = Path(figures)
         d.mkdir(parents=True, exist_ok=True)
-        bt.plot_calibration().write_html(d / "calibration.html", include_plotlyjs="cdn")
-        bt.plot_roc().write_html(d / "roc.html", include_plotlyjs="cdn")
+        write_figure(bt.plot_calibration(), d / "calibration.html")
+        write_figure(bt.plot_roc(), d / "roc.html")
         err.print(f"figures: {d / 'calibration.html'}, {d / 'roc.html'}")
-    emit(t, as_json, out, title=f"defection backtest, horizon {horizon_days:.0f} days")
+    title = f"defection backtest, horizon {horizon_days:.0f} days"
+    if not as_json and not out and "as_of" in t.column_names:
+        dates = {str(v)[:10] for v in t.column("as_of").to_pylist()}
+        if len(dates) == 1:  # one tested date: say it once, leave the columns to the numbers
+            t = t.drop_columns(["as_of"])
+            title += f", tested at {dates.pop()}"
+    emit(t, as_json, out, title=title)
 
 
 @app.command()
@@ -284,7 +306,7 @@ def flows(
     except CustdynError as e:
         raise _fail(e) from None
     if html:
-        plot_flows(t).write_html(html, include_plotlyjs="cdn")
+        write_figure(plot_flows(t), html)
         err.print(f"wrote {html}")
     emit(t.drop_columns(["from_as_of", "to_as_of"]) if not as_json else t, as_json, out,
          title="stage flows")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err
+from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err, write_figure
 from custdyn.errors import CustdynError
 
 EngineOpt = Annotated[
@@ -117,6 +117,6 @@ def cohorts(
         if t.num_rows == 0:
             raise _fail(CustdynError("no purchases before --as-of: there are no cohorts to "
                                      "draw")) from None
-        cf.cohort_figure(t).write_html(html, include_plotlyjs="cdn")
+        write_figure(cf.cohort_figure(t), html)
         err.print(f"wrote {html}")
     emit(t, as_json, out, title="cohorts (by month of first purchase)")

@@ -24,6 +24,7 @@ from custdyn.cli import (
     console,
     err,
     print_json,
+    write_figure,
 )
 from custdyn.errors import CustdynError
 
@@ -304,7 +305,7 @@ def learning_curve(
     except (CustdynError, ValueError, OSError) as e:
         raise _fail(e, EXIT_REFUSED) from None
     if html is not None:
-        curve_figure(c).write_html(str(html), include_plotlyjs=True)
+        write_figure(curve_figure(c), str(html))
         err.print(f"wrote {html}")
     if as_json:
         print_json(c)
