@@ -49,34 +49,12 @@ def ngram_buckets(texts: list[str], bits: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if not texts:
         return np.zeros(0, np.int64), np.zeros(1, np.int64)
-    parts = [
-        b"\x02" + (t or "").lower().encode("utf-8", "replace")[:MAX_BYTES] + b"\x03" for t in texts
-    ]
-    lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
-    data = np.frombuffer(b"".join(parts), np.uint8).astype(np.uint64)
-    doc = np.repeat(np.arange(len(parts)), lens)
-    total = data.shape[0]
-    shift = np.uint64(64 - bits)
-    ids: list[np.ndarray] = []
-    docs: list[np.ndarray] = []
-    h = np.zeros(total, np.uint64)
-    with np.errstate(over="ignore"):
-        for n in range(1, max(NGRAMS) + 1):
-            m = total - n + 1
-            if m <= 0:
-                break
-            h = h[:m] * _PRIME + data[n - 1 : n - 1 + m] + np.uint64(n)
-            if n not in NGRAMS:
-                continue
-            ok = doc[:m] == doc[n - 1 : n - 1 + m]
-            hashed = (h[ok] * _MULT) >> shift
-            ids.append(hashed.astype(np.int64))
-            docs.append(doc[:m][ok])
-    bucket = np.concatenate(ids)
-    d = np.concatenate(docs)
+    groups = _ngram_groups(texts, bits)
+    bucket = np.concatenate([b for b, _ in groups])
+    d = np.concatenate([doc for _, doc in groups])
     order = np.argsort(d, kind="stable")
-    counts = np.bincount(d, minlength=len(parts))
-    offsets = np.zeros(len(parts) + 1, np.int64)
+    counts = np.bincount(d, minlength=len(texts))
+    offsets = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     return bucket[order], offsets
 
