@@ -58,7 +58,7 @@ WorkspaceOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", help="Also write the table to FILE (.parquet or .csv).")
+    Path | None, typer.Option("--out", help="Also write the table to FILE (.parquet, .csv or .json).")
 ]
 
 
@@ -147,12 +147,30 @@ def print_table(t: pa.Table, title: str | None = None, widths: dict[str, int] | 
     console.print(table)
 
 
+def _flat(t: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs) as JSON text, for CSV."""
+    cols = []
+    for name in t.column_names:
+        col = t.column(name)
+        if pa.types.is_list(col.type) or pa.types.is_struct(col.type):
+            col = pa.array([None if v is None else json.dumps(_jsonable(v), ensure_ascii=False)
+                            for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=t.column_names)
+
+
 def write_out(t: pa.Table, out: Path) -> None:
+    """``--out``: Parquet (keeps nested columns), CSV (nested columns as JSON text) or JSON
+    (a list of objects), by the file's suffix."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        out.write_text(json.dumps(_jsonable(t.to_pylist()), ensure_ascii=False, indent=2) + "\n",
+                       encoding="utf-8")
+    elif suffix == ".csv":
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(t, out)
+        pacsv.write_csv(_flat(t), out)
     else:
         import pyarrow.parquet as pq
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import pyarrow as pa
 import typer
 from rich.markup import escape
 
-from custdyn.cli import JsonOpt, _fail, _open, app, console, err, print_json, print_table
+from custdyn.cli import JsonOpt, _fail, _open, app, console, err, print_json, print_table, write_out
 from custdyn.errors import CustdynError, WorkspaceLockedError
 
 OutFileOpt = Annotated[
@@ -20,45 +19,10 @@ OutFileOpt = Annotated[
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Default: the latest analysis.")]
 
 
-def _flat(t: pa.Table) -> pa.Table:
-    """Nested columns (lists, structs) as JSON text, for CSV."""
-    cols = []
-    for name in t.column_names:
-        col = t.column(name)
-        if pa.types.is_list(col.type) or pa.types.is_struct(col.type):
-            from custdyn.cli import _jsonable
-
-            col = pa.array([None if v is None else json.dumps(_jsonable(v), ensure_ascii=False)
-                            for v in col.to_pylist()], pa.string())
-        cols.append(col)
-    return pa.table(cols, names=t.column_names)
-
-
-def write_list(t: pa.Table, out: Path) -> None:
-    """Write an action list: Parquet keeps nested columns, CSV writes them as JSON text, JSON
-    writes the rows as a list of objects."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".json":
-        from custdyn.cli import _jsonable
-
-        out.write_text(json.dumps(_jsonable(t.to_pylist()), ensure_ascii=False, indent=2) + "\n",
-                       encoding="utf-8")
-    elif suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(_flat(t), out)
-    else:
-        import pyarrow.parquet as pq
-
-        pq.write_table(t, out)
-    err.print(f"wrote {t.num_rows:,} rows to {out}")
-
-
 def _emit(full: pa.Table, shown: pa.Table, as_json: bool, out: Path | None, title: str,
           widths: dict[str, int] | None = None, caption: str | None = None) -> None:
     if out:
-        write_list(full, out)
+        write_out(full, out)
     if as_json:
         print_json(full.to_pylist())
     else:
