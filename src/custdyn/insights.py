@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from custdyn.errors import CustdynError
+from custdyn.features.backend import as_utc
 from custdyn.store import Workspace
 
 __all__ = [
@@ -50,14 +51,6 @@ DEFAULT_UNANSWERED_HOURS = 48.0
 
 
 # =========================================================================== shared helpers
-def _as_utc(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
 
 
 def _insights_settings(ws: Workspace) -> dict[str, Any]:
@@ -88,13 +81,13 @@ def scores_as_of(ws: Workspace, as_of: Any = None) -> dt.datetime:
         row = ws.con.execute("SELECT max(as_of) FROM scores").fetchone()
         if row is None or row[0] is None:
             raise CustdynError("no scores yet; run `custdyn analyze` first")
-        return _as_utc(row[0])
-    at = _as_utc(as_of)
+        return as_utc(row[0])
+    at = as_utc(as_of)
     n = ws.con.execute("SELECT count(*) FROM scores WHERE as_of = ?", [at]).fetchone()
     if not n or not n[0]:
         have = [r[0] for r in ws.con.execute(
             "SELECT DISTINCT as_of FROM scores ORDER BY 1").fetchall()]
-        hint = (", ".join(str(_as_utc(d).date()) for d in have[-5:])
+        hint = (", ".join(str(as_utc(d).date()) for d in have[-5:])
                 if have else "none; run `custdyn analyze` first")
         raise CustdynError(f"no scores at {at.date()}; analyses available: {hint}")
     return at

@@ -185,17 +185,10 @@ class AnalysisResult:
 
 
 def _as_utc(value: Any) -> Any:
-    import datetime as dt
+    """:func:`custdyn.features.backend.as_utc`, letting ``None`` (no date given) through."""
+    from custdyn.features.backend import as_utc
 
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    return None if value is None else as_utc(value)
 
 
 def default_as_of(ws: Workspace) -> Any:
