@@ -16,17 +16,26 @@ _MULT = np.uint64(0x9E3779B97F4A7C15)
 _PRIME = np.uint64(1099511628211)
 
 
-def _ngram_groups(texts: list[str], bits: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per n-gram size: (bucket ids in text order, the text each belongs to)."""
+def ngram_buckets(texts: list[str], bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket ids of every n-gram and, per text, the offset of its first id.
+
+    Returns ``(buckets, offsets)``: ``buckets`` int64 of shape (m,), grouped by text (within a
+    text, by position, then by n); ``offsets`` int64 of shape (len(texts) + 1,), text i owns
+    ``buckets[offsets[i]:offsets[i+1]]``.
+    """
+    if not texts:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
     parts = [
         b"\x02" + (t or "").lower().encode("utf-8", "replace")[:MAX_BYTES] + b"\x03" for t in texts
     ]
     lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
-    data = np.frombuffer(b"".join(parts), np.uint8).astype(np.uint64)
-    doc = np.repeat(np.arange(len(parts)), lens)
+    data = np.frombuffer(b"".join(parts), np.uint8)
     total = data.shape[0]
     shift = np.uint64(64 - bits)
-    out: list[tuple[np.ndarray, np.ndarray]] = []
+    sizes = np.array(NGRAMS, np.int64)
+    column = {n: i for i, n in enumerate(NGRAMS)}
+    # One row per byte position, one column per n: the n-gram that starts there.
+    grid = np.empty((total, len(NGRAMS)), np.int64)
     h = np.zeros(total, np.uint64)
     with np.errstate(over="ignore"):
         for n in range(1, max(NGRAMS) + 1):
@@ -34,29 +43,26 @@ def _ngram_groups(texts: list[str], bits: int) -> list[tuple[np.ndarray, np.ndar
             if m <= 0:
                 break
             h = h[:m] * _PRIME + data[n - 1 : n - 1 + m] + np.uint64(n)
-            if n not in NGRAMS:
-                continue
-            ok = doc[:m] == doc[n - 1 : n - 1 + m]
-            out.append((((h[ok] * _MULT) >> shift).astype(np.int64), doc[:m][ok]))
-    return out
-
-
-def ngram_buckets(texts: list[str], bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket ids of every n-gram and, per text, the offset of its first id.
-
-    Returns ``(buckets, offsets)``: ``buckets`` int64 of shape (m,), grouped by text;
-    ``offsets`` int64 of shape (len(texts) + 1,), text i owns ``buckets[offsets[i]:offsets[i+1]]``.
-    """
-    if not texts:
-        return np.zeros(0, np.int64), np.zeros(1, np.int64)
-    groups = _ngram_groups(texts, bits)
-    bucket = np.concatenate([b for b, _ in groups])
-    d = np.concatenate([doc for _, doc in groups])
-    order = np.argsort(d, kind="stable")
-    counts = np.bincount(d, minlength=len(texts))
+            if n in column:
+                grid[:m, column[n]] = (h * _MULT) >> shift
+    # An n-gram belongs to its text when the text has n bytes left from where it starts;
+    # the row-major mask keeps the ids grouped by text.
+    left = np.repeat(np.cumsum(lens), lens) - np.arange(total)
+    buckets = grid[left[:, None] >= sizes]
+    counts = np.maximum(lens[:, None] - sizes + 1, 0).sum(axis=1)
     offsets = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return bucket[order], offsets
+    return buckets, offsets
+
+
+def _count_matrix(texts: list[str], bits: int):  # type: ignore[no-untyped-def]
+    """CSR (len(texts), 2**bits) of n-gram counts, duplicates not yet summed; and the counts."""
+    from scipy import sparse
+
+    buckets, offsets = ngram_buckets(texts, bits)
+    ones = np.ones(len(buckets), np.float32)
+    mat = sparse.csr_matrix((ones, buckets, offsets), shape=(len(texts), 2**bits))
+    return mat, np.diff(offsets)
 
 
 def sparse_features(texts: list[str], bits: int):  # type: ignore[no-untyped-def]
@@ -73,22 +79,18 @@ def sparse_features(texts: list[str], bits: int):  # type: ignore[no-untyped-def
 
 
 def linear_scores(texts: list[str], table: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``features @ table + bias`` without building the sparse matrix: (len(texts), k)."""
+    """``features @ table + bias`` (float32, (len(texts), k)) with one sparse product.
+
+    Each text's n-gram rows of ``table`` are summed, then scaled by 1/sqrt(its n-grams): the
+    same as :func:`sparse_features` ``@ table + bias``.
+    """
     bits = int(np.log2(table.shape[0]))
     n = len(texts)
-    out = np.zeros((n, table.shape[1]), np.float32)
-    counts = np.zeros(n, np.int64)
     if not n:
-        return out + bias.astype(np.float32)
-    for buckets, doc in _ngram_groups(texts, bits):
-        # ``doc`` is sorted: sum each text's rows with one reduceat per n-gram size.
-        c = np.bincount(doc, minlength=n)
-        counts += c
-        have = c > 0
-        if not have.any():
-            continue
-        starts = np.zeros(n, np.int64)
-        np.cumsum(c[:-1], out=starts[1:])
-        out[have] += np.add.reduceat(table[buckets], starts[have], axis=0, dtype=np.float32)
-    scale = 1.0 / np.sqrt(np.maximum(counts, 1))
-    return out * scale[:, None].astype(np.float32) + bias.astype(np.float32)
+        return np.zeros((0, table.shape[1]), np.float32) + bias.astype(np.float32)
+    mat, counts = _count_matrix(texts, bits)
+    out = np.asarray(mat @ np.asarray(table, np.float32), np.float32)
+    scale = (1.0 / np.sqrt(np.maximum(counts, 1))).astype(np.float32)
+    out *= scale[:, None]
+    out += bias.astype(np.float32)
+    return out

@@ -1,14 +1,25 @@
-"""Offline language identification (py3langid, 97+ languages, ISO 639-1 codes where one exists)."""
+"""Offline language identification (py3langid, 97+ languages, ISO 639-1 codes where one exists).
+
+:func:`detect` asks py3langid about one text. :func:`detect_many` computes the same thing for a
+whole batch with numpy: py3langid's classifier (langid.py, Lui & Baldwin, 2012) is a byte
+automaton whose states emit n-gram features, followed by multinomial naive Bayes over
+``log1p`` feature counts. The batch walks the automaton for every text at once (one gather per
+byte position), counts features in a sparse matrix and scores them with one sparse product.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 _LOCK = threading.Lock()
 _IDENT: Any = None
+_BATCH: _BatchModel | None = None
 _HAS_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _URL = re.compile(r"https?://\S+|www\.\S+|@\w+|#", re.UNICODE)
 
@@ -22,6 +33,14 @@ _TAGALOG_MARKERS = frozenset(
     "wala may meron kayo ninyo natin pag kung para nang lahat sana ulit".split()
 )
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+#: Texts scored together, and their most characters (bound the batch's working memory).
+_CHUNK = 4096
+_CHUNK_CHARS = 1 << 20
+#: Longer encoded texts are walked in pieces of this many bytes (plus an overlap).
+_PIECE = 512
+#: Joins a batch's texts: whitespace to the URL pattern, neither a letter nor a word character.
+_SEP = "\x1f"
 
 
 def _identifier() -> Any:
@@ -41,11 +60,21 @@ def _taglish_share(text: str) -> float:
     return sum(w in _TAGALOG_MARKERS for w in words) / len(words)
 
 
+def _finish(lang: str, prob: float, share: float) -> tuple[str | None, float]:
+    code = ALIASES.get(lang, lang)
+    if code != "tl" and share >= 0.2:
+        return "tl", float(max(min(share * 2.5, 0.99), 0.5))
+    return code, float(prob)
+
+
 def detect(text: str | None) -> tuple[str | None, float]:
     """``(language, confidence)`` for one text; ``(None, 0.0)`` when it has no letters.
 
     Code-switched Tagalog-English (Taglish) is reported as ``"tl"`` when at least a fifth of
     its words are Tagalog function words, since a character model often calls it English.
+
+    >>> detect("A entrega atrasou e ninguém respondeu.")[0]
+    'pt'
     """
     if not text:
         return None, 0.0
@@ -53,19 +82,285 @@ def detect(text: str | None) -> tuple[str | None, float]:
     if not _HAS_LETTER.search(cleaned):
         return None, 0.0
     lang, prob = _identifier().classify(cleaned)
-    code = ALIASES.get(lang, lang)
-    share = _taglish_share(cleaned)
-    if code != "tl" and share >= 0.2:
-        return "tl", float(max(min(share * 2.5, 0.99), 0.5))
-    return code, float(prob)
+    return _finish(lang, prob, _taglish_share(cleaned))
 
 
 def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[float]]:
-    """Languages and confidences for many texts."""
-    langs: list[str | None] = []
-    confs: list[float] = []
-    for t in texts:
-        lang, conf = detect(t)
-        langs.append(lang)
-        confs.append(conf)
+    """Languages and confidences for many texts: the same answers as :func:`detect` per text.
+
+    The whole batch is cleaned, encoded and scored at once (see :class:`_BatchModel`).
+
+    >>> langs, confs = detect_many(["Leveransen kom for sent.", "", "Grabe, sobrang late ng order ko"])
+    >>> langs
+    ['no', None, 'tl']
+    """
+    n = len(texts)
+    langs: list[str | None] = [None] * n
+    confs: list[float] = [0.0] * n
+    idx: list[int] = []
+    size = 0
+    for i, t in enumerate(texts):
+        if t:
+            idx.append(i)
+            size += len(t)
+        if idx and (len(idx) == _CHUNK or size >= _CHUNK_CHARS or i == n - 1):
+            la, co = _detect_batch([texts[j] for j in idx])  # type: ignore[misc]
+            for k, j in enumerate(idx):
+                langs[j] = la[k]
+                confs[j] = co[k]
+            idx, size = [], 0
     return langs, confs
+
+
+def _detect_batch(texts: list[str]) -> tuple[list[str | None], list[float]]:
+    """:func:`detect` for non-empty texts, vectorised over the batch."""
+    joined = _SEP.join(texts)
+    if joined.count(_SEP) != len(texts) - 1:  # a text holds the separator: one at a time
+        pairs = [detect(t) for t in texts]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    # The separator is whitespace and no word character, so no URL, @name or word crosses it.
+    cleaned_joined = _URL.sub(" ", joined)
+    cleaned = cleaned_joined.split(_SEP)
+    letters, shares = _letters_and_shares(cleaned_joined, len(texts))
+    model = _batch_model()
+    best, prob = model.classify(cleaned)
+    code = np.array([ALIASES.get(c, c) for c in model.classes], dtype=object)[best]
+    taglish = (code != "tl") & (shares >= 0.2)
+    conf = np.where(taglish, np.clip(shares * 2.5, 0.5, 0.99), prob.astype(np.float64))
+    code[taglish] = "tl"
+    none = ~letters
+    code[none] = None
+    conf[none] = 0.0
+    return code.tolist(), conf.tolist()
+
+
+def _codepoints(s: str) -> np.ndarray:
+    return np.frombuffer(s.encode("utf-32-le", errors="surrogatepass"), np.uint32)
+
+
+def _is_letter(cp: np.ndarray) -> np.ndarray:
+    """Per code point: whether ``[^\\W\\d_]`` matches it (alphanumeric and not a decimal digit)."""
+    global _LETTER_BMP
+    if _LETTER_BMP is None:
+        _LETTER_BMP = np.array(
+            [chr(c).isalnum() and not chr(c).isdecimal() for c in range(0x10000)], bool
+        )
+    out = _LETTER_BMP[np.minimum(cp, 0xFFFF)]
+    astral = cp > 0xFFFF
+    if astral.any():
+        u, inv = np.unique(cp[astral], return_inverse=True)
+        look = np.array([chr(c).isalnum() and not chr(c).isdecimal() for c in u.tolist()], bool)
+        out[astral] = look[inv]
+    return out
+
+
+def _letters_and_shares(joined: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per text of ``joined`` (texts separated by :data:`_SEP`): has it a letter; its Taglish share.
+
+    The share is :func:`_taglish_share`: of the words (letter runs) of the lower-cased text,
+    the fraction that are Tagalog function words.
+    """
+    sep = ord(_SEP)
+    cp = _codepoints(joined)
+    seps = np.flatnonzero(cp == sep)
+    starts = np.empty(n, np.int64)
+    starts[0], starts[1:] = 0, seps + 1
+    # Every span is non-empty (a cleaned text never is), as ``reduceat`` needs.
+    letters = np.logical_or.reduceat(_is_letter(cp), starts)
+    low = _codepoints(joined.lower())
+    low_seps = np.flatnonzero(low == sep)
+    pos = np.flatnonzero(_is_letter(low))
+    if not len(pos):
+        return letters, np.zeros(n, np.float64)
+    brk = np.flatnonzero(np.diff(pos) > 1) + 1
+    first = np.concatenate([[0], brk])
+    start = pos[first]
+    length = np.diff(np.append(first, len(pos)))
+    word_doc = np.searchsorted(low_seps, start)
+    cand = np.flatnonzero(length <= _MAX_MARKER)
+    c_start, c_len = start[cand], length[cand]
+    key = np.zeros(len(cand), np.int64)
+    ascii_only = np.ones(len(cand), bool)
+    last = len(low) - 1
+    for w in range(_MAX_MARKER):
+        ch = low[np.minimum(c_start + w, last)].astype(np.int64)
+        ch[c_len <= w] = 0
+        ascii_only &= ch < 128
+        key |= ch << (7 * w)
+    at = np.minimum(np.searchsorted(_MARKER_KEYS, key), len(_MARKER_KEYS) - 1)
+    marker = (_MARKER_KEYS[at] == key) & ascii_only
+    n_words = np.bincount(word_doc, minlength=n)
+    n_mark = np.bincount(word_doc[cand[marker]], minlength=n)
+    share = np.zeros(n, np.float64)
+    np.divide(n_mark, n_words, out=share, where=n_words > 0)
+    return letters, share
+
+
+def _marker_key(w: str) -> int:
+    return sum(ord(ch) << (7 * i) for i, ch in enumerate(w))
+
+
+_MAX_MARKER = max(len(w) for w in _TAGALOG_MARKERS)
+_MARKER_KEYS = np.array(sorted(_marker_key(w) for w in _TAGALOG_MARKERS), np.int64)
+_LETTER_BMP: np.ndarray | None = None
+
+
+def _batch_model() -> _BatchModel:
+    global _BATCH
+    ident = _identifier()
+    with _LOCK:
+        if _BATCH is None:
+            _BATCH = _BatchModel(ident)
+        return _BATCH
+
+
+def _encode(text: str) -> bytes:
+    """py3langid's encoding: all-upper-case text lowered, NFC, UTF-8."""
+    if text.isupper():
+        text = text.lower()
+    return unicodedata.normalize("NFC", text).encode("utf8", errors="surrogatepass")
+
+
+class _BatchModel:
+    """py3langid's model as numpy arrays, classifying a batch of texts at once."""
+
+    def __init__(self, ident: Any) -> None:
+        nm = ident.tk_nextmove
+        self.nextmove = np.frombuffer(nm, dtype=np.dtype(f"u{nm.itemsize}"))
+        row = ident.tk_row
+        self.rowbase = np.frombuffer(row, dtype=np.dtype(f"u{row.itemsize}")).astype(np.int64) << 8
+        self.output = np.asarray(ident.tk_output, np.int32)
+        self.ptc = np.ascontiguousarray(ident.nb_ptc, dtype=np.float32)
+        # The per-text identifier shares the float32 copy (same values as its float16 table,
+        # which numpy widens to float32 when scoring anyway), so the table is held once.
+        ident.nb_ptc = self.ptc
+        ident._full_model = (self.ptc, ident.nb_pc, ident.nb_classes)
+        self.pc = np.asarray(ident.nb_pc, np.float32)
+        self.classes: list[str] = list(ident.nb_classes)
+        self.alias_pairs: list[tuple[int, int]] = list(ident._alias_pairs)
+        self._depth: int | None = None
+
+    @property
+    def depth(self) -> int:
+        """The longest byte string one automaton state stands for (its distance from the start).
+
+        The state after any input depends only on its last ``depth`` bytes, so a long text can
+        be walked in overlapping pieces.
+        """
+        if self._depth is None:
+            rows = self.nextmove.reshape(-1, 256)
+            row_of = (self.rowbase >> 8).astype(np.int64)
+            dist = np.full(len(row_of), -1, np.int64)
+            dist[0] = 0
+            frontier = np.zeros(1, np.int64)
+            level = 0
+            while frontier.size:
+                level += 1
+                used = np.zeros(len(rows), bool)
+                used[row_of[frontier]] = True
+                reach = np.zeros(len(row_of), bool)
+                for part in np.array_split(np.flatnonzero(used), max(1, used.sum() // 4096)):
+                    reach[rows[part].ravel()] = True
+                nxt = np.flatnonzero(reach & (dist < 0))
+                dist[nxt] = level
+                frontier = nxt
+            self._depth = int(dist.max())
+        return self._depth
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """py3langid's bytes of every text (see :func:`_encode`), joined: ``(buf, starts, lens)``.
+
+        NFC never composes across the separator (a starter without compositions), so
+        normalising the joined batch equals normalising each text.
+        """
+        parts = [t.lower() if t.isupper() else t for t in texts]
+        joined = unicodedata.normalize("NFC", _SEP.join(parts))
+        buf = np.frombuffer(joined.encode("utf8", errors="surrogatepass"), np.uint8)
+        ends = np.flatnonzero(buf == ord(_SEP))
+        if len(ends) != len(texts) - 1:  # unreachable unless NFC changed a separator
+            data = [_encode(t) for t in texts]
+            buf = np.frombuffer(b"".join(data), np.uint8)
+            lens = np.fromiter((len(d) for d in data), np.int64, len(data))
+            starts = np.zeros(len(texts), np.int64)
+            np.cumsum(lens[:-1], out=starts[1:])
+            return buf, starts, lens
+        starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+        stops = np.concatenate([ends, [len(buf)]]).astype(np.int64)
+        return buf, starts, stops - starts
+
+    def counts(self, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> Any:
+        """CSR (texts, features) of feature counts (what py3langid's ``visit_counts`` finds).
+
+        Text ``i`` is ``buf[starts[i] : starts[i] + lens[i]]``. All texts walk the automaton
+        together, one byte position per step; a text longer than :data:`_PIECE` bytes is cut
+        into pieces that each start :attr:`depth` bytes early, so that the state is exact
+        where the piece's own bytes begin.
+        """
+        from scipy import sparse
+
+        n = len(lens)
+        n_feat = self.ptc.shape[0]
+        # Pieces: (text, first byte, length, bytes walked before counting starts).
+        p_text, p_start, p_len = np.arange(n), starts, lens
+        p_skip = np.zeros(n, np.int64)
+        long = lens > _PIECE
+        if long.any():
+            d = self.depth
+            pt, ps, pl, pk = [p_text[~long]], [starts[~long]], [lens[~long]], [p_skip[~long]]
+            for i in np.flatnonzero(long):
+                s = np.arange(0, lens[i], _PIECE)
+                first = np.maximum(s - d, 0)
+                pt.append(np.full(len(s), i))
+                ps.append(starts[i] + first)
+                pl.append(np.minimum(s + _PIECE, lens[i]) - first)
+                pk.append(s - first)
+            p_text, p_start, p_len, p_skip = (np.concatenate(a) for a in (pt, ps, pl, pk))
+        order = np.argsort(-p_len, kind="stable")
+        p_text, p_start, p_len, p_skip = p_text[order], p_start[order], p_len[order], p_skip[order]
+        n_max = int(p_len[0]) if len(p_len) else 0
+        # Position-major layout: step j holds byte j of the pieces longer than j (a prefix,
+        # since pieces are sorted longest first), contiguously.
+        active = np.searchsorted(-p_len, -np.arange(n_max), side="left")
+        off = np.zeros(n_max + 1, np.int64)
+        np.cumsum(active, out=off[1:])
+        total = int(off[-1])
+        step = np.repeat(np.arange(n_max), active)
+        piece = np.arange(total) - np.repeat(off[:-1], active)
+        seq = buf[p_start[piece] + step]
+        states = np.empty(total, self.nextmove.dtype)
+        state = np.zeros(len(p_len), self.nextmove.dtype)
+        nm, rowbase = self.nextmove, self.rowbase
+        for j in range(n_max):
+            a, b = off[j], off[j + 1]
+            state = nm[rowbase[state[: b - a]] + seq[a:b]]
+            states[a:b] = state
+        feat = self.output[states]
+        keep = feat >= 0
+        if long.any():
+            keep &= step >= p_skip[piece]
+        key = np.sort(p_text[piece[keep]] * n_feat + feat[keep])
+        new = np.ones(len(key), bool)
+        new[1:] = key[1:] != key[:-1]
+        at = np.flatnonzero(new)
+        counts = np.diff(np.append(at, len(key))).astype(np.float32)
+        rows, cols = np.divmod(key[at], n_feat)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        return sparse.csr_matrix((counts, cols, indptr), shape=(n, n_feat))
+
+    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Best class index and its probability for each text, as py3langid's ``classify``."""
+        buf, starts, lens = self.encode(texts)
+        mat = self.counts(buf, starts, lens)
+        np.log1p(mat.data, out=mat.data)
+        scores = np.asarray(mat @ self.ptc, np.float32) + self.pc
+        scores[np.diff(mat.indptr) == 0] = 0.0  # no features: py3langid scores all classes 0
+        scores *= (1.0 / np.sqrt(np.maximum(lens, 1))).astype(np.float32)[:, None]
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        for i, j in self.alias_pairs:
+            scores[:, i] += scores[:, j]
+            scores[:, j] = 0.0
+        best = scores.argmax(axis=1)
+        return best, scores[np.arange(len(texts)), best]

@@ -1,0 +1,214 @@
+"""Batched language identification gives py3langid's per-text answers."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custdyn.demo.texts import LANGS, THEME_EMOTIONS, Texts
+from custdyn.text import _langid as L
+
+
+def _demo_texts(n: int, seed: int = 5) -> list[str]:
+    gen = Texts(seed, "Lumen")
+    rnd = random.Random(seed)
+    themes = list(THEME_EMOTIONS)
+    out = []
+    for k in range(n):
+        lang, theme = LANGS[k % len(LANGS)], themes[k % len(themes)]
+        sentiment, emotion = gen.sample_emotion(theme, rnd.random())
+        c = gen.ctx(lang)
+        out.append(gen.themed(lang, theme, sentiment, emotion, c, letter=rnd.random() < 0.5))
+    return out
+
+
+DEMO = _demo_texts(250)
+EXTRA = [
+    "La entrega llegó tarde y nadie respondió a mis correos.",
+    "Die Lieferung kam zu spät und niemand hat geantwortet.",
+    "Доставка опоздала, и никто не ответил на мои письма.",
+    "配送が遅れ、誰もメールに返信しませんでした。",
+    "التوصيل تأخر ولم يرد أحد على رسائلي",
+    "ΠΟΛΥ ΚΑΛΗ ΕΞΥΠΗΡΕΤΗΣΗ ΣΑΣ ΕΥΧΑΡΙΣΤΩ",
+    "THE DELIVERY WAS LATE AND NOBODY ANSWERED",
+    "Cafe\u0301 com leite, por favor! https://example.com/x?a=1 @lumen #ajuda",
+    "Ang ganda ng serbisyo, salamat po! 😀",
+    "12345 !!!",
+    "   ",
+    "x",
+    "e\u0301",
+    "\u0301abc",
+]
+
+
+def _reference(texts: list[str | None]) -> list[tuple[str | None, float, float]]:
+    """Per text: py3langid's answer through :func:`detect`, and its top-two probability gap."""
+    out = []
+    ident = L._identifier()
+    for t in texts:
+        lang, conf = L.detect(t)
+        gap = 1.0
+        if t and lang is not None:
+            cleaned = L._URL.sub(" ", t)
+            p = np.sort(ident._decide(cleaned))[::-1]
+            gap = float(p[0] - p[1])
+        out.append((lang, conf, gap))
+    return out
+
+
+def _assert_same(texts: list[str | None], tol: float = 1e-5) -> None:
+    langs, confs = L.detect_many(texts)
+    assert len(langs) == len(confs) == len(texts)
+    for t, lang, conf, (ref_lang, ref_conf, gap) in zip(
+        texts, langs, confs, _reference(texts), strict=True
+    ):
+        if gap < 1e-4 and lang != ref_lang:  # a near tie: float rounding may pick either
+            continue
+        assert lang == ref_lang, t
+        assert conf == pytest.approx(ref_conf, abs=tol), t
+
+
+def test_demo_and_world_texts_match_per_text_detection():
+    texts: list[str | None] = [*DEMO, *EXTRA, None, ""]
+    _assert_same(texts)
+    langs, _ = L.detect_many(DEMO)
+    assert set(langs) >= {"en", "pt", "no", "tl"}
+
+
+def test_long_texts_walked_in_pieces_match():
+    texts = [" ".join(DEMO[i : i + 30]) for i in range(0, 240, 30)]
+    assert all(len(t.encode()) > 3 * L._PIECE for t in texts)
+    # Long texts sum thousands of float32 terms, in a different order than py3langid does.
+    _assert_same([*texts, *DEMO[:20]], tol=1e-3)
+
+
+def _visit_counts(text: str) -> Counter:
+    from py3langid.langid import visit_counts
+
+    ident = L._identifier()
+    found = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, L._encode(text))
+    return found or Counter()
+
+
+@pytest.mark.parametrize("piece", [3, 7, 64, 512])
+def test_feature_counts_equal_py3langid_walk(monkeypatch, piece):
+    monkeypatch.setattr(L, "_PIECE", piece)
+    texts = [*DEMO[:40], *EXTRA, " ".join(DEMO[40:60])]
+    model = L._batch_model()
+    mat = model.counts(*model.encode(texts))
+    for i, t in enumerate(texts):
+        row = mat.getrow(i)
+        got = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
+        assert got == {k: float(v) for k, v in _visit_counts(t).items()}, t
+
+
+def test_automaton_depth_bounds_every_state():
+    model = L._batch_model()
+    d = model.depth
+    assert 1 <= d <= 64
+    # Reading ``d`` bytes from the start reaches the same state as reading the whole prefix.
+    rng = np.random.default_rng(0)
+    data = "".join(DEMO[:10]).encode()
+    nm, rowbase = model.nextmove, model.rowbase
+    state = 0
+    for p in range(len(data)):
+        state = int(nm[rowbase[state] + data[p]])
+        if p >= d and rng.random() < 0.2:
+            s = 0
+            for b in data[p - d + 1 : p + 1]:
+                s = int(nm[rowbase[s] + b])
+            assert s == state
+
+
+def test_letter_table_matches_the_regex():
+    cps = np.arange(0x110000, dtype=np.uint32)
+    got = L._is_letter(cps)
+    want = np.fromiter(
+        (L._HAS_LETTER.match(chr(c)) is not None for c in range(0x110000)), bool, 0x110000
+    )
+    assert np.array_equal(got, want)
+
+
+WORDS = sorted(L._TAGALOG_MARKERS) + [
+    "the", "delivery", "late", "NG", "Ang", "PO", "entrega", "på", "İstanbul", "ﬁne", "Σ",
+    "καλά", "x2", "a_b", "co-op", "½", "١٢", "sobrangg", "MGA", "ninyo's",
+]  # fmt: skip
+PIECES = st.one_of(
+    st.sampled_from(WORDS),
+    st.sampled_from([" ", "  ", "\n", ", ", "! ", "#", "@user ", "https://x.io/a ", "www.y.z "]),
+    st.text(max_size=6),
+)
+TEXTS = st.one_of(
+    st.text(max_size=80),
+    st.lists(PIECES, max_size=30).map("".join),
+    st.lists(st.sampled_from(WORDS), max_size=25).map(" ".join),
+    st.sampled_from(DEMO[:50] + EXTRA),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=12))
+def test_taglish_shares_equal_per_text(texts):
+    cleaned = [L._URL.sub(" ", t) or " " for t in texts]
+    if any(L._SEP in t for t in cleaned):
+        return
+    letters, shares = L._letters_and_shares(L._SEP.join(cleaned), len(cleaned))
+    for t, has, share in zip(cleaned, letters, shares, strict=True):
+        assert bool(has) == bool(L._HAS_LETTER.search(t))
+        assert share == L._taglish_share(t)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXTS), max_size=12))
+def test_detect_many_equals_detect(texts):
+    _assert_same(texts)
+
+
+def test_chunks_and_separator_fall_back(monkeypatch):
+    texts = [*DEMO[:30], "Oi\x1ftudo bem? A entrega atrasou.", None, *EXTRA]
+    _assert_same(texts)
+    monkeypatch.setattr(L, "_CHUNK", 4)
+    monkeypatch.setattr(L, "_CHUNK_CHARS", 300)
+    _assert_same(texts)
+
+
+def test_encode_matches_py3langid():
+    from py3langid.langid import LanguageIdentifier
+
+    texts = [*EXTRA, *DEMO[:20], "ÅNGSTRÖM", "ǅ", "ﬃ"]
+    model = L._batch_model()
+    buf, starts, lens = model.encode(texts)
+    for i, t in enumerate(texts):
+        got = bytes(buf[starts[i] : starts[i] + lens[i]])
+        assert got == LanguageIdentifier._encode(t)
+
+
+def test_detect_many_is_much_faster_than_one_at_a_time():
+    import time
+
+    texts = _demo_texts(2000, seed=11)
+    L.detect_many(texts[:5])
+    best_batch = best_each = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        L.detect_many(texts)
+        best_batch = min(best_batch, time.process_time() - t0)
+        t0 = time.process_time()
+        for t in texts:
+            L.detect(t)
+        best_each = min(best_each, time.process_time() - t0)
+    assert best_batch * 3 < best_each
+
+
+def test_url_pattern_never_crosses_the_separator():
+    # The batch cleans all texts with one substitution over the joined string.
+    texts = ["see https://a.b/c", "#tag and @name", "www.x.y", "plain"]
+    joined = L._URL.sub(" ", L._SEP.join(texts)).split(L._SEP)
+    assert joined == [L._URL.sub(" ", t) for t in texts]
+    assert re.fullmatch(r"\s", L._SEP)
