@@ -116,3 +116,59 @@ def test_fold_index_maps_back(text):
     folded, index = fold(text)
     assert len(folded) == len(index)
     assert all(0 <= i < len(text) for i in index)
+
+
+def _fold_one_char_at_a_time(text: str) -> tuple[str, list[int]]:
+    """The folding rule spelled out per character (NFKD, marks dropped, casefolded)."""
+    import unicodedata
+
+    from custdyn.text.competitors import _SPECIAL
+
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        special = _SPECIAL.get(ch)
+        if special is not None:
+            pieces = special
+        else:
+            pieces = "".join(
+                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+            ).casefold()
+        for c in pieces:
+            out.append(c)
+            index.append(i)
+    return "".join(out), index
+
+
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.text(alphabet="aÅøß’ıİﬁǅΣςÃo\u0301 -.", max_size=40),
+        st.text(alphabet=st.characters(max_codepoint=127), max_size=40),
+    )
+)
+def test_fold_equals_the_per_character_rule(text):
+    assert fold(text) == _fold_one_char_at_a_time(text)
+
+
+MENTION_WORDS = ["Nordvik", "NORDVIKS", "nordvik.no", "São-Telecom", "SaoTel", "mag-Globe", "Ø",
+                 "Globe’s", "vou", "cancelar", "o", "plano", "ﬁm", "é", "x", "-", ".", "Ǆ"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(MENTION_WORDS), max_size=20).map(" ".join))
+def test_mentions_equal_the_per_character_fold(text):
+    import re
+
+    from custdyn.text.competitors import _intent_regex
+
+    m = CompetitorMatcher(COMPETITORS)
+    folded, index = _fold_one_char_at_a_time(text)
+    want = []
+    for hit in m._regex.finditer(folded) if m._regex is not None else []:
+        group = next(k for k, v in hit.groupdict().items() if v is not None)
+        want.append((index[hit.start(group)], index[hit.end() - 1] + 1))
+    got = [(h["start"], h["end"]) for h in m.find(text, "pt")]
+    assert got == want
+    if "Nordvik" in text.split():
+        assert got
+    assert intent_to_switch(text, "pt") == (re.search(_intent_regex("pt"), folded) is not None)
