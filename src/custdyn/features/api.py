@@ -254,9 +254,9 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     range of customers (the range is a one-row view the SQL reads).
     """
     from custdyn.features.backend import _utc_timestamps
-    from custdyn.features.incremental import derive, plan, plan_tables, snapshot_arrow
+    from custdyn.features.incremental import derive_arrow, plan, plan_tables, snapshot_arrow
 
-    views = ("_custdyn_part", "_custdyn_grid")
+    views = ("_custdyn_part",)
     temps: list[str] = []
 
     def keep(name: str, t: ir.Table) -> ir.Table:
@@ -276,6 +276,8 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     con.register(views[0], bounds("", None))
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     limit = str(row[0]) if row else None
+    row = con.execute("SELECT current_setting('threads')").fetchone()
+    threads = int(row[0]) if row else 1
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     try:
         pl = plan(b, epochs, keep=keep, coded=True, **options)
@@ -284,17 +286,20 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
         cuts = [ids[len(ids) * i // parts][0] for i in range(1, parts)] if ids else []
         edges = ["", *cuts]
         sql = {name: b.con.compile(t) for name, t in plan_tables(pl).items()}
-        finish = None
         for i, lo in enumerate(edges):
             con.register(views[0], bounds(lo, edges[i + 1] if i + 1 < len(edges) else None))
             grid = snapshot_arrow(pl, dates, lambda name: _utc_timestamps(
                 con.execute(sql[name]).to_arrow_table()))
-            con.register(views[1], grid)
-            if finish is None:
-                finish = b.con.compile(derive(b.con.table(views[1]), pl))
-            write(f"({finish})")
-            con.unregister(views[1])
+            rows = derive_arrow(grid, pl)
             del grid
+            # one writer thread: the Arrow rows are appended in order and compressed once
+            # (with several threads DuckDB writes row groups it then merges; more CPU)
+            con.execute("SET threads = 1")
+            try:
+                _write_arrow(con, write, rows)
+            finally:
+                con.execute(f"SET threads = {threads}")
+            del rows
             if i + 1 < len(edges):
                 checkpoint()
             _release_memory()

@@ -45,10 +45,12 @@ from custdyn.features.build import (
     _text_events,
     _ticket_events,
     _turns,
+    feature_columns,
 )
 from custdyn.schema import CHANNELS, DIRECTIONS, EMOTIONS
 
-__all__ = ["Plan", "plan", "derive", "plan_tables", "snapshot_expr", "snapshot_arrow"]
+__all__ = ["Plan", "plan", "derive", "derive_arrow", "plan_tables", "snapshot_expr",
+           "snapshot_arrow"]
 
 KEYS = ["customer_id", "k"]
 #: channel codes 0 .. len(CHANNELS) - 1, and len(CHANNELS) for any other value (or none)
@@ -540,6 +542,167 @@ def derive(g: ir.Table, pl: Plan) -> ir.Table:
     return _finish(out, unit_days, pl.has_text, pl.has_created)
 
 
+def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
+    """:func:`derive` in numpy: the feature table (its columns, order and types) from the
+    table :func:`snapshot_arrow` gives, ready to be written as it is.
+
+    The same arithmetic in the same order as the SQL of :func:`derive` (a missing value is
+    NaN here, null there, and stays missing through every operation)."""
+    unit_days = pl.unit_days
+    n_rows = g.num_rows
+    names = set(g.column_names)
+
+    def f(col: str) -> np.ndarray:
+        return _numpy(g.column(col), np.float64)
+
+    def count(col: str) -> np.ndarray:
+        if col not in names:
+            return np.zeros(n_rows, np.int64)
+        c = g.column(col)
+        if pa.types.is_integer(c.type) and not c.null_count:
+            return _numpy(c, np.int64)
+        return np.rint(np.nan_to_num(f(col))).astype(np.int64)
+
+    def num(x: np.ndarray, where: np.ndarray | None = None) -> pa.Array:
+        """Floats, NaN (and rows outside ``where``) as null."""
+        mask = np.isnan(x) if where is None else (np.isnan(x) | ~where)
+        return pa.array(x, pa.float64(), mask=mask if mask.any() else None)
+
+    def ints(x: Any, where: np.ndarray | None = None) -> pa.Array:
+        return pa.array(x, pa.int64(), mask=None if where is None or where.all() else ~where)
+
+    def before(col: str, s: np.ndarray) -> pa.Array:
+        """``col`` where ``s < as_of``, else null (a timestamp column or epoch seconds)."""
+        keep = s < a  # NaN compares false
+        c = g.column(col)
+        if pa.types.is_timestamp(c.type):
+            c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+            return pc.if_else(pa.array(keep), c, pa.scalar(None, c.type))
+        return num(f(col), keep)
+
+    def span_per_gap(n_: np.ndarray, first: np.ndarray, last: np.ndarray) -> pa.Array:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num((last - first) / DAY_S / (n_ - 1.0), n_ >= 2)
+
+    def days(x: np.ndarray, y: np.ndarray) -> pa.Array:
+        return num((x - y) / DAY_S)
+
+    a = f("as_of_s")
+    out: dict[str, Any] = {"customer_id": g.column("customer_id"), "as_of": g.column("as_of")}
+    n_days = np.nan_to_num(f("p_days"))
+    buys = n_days > 0
+    freq = n_days - 1.0
+    d0 = f("d0")
+    p_total = f("p_total")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["frequency"] = num(freq, buys)
+        out["recency"] = num((f("p_last_day") - d0) / unit_days, buys)
+        out["T"] = num((np.floor(a / DAY_S) - d0) / unit_days, buys)
+        mv = np.where(freq > 0, (p_total - f("p_first_amt")) / np.where(freq > 0, freq, 1.0),
+                      0.0)
+    out["monetary_value"] = num(mv, buys)
+    out["revenue"] = num(p_total, buys)
+    counts = _Lazy(count)
+    out["n_orders"] = ints(counts["n_orders"])
+    out["n_interactions"] = ints(counts["n_interactions"])
+    for w in WINDOWS_DAYS:
+        out[f"n_inbound_{w}d"] = ints(counts[f"n_inbound_{w}d"])
+        out[f"n_outbound_{w}d"] = ints(counts[f"n_outbound_{w}d"])
+    for w in WINDOWS_DAYS:
+        for ch in CHANNELS:
+            for d in DIRECTIONS:
+                out[f"n_{ch}_{d}_{w}d"] = ints(counts[f"n_{ch}_{d}_{w}d"])
+    out["channel_breadth_365d"] = ints(np.sum(
+        [counts[f"n_{ch}_inbound_365d"] > 0 for ch in CHANNELS], axis=0, dtype=np.int64))
+    contacts = counts["contacts_365d"]
+    out["contacts_365d"] = ints(contacts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = counts["customer_started_365d"].astype(np.float64) / contacts.astype(np.float64)
+    out["customer_started_share_365d"] = num(share, contacts > 0)
+    out["meetings_365d"] = ints(counts["meetings_365d"])
+    out["meeting_interval_days"] = span_per_gap(np.nan_to_num(f("meet_n")), f("meet_first"),
+                                                f("meet_last"))
+    out["days_since_customer_contact"] = days(a, f("last_customer_contact_s"))
+    out["customer_turns"] = ints(counts["customer_turns"])
+    out["first_response_median_h"] = num(f("first_response_median_h"))
+    out["first_response_p90_h"] = num(f("first_response_p90_h"))
+    out["unanswered_inbound"] = ints(counts["unanswered_inbound"])
+    out["vendor_contacts_90d"] = ints(counts["vendor_contacts_90d"])
+    out["vendor_contacts_365d"] = ints(counts["vendor_contacts_365d"])
+    out["vendor_contact_interval_days"] = span_per_gap(np.nan_to_num(f("vend_n")),
+                                                       f("vend_first"), f("vend_last"))
+    out["days_since_vendor_contact"] = days(a, f("last_vendor_contact_s"))
+    st = np.nan_to_num(f("tk_status"))
+    known = st > 0
+    out["tickets_opened"] = ints(counts["tickets_opened"])
+    out["tickets_opened_365d"] = ints(counts["tickets_opened_365d"])
+    out["tickets_open"] = ints(
+        np.rint(st - np.nan_to_num(f("tk_resolved"))).astype(np.int64), known)
+    out["ticket_resolve_median_h"] = num(f("ticket_resolve_median_h"))
+    out["tickets_reopened"] = ints(counts["tk_reopened"], known)
+    out["tickets_escalated"] = ints(counts["tk_escalated"], known)
+    issues, returns = counts["n_order_issues"], counts["n_returns"]
+    orders = counts["n_orders"].astype(np.float64)
+    out["n_order_issues"] = ints(issues)
+    out["n_returns"] = ints(returns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["order_issues_per_order"] = num(issues / orders, orders > 0)
+        out["returns_per_order"] = num(returns / orders, orders > 0)
+    opened_s = before("opened_event_s", f("opened_event_s"))
+    opened_at = before("opened_event_at", f("opened_event_s"))
+    if pl.has_created:  # the earlier of the two (a missing one ignored)
+        created_s = f("created_s")
+        opened_s = num(np.fmin(_numpy(opened_s, np.float64),
+                               np.where(created_s < a, created_s, np.nan)))
+        ts_type = opened_at.type
+        opened_at = pc.min_element_wise(
+            opened_at.cast(pa.int64()), before("created_at", created_s).cast(pa.int64()),
+            skip_nulls=True).cast(ts_type)
+    opened = _numpy(opened_s, np.float64)
+    out["days_to_first_order"] = days(_numpy(before("first_order_s", f("first_order_s")),
+                                             np.float64), opened)
+    if pl.has_text:
+        scored = np.nan_to_num(f("scored_n")) > 0
+
+        def mean(s_: str, n_: str) -> np.ndarray:
+            k_ = f(n_)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(k_ > 0, f(s_) / np.where(k_ > 0, k_, 1.0), np.nan)
+
+        s90, sprev = mean("s90_sum", "s90_n"), mean("sp_sum", "sp_n")
+        out["scored_messages_365d"] = ints(counts["scored_messages_365d"], scored)
+        out["sentiment_90d"] = num(s90)
+        out["sentiment_365d"] = num(mean("s365_sum", "s365_n"))
+        out["sentiment_trend_90d"] = num(s90 - sprev)
+        for e in EMOTIONS:
+            out[f"emotion_{e}_365d"] = num(mean(f"e_{e}_sum", f"e_{e}_n"))
+        out["competitor_mentions_365d"] = ints(counts["competitor_mentions_365d"], scored)
+        out["switch_intent_365d"] = ints(counts["switch_intent_365d"], scored)
+    else:
+        none_f, none_i = pa.nulls(n_rows, pa.float64()), pa.nulls(n_rows, pa.int64())
+        out.update(scored_messages_365d=none_i, sentiment_90d=none_f, sentiment_365d=none_f,
+                   sentiment_trend_90d=none_f, **{f"emotion_{e}_365d": none_f for e in EMOTIONS},
+                   competitor_mentions_365d=none_i, switch_intent_365d=none_i)
+    out["first_contact_at"] = before("first_contact_at", f("ev_first_s"))
+    out["account_opened_at"] = opened_at
+    out["first_order_at"] = before("first_order_at", f("first_order_s"))
+    first_s = _numpy(before("ev_first_s", f("ev_first_s")), np.float64)
+    out["tenure_days"] = days(a, np.fmin(first_s, opened))
+    return pa.table({c: out[c] for c in feature_columns()})
+
+
+class _Lazy(dict[str, np.ndarray]):
+    """Values made on first use by ``make(key)``."""
+
+    def __init__(self, make: Callable[[str], np.ndarray]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: str) -> np.ndarray:
+        self[key] = v = self.make(key)
+        return v
+
+
 def _numpy(col: pa.Array | pa.ChunkedArray, dtype: Any) -> np.ndarray:
     """A column as numpy (nulls as NaN); one array first (much faster than chunk by chunk)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -651,36 +814,55 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
 
 def _spread_counts(t: pa.Table, locate: Callable[[pa.Table], np.ndarray], size: int, n: int,
                    n_k: int, inside: np.ndarray) -> dict[str, pa.Array]:
-    """The interaction counts by channel, direction and window from :attr:`Plan.counts`."""
+    """The interaction counts by channel, direction and window from :attr:`Plan.counts`.
+
+    The changes are sorted by code once; each column is one ``bincount`` of its own slices
+    (entering +n, leaving its window -n) and a running sum along the dates, in integers."""
     at = locate(t)
     code = _numpy(t.column("code"), np.int64)
-    cnt = _numpy(t.column("n"), np.float64)
-    which = code // N_CODES
+    order = np.argsort(code, kind="stable")
+    code, at = code[order], at[order]
+    cnt = _numpy(t.column("n"), np.int64)[order]
+    edge = np.searchsorted(code, np.arange(len(WINDOWS_DAYS) + 2) * N_CODES)
+    edges = np.searchsorted(code, np.arange((len(WINDOWS_DAYS) + 1) * N_CODES + 1))
 
-    def running(w: int) -> np.ndarray:
-        """Running counts (customers x dates x codes) of the events of one ``which``."""
-        sel = which == w
-        m = np.bincount(at[sel] * N_CODES + code[sel] % N_CODES, weights=cnt[sel],
-                        minlength=size * N_CODES).reshape(n, n_k, N_CODES)
-        return np.cumsum(m, axis=1, out=m)
-
-    def col(m: np.ndarray) -> pa.Array:
-        return pa.array(m[inside], pa.float64())
+    def col(codes: list[int], window: int | None) -> pa.Array:
+        """Running count of the interactions with these codes (those entering, minus those
+        that left window number ``window`` when given)."""
+        came = [slice(edges[c], edges[c + 1]) for c in codes]
+        if window is None:
+            if len(codes) == N_CODES:  # every code: one slice
+                came = [slice(edge[0], edge[1])]
+            a = np.concatenate([at[s] for s in came])
+            return _running(a, np.concatenate([cnt[s] for s in came]), size, n, n_k, inside)
+        off = (window + 1) * N_CODES
+        left = [slice(edges[c + off], edges[c + off + 1]) for c in codes]
+        a = np.concatenate([at[s] for s in [*came, *left]])
+        w = np.concatenate([cnt[s] for s in came] + [-cnt[s] for s in left])
+        return _running(a, w, size, n, n_k, inside)
 
     inb, outb = DIRECTIONS.index("inbound"), DIRECTIONS.index("outbound")
     meet = CHANNELS.index("meeting")
+    meeting = [meet * N_DIRS + d for d in range(N_DIRS)]
     out: dict[str, pa.Array] = {}
-    came = running(0)
-    out["n_interactions"] = col(came.sum(axis=2))
-    out["meet_n"] = col(came[:, :, meet * N_DIRS:(meet + 1) * N_DIRS].sum(axis=2))
+    out["n_interactions"] = col(list(range(N_CODES)), None)
+    out["meet_n"] = col(meeting, None)
     for i, w in enumerate(WINDOWS_DAYS):
-        now = came - running(i + 1)
         for c, ch in enumerate(CHANNELS):
             for d, dname in enumerate(DIRECTIONS):
-                out[f"n_{ch}_{dname}_{w}d"] = col(now[:, :, c * N_DIRS + d])
-        out[f"n_inbound_{w}d"] = col(now[:, :, inb::N_DIRS].sum(axis=2))
-        out[f"n_outbound_{w}d"] = col(now[:, :, outb::N_DIRS].sum(axis=2))
+                out[f"n_{ch}_{dname}_{w}d"] = col([c * N_DIRS + d], i)
+        out[f"n_inbound_{w}d"] = col(list(range(inb, N_CODES, N_DIRS)), i)
+        out[f"n_outbound_{w}d"] = col(list(range(outb, N_CODES, N_DIRS)), i)
         if w == 365:
-            out["meetings_365d"] = col(now[:, :, meet * N_DIRS:(meet + 1) * N_DIRS].sum(axis=2))
-        del now
+            out["meetings_365d"] = col(meeting, i)
     return out
+
+
+def _running(at: np.ndarray, w: np.ndarray, size: int, n: int, n_k: int,
+             inside: np.ndarray) -> pa.Array:
+    """Running sums along the dates of integer changes ``w`` at flat positions ``at``, at the
+    rows of the grid (int64)."""
+    m = np.bincount(at, weights=w, minlength=size) if len(at) else np.zeros(size)
+    m = m.astype(np.int64).reshape(n, n_k)
+    np.cumsum(m, axis=1, out=m)
+    return pa.array(m[inside])
