@@ -25,7 +25,7 @@ def fold(text: str) -> tuple[str, list[int]]:
     'orjan sao'
     """
     folded = _fold_str(text)
-    if len(folded) == len(text) and text.isascii():
+    if not text.translate(_NOT_ONE):  # every character folds to exactly one
         return folded, list(range(len(text)))
     index: list[int] = []
     for i, ch in enumerate(text):
@@ -56,11 +56,21 @@ class _FoldTable(dict[int, str]):
         return out
 
 
+class _NotOneTable(dict[int, str | None]):
+    """Code point -> None (deleted) when it folds to exactly one character, else itself."""
+
+    def __missing__(self, code: int) -> str | None:
+        out = None if len(_FOLD[code]) == 1 else chr(code)
+        self[code] = out
+        return out
+
+
 _SPECIAL = {
     "ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "å": "a", "Å": "a", "ß": "ss",
     "đ": "d", "Đ": "d", "ł": "l", "Ł": "l", "’": "'", "‘": "'", "ı": "i",
 }  # fmt: skip
 _FOLD = _FoldTable()
+_NOT_ONE = _NotOneTable()
 
 # Inflection a brand name takes in the supported languages: English/Scandinavian genitive,
 # Norwegian/Danish/Swedish definite forms, Portuguese/Spanish plural, Tagalog and Malay

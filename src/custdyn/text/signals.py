@@ -55,6 +55,8 @@ def score_interactions(
                 [{k: h[k] for k in ("competitor", "alias", "snippet", "intent")} for h in hits],
                 ensure_ascii=False,
             )
+            if hits
+            else "[]"
         )
         intents.append(intent_to_switch(text, lang))
     theme_ids: list[str | None] = [None] * len(texts)
