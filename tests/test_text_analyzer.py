@@ -94,3 +94,26 @@ def test_bulk_scoring_matches_training_features():
     texts = ["Olá, tudo bem? 😀", "", "x", "Fantastisk service!", "ang ganda"]
     ref = sparse_features(texts, 12) @ table + bias
     np.testing.assert_allclose(linear_scores(texts, table, bias), ref, atol=1e-4)
+
+
+def test_spans_scored_beside_detection_equal_one_pass(monkeypatch):
+    from custdyn.text import analyzer
+    from custdyn.text._langid import detect
+
+    texts = [t for _ in range(9) for t in TEXTS] + ["ANG GANDA PO", "   "]
+    ta = TextAnalyzer(engine="bulk", batch_size=5)
+    whole = ta.analyze(texts)
+    monkeypatch.setattr(analyzer, "_DETECT_CHUNK", 7)
+    spans = ta.analyze(texts)
+    assert spans.column("language").to_pylist() == whole.column("language").to_pylist()
+    assert spans.column("language").to_pylist() == [detect(t)[0] for t in texts]
+    for name in ("language_confidence", "sentiment_score", "confidence", *EMOTIONS):
+        np.testing.assert_allclose(
+            spans.column(name).to_numpy(zero_copy_only=False),
+            whole.column(name).to_numpy(zero_copy_only=False),
+            atol=1e-6,
+        )
+    given = [None if i % 3 else "pt" for i in range(len(texts))]
+    mixed = ta.analyze(texts, language=given).column("language").to_pylist()
+    assert mixed == [g or d for g, d in zip(given, [detect(t)[0] for t in texts], strict=True)]
+    assert ta.analyze(["hello", None], language="").column("language").to_pylist() == ["", ""]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,9 @@ from custdyn.text._langid import detect_many
 from custdyn.text.engines import Engine, make_engine
 
 __all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer"]
+
+#: Texts whose languages are identified together (the next span's beside this span's scoring).
+_DETECT_CHUNK = 4096
 
 #: The columns :meth:`TextAnalyzer.analyze` returns (a prefix of ``text_signals``' columns).
 ANALYSIS_SCHEMA = pa.schema(
@@ -72,25 +77,50 @@ class TextAnalyzer:
         """
         items = ["" if t is None else str(t) for t in texts]
         n = len(items)
-        langs, lconf = detect_many(items)
+        given: list[str | None]
+        forced = isinstance(language, str)  # one code for all texts, even an empty one
         if isinstance(language, str):
-            langs, lconf = [language] * n, [1.0] * n
+            given = [language] * n
         elif language is not None:
             given = list(language)
             if len(given) != n:
                 raise ValueError(f"got {len(given)} languages for {n} texts")
-            for i, g in enumerate(given):
-                if g:
-                    langs[i], lconf[i] = g, 1.0
-        keep = [i for i, t in enumerate(items) if t.strip()]
+        else:
+            given = [None] * n
+        langs: list[str | None] = [None] * n
+        lconf: list[float] = [0.0] * n
         sent = np.full((n, 3), np.nan, np.float32)
         emo = np.full((n, len(EMOTIONS)), np.nan, np.float32)
-        for s in range(0, len(keep), self.batch_size):
-            idx = keep[s : s + self.batch_size]
-            out = self.engine.predict([items[i] for i in idx], [langs[i] for i in idx])
-            sent[idx] = out.sentiment
-            if out.emotions is not None:
-                emo[idx] = out.emotions
+
+        def detect(lo: int, hi: int) -> tuple[list[int], list[str | None], list[float]]:
+            todo = [] if forced else [i for i in range(lo, hi) if not given[i]]
+            found, conf = detect_many([items[i] for i in todo]) if todo else ([], [])
+            return todo, found, conf
+
+        spans = [(lo, min(lo + _DETECT_CHUNK, n)) for lo in range(0, n, _DETECT_CHUNK)]
+        # Language identification of the next span runs beside the scoring of this one (both
+        # spend most of their time in numpy and scipy, which release the GIL).
+        pool = ThreadPoolExecutor(1) if len(spans) > 1 and (os.cpu_count() or 1) > 1 else None
+        try:
+            ahead = pool.submit(detect, *spans[0]) if pool and spans else None
+            for k, (lo, hi) in enumerate(spans):
+                todo, found, conf = ahead.result() if ahead is not None else detect(lo, hi)
+                ahead = pool.submit(detect, *spans[k + 1]) if pool and k + 1 < len(spans) else None
+                for i, f, c in zip(todo, found, conf, strict=True):
+                    langs[i], lconf[i] = f, c
+                for i in range(lo, hi):
+                    if forced or given[i]:
+                        langs[i], lconf[i] = given[i], 1.0
+                keep = [i for i in range(lo, hi) if items[i].strip()]
+                for s in range(0, len(keep), self.batch_size):
+                    idx = keep[s : s + self.batch_size]
+                    out = self.engine.predict([items[i] for i in idx], [langs[i] for i in idx])
+                    sent[idx] = out.sentiment
+                    if out.emotions is not None:
+                        emo[idx] = out.emotions
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         return _to_table(langs, lconf, sent, emo)
 
 
