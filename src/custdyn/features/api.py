@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import ibis
@@ -225,6 +226,12 @@ def snapshots(
     return int(row[0]) if row else 0
 
 
+def _fetch(con: Any, sql: dict[str, str], name: str) -> pa.Table:
+    from custdyn.features.backend import _utc_timestamps
+
+    return _utc_timestamps(con.execute(sql[name]).to_arrow_table())
+
+
 def _write_arrow(con: Any, write: Any, t: pa.Table) -> None:
     con.register("_custdyn_arrow", t)
     try:
@@ -251,13 +258,14 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
 
     The event-level tables (with their date indexes) are computed once into temporary
     tables sorted by customer; the per-part queries are compiled once and run for every
-    range of customers (the range is a one-row view the SQL reads).
+    range of customers (its first and last ``customer_id`` written into the SQL).
     """
-    from custdyn.features.backend import _utc_timestamps
     from custdyn.features.incremental import derive_arrow, plan, plan_tables, snapshot_arrow
 
-    views = ("_custdyn_part",)
     temps: list[str] = []
+    # the part's customer range as literals in the SQL (a constant range is pruned by the
+    # sorted tables' statistics; a range read from a view is not, every part scanned all)
+    marks = ("'__custdyn_part_lo__'", "'__custdyn_part_hi__'")
 
     def keep(name: str, t: ir.Table) -> ir.Table:
         """Each event-level table computed once, stored sorted by customer, read by part."""
@@ -266,14 +274,12 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
                     f"({b.con.compile(t)}) ORDER BY customer_id")
         temps.append(tmp)
         v = b.con.table(tmp)
-        pv = b.con.table(views[0])
-        lo, hi = pv.lo.max().as_scalar(), pv.hi.max().as_scalar()
-        return v.filter((v.customer_id >= lo) & (hi.isnull() | (v.customer_id < hi)))
+        lo, hi = (ibis.literal(m_.strip("'"), "string") for m_ in marks)
+        return v.filter((v.customer_id >= lo) & (v.customer_id <= hi))
 
-    def bounds(lo: str, hi: str | None) -> pa.Table:
-        return pa.table({"lo": pa.array([lo], pa.string()), "hi": pa.array([hi], pa.string())})
+    def quote(x: str) -> str:
+        return "'" + x.replace("'", "''") + "'"
 
-    con.register(views[0], bounds("", None))
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     limit = str(row[0]) if row else None
     row = con.execute("SELECT current_setting('threads')").fetchone()
@@ -281,15 +287,18 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     try:
         pl = plan(b, epochs, keep=keep, coded=True, **options)
-        ids = con.execute(
-            "SELECT customer_id FROM _custdyn_inc_cust ORDER BY customer_id").fetchall()
-        cuts = [ids[len(ids) * i // parts][0] for i in range(1, parts)] if ids else []
-        edges = ["", *cuts]
-        sql = {name: b.con.compile(t) for name, t in plan_tables(pl).items()}
-        for i, lo in enumerate(edges):
-            con.register(views[0], bounds(lo, edges[i + 1] if i + 1 < len(edges) else None))
-            grid = snapshot_arrow(pl, dates, lambda name: _utc_timestamps(
-                con.execute(sql[name]).to_arrow_table()))
+        ids = [r[0] for r in con.execute(
+            "SELECT customer_id FROM _custdyn_inc_cust ORDER BY customer_id").fetchall()]
+        starts = sorted({len(ids) * i // parts for i in range(parts)})
+        ranges = [(ids[a], ids[z - 1]) for a, z in zip(starts, [*starts[1:], len(ids)],
+                                                        strict=True) if z > a] or [("", "")]
+        compiled = {name: b.con.compile(t) for name, t in plan_tables(pl).items()}
+        if any(marks[0] not in q or marks[1] not in q for q in compiled.values()):
+            raise FeatureError("the part's customer range is missing from a compiled query")
+        for i, (lo, hi) in enumerate(ranges):
+            sql = {name: q.replace(marks[0], quote(lo)).replace(marks[1], quote(hi))
+                   for name, q in compiled.items()}
+            grid = snapshot_arrow(pl, dates, partial(_fetch, con, sql))
             rows = derive_arrow(grid, pl)
             del grid
             # one writer thread: the Arrow rows are appended in order and compressed once
@@ -300,11 +309,10 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
             finally:
                 con.execute(f"SET threads = {threads}")
             del rows
-            if i + 1 < len(edges):
+            if i + 1 < len(ranges):
                 checkpoint()
             _release_memory()
     finally:
-        con.unregister(views[0])
         for tmp in temps:
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
         if limit:

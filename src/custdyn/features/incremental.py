@@ -105,6 +105,10 @@ class Plan:
     #: ``which * N_CODES + channel code * N_DIRS + direction code`` and ``which`` is 0 for
     #: events that enter at ``k`` and ``1 + i`` for those that leave window ``WINDOWS_DAYS[i]``
     counts: ir.Table | None = None
+    #: the values behind ``resp`` and ``res``: (customer_id, k, v), ``k`` the date index from
+    #: which the value counts (:func:`snapshot_arrow` takes the medians in numpy)
+    resp_values: ir.Table | None = None
+    res_values: ir.Table | None = None
 
     def delta(self) -> ir.Table:
         """All changes in one table, one row per (customer_id, k)."""
@@ -448,7 +452,8 @@ def plan(
     resp = medians(r, {"first_response_median_h": lambda v: v.median(),
                        "first_response_p90_h": lambda v: v.quantile(0.9)})
     res = medians(rs, {"ticket_resolve_median_h": lambda v: v.median()})
-    return Plan(parts, how, cust, resp, res, unit_days, z is not None, has_created, counts)
+    return Plan(parts, how, cust, resp, res, unit_days, z is not None, has_created, counts,
+                resp_values=r, res_values=rs)
 
 
 def derive(g: ir.Table, pl: Plan) -> ir.Table:
@@ -710,9 +715,12 @@ def _numpy(col: pa.Array | pa.ChunkedArray, dtype: Any) -> np.ndarray:
 
 
 def plan_tables(pl: Plan) -> dict[str, ir.Table]:
-    """The tables :func:`snapshot_arrow` fetches, by name: ``cust``, ``resp``, ``res`` and
+    """The tables :func:`snapshot_arrow` fetches, by name: ``cust``, ``resp``, ``res`` (the
+    values behind the medians, :attr:`Plan.resp_values` and :attr:`Plan.res_values`) and
     ``part0``, ``part1``, ... (the plan's parts)."""
-    out = {"cust": pl.cust, "resp": pl.resp, "res": pl.res}
+    out = {"cust": pl.cust,
+           "resp": pl.resp if pl.resp_values is None else pl.resp_values,
+           "res": pl.res if pl.res_values is None else pl.res_values}
     out.update({f"part{i}": t for i, (t, _) in enumerate(pl.parts)})
     if pl.counts is not None:
         out["counts"] = pl.counts
@@ -796,20 +804,59 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
     if pl.counts is not None:
         out.update(_spread_counts(fetch("counts").combine_chunks(), locate, size, n, n_k,
                                   inside))
-    for name in ("resp", "res"):
+    quantiles = {"resp": {"first_response_median_h": 0.5, "first_response_p90_h": 0.9},
+                 "res": {"ticket_resolve_median_h": 0.5}}
+    for name, named in quantiles.items():
         t = fetch(name).combine_chunks()
-        at = locate(t)
+        at_v = locate(t)
+        # the medians at the positions where a value arrived, over the values so far
+        at, got = _running_quantiles(at_v, values(t, "v"), n_k, list(named.values()))
         last = np.full(size, -1, np.int64)
         last[at] = at % n_k
         last = np.maximum.accumulate(last.reshape(n, n_k), axis=1)
         rows_ = np.arange(n)[:, None] * n_k
-        for col in (c for c in t.column_names if c not in KEYS):
+        for col, q_v in zip(named, got, strict=True):
             m = np.full(size, np.nan)
-            m[at] = values(t, col)
+            m[at] = q_v
             v = m[rows_ + np.maximum(last, 0)]
             v[last < 0] = np.nan
             out[col] = pa.array(v[inside], pa.float64(), from_pandas=True)
     return pa.table(out)
+
+
+def _running_quantiles(at: np.ndarray, v: np.ndarray, n_k: int, qs: Sequence[float]
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Quantiles of each customer's values so far, at every position where one arrived.
+
+    ``at`` is ``customer * n_k + k`` (the value counts from date index ``k`` on). Returns the
+    distinct positions (sorted) and, per ``q``, the quantile there of the customer's values at
+    positions up to it, interpolated between order statistics as DuckDB's ``quantile_cont``
+    and Spark's ``percentile`` do: at rank ``(n - 1) q``, ``lo + (hi - lo) * frac``.
+    """
+    changed = np.unique(at)
+    if not len(at):
+        return changed, [np.zeros(0) for _ in qs]
+    # each value counts at its own position and at every later changed position of its
+    # customer: the pairs (changed position, value)
+    first = np.searchsorted(changed, at)
+    stop = np.searchsorted(changed, (at // n_k + 1) * n_k)
+    lens = stop - first
+    group = np.repeat(first - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    vals = np.repeat(v, lens)
+    order = np.lexsort((vals, group))
+    group, vals = group[order], vals[order]
+    n_in = np.bincount(group, minlength=len(changed))
+    start = np.cumsum(n_in) - n_in
+    got = []
+    for q in qs:
+        rank = (n_in - 1) * q
+        lo = np.floor(rank)
+        frac = rank - lo
+        lo_i = start + lo.astype(np.int64)
+        hi_i = start + np.ceil(rank).astype(np.int64)
+        x_lo, x_hi = vals[lo_i], vals[hi_i]
+        got.append(np.where(frac > 0, x_lo + (x_hi - x_lo) * frac, x_lo))
+    return changed, got
 
 
 def _spread_counts(t: pa.Table, locate: Callable[[pa.Table], np.ndarray], size: int, n: int,
