@@ -1,7 +1,8 @@
-"""Batched language identification gives py3langid's per-text answers."""
+"""Batched language identification gives py3langid's answers, text by text."""
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import Counter
@@ -47,16 +48,36 @@ EXTRA = [
 ]
 
 
+@functools.cache
+def _py3langid():  # type: ignore[no-untyped-def]
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _detect_one(text: str | None) -> tuple[str | None, float]:
+    """The rule, one text at a time: py3langid's ``classify`` on the cleaned text."""
+    if not text:
+        return None, 0.0
+    cleaned = L._URL.sub(" ", text)
+    if not L._HAS_LETTER.search(cleaned):
+        return None, 0.0
+    lang, prob = _py3langid().classify(cleaned)
+    code = L.ALIASES.get(lang, lang)
+    share = L._taglish_share(cleaned)
+    if code != "tl" and share >= 0.2:
+        return "tl", float(max(min(share * 2.5, 0.99), 0.5))
+    return code, float(prob)
+
+
 def _reference(texts: list[str | None]) -> list[tuple[str | None, float, float]]:
-    """Per text: py3langid's answer through :func:`detect`, and its top-two probability gap."""
+    """Per text: py3langid's answer one text at a time, and its top-two probability gap."""
     out = []
-    ident = L._identifier()
     for t in texts:
-        lang, conf = L.detect(t)
+        lang, conf = _detect_one(t)
         gap = 1.0
         if t and lang is not None:
-            cleaned = L._URL.sub(" ", t)
-            p = np.sort(ident._decide(cleaned))[::-1]
+            p = np.sort(_py3langid()._decide(L._URL.sub(" ", t)))[::-1]
             gap = float(p[0] - p[1])
         out.append((lang, conf, gap))
     return out
@@ -65,9 +86,11 @@ def _reference(texts: list[str | None]) -> list[tuple[str | None, float, float]]
 def _assert_same(texts: list[str | None], tol: float = 1e-5) -> None:
     langs, confs = L.detect_many(texts)
     assert len(langs) == len(confs) == len(texts)
-    for t, lang, conf, (ref_lang, ref_conf, gap) in zip(
-        texts, langs, confs, _reference(texts), strict=True
+    singles = [L.detect(t) for t in texts]
+    for t, lang, conf, (ref_lang, ref_conf, gap), one in zip(
+        texts, langs, confs, _reference(texts), singles, strict=True
     ):
+        assert one[0] == lang and one[1] == pytest.approx(conf, abs=1e-6)
         if gap < 1e-4 and lang != ref_lang:  # a near tie: float rounding may pick either
             continue
         assert lang == ref_lang, t
@@ -91,7 +114,7 @@ def test_long_texts_walked_in_pieces_match():
 def _visit_counts(text: str) -> Counter:
     from py3langid.langid import visit_counts
 
-    ident = L._identifier()
+    ident = _py3langid()
     found = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, L._encode(text))
     return found or Counter()
 

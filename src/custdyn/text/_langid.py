@@ -1,10 +1,10 @@
 """Offline language identification (py3langid, 97+ languages, ISO 639-1 codes where one exists).
 
-:func:`detect` asks py3langid about one text. :func:`detect_many` computes the same thing for a
-whole batch with numpy: py3langid's classifier (langid.py, Lui & Baldwin, 2012) is a byte
-automaton whose states emit n-gram features, followed by multinomial naive Bayes over
-``log1p`` feature counts. The batch walks the automaton for every text at once (one gather per
-byte position), counts features in a sparse matrix and scores them with one sparse product.
+py3langid's classifier (langid.py, Lui & Baldwin, 2012) is a byte automaton whose states emit
+n-gram features, followed by multinomial naive Bayes over ``log1p`` feature counts. Here the
+same model scores a whole batch at once with numpy: every text walks the automaton together
+(one gather per byte position), the features are counted in a sparse matrix and scored with one
+sparse product, giving py3langid's ``classify`` answer for each text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 _LOCK = threading.Lock()
-_IDENT: Any = None
 _BATCH: _BatchModel | None = None
 _HAS_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _URL = re.compile(r"https?://\S+|www\.\S+|@\w+|#", re.UNICODE)
@@ -35,7 +34,7 @@ _TAGALOG_MARKERS = frozenset(
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 #: Texts scored together, and their most characters (bound the batch's working memory).
-_CHUNK = 4096
+_CHUNK = 2048
 _CHUNK_CHARS = 1 << 20
 #: Longer encoded texts are walked in pieces of this many bytes (plus an overlap).
 _PIECE = 512
@@ -43,28 +42,11 @@ _PIECE = 512
 _SEP = "\x1f"
 
 
-def _identifier() -> Any:
-    global _IDENT
-    with _LOCK:
-        if _IDENT is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            _IDENT = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        return _IDENT
-
-
 def _taglish_share(text: str) -> float:
     words = _WORD.findall(text.lower())
     if not words:
         return 0.0
     return sum(w in _TAGALOG_MARKERS for w in words) / len(words)
-
-
-def _finish(lang: str, prob: float, share: float) -> tuple[str | None, float]:
-    code = ALIASES.get(lang, lang)
-    if code != "tl" and share >= 0.2:
-        return "tl", float(max(min(share * 2.5, 0.99), 0.5))
-    return code, float(prob)
 
 
 def detect(text: str | None) -> tuple[str | None, float]:
@@ -76,13 +58,8 @@ def detect(text: str | None) -> tuple[str | None, float]:
     >>> detect("A entrega atrasou e ninguém respondeu.")[0]
     'pt'
     """
-    if not text:
-        return None, 0.0
-    cleaned = _URL.sub(" ", text)
-    if not _HAS_LETTER.search(cleaned):
-        return None, 0.0
-    lang, prob = _identifier().classify(cleaned)
-    return _finish(lang, prob, _taglish_share(cleaned))
+    langs, confs = detect_many([text])
+    return langs[0], confs[0]
 
 
 def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[float]]:
@@ -113,14 +90,19 @@ def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[flo
 
 
 def _detect_batch(texts: list[str]) -> tuple[list[str | None], list[float]]:
-    """:func:`detect` for non-empty texts, vectorised over the batch."""
+    """:func:`detect` for non-empty texts, vectorised over the batch.
+
+    Cleaning: URLs, @names and "#" become spaces; a text without letters has no language; one
+    whose words are at least a fifth Tagalog function words is Tagalog (Taglish).
+    """
     joined = _SEP.join(texts)
-    if joined.count(_SEP) != len(texts) - 1:  # a text holds the separator: one at a time
-        pairs = [detect(t) for t in texts]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if len(texts) > 1 and joined.count(_SEP) != len(texts) - 1:
+        # A text holds the separator itself: such texts go one at a time (no separator).
+        parts = [_detect_batch([t]) for t in texts]
+        return [p[0][0] for p in parts], [p[1][0] for p in parts]
     # The separator is whitespace and no word character, so no URL, @name or word crosses it.
     cleaned_joined = _URL.sub(" ", joined)
-    cleaned = cleaned_joined.split(_SEP)
+    cleaned = cleaned_joined.split(_SEP) if len(texts) > 1 else [cleaned_joined]
     letters, shares = _letters_and_shares(cleaned_joined, len(texts))
     model = _batch_model()
     best, prob = model.classify(cleaned)
@@ -160,7 +142,7 @@ def _letters_and_shares(joined: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     The share is :func:`_taglish_share`: of the words (letter runs) of the lower-cased text,
     the fraction that are Tagalog function words.
     """
-    sep = ord(_SEP)
+    sep = ord(_SEP) if n > 1 else -1  # one text: nothing separates
     cp = _codepoints(joined)
     seps = np.flatnonzero(cp == sep)
     starts = np.empty(n, np.int64)
@@ -207,11 +189,53 @@ _LETTER_BMP: np.ndarray | None = None
 
 def _batch_model() -> _BatchModel:
     global _BATCH
-    ident = _identifier()
     with _LOCK:
         if _BATCH is None:
-            _BATCH = _BatchModel(ident)
+            _BATCH = _BatchModel(**_load_model())
         return _BATCH
+
+
+def _load_model() -> dict[str, Any]:
+    """py3langid's shipped model (LZMA-compressed npz) as the arrays :class:`_BatchModel` uses.
+
+    The naive Bayes table is stored as float16 and widened to float32 a block of rows at a
+    time, so the float16 copy is never held whole beside the float32 one.
+    """
+    import lzma
+    import shutil
+    import tempfile
+
+    from py3langid.langid import MODEL_DIR, MODEL_FILE
+
+    with tempfile.TemporaryFile(suffix=".npz") as tmp:
+        with lzma.open(MODEL_DIR / MODEL_FILE) as src:
+            shutil.copyfileobj(src, tmp, length=1 << 20)
+        tmp.seek(0)
+        with np.load(tmp, allow_pickle=False) as data:
+            with data.zip.open("ptc.npy") as f:
+                version = np.lib.format.read_magic(f)
+                header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = header(f)
+                if fortran or len(shape) != 2:
+                    raise ValueError("unexpected py3langid model layout")
+                ptc = np.empty(shape, np.float32)
+                step = 8192
+                for lo in range(0, shape[0], step):
+                    rows = min(step, shape[0] - lo)
+                    block = f.read(rows * shape[1] * dtype.itemsize)
+                    ptc[lo : lo + rows] = np.frombuffer(block, dtype).reshape(rows, shape[1])
+            return {
+                "ptc": ptc,
+                "pc": np.asarray(data["pc"], np.float32),
+                "classes": [str(c) for c in data["classes"].tolist()],
+                "nextmove": np.ascontiguousarray(data["nextmove"]).ravel(),
+                "row": np.asarray(data["nextmove_row"]),
+                "output": np.asarray(data["out_feat"], np.int32),
+            }
 
 
 def _encode(text: str) -> bytes:
@@ -224,20 +248,31 @@ def _encode(text: str) -> bytes:
 class _BatchModel:
     """py3langid's model as numpy arrays, classifying a batch of texts at once."""
 
-    def __init__(self, ident: Any) -> None:
-        nm = ident.tk_nextmove
-        self.nextmove = np.frombuffer(nm, dtype=np.dtype(f"u{nm.itemsize}"))
-        row = ident.tk_row
-        self.rowbase = np.frombuffer(row, dtype=np.dtype(f"u{row.itemsize}")).astype(np.int64) << 8
-        self.output = np.asarray(ident.tk_output, np.int32)
-        self.ptc = np.ascontiguousarray(ident.nb_ptc, dtype=np.float32)
-        # The per-text identifier shares the float32 copy (same values as its float16 table,
-        # which numpy widens to float32 when scoring anyway), so the table is held once.
-        ident.nb_ptc = self.ptc
-        ident._full_model = (self.ptc, ident.nb_pc, ident.nb_classes)
-        self.pc = np.asarray(ident.nb_pc, np.float32)
-        self.classes: list[str] = list(ident.nb_classes)
-        self.alias_pairs: list[tuple[int, int]] = list(ident._alias_pairs)
+    def __init__(
+        self,
+        ptc: np.ndarray,
+        pc: np.ndarray,
+        classes: list[str],
+        nextmove: np.ndarray,
+        row: np.ndarray,
+        output: np.ndarray,
+    ) -> None:
+        #: Naive Bayes: log P(feature | class) (features, classes) and log prior per class.
+        self.ptc, self.pc = ptc, pc
+        self.classes = classes
+        #: The automaton: state s on byte b moves to ``nextmove[rowbase[s] + b]`` (rows of 256
+        #: shared between states) and emits feature ``output[s]`` (-1: none).
+        self.nextmove = nextmove
+        self.rowbase = np.asarray(row, np.int64) << 8
+        self.output = output
+        # A label may own several columns (a language in two scripts): the first holds the sum.
+        first: dict[str, int] = {}
+        self.alias_pairs: list[tuple[int, int]] = []
+        for i, c in enumerate(classes):
+            if c in first:
+                self.alias_pairs.append((first[c], i))
+            else:
+                first[c] = i
         self._depth: int | None = None
 
     @property
@@ -276,8 +311,8 @@ class _BatchModel:
         parts = [t.lower() if t.isupper() else t for t in texts]
         joined = unicodedata.normalize("NFC", _SEP.join(parts))
         buf = np.frombuffer(joined.encode("utf8", errors="surrogatepass"), np.uint8)
-        ends = np.flatnonzero(buf == ord(_SEP))
-        if len(ends) != len(texts) - 1:  # unreachable unless NFC changed a separator
+        ends = np.flatnonzero(buf == ord(_SEP)) if len(texts) > 1 else np.zeros(0, np.int64)
+        if len(ends) != len(texts) - 1:  # a text holds the separator: encode one at a time
             data = [_encode(t) for t in texts]
             buf = np.frombuffer(b"".join(data), np.uint8)
             lens = np.fromiter((len(d) for d in data), np.int64, len(data))
@@ -324,9 +359,14 @@ class _BatchModel:
         off = np.zeros(n_max + 1, np.int64)
         np.cumsum(active, out=off[1:])
         total = int(off[-1])
-        step = np.repeat(np.arange(n_max), active)
-        piece = np.arange(total) - np.repeat(off[:-1], active)
-        seq = buf[p_start[piece] + step]
+        # 32-bit positions: a batch holds at most _CHUNK_CHARS characters (< 2**31 bytes).
+        step = np.repeat(np.arange(n_max, dtype=np.int32), active)
+        piece = np.arange(total, dtype=np.int32)
+        piece -= np.repeat(off[:-1].astype(np.int32), active)
+        src = p_start.astype(np.int32)[piece]
+        src += step
+        seq = buf[src]
+        del src
         states = np.empty(total, self.nextmove.dtype)
         state = np.zeros(len(p_len), self.nextmove.dtype)
         nm, rowbase = self.nextmove, self.rowbase
@@ -334,18 +374,29 @@ class _BatchModel:
             a, b = off[j], off[j + 1]
             state = nm[rowbase[state[: b - a]] + seq[a:b]]
             states[a:b] = state
+        del seq
         feat = self.output[states]
+        del states
         keep = feat >= 0
         if long.any():
             keep &= step >= p_skip[piece]
-        key = np.sort(p_text[piece[keep]] * n_feat + feat[keep])
+        del step
+        # (text, feature) as one sortable key; 32 bits suffice for a batch of _CHUNK texts.
+        kt = np.uint32 if n * n_feat < 2**32 else np.uint64
+        key: np.ndarray = p_text.astype(kt)[piece[keep]]
+        del piece
+        key *= kt(n_feat)
+        key += feat[keep].astype(kt)
+        del feat, keep
+        key.sort()
         new = np.ones(len(key), bool)
         new[1:] = key[1:] != key[:-1]
         at = np.flatnonzero(new)
         counts = np.diff(np.append(at, len(key))).astype(np.float32)
-        rows, cols = np.divmod(key[at], n_feat)
+        rows, cols = np.divmod(key[at], kt(n_feat))
         indptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        cols = cols.astype(np.int32)
         return sparse.csr_matrix((counts, cols, indptr), shape=(n, n_feat))
 
     def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from custdyn.text.engines import Engine, make_engine
 __all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer"]
 
 #: Texts whose languages are identified together (the next span's beside this span's scoring).
-_DETECT_CHUNK = 4096
+_DETECT_CHUNK = 2048
 
 #: The columns :meth:`TextAnalyzer.analyze` returns (a prefix of ``text_signals``' columns).
 ANALYSIS_SCHEMA = pa.schema(
