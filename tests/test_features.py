@@ -506,6 +506,27 @@ def test_first_index_is_a_binary_search(moments: list[int], values: list[int]) -
     assert got == want
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5),
+                               st.floats(-1e6, 1e6, allow_nan=False)), max_size=60),
+       q=st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0]))
+def test_running_quantiles_equal_quantiles_of_the_values_so_far(
+        rows: list[tuple[int, int, float]], q: float) -> None:
+    """The numpy running quantiles (incremental snapshots) equal numpy's linear quantile of
+    each customer's values up to each date where one arrived, recomputed from scratch."""
+    from custdyn.features.incremental import _running_quantiles
+
+    n_k = 6
+    at = np.array([c * n_k + k for c, k, _ in rows], np.int64)
+    v = np.array([x for _, _, x in rows], np.float64)
+    pos, (got,) = _running_quantiles(at, v, n_k, [q])
+    assert list(pos) == sorted(set(at.tolist()))
+    for p_, g in zip(pos, got, strict=True):
+        c, k = divmod(int(p_), n_k)
+        so_far = v[(at // n_k == c) & (at % n_k <= k)]
+        assert g == pytest.approx(float(np.quantile(so_far, q)), rel=1e-12, abs=1e-6)
+
+
 def test_cohorts(tmp_path: Path) -> None:
     rows = [
         ev("1", "A", "2024-01-05 10:00", "web", "order", "inbound", 10.0),
