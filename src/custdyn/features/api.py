@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import ibis
@@ -295,23 +295,45 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
         compiled = {name: b.con.compile(t) for name, t in plan_tables(pl).items()}
         if any(marks[0] not in q or marks[1] not in q for q in compiled.values()):
             raise FeatureError("the part's customer range is missing from a compiled query")
-        for i, (lo, hi) in enumerate(ranges):
-            sql = {name: q.replace(marks[0], quote(lo)).replace(marks[1], quote(hi))
-                   for name, q in compiled.items()}
-            grid = snapshot_arrow(pl, dates, partial(_fetch, con, sql))
-            rows = derive_arrow(grid, pl)
-            del grid
-            # one writer thread: the Arrow rows are appended in order and compressed once
-            # (with several threads DuckDB writes row groups it then merges; more CPU)
+
+        def put(rows: pa.Table, last: bool) -> None:
+            # one DuckDB thread: the Arrow rows are appended in order and compressed once
+            # (with several threads DuckDB writes row groups it then merges: more CPU)
             con.execute("SET threads = 1")
             try:
                 _write_arrow(con, write, rows)
             finally:
                 con.execute(f"SET threads = {threads}")
-            del rows
-            if i + 1 < len(ranges):
+            if not last:
                 checkpoint()
-            _release_memory()
+
+        def fetch(lo: str, hi: str) -> dict[str, pa.Table]:
+            sql = {name: q.replace(marks[0], quote(lo)).replace(marks[1], quote(hi))
+                   for name, q in compiled.items()}
+            return {name: _fetch(con, sql, name) for name in sql}
+
+        # a part is written while the next one's numpy work runs (the connection is used by
+        # one thread at a time: the next part's queries run before the write starts)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            writing: Future[None] | None = None
+            try:
+                fetched = fetch(*ranges[0])
+                for i in range(len(ranges)):
+                    grid = snapshot_arrow(pl, dates, fetched.pop)
+                    rows = derive_arrow(grid, pl)
+                    del grid
+                    if writing is not None:
+                        writing.result()
+                    _release_memory()
+                    if i + 1 < len(ranges):
+                        fetched = fetch(*ranges[i + 1])
+                    writing = pool.submit(put, rows, i + 1 == len(ranges))
+                    del rows
+                if writing is not None:
+                    writing.result()
+            finally:
+                if writing is not None:  # an error meanwhile: let the write end first
+                    wait([writing])
     finally:
         for tmp in temps:
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
