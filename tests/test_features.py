@@ -477,6 +477,35 @@ def test_incremental_snapshots_equal_per_date_on_planted(tmp_path: Path) -> None
         ws.close()
 
 
+def test_incremental_snapshots_leave_no_partial_dates_when_a_part_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part failing after earlier parts were committed (and while one is being written)
+    removes every row at the requested dates; rows at other dates stay."""
+    import custdyn.features.incremental as inc
+
+    ws = make_ws(tmp_path / "ws", PLANTED + FUTURE, CUSTOMERS, SIGNALS)
+    try:
+        kept = cf.snapshots(ws, ["2024-03-01"], parts=1)
+        assert kept > 0
+        real, calls = inc.derive_arrow, []
+
+        def failing(g: pa.Table, pl: Any) -> pa.Table:
+            calls.append(g.num_rows)
+            if len(calls) == 3:
+                raise RuntimeError("part failed")
+            return real(g, pl)
+
+        monkeypatch.setattr(inc, "derive_arrow", failing)
+        with pytest.raises(RuntimeError, match="part failed"):
+            cf.snapshots(ws, ["2024-05-11", AS_OF, "2026-01-01"], parts=4)
+        assert len(calls) == 3
+        left = _stored(ws, "snapshots")
+        assert len(left) == kept
+        assert set(left["as_of"]) == {pd.Timestamp("2024-03-01", tz="UTC")}
+    finally:
+        ws.close()
+
+
 @pytest.mark.slow
 def test_incremental_snapshots_equal_per_date_on_demo_world(demo_ws: custdyn.Workspace
                                                             ) -> None:
