@@ -139,3 +139,47 @@ def test_recovers_simulated_parameters_1m_customers() -> None:
     assert m.converged_
     for k, v in true.items():
         assert abs(m.params_[k] - v) < 3 * m.standard_errors_[k], (k, m.params_[k], v, m.standard_errors_[k])
+
+
+def test_hypergeometric_where_dropout_rates_barely_vary():
+    """Large s and beta (dropout rates nearly equal across customers) put 2F1(1, b; c; z) at
+    large b near z = 1, where the library routine is slow or returns NaN: the quadrature
+    branch matches high-precision values, and its derivatives match finite differences."""
+    mpmath = pytest.importorskip("mpmath")
+    from custdyn.models.pareto_nbd import _laguerre, _log_f
+
+    rng = np.random.default_rng(3)
+    b = 22272.0 + rng.uniform(0, 5000, 8)
+    c = b + rng.uniform(12, 40, 8)
+    z = 1 - 10 ** rng.uniform(-4, -2.5, 8)
+    got = _log_f(b, c, z)
+    for i in range(8):
+        exact = float(mpmath.log(mpmath.hyp2f1(1, b[i], c[i], z[i])))
+        assert got[i] == pytest.approx(exact, rel=1e-9, abs=1e-9)
+    lf, db, dc, dz = _laguerre(b, c, z, grad=True)
+    h = 1e-6
+    num_b = (_laguerre(b * (1 + h), c, z)[0] - _laguerre(b * (1 - h), c, z)[0]) / (2 * h * b)
+    num_c = (_laguerre(b, c * (1 + h), z)[0] - _laguerre(b, c * (1 - h), z)[0]) / (2 * h * c)
+    hz = 1e-5 * (1 - z)
+    num_z = (_laguerre(b, c, z + hz)[0] - _laguerre(b, c, z - hz)[0]) / (2 * hz)
+    np.testing.assert_allclose(db, num_b, rtol=1e-4)
+    np.testing.assert_allclose(dc, num_c, rtol=1e-4)
+    np.testing.assert_allclose(dz, num_z, rtol=1e-4)
+
+
+def test_fit_converges_when_lifetimes_barely_vary():
+    """Customers who all buy at a steady pace until a dropout rate that barely varies: the
+    fit converges to large s and beta (a near-constant dropout rate) instead of stalling."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    lam = rng.gamma(4.0, 1 / 8.0, n)
+    mu = np.full(n, 0.02)
+    T = rng.uniform(20, 100, n)
+    life = rng.exponential(1 / mu)
+    end = np.minimum(life, T)
+    x = rng.poisson(lam * end)
+    tx = np.where(x > 0, end * rng.beta(np.maximum(x, 1), 1), 0.0)
+    m = ParetoNBD().fit(x.astype(float), tx, T)
+    assert m.converged_
+    p = m.params_
+    assert p["s"] > 5 and p["s"] / p["beta"] == pytest.approx(0.02, rel=0.35)
