@@ -287,3 +287,40 @@ def test_learned_health_and_trend(demo, analysed, tmp_path):
     assert len(changes["30d"]) > 0.8 * len(scores) and len(changes["90d"]) > 0.7 * len(scores)
     assert any(abs(x) > 1 for x in changes["90d"])
     assert all(-100 <= x <= 100 for k in changes for x in changes[k])
+
+
+def test_risk_history_on_a_sample_of_a_large_base(demo, analysed):
+    """On a base larger than [risk] training_customers the history is computed on a fixed
+    random sample (the same customers every time), and today's scores still cover everyone."""
+    import datetime as dt
+
+    from custdyn.pipeline import RiskHistory, default_as_of, fit_risk_model
+
+    with Workspace.open(demo, read_only=True) as ws:
+        as_of = default_as_of(ws)
+        whole = RiskHistory(ws, sample_customers=0)
+        part = RiskHistory(ws, sample_customers=250)
+        again = RiskHistory(ws, sample_customers=250)
+        assert whole.sample_customers is None and whole.ws is ws
+        assert 150 < part.sample_customers < 350  # about the asked size, drawn by hash
+        at = as_of - dt.timedelta(days=200)
+        full_ids = set(whole.snapshot(at).ids)
+        sample_ids = part.snapshot(at).ids
+        assert set(sample_ids) < full_ids and len(sample_ids) < 0.7 * len(full_ids)
+        assert sample_ids == again.snapshot(at).ids
+        # the sample's rows are the whole base's rows for the same customers
+        w = whole.snapshot(at)
+        rows = {c: i for i, c in enumerate(w.ids)}
+        k = w.names.index("n_orders")
+        assert np.array_equal(part.snapshot(at).X[:, k],
+                              w.X[[rows[c] for c in sample_ids], k])
+        model = fit_risk_model(part, as_of, 90.0)
+        import custdyn.features as cf
+
+        snap = part.score_snapshot(as_of, cf.features(ws, as_of))
+        assert set(snap.ids) == set(whole.score_snapshot(as_of, cf.features(ws, as_of)).ids)
+        assert len(model.predict_proba(snap.X)) == len(snap.ids)
+        part.close()
+        assert part.ws is ws
+        assert ws.con.execute("SELECT count(DISTINCT customer_id) FROM interactions"
+                              ).fetchone()[0] > 500

@@ -7,7 +7,7 @@ engine yet, committing batch by batch, so an interrupted run resumes where it st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from custdyn.store import Workspace
@@ -175,6 +175,8 @@ class AnalysisResult:
     stages: dict[str, int]
     warnings: list[str]
     seconds: float
+    #: seconds spent in each step, in order (empty when the run was reused)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -242,6 +244,27 @@ def _col(table: Any, name: str) -> Any:
     return np.asarray(c.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
 
 
+def _align(ids: list[str], table: Any, fill: float = float("nan")) -> dict[str, Any]:
+    """The numeric columns of ``table`` (first column: customer ids) lined up with ``ids``
+    (``fill`` for customers the table does not have, NaN for its nulls)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key = table.column(0).cast(pa.string())
+    pos = np.asarray(pc.index_in(key, value_set=pa.array(ids, pa.string())).fill_null(-1)
+                     .to_numpy(zero_copy_only=False), dtype=np.int64)
+    ok = pos >= 0
+    out: dict[str, Any] = {}
+    for name in table.column_names[1:]:
+        vals = np.asarray(table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False),
+                          dtype=float)
+        col = np.full(len(ids), fill)
+        col[pos[ok]] = vals[ok]
+        out[name] = col
+    return out
+
+
 def _days_since(ts_col: Any, as_of: Any) -> Any:
     import numpy as np
     import pyarrow as pa
@@ -273,6 +296,20 @@ class _PurchaseModels:
         self.model: Any = None
         self.spend: Any = None
         self.rfm: Any = None
+        #: customers the models were fitted on when a sample was used (else None)
+        self.sampled: int | None = None
+
+    def _sample(self, n: int) -> Any:
+        """Rows the models are fitted on: all of them, or on a large base a fixed random
+        ``[analysis] model_customers`` of them (default 100,000: the parameters of a
+        four-parameter model are as good as settled by then; every customer is scored)."""
+        import numpy as np
+
+        cap = int(self.ws.settings.extra.get("analysis", {}).get("model_customers", 100_000))
+        if cap <= 0 or n <= cap:
+            return np.arange(n)
+        self.sampled = cap
+        return np.sort(np.random.default_rng(20240601).choice(n, cap, replace=False))
 
     def transactions(self, end: Any) -> Any:
         kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in self.kinds)
@@ -335,6 +372,8 @@ class _PurchaseModels:
             self.warnings.append(f"holdout comparison skipped ({e})")
             cal = None
         if cal is not None and len(f) >= 20:
+            pick = self._sample(len(f))
+            f, r, T, fh, dh = f[pick], r[pick], T[pick], fh[pick], dh[pick]
             for name, cls in classes.items():
                 try:
                     with warnings.catch_warnings():  # convergence is in the comparison row
@@ -356,11 +395,12 @@ class _PurchaseModels:
         best = best or "BetaGeo"
         self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
                                  observation_end=_naive(self.as_of))
-        f = np.asarray(self.rfm["frequency"], dtype=float)
-        r = np.asarray(self.rfm["recency"], dtype=float)
-        T = np.asarray(self.rfm["T"], dtype=float)
+        pick = self._sample(len(self.rfm["frequency"]))
+        f = np.asarray(self.rfm["frequency"], dtype=float)[pick]
+        r = np.asarray(self.rfm["recency"], dtype=float)[pick]
+        T = np.asarray(self.rfm["T"], dtype=float)[pick]
         self.model = classes[best]().fit(f, r, T)
-        mv = np.asarray(self.rfm["monetary_value"], dtype=float)
+        mv = np.asarray(self.rfm["monetary_value"], dtype=float)[pick]
         repeat = (f > 0) & (mv > 0)
         if repeat.sum() >= 20:
             try:
@@ -431,6 +471,7 @@ def _risk_settings(ws: Workspace) -> dict[str, Any]:
         "snapshot_every_days": float(raw.get("snapshot_every_days", 30)),
         "training_snapshots": int(raw.get("training_snapshots", 12)),
         "leaving_features": bool(raw.get("leaving_features", True)),
+        "training_customers": int(raw.get("training_customers", 50_000)),
     }
     if out["label"] not in RISK_LABELS:
         raise CustdynError(f"[risk] label = {out['label']!r}; allowed: {', '.join(RISK_LABELS)}")
@@ -495,26 +536,26 @@ def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[
                                    AND direction = 'outbound') AS asked
            FROM interactions WHERE occurred_at >= ? AND occurred_at < ?
            GROUP BY customer_id""",
-        [kinds, as_of - dt.timedelta(days=365), as_of]).fetchall()
-    got = {r[0]: r[1:] for r in rows}
+        [kinds, as_of - dt.timedelta(days=365), as_of]).to_arrow_table()
+    got = _align(ids, rows, fill=0.0)
+    days, answered, asked = got["purchase_days"], got["answered"], got["asked"]
     n = len(ids)
-    regularity = np.full(n, np.nan)
-    survey = np.zeros(n)
-    rate: dict[str, float] = {}
+    expected = np.full(n, np.nan)
     if pm is not None and pm.model is not None and pm.rfm is not None:
+        import pyarrow as pa
+
         p = pm.model.params_
         f = np.asarray(pm.rfm["frequency"], dtype=float)
         T = np.asarray(pm.rfm["T"], dtype=float)
         keys = [str(x) for x in (pm.rfm.index if hasattr(pm.rfm, "index")
                                  else pm.rfm["customer_id"])]
         lam = (p["r"] + f) / (p["alpha"] + T)  # posterior mean purchase rate per week
-        rate = dict(zip(keys, lam * np.minimum(T, 52.0), strict=True))
-    for i, c in enumerate(ids):
-        days, answered, asked = got.get(c, (0, 0, 0))
-        exp = rate.get(c)
-        if exp is not None and exp > 0:
-            regularity[i] = days / exp
-        survey[i] = min(1.0, answered / asked) if asked else (1.0 if answered else 0.0)
+        expected = _align(ids, pa.table({"customer_id": keys,
+                                         "e": lam * np.minimum(T, 52.0)}))["e"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        regularity = np.where(expected > 0, days / expected, np.nan)
+        survey = np.where(asked > 0, np.minimum(1.0, answered / np.maximum(asked, 1.0)),
+                          np.where(answered > 0, 1.0, 0.0))
     return {"purchase_regularity": regularity, "survey_response_rate": survey}
 
 
@@ -602,17 +643,8 @@ def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
         "LEFT JOIN (SELECT NULL::VARCHAR AS interaction_id, NULL::FLOAT AS sentiment_score, "
         "NULL::BOOLEAN AS intent_to_switch, NULL::JSON AS mentions) s "
         "ON s.interaction_id = i.interaction_id")
-    cur = ws.con.execute(sql, {"at": at, "kinds": kinds})
-    names = [d[0] for d in cur.description][1:]
-    rows = {r[0]: r[1:] for r in cur.fetchall()}
-    pos = {c: i for i, c in enumerate(ids)}
-    out = {k: np.full(len(ids), np.nan) for k in names}
-    for c, vals in rows.items():
-        i = pos.get(c)
-        if i is None:
-            continue
-        for k, v in zip(names, vals, strict=True):
-            out[k][i] = np.nan if v is None else float(v)
+    out = _align(ids, ws.con.execute(sql, {"at": at, "kinds": kinds}).to_arrow_table())
+    names = list(out)
     counts = [k for k in names if not k.startswith(("sentiment", "nps", "days_since"))]
     for k in counts:
         out[k] = np.nan_to_num(out[k], nan=0.0)
@@ -698,13 +730,59 @@ def json_key(d: Any) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
+def sample_workspace(ws: Workspace, customers: int) -> Workspace | None:
+    """A read-only view of about ``customers`` of the workspace's customers, drawn at random
+    (a hash of the id, so the same customers every time), or None when the base is not
+    larger than that or the workspace computes on Spark.
+
+    The view is a cursor of its own whose temporary ``interactions``, ``customers`` and
+    ``text_signals`` tables hold the sampled customers' rows and shadow the workspace's, so
+    every query and feature expression runs on it unchanged.
+    """
+    from custdyn.store import Workspace as _Workspace
+
+    if customers <= 0 or ws.settings.engine != "duckdb":
+        return None
+    total = int(ws.con.execute(
+        "SELECT count(DISTINCT customer_id) FROM interactions").fetchone()[0])  # type: ignore[index]
+    if total <= customers:
+        return None
+    per_million = max(1, int(customers / total * 1_000_000))
+    cur = ws.con.cursor()
+    db = cur.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    pick = f"hash(customer_id || '/custdyn-risk') % 1000000 < {per_million}"
+    cur.execute(f'CREATE OR REPLACE TEMP TABLE interactions AS SELECT * FROM "{db}".main.'
+                f"interactions WHERE {pick} ORDER BY customer_id, occurred_at")
+    cur.execute(f'CREATE OR REPLACE TEMP TABLE customers AS SELECT * FROM "{db}".main.customers '
+                f"WHERE {pick}")
+    cur.execute(f'CREATE OR REPLACE TEMP TABLE text_signals AS SELECT * FROM "{db}".main.'
+                "text_signals WHERE interaction_id IN (SELECT interaction_id FROM "
+                "temp.main.interactions)")
+    return _Workspace(ws.path, cur, ws.settings, read_only=True, lock=None)
+
+
 class RiskHistory:
     """Risk snapshots of one workspace, computed once each and shared by the backtest, the
-    production model and the check against a known truth."""
+    production model and the check against a known truth.
 
-    def __init__(self, ws: Workspace, first: Any = None) -> None:
-        self.ws = ws
+    On a large base the history (the training snapshots and the backtest) is computed on a
+    random sample of ``[risk] training_customers`` customers (default 50,000): the model's
+    fit and its measured accuracy need that many, not millions, and each snapshot costs time
+    in proportion to the customers in it. Today's scores (:meth:`score_snapshot`) cover
+    every customer.
+    """
+
+    def __init__(self, ws: Workspace, first: Any = None, *,
+                 sample_customers: int | None = None) -> None:
+        self.full = ws
         self.cfg = _risk_settings(ws)
+        n = self.cfg["training_customers"] if sample_customers is None else sample_customers
+        sample = sample_workspace(ws, n) if n else None
+        self.ws = sample if sample is not None else ws
+        #: customers in the sample the history is computed on (None: every customer)
+        self.sample_customers = (int(self.ws.con.execute(
+            "SELECT count(DISTINCT customer_id) FROM interactions").fetchone()[0])  # type: ignore[index]
+            if sample is not None else None)
         if first is None:
             first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
         self.first = first
@@ -720,11 +798,12 @@ class RiskHistory:
             self._data_key = (str(getattr(self.ws, "path", "")), self.ws.con.execute(
                 "SELECT count(*), max(batch_id), (SELECT count(*) FROM text_signals), "
                 "(SELECT count(*) FROM customers) FROM interactions").fetchone(),
-                json_key(self.ws.settings.to_dict()))
+                json_key(self.ws.settings.to_dict()), self.sample_customers)
         return (self._data_key, self.cfg["active_within_days"], self.cfg["leaving_features"],
                 self.purchase_model, at)
 
     def snapshot(self, at: Any, feats: Any = None) -> RiskSnapshot:
+        """The history's snapshot at ``at`` (of the sample, on a large base)."""
         if at not in self.snaps:
             key = self._key(at)
             hit = _SNAPSHOT_CACHE.get(key)
@@ -735,6 +814,23 @@ class RiskHistory:
                 _remember(key, hit)
             self.snaps[at] = hit
         return self.snaps[at]
+
+    def score_snapshot(self, at: Any, feats: Any) -> RiskSnapshot:
+        """Every customer who can still drift away at ``at`` (``feats``: the whole base's
+        features at ``at``), to be scored by a model fitted on the history."""
+        if self.ws is self.full:
+            return self.snapshot(at, feats)
+        if ("score", at) not in self.snaps:
+            self.snaps[("score", at)] = _risk_snapshot(
+                self.full, at, {}, self.cfg["active_within_days"], feats,
+                self.cfg["leaving_features"], self.purchase_model)
+        return self.snaps[("score", at)]
+
+    def close(self) -> None:
+        """Drop the sample's temporary tables."""
+        if self.ws is not self.full:
+            self.ws.con.close()
+            self.ws = self.full
 
     def training_dates(self, cutoff: Any, horizon_days: float) -> list[Any]:
         """Snapshot dates whose label is known by ``cutoff``, newest first: ``cutoff - lag``,
@@ -1214,7 +1310,19 @@ def analyze(
     from custdyn.models.health import Scorecard, quadrants, relationship_scores
 
     t0 = time.perf_counter()
-    say = progress or (lambda _msg: None)
+    steps: dict[str, float] = {}
+    began: dict[str, float] = {}  # the step under way and when it began
+
+    def say(msg: str) -> None:
+        now = time.perf_counter()
+        for name, at in began.items():
+            steps[name] = steps.get(name, 0.0) + now - at
+        began.clear()
+        if msg:
+            began[msg] = now
+            if progress is not None:
+                progress(msg)
+
     extra = ws.settings.extra
     text_engine = text_engine or resolve_text_engine(
         ws, extra.get("analysis", {}).get("text_engine", "bulk"))
@@ -1243,7 +1351,7 @@ def analyze(
             "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
         if row:
             d = json.loads(row[1])
-            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of)
+            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={})
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__})
 
     say("computing features")
@@ -1287,7 +1395,7 @@ def analyze(
             backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
         model = fit_risk_model(history, as_of, horizon) if n >= 50 else None
         if model is not None:
-            snap_now = history.snapshot(as_of, feats)
+            snap_now = history.score_snapshot(as_of, feats)
             p = model.predict_proba(snap_now.X)
             why = model.reasons(snap_now.X, top=3)
             pos = {c: i for i, c in enumerate(ids)}
@@ -1300,7 +1408,7 @@ def analyze(
             contract = contractual_customers(ws)
             cm = fit_contract_model(history, as_of, contract, horizon) if contract else None
             if cm is not None:
-                snap_now = history.snapshot(as_of, feats)
+                snap_now = history.score_snapshot(as_of, feats)
                 on = np.array([c in contract for c in snap_now.ids])
                 pos = {c: i for i, c in enumerate(ids)}
                 if on.any():
@@ -1343,6 +1451,8 @@ def analyze(
         contrib = card.contributions(table)
         health = contrib.sum(axis=1)
     warnings.extend(sorted({str(w.message) for w in caught}))
+    if history is not None:
+        history.close()
     trend: dict[str, Any] = {}
     if trend_days:
         say("health trend")
@@ -1422,7 +1532,8 @@ def analyze(
         as_of=as_of, run_id=run_id, reused=False, n_customers=n,
         purchase_model=type(pm.model).__name__ if pm.model is not None else None,
         model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
-        stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0)
+        stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
+        step_seconds=steps)
     con = ws.con
     con.execute("BEGIN TRANSACTION")
     try:
@@ -1465,6 +1576,7 @@ def analyze(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    say("")
     result.seconds = time.perf_counter() - t0
     return result
 
