@@ -90,7 +90,9 @@ def _assert_same(texts: list[str | None], tol: float = 1e-5) -> None:
     for t, lang, conf, (ref_lang, ref_conf, gap), one in zip(
         texts, langs, confs, _reference(texts), singles, strict=True
     ):
-        assert one[0] == lang and one[1] == pytest.approx(conf, abs=1e-6)
+        # One text alone takes the plain-Python walk; the batch, the vectorised one.
+        if gap >= 1e-4 or one[0] == lang:
+            assert one[0] == lang and one[1] == pytest.approx(conf, abs=tol)
         if gap < 1e-4 and lang != ref_lang:  # a near tie: float rounding may pick either
             continue
         assert lang == ref_lang, t
@@ -199,6 +201,15 @@ def test_chunks_and_separator_fall_back(monkeypatch):
     monkeypatch.setattr(L, "_CHUNK", 4)
     monkeypatch.setattr(L, "_CHUNK_CHARS", 300)
     _assert_same(texts)
+
+
+def test_plain_walk_equals_vectorised_walk():
+    texts = [*DEMO[:60], *EXTRA, " ".join(DEMO[60:90])]
+    model = L._batch_model()
+    a_best, a_prob = model.classify(texts)
+    b_best, b_prob = model.classify_few(texts)
+    assert np.array_equal(a_best, b_best)
+    np.testing.assert_allclose(a_prob, b_prob, atol=1e-4)
 
 
 def test_encode_matches_py3langid():

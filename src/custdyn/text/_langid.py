@@ -36,6 +36,8 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 #: Texts scored together, and their most characters (bound the batch's working memory).
 _CHUNK = 2048
 _CHUNK_CHARS = 1 << 20
+#: Batches this small are walked one text at a time (numpy's per-call cost would dominate).
+_FEW = 4
 #: Longer encoded texts are walked in pieces of this many bytes (plus an overlap).
 _PIECE = 512
 #: Joins a batch's texts: whitespace to the URL pattern, neither a letter nor a word character.
@@ -95,18 +97,21 @@ def _detect_batch(texts: list[str]) -> tuple[list[str | None], list[float]]:
     Cleaning: URLs, @names and "#" become spaces; a text without letters has no language; one
     whose words are at least a fifth Tagalog function words is Tagalog (Taglish).
     """
-    joined = _SEP.join(texts)
-    if len(texts) > 1 and joined.count(_SEP) != len(texts) - 1:
-        # A text holds the separator itself: such texts go one at a time (no separator).
-        parts = [_detect_batch([t]) for t in texts]
-        return [p[0][0] for p in parts], [p[1][0] for p in parts]
-    # The separator is whitespace and no word character, so no URL, @name or word crosses it.
-    cleaned_joined = _URL.sub(" ", joined)
-    cleaned = cleaned_joined.split(_SEP) if len(texts) > 1 else [cleaned_joined]
-    letters, shares = _letters_and_shares(cleaned_joined, len(texts))
     model = _batch_model()
-    best, prob = model.classify(cleaned)
-    code = np.array([ALIASES.get(c, c) for c in model.classes], dtype=object)[best]
+    joined = _SEP.join(texts)
+    if len(texts) <= _FEW or joined.count(_SEP) != len(texts) - 1:
+        # A few texts (or texts holding the separator): each on its own, with plain Python.
+        cleaned = [_URL.sub(" ", t) for t in texts]
+        letters = np.array([_HAS_LETTER.search(c) is not None for c in cleaned], bool)
+        shares = np.array([_taglish_share(c) for c in cleaned], np.float64)
+        best, prob = model.classify_few(cleaned)
+    else:
+        # The separator is whitespace and no word character: no URL, @name or word crosses it.
+        cleaned_joined = _URL.sub(" ", joined)
+        cleaned = cleaned_joined.split(_SEP)
+        letters, shares = _letters_and_shares(cleaned_joined, len(texts))
+        best, prob = model.classify(cleaned)
+    code = model.codes[best]
     taglish = (code != "tl") & (shares >= 0.2)
     conf = np.where(taglish, np.clip(shares * 2.5, 0.5, 0.99), prob.astype(np.float64))
     code[taglish] = "tl"
@@ -265,6 +270,8 @@ class _BatchModel:
         self.nextmove = nextmove
         self.rowbase = np.asarray(row, np.int64) << 8
         self.output = output
+        #: Each column's reported code (see :data:`ALIASES`).
+        self.codes = np.array([ALIASES.get(c, c) for c in classes], dtype=object)
         # A label may own several columns (a language in two scripts): the first holds the sum.
         first: dict[str, int] = {}
         self.alias_pairs: list[tuple[int, int]] = []
@@ -406,6 +413,31 @@ class _BatchModel:
         np.log1p(mat.data, out=mat.data)
         scores = np.asarray(mat @ self.ptc, np.float32) + self.pc
         scores[np.diff(mat.indptr) == 0] = 0.0  # no features: py3langid scores all classes 0
+        return self._decide(scores, lens)
+
+    def classify_few(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`classify`, walking the automaton in Python one text at a time."""
+        nm = self.nextmove.data
+        rowbase = self.rowbase.data
+        output = self.output.data
+        scores = np.zeros((len(texts), len(self.classes)), np.float32)
+        lens = np.zeros(len(texts), np.int64)
+        for k, text in enumerate(texts):
+            data = _encode(text)
+            lens[k] = len(data)
+            state, found = 0, []
+            for byte in data:
+                state = nm[rowbase[state] + byte]
+                f = output[state]
+                if f >= 0:
+                    found.append(f)
+            if found:
+                feat, count = np.unique(np.array(found, np.int64), return_counts=True)
+                scores[k] = np.log1p(count.astype(np.float32)) @ self.ptc[feat] + self.pc
+        return self._decide(scores, lens)
+
+    def _decide(self, scores: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Temperature sqrt(bytes), softmax, script columns folded; best class and probability."""
         scores *= (1.0 / np.sqrt(np.maximum(lens, 1))).astype(np.float32)[:, None]
         scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
@@ -414,4 +446,4 @@ class _BatchModel:
             scores[:, i] += scores[:, j]
             scores[:, j] = 0.0
         best = scores.argmax(axis=1)
-        return best, scores[np.arange(len(texts)), best]
+        return best, scores[np.arange(len(scores)), best]
