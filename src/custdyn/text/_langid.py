@@ -217,6 +217,13 @@ def _load_model() -> dict[str, Any]:
             shutil.copyfileobj(src, tmp, length=1 << 20)
         tmp.seek(0)
         with np.load(tmp, allow_pickle=False) as data:
+            missing = {"ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat"}
+            missing -= set(data.files)
+            if missing:
+                raise RuntimeError(
+                    f"py3langid's model lacks {sorted(missing)}: custdyn reads the layout "
+                    "of py3langid 0.4 (pip install 'py3langid>=0.4,<0.5')"
+                )
             with data.zip.open("ptc.npy") as f:
                 version = np.lib.format.read_magic(f)
                 header = (
