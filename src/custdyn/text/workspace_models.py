@@ -466,12 +466,14 @@ def finetune_workspace(
     raw = np.zeros((len(y), 3), np.float32)
     head_only = np.zeros((len(y), 3), np.float32)
     runs = []
+    share = (k - 1) / k  # a fold fine-tune's share of the time, the final one's being 1
     for f in range(k):
         left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
         te, tr = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         h0 = fit_head(feats.subset(tr), y[tr], cfg)
         head_only[te] = predict_logits(h0, feats.subset(te), calibrated=False)
-        res = ft.fit(tr, y[tr], max_seconds=max(1.0, left / (k + 1 - f)),
+        budget = left * share / ((k - f) * share + 1)
+        res = ft.fit(tr, y[tr], max_seconds=max(1.0, budget),
                      progress=stage(f"fine-tuning, fold {f + 1} of {k}"))  # fmt: skip
         runs.append(res)
         fe = with_emb(ft.embed())
@@ -480,7 +482,10 @@ def finetune_workspace(
     oof = _calibrated_oof(raw, fold, y, feats.languages, cfg)
     head_only_oof = _calibrated_oof(head_only, fold, y, feats.languages, cfg)
     left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
+    # the final model trains for as many epochs as the folds did on average (what was
+    # cross-validated), and no more than the time left
     final = ft.fit(np.arange(len(y)), y, max_seconds=max(1.0, left),
+                   max_epochs=float(np.mean([r.epochs for r in runs])),
                    progress=stage("fine-tuning on all labels"))  # fmt: skip
     out_dir = Path(ws.path) / MODELS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
