@@ -96,7 +96,7 @@ def test_bulk_scoring_matches_training_features():
     np.testing.assert_allclose(linear_scores(texts, table, bias), ref, atol=1e-4)
 
 
-def test_spans_scored_beside_detection_equal_one_pass(monkeypatch):
+def test_spans_equal_one_pass(monkeypatch):
     from custdyn.text import analyzer
     from custdyn.text._langid import detect
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from custdyn.text.engines import Engine, make_engine
 
 __all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer"]
 
-#: Texts whose languages are identified together (the next span's beside this span's scoring).
+#: Texts whose languages are identified together, then scored (bounds the working memory).
 _DETECT_CHUNK = 2048
 
 #: The columns :meth:`TextAnalyzer.analyze` returns (a prefix of ``text_signals``' columns).
@@ -92,35 +90,22 @@ class TextAnalyzer:
         sent = np.full((n, 3), np.nan, np.float32)
         emo = np.full((n, len(EMOTIONS)), np.nan, np.float32)
 
-        def detect(lo: int, hi: int) -> tuple[list[int], list[str | None], list[float]]:
+        for lo in range(0, n, _DETECT_CHUNK):
+            hi = min(lo + _DETECT_CHUNK, n)
             todo = [] if forced else [i for i in range(lo, hi) if not given[i]]
             found, conf = detect_many([items[i] for i in todo]) if todo else ([], [])
-            return todo, found, conf
-
-        spans = [(lo, min(lo + _DETECT_CHUNK, n)) for lo in range(0, n, _DETECT_CHUNK)]
-        # Language identification of the next span runs beside the scoring of this one (both
-        # spend most of their time in numpy and scipy, which release the GIL).
-        pool = ThreadPoolExecutor(1) if len(spans) > 1 and (os.cpu_count() or 1) > 1 else None
-        try:
-            ahead = pool.submit(detect, *spans[0]) if pool and spans else None
-            for k, (lo, hi) in enumerate(spans):
-                todo, found, conf = ahead.result() if ahead is not None else detect(lo, hi)
-                ahead = pool.submit(detect, *spans[k + 1]) if pool and k + 1 < len(spans) else None
-                for i, f, c in zip(todo, found, conf, strict=True):
-                    langs[i], lconf[i] = f, c
-                for i in range(lo, hi):
-                    if forced or given[i]:
-                        langs[i], lconf[i] = given[i], 1.0
-                keep = [i for i in range(lo, hi) if items[i].strip()]
-                for s in range(0, len(keep), self.batch_size):
-                    idx = keep[s : s + self.batch_size]
-                    out = self.engine.predict([items[i] for i in idx], [langs[i] for i in idx])
-                    sent[idx] = out.sentiment
-                    if out.emotions is not None:
-                        emo[idx] = out.emotions
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            for i, f, c in zip(todo, found, conf, strict=True):
+                langs[i], lconf[i] = f, c
+            for i in range(lo, hi):
+                if forced or given[i]:
+                    langs[i], lconf[i] = given[i], 1.0
+            keep = [i for i in range(lo, hi) if items[i].strip()]
+            for s in range(0, len(keep), self.batch_size):
+                idx = keep[s : s + self.batch_size]
+                out = self.engine.predict([items[i] for i in idx], [langs[i] for i in idx])
+                sent[idx] = out.sentiment
+                if out.emotions is not None:
+                    emo[idx] = out.emotions
         return _to_table(langs, lconf, sent, emo)
 
 
