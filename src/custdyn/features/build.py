@@ -69,14 +69,19 @@ def _epoch(ts: ir.TimestampValue) -> ir.FloatingValue:
     return ts.epoch_seconds().cast("float64")
 
 
+#: 1 and 0 typed as doubles in the SQL: a bare ``1.0`` is a DECIMAL in DuckDB, whose sums run
+#: in 128-bit integers (and integer sums likewise), several times slower than a double sum
+_ONE = ibis.literal(1, "int64").cast("float64")
+_ZERO = ibis.literal(0, "int64").cast("float64")
+
+
 def _count(t: ir.Table, where: ir.BooleanValue) -> ir.IntegerScalar:
-    # a floating-point sum: DuckDB sums integers into 128-bit accumulators, 5-10x slower
-    return ibis.cases((where, 1.0), else_=0.0).sum().cast("int64")
+    return ibis.ifelse(where, _ONE, _ZERO).sum().cast("int64")
 
 
 def _span_per_gap(ts: ir.FloatingColumn, where: ir.BooleanValue) -> ir.FloatingScalar:
     """Mean days between consecutive events: (last - first) / (n - 1); null under two events."""
-    n = ibis.cases((where, 1.0), else_=0.0).sum()
+    n = ibis.ifelse(where, _ONE, _ZERO).sum()
     first = ts.min(where=where)
     last = ts.max(where=where)
     return ibis.cases((n >= 2, (last - first) / DAY_S / (n - 1.0)),
