@@ -2,6 +2,10 @@
 peer route (zero-shot: the same encoder with class prompts and no trained head), and their
 three-class macro-F1 on held-out AfriSenti test tweets (never trained on).
 
+The bulk engine is also timed on demo customer messages (five languages, as ``custdyn demo``
+writes them), with batched language identification against py3langid called once per text
+on the same texts in the same process.
+
 Each route runs in its own child process (so peak memory is its own) limited to two threads.
 ``--quick`` uses fewer texts.
 """
@@ -13,7 +17,16 @@ import os
 import sys
 import time
 
-from benchmarks._common import ROOT, child, fmt_ratio, machine, run_measured, update_section
+from benchmarks._common import (
+    ROOT,
+    child,
+    fmt_ratio,
+    machine,
+    peak_rss_mib,
+    run_measured,
+    shared_note,
+    update_section,
+)
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -37,6 +50,77 @@ def _texts(n: int, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
             labels.append(rows[i][1])
             langs.append(lang)
     return texts, labels, langs
+
+
+def demo_texts(n: int, seed: int = 3) -> list[str]:
+    """``n`` demo customer messages, themed, cycling through the demo world's languages."""
+    import random
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from custdyn.demo.texts import LANGS, THEME_EMOTIONS, Texts
+
+    gen = Texts(seed, "Lumen")
+    rnd = random.Random(seed)
+    themes = list(THEME_EMOTIONS)
+    out = []
+    for k in range(n):
+        theme, lang = themes[k % len(themes)], LANGS[k % len(LANGS)]
+        sentiment, emotion = gen.sample_emotion(theme, rnd.random())
+        c = gen.ctx(lang)
+        out.append(gen.themed(lang, theme, sentiment, emotion, c, letter=rnd.random() < 0.5))
+    return out
+
+
+def _child_demo(n: int, repeat: int) -> None:
+    """Bulk analyzer and language identification on ``n`` demo messages; print JSON."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from custdyn.text import TextAnalyzer
+    from custdyn.text import _langid as L
+
+    def one_at_a_time(text: str) -> str | None:
+        """The peer: py3langid's ``classify`` per text, with the same cleaning and rules."""
+        cleaned = L._URL.sub(" ", text)
+        if not L._HAS_LETTER.search(cleaned):
+            return None
+        lang = ident.classify(cleaned)[0]
+        code = L.ALIASES.get(lang, lang)
+        return "tl" if code != "tl" and L._taglish_share(cleaned) >= 0.2 else code
+
+    texts = demo_texts(n)
+    ta = TextAnalyzer(engine="bulk")
+    ta.analyze(texts[:2])
+    walls, cpus = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ta.analyze(texts)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    peak = peak_rss_mib()  # the analyzer's own, before the peer's model is loaded
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    batch, each = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        langs = L.detect_many(texts)[0]
+        batch.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ref = [one_at_a_time(t) for t in texts]
+        each.append(time.perf_counter() - t0)
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "chars": sum(map(len, texts)) / n,
+                "texts_per_s": n / min(walls),
+                "cpu_s_per_text": min(cpus) / n,
+                "analyzer_peak_rss_mib": peak,
+                "langid_batch_per_s": n / min(batch),
+                "langid_each_per_s": n / min(each),
+                "langid_agree": sum(a == b for a, b in zip(langs, ref, strict=True)) / n,
+            }
+        )
+    )
 
 
 def _child(route: str, n: int, repeat: int) -> None:
@@ -113,24 +197,35 @@ def demo_themes(per_theme: int = 40, seed: int = 3) -> dict:
 def main(flags: list[str]) -> None:
     if "--child" in flags:
         i = flags.index("--child")
-        _child(flags[i + 1], int(flags[i + 2]), int(flags[i + 3]))
+        if flags[i + 1] == "bulk-demo":
+            _child_demo(int(flags[i + 2]), int(flags[i + 3]))
+        else:
+            _child(flags[i + 1], int(flags[i + 2]), int(flags[i + 3]))
         return
     quick = "--quick" in flags
+    load_start = os.getloadavg()[0]
     n_full = 100 if quick else 400
     n_bulk = 2000 if quick else 6000
     env = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    routes = [("default", n_full, 1), ("bulk", n_bulk, 5), ("zero-shot", n_full, 1)]
+    routes = [
+        ("bulk-demo", 5000 if quick else 20000, 3),
+        ("default", n_full, 1),
+        ("bulk", n_bulk, 5),
+        ("zero-shot", n_full, 1),
+    ]
     res = {}
     for route, n, repeat in routes:
         r = run_measured(child("benchmarks.bench_text", "--child", route, str(n), str(repeat)), env)
         res[route] = {**r["result"], "peak_rss_mib": r["peak_rss_mib"]}
         print(route, json.dumps(res[route]), flush=True)
-    d, b, z = res["default"], res["bulk"], res["zero-shot"]
+    d, b, z, m = res["default"], res["bulk"], res["zero-shot"], res["bulk-demo"]
+    load_end = os.getloadavg()[0]
     lines = [
         "## Text engines",
         "",
-        f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end of the run "
-        "(the cores are shared: throughput is lower than on idle cores). "
+        f"Command: `python -m benchmarks.run text{' --quick' if quick else ''}`. "
+        f"Machine: {machine()}; 1-minute load average {load_start:.1f} at the start of the run "
+        f"and {load_end:.1f} at the end{shared_note(load_start, load_end)}. "
         "Two threads (`OMP_NUM_THREADS=2`). Texts: held-out AfriSenti "
         "test tweets (Mozambican Portuguese and Nigerian Pidgin, half each; never trained on). "
         "Macro-F1 is three-class sentiment on the same texts; peak memory is the whole child "
@@ -151,6 +246,16 @@ def main(flags: list[str]) -> None:
         f"difference pt {b['f1']['pt'] - d['f1']['pt']:+.3f}, pcm {b['f1']['pcm'] - d['f1']['pcm']:+.3f}. "
         f"Default vs zero-shot peer: {fmt_ratio(1 / d['texts_per_s'], 1 / z['texts_per_s'])}, "
         f"macro-F1 pt {d['f1']['pt'] - z['f1']['pt']:+.3f}, pcm {d['f1']['pcm'] - z['f1']['pcm']:+.3f}.",
+        "",
+        f"Bulk engine on {m['n']:,} demo customer messages (en, pt, no, tl and Taglish; "
+        f"{m['chars']:.0f} characters on average): `TextAnalyzer('bulk').analyze` "
+        f"{m['texts_per_s']:,.0f} texts/s ({m['cpu_s_per_text'] * 1e6:.0f} us of process CPU "
+        f"time per text), peak {m['analyzer_peak_rss_mib']:.0f} MiB. Language identification "
+        f"for the whole batch at once (one automaton walk and one sparse product for all texts): "
+        f"{m['langid_batch_per_s']:,.0f} texts/s; the peer, py3langid called once per text on "
+        f"the same texts: {m['langid_each_per_s']:,.0f} texts/s "
+        f"({fmt_ratio(1 / m['langid_batch_per_s'], 1 / m['langid_each_per_s'])}; "
+        f"same language for {m['langid_agree']:.1%} of texts).",
     ]
     th = demo_themes(10 if quick else 20)
     print("themes", json.dumps(th, ensure_ascii=False), flush=True)
