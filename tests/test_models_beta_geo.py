@@ -169,3 +169,27 @@ def test_analytic_hessian_matches_differences_of_the_gradient(cdnow: pd.DataFram
         num[:, j] = (m._loglik_sum(up, data, w)[1] - m._loglik_sum(dn, data, w)[1]) / (2 * step)
     np.testing.assert_allclose(h, num, rtol=1e-5, atol=1e-6 * np.abs(num).max())
     np.testing.assert_array_equal(h, h.T)
+
+
+def test_beta_expectation_with_very_large_shapes_matches_the_exact_quantiles():
+    """Fits where dropout barely varies drive a and b to millions; the expectation over the
+    narrow Beta then uses the normal's quantiles and still matches the exact inverse."""
+    from scipy import special
+
+    from custdyn.models._base import beta_quantile_mean
+
+    rng = np.random.default_rng(0)
+    m = 200
+    a = 10 ** rng.uniform(4.1, 7.5, m)
+    b = a * 10 ** rng.uniform(-0.5, 1, m)
+    s = rng.uniform(0.3, 10, m)[:, None]
+    w = rng.uniform(0.01, 50, m)[:, None]
+
+    def fn(p):
+        return -np.expm1(-s * np.log1p(p * w)) / p
+
+    x, wq = special.roots_legendre(256)
+    u = 0.5 * (x + 1)
+    exact = fn(np.clip(special.betaincinv(a[:, None], b[:, None], u[None, :]), 1e-300, 1)) @ (
+        0.5 * wq)
+    np.testing.assert_allclose(beta_quantile_mean(fn, a, b), exact, rtol=1e-7)
