@@ -87,8 +87,9 @@ def snapshot_dates(start: Any, end: Any, every: str = "month") -> list[dt.dateti
 
 #: Customer-dates computed per query when snapshots are split (bounds the query's memory).
 ROWS_PER_QUERY = 2_000_000
-#: Customer-dates per part of the incremental method (the part's rows are held in memory).
-ROWS_PER_PART = 1_000_000
+#: Customer-dates per part of the incremental method (the part's rows are held in memory,
+#: and on DuckDB one part is written while the next is computed: two parts at once).
+ROWS_PER_PART = 500_000
 #: DuckDB's memory limit while the incremental method runs (it spills to disk beyond it).
 MEMORY_LIMIT = "2GB"
 #: How :func:`snapshots` computes many dates.
