@@ -206,7 +206,7 @@ def test_cli_train_text_finetune_end_to_end(demo_ws):
 
 def test_finetune_without_torch_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match=r"custdyn\[text-models\]"):
+    with pytest.raises(ImportError, match=r"customer-dynamics\[text-models\]"):
         ftm.require_torch()
     r = CliRunner().invoke(app, ["-w", str(tmp_path / "nows"), "train-text", "--finetune"])
     assert r.exit_code == 2

@@ -48,7 +48,7 @@ __all__ = [
 QK = 32
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 META = "\u2581"
-EXTRA = "pip install 'custdyn[text-models]'"
+EXTRA = "pip install 'customer-dynamics[text-models]'"
 
 
 def require_torch() -> Any:
