@@ -149,9 +149,13 @@ class BulkEngine:
         z = linear_scores(texts, self.table, self.bias)
         logits = z[:, :3]
         if self.lang_bias is not None and self.lang_codes:
-            for i, lang in enumerate(languages):
-                if lang in self.lang_codes:
-                    logits[i] += self.lang_bias[self.lang_codes.index(lang)]
+            code: dict[str, int] = {}
+            for j, c in enumerate(self.lang_codes):
+                code.setdefault(c, j)  # the first, as list.index would
+            idx = np.fromiter((code.get(lang, -1) if lang else -1 for lang in languages),
+                              np.int64, len(languages))
+            known = idx >= 0
+            logits[known] += self.lang_bias[idx[known]]
         sent = _softmax(logits)
         emo = _sigmoid(z[:, 3:11])
         return EngineOutput(sent.astype(np.float32), emo.astype(np.float32))
