@@ -306,6 +306,7 @@ def _slim(r: dict[str, Any]) -> dict[str, Any]:
     out = {k: r[k] for k in ("seconds", "peak_rss_mib")}
     res = r.get("result") or {}
     out["steps"] = res.get("step_seconds")
+    out["step_peak_mib"] = res.get("step_peak_mib")
     out["reused"] = res.get("reused")
     return out
 

@@ -324,3 +324,34 @@ def test_risk_history_on_a_sample_of_a_large_base(demo, analysed):
         assert part.ws is ws
         assert ws.con.execute("SELECT count(DISTINCT customer_id) FROM interactions"
                               ).fetchone()[0] > 500
+
+
+def test_history_prefetched_in_one_pass_equals_per_date(demo, analysed, tmp_path):
+    """The history's snapshots computed in one incremental pass hold the same rows as one
+    feature query per date."""
+    import datetime as dt
+    import shutil
+
+    from custdyn.pipeline import _SNAPSHOT_CACHE, RiskHistory, default_as_of
+
+    copy = tmp_path / "ws"
+    shutil.copytree(demo, copy)
+    with Workspace.open(copy) as ws:
+        as_of = default_as_of(ws)
+        dates = [as_of - dt.timedelta(days=180 + 30 * k) for k in range(4)]
+        for sample in (0, 300):
+            _SNAPSHOT_CACHE.clear()
+            one = RiskHistory(ws, sample_customers=sample)
+            one.prefetch(dates)
+            assert set(dates) <= set(one.snaps)
+            _SNAPSHOT_CACHE.clear()
+            each = RiskHistory(ws, sample_customers=sample)
+            for d in dates:
+                a, b = one.snapshot(d), each.snapshot(d)
+                assert a.ids == b.ids and a.names == b.names and len(a.ids) > 50
+                np.testing.assert_allclose(a.X, b.X, rtol=1e-9, atol=1e-9, equal_nan=True)
+            one.close()
+            each.close()
+        assert "_custdyn_risk_features" not in {
+            r[0] for r in ws.con.execute("SELECT table_name FROM information_schema.tables"
+                                         ).fetchall()}

@@ -20,7 +20,9 @@ def enrich(
     ] = None,
     all_directions: Annotated[bool, typer.Option(
         "--all-directions", help="Also score the vendor's own messages.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Texts per committed batch.")] = 512,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Texts per committed batch (default 8,192 for the bulk engine, else 512).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Score at most N texts.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

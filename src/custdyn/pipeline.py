@@ -69,7 +69,7 @@ def enrich(
     engine: str | None = None,
     *,
     directions: tuple[str, ...] = ("inbound",),
-    batch_size: int = 512,
+    batch_size: int | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EnrichResult:
@@ -81,7 +81,8 @@ def enrich(
         the workspace's own (:func:`resolve_text_engine`), else ``default``.
     directions : which messages to score; by default the customers' own (inbound, plus
         records without a direction).
-    batch_size : texts per committed batch (an interrupted run loses at most one batch).
+    batch_size : texts per committed batch (an interrupted run loses at most one batch);
+        default 8,192 for the bulk engine (about a second of its work), else 512.
     limit : score at most this many (for a quick look).
     progress : called as ``progress(done, total)`` after each batch.
     """
@@ -92,6 +93,8 @@ def enrich(
     t0 = time.perf_counter()
     analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"))
     version = analyzer.version
+    if batch_size is None:
+        batch_size = 8192 if version.startswith("bulk:") else 512
     total = pending_texts(ws, version, directions)
     already = int(ws.con.execute(
         "SELECT count(*) FROM text_signals WHERE engine = ?", [version]).fetchone()[0])  # type: ignore[index]
@@ -177,6 +180,8 @@ class AnalysisResult:
     seconds: float
     #: seconds spent in each step, in order (empty when the run was reused)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: the process's peak memory (MiB) at the end of each step
+    step_peak_mib: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -220,16 +225,15 @@ def _numeric_matrix(table: Any, exclude: tuple[str, ...] = ()) -> tuple[Any, lis
     import numpy as np
     import pyarrow as pa
 
-    names, cols = [], []
-    for f in table.schema:
-        if f.name in ID_COLUMNS or f.name in exclude:
-            continue
-        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(
-                f.type) or pa.types.is_boolean(f.type):
-            arr = table.column(f.name).cast(pa.float64()).to_numpy(zero_copy_only=False)
-            names.append(f.name)
-            cols.append(np.asarray(arr, dtype=float))
-    return (np.column_stack(cols) if cols else np.empty((table.num_rows, 0))), names
+    names = [f.name for f in table.schema
+             if f.name not in ID_COLUMNS and f.name not in exclude
+             and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                  or pa.types.is_decimal(f.type) or pa.types.is_boolean(f.type))]
+    out = np.empty((table.num_rows, len(names)))  # filled column by column: no second copy
+    for j, name in enumerate(names):
+        out[:, j] = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
+            zero_copy_only=False), dtype=float)
+    return out, names
 
 
 def _col(table: Any, name: str) -> Any:
@@ -471,7 +475,9 @@ def _risk_settings(ws: Workspace) -> dict[str, Any]:
         "snapshot_every_days": float(raw.get("snapshot_every_days", 30)),
         "training_snapshots": int(raw.get("training_snapshots", 12)),
         "leaving_features": bool(raw.get("leaving_features", True)),
-        "training_customers": int(raw.get("training_customers", 50_000)),
+        "training_customers": int(raw.get("training_customers", 30_000)),
+        "training_rows": int(raw.get("training_rows", 150_000)),
+        "reasons_for": int(raw.get("reasons_for", 100_000)),
     }
     if out["label"] not in RISK_LABELS:
         raise CustdynError(f"[risk] label = {out['label']!r}; allowed: {', '.join(RISK_LABELS)}")
@@ -655,6 +661,36 @@ def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
     return out
 
 
+def features_many(ws: Workspace, dates: list[Any]) -> dict[Any, Any]:
+    """The feature table at each of ``dates`` (``{date: Arrow table}``, rows as
+    :func:`custdyn.features.features` gives them), computed in one incremental pass
+    (:func:`custdyn.features.snapshots` into a temporary table) on a DuckDB workspace opened
+    for writing, else one query per date. Nothing is left in the workspace."""
+    import custdyn.features as cf
+
+    dates = sorted(set(dates))
+    if len(dates) < 2 or ws.settings.engine != "duckdb" or ws.read_only:
+        return {d: cf.features(ws, d) for d in dates}
+    con = ws.con
+    table = "_custdyn_features_many"
+    con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
+    first = cf.features(ws, dates[0])
+    con.register("_custdyn_first", first)
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _custdyn_first")
+    finally:
+        con.unregister("_custdyn_first")
+    out = {dates[0]: first}
+    try:
+        cf.snapshots(ws, dates[1:], table=table)
+        for d in dates[1:]:
+            out[d] = con.execute(f"SELECT * FROM temp.main.{table} WHERE as_of = ? "
+                                 "ORDER BY customer_id", [d]).to_arrow_table().cast(first.schema)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
+    return out
+
+
 class RiskSnapshot(NamedTuple):
     """Customers who can still drift away at ``at``, their features and two baseline scores."""
 
@@ -693,13 +729,15 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, fl
             p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model)
     pa_map = p_alive_cache[at]
     p_alive = np.array([pa_map.get(c, np.nan) for c in ids])
-    X, names = _numeric_matrix(feats)
-    X = np.column_stack([X, p_alive])
-    names = [*names, "p_alive"]
-    if leaving:
-        lf = leaving_features(ws, at, ids)
-        X = np.column_stack([X, *lf.values()])
-        names = [*names, *(f"leaving:{k}" for k in lf)]
+    base, names = _numeric_matrix(feats)
+    lf = leaving_features(ws, at, ids) if leaving else {}
+    X = np.empty((base.shape[0], base.shape[1] + 1 + len(lf)))  # one matrix, filled in place
+    X[:, :base.shape[1]] = base
+    del base
+    X[:, len(names)] = p_alive
+    for j, v in enumerate(lf.values()):
+        X[:, len(names) + 1 + j] = v
+    names = [*names, "p_alive", *(f"leaving:{k}" for k in lf)]
     days_since_purchase = (np.asarray(_col(feats, "T"), dtype=float)
                            - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0
     return RiskSnapshot(at, ids, X, names, {"days since last purchase": days_since_purchase,
@@ -758,7 +796,9 @@ def sample_workspace(ws: Workspace, customers: int) -> Workspace | None:
     cur.execute(f'CREATE OR REPLACE TEMP TABLE text_signals AS SELECT * FROM "{db}".main.'
                 "text_signals WHERE interaction_id IN (SELECT interaction_id FROM "
                 "temp.main.interactions)")
-    return _Workspace(ws.path, cur, ws.settings, read_only=True, lock=None)
+    # writable only for temporary tables (the history's features); it never commits rows to
+    # the workspace's own tables
+    return _Workspace(ws.path, cur, ws.settings, read_only=False, lock=None)
 
 
 class RiskHistory:
@@ -766,7 +806,7 @@ class RiskHistory:
     production model and the check against a known truth.
 
     On a large base the history (the training snapshots and the backtest) is computed on a
-    random sample of ``[risk] training_customers`` customers (default 50,000): the model's
+    random sample of ``[risk] training_customers`` customers (default 30,000): the model's
     fit and its measured accuracy need that many, not millions, and each snapshot costs time
     in proportion to the customers in it. Today's scores (:meth:`score_snapshot`) cover
     every customer.
@@ -814,6 +854,17 @@ class RiskHistory:
                 _remember(key, hit)
             self.snaps[at] = hit
         return self.snaps[at]
+
+    def prefetch(self, dates: list[Any]) -> None:
+        """Compute the features of the history's snapshots at ``dates`` in one incremental
+        pass (:func:`custdyn.features.snapshots`, into a temporary table) instead of one
+        query per date; the snapshots are then built from those rows."""
+        need = sorted({d for d in dates if d not in self.snaps
+                       and self._key(d) not in _SNAPSHOT_CACHE})
+        if len(need) < 3 or self.ws.settings.engine != "duckdb" or self.ws.read_only:
+            return
+        for d, feats in features_many(self.ws, need).items():
+            self.snapshot(d, feats)
 
     def score_snapshot(self, at: Any, feats: Any) -> RiskSnapshot:
         """Every customer who can still drift away at ``at`` (``feats``: the whole base's
@@ -863,14 +914,34 @@ def fit_risk_model(history: RiskHistory, cutoff: Any, horizon_days: float) -> An
     None when there is no snapshot with a known outcome."""
     import numpy as np
 
-    from custdyn.models.churn import DefectionModel
-
     snaps, labels = history.training_set(cutoff, horizon_days)
     if not snaps:
         return None
-    X = np.vstack([s.X for s in snaps])
-    y = np.concatenate(labels)
-    return DefectionModel().fit(X, y, feature_names=snaps[0].names)
+    keep = _row_caps([len(s.ids) for s in snaps], history.cfg["training_rows"])
+    X = np.vstack([s.X[k] for s, k in zip(snaps, keep, strict=True)])
+    y = np.concatenate([lab[k] for lab, k in zip(labels, keep, strict=True)])
+    return _defection_model(len(y)).fit(X, y, feature_names=snaps[0].names)
+
+
+def _defection_model(n_rows: int) -> Any:
+    """The defection model's settings for ``n_rows`` training rows: three calibration folds
+    instead of five on large sets (the calibrator has plenty of rows either way)."""
+    from custdyn.models.churn import DefectionModel
+
+    return DefectionModel(n_folds=3 if n_rows > 100_000 else 5)
+
+
+def _row_caps(sizes: list[int], cap: int, seed: int = 0) -> list[Any]:
+    """Row indexes to keep of stacked snapshots of ``sizes`` rows: all of them, or the same
+    random share of each snapshot so that about ``cap`` rows remain."""
+    import numpy as np
+
+    total = sum(sizes)
+    if cap <= 0 or total <= cap:
+        return [np.arange(n) for n in sizes]
+    rng = np.random.default_rng(seed)
+    share = cap / total
+    return [np.sort(rng.choice(n, int(round(n * share)), replace=False)) for n in sizes]
 
 
 #: Covariates of the contractual survival model (snapshot columns; the leaving-phase signals
@@ -1006,7 +1077,7 @@ def risk_backtest(ws: Workspace, as_of: Any, horizon_days: float = 90.0,
     """
     import datetime as dt
 
-    from custdyn.models.churn import DefectionModel, Snapshot
+    from custdyn.models.churn import Snapshot
     from custdyn.models.churn import backtest as run_backtest
 
     at0 = _as_utc(as_of)
@@ -1022,10 +1093,12 @@ def risk_backtest(ws: Workspace, as_of: Any, horizon_days: float = 90.0,
         return hist, None
     test = hist.snapshot(test_at)
     y_test = defection_labels(ws, test.ids, test_at, horizon_days, at0, hist.cfg["label"])
-    snaps = [Snapshot(s.at, s.X, y, s.baselines) for s, y in zip(train[::-1], labels[::-1],
-                                                                   strict=True)]
+    keep = _row_caps([len(s.ids) for s in train], hist.cfg["training_rows"])
+    snaps = [Snapshot(s.at, s.X[k], y[k], {n: v[k] for n, v in s.baselines.items()})
+             for s, y, k in zip(train[::-1], labels[::-1], keep[::-1], strict=True)]
     snaps.append(Snapshot(test_at, test.X, y_test, test.baselines))
-    bt = run_backtest(snaps, DefectionModel(), horizon=lag, feature_names=test.names)
+    bt = run_backtest(snaps, _defection_model(sum(len(k) for k in keep)), horizon=lag,
+                      feature_names=test.names)
     return hist, bt
 
 
@@ -1233,7 +1306,8 @@ def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any) -> 
 
 def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, card: Any,
                  days: tuple[float, ...] = (30.0, 90.0),
-                 purchase_model: str = "BetaGeo") -> dict[str, Any]:
+                 purchase_model: str = "BetaGeo",
+                 features_at: dict[Any, Any] | None = None) -> dict[str, Any]:
     """Change of each customer's health over the last ``days``: the score now minus the same
     scorecard's score ``d`` days before (from the features and the ``purchase_model`` fitted
     at that date; NaN for customers not known then or before the first data)."""
@@ -1254,7 +1328,9 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
         if first is None or at <= first:
             out[key] = np.full(len(ids), np.nan)
             continue
-        feats = cf.features(ws, at)
+        feats = (features_at or {}).get(at)
+        if feats is None:
+            feats = cf.features(ws, at)
         then_ids = [str(x) for x in feats.column("customer_id").to_pylist()]
         pm = _PurchaseModels(ws, at, [])
         with pywarnings.catch_warnings():
@@ -1295,6 +1371,28 @@ def analyze(
         is the ``[risk] label`` setting (:data:`RISK_LABELS`).
     progress : called with a short description of each step.
     """
+    limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "3GB"))
+    row = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()
+    before = str(row[0]) if row else None
+    ws.con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+    try:
+        return _analyze(ws, as_of, text_engine=text_engine, horizon_days=horizon_days,
+                        force=force, progress=progress)
+    finally:
+        if before:
+            ws.con.execute(f"SET memory_limit = '{before}'")
+
+
+def _analyze(
+    ws: Workspace,
+    as_of: Any = None,
+    *,
+    text_engine: str | None = None,
+    horizon_days: float | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """:func:`analyze` under its memory limit."""
     import datetime as dt
     import json
     import time
@@ -1311,12 +1409,14 @@ def analyze(
 
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     began: dict[str, float] = {}  # the step under way and when it began
 
     def say(msg: str) -> None:
         now = time.perf_counter()
         for name, at in began.items():
             steps[name] = steps.get(name, 0.0) + now - at
+            peaks[name] = _peak_mib()
         began.clear()
         if msg:
             began[msg] = now
@@ -1351,11 +1451,15 @@ def analyze(
             "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
         if row:
             d = json.loads(row[1])
-            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={})
+            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={},
+                     step_peak_mib={})
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__})
 
     say("computing features")
-    feats = cf.features(ws, as_of)
+    trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
+                if as_of - dt.timedelta(days=d) > first]
+    many = features_many(ws, [as_of, *trend_at]) if trend_at else {}
+    feats = many.pop(as_of) if many else cf.features(ws, as_of)
     ids = [str(x) for x in feats.column("customer_id").to_pylist()]
     n = len(ids)
     if n == 0:
@@ -1390,6 +1494,13 @@ def analyze(
     try:
         history = RiskHistory(ws, first)
         history.cfg["active_within_days"] = active_days
+        label_lag = dt.timedelta(days=label_lag_days(history.cfg["label"], horizon))
+        try:  # every past snapshot in one pass; one query per date if that fails
+            history.prefetch([*history.training_dates(as_of - label_lag, horizon),
+                              as_of - label_lag,
+                              *history.training_dates(as_of, horizon)])
+        except Exception:  # noqa: BLE001 - the per-date path below gives the same rows
+            pass
         history, bt = risk_backtest(ws, as_of, horizon, history=history)
         if bt is not None:
             backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
@@ -1397,13 +1508,18 @@ def analyze(
         if model is not None:
             snap_now = history.score_snapshot(as_of, feats)
             p = model.predict_proba(snap_now.X)
-            why = model.reasons(snap_now.X, top=3)
+            # reasons (tree contributions) for the riskiest customers: they are what the
+            # ranked lists show, and on a large base every customer's would cost minutes
+            top_n = rcfg["reasons_for"]
+            explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
+                       else np.argsort(-p, kind="stable")[:top_n])
+            why = model.reasons(snap_now.X[explain], top=3)
             pos = {c: i for i, c in enumerate(ids)}
-            for c, pr, rs in zip(snap_now.ids, p, why, strict=True):
-                i = pos[c]
-                risk[i] = float(pr)
-                reasons[i] = [{"feature": r.feature, "value": _num(r.value),
-                               "contribution": _num(r.contribution)} for r in rs]
+            at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
+            risk[at_now] = p
+            for j, rs in zip(explain, why, strict=True):
+                reasons[int(at_now[j])] = [{"feature": r.feature, "value": _num(r.value),
+                                            "contribution": _num(r.contribution)} for r in rs]
         if model is not None or n >= 50:
             contract = contractual_customers(ws)
             cm = fit_contract_model(history, as_of, contract, horizon) if contract else None
@@ -1459,7 +1575,7 @@ def analyze(
         try:
             trend = health_trend(ws, as_of, ids, health, card, trend_days,
                                  type(pm.model).__name__ if pm.model is not None
-                                 else "BetaGeo")
+                                 else "BetaGeo", features_at=many)
         except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
             warnings.append(f"health trend skipped ({e})")
     quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
@@ -1499,19 +1615,14 @@ def analyze(
 
     say("writing scores")
     run_id = "run-" + uuid.uuid4().hex[:12]
-    contributions = [
-        json.dumps({
-            "health": {k: _num(v) for k, v in zip(card.component_names, contrib[i],
-                                                    strict=True)},
-            "loyalty": {k: _num(v) for k, v in zip(rel.loyalty_components,
-                                                     rel.loyalty_contributions[i], strict=True)},
-            "attention": {k: _num(v) for k, v in zip(rel.attention_components,
-                                                       rel.attention_contributions[i],
-                                                       strict=True)},
-            "health_trend": {k: _num(v[i]) for k, v in trend.items()},
-        })
-        for i in range(n)
-    ]
+    contributions = _json_rows(ws.con, {
+        "health": dict(zip(card.component_names, contrib.T, strict=True)),
+        "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
+                            strict=True)),
+        "attention": dict(zip(rel.attention_components,
+                              np.asarray(rel.attention_contributions).T, strict=True)),
+        "health_trend": trend,
+    }, n)
     out = pa.table({
         "customer_id": ids,
         "as_of": pa.array([as_of] * n, pa.timestamp("us", tz="UTC")),
@@ -1533,7 +1644,7 @@ def analyze(
         purchase_model=type(pm.model).__name__ if pm.model is not None else None,
         model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
         stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
-        step_seconds=steps)
+        step_seconds=steps, step_peak_mib=peaks)
     con = ws.con
     con.execute("BEGIN TRANSACTION")
     try:
@@ -1579,6 +1690,48 @@ def analyze(
     say("")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory so far, in MiB (0 where it cannot be read)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return float(peak) / (2**20 if sys.platform == "darwin" else 1024)
+    except (ImportError, OSError):
+        return 0.0
+
+
+def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
+    """One JSON object per row, ``{group: {name: value}}``, from columns of ``n`` numbers
+    (non-finite values become null), built by the database rather than row by row."""
+    import numpy as np
+    import pyarrow as pa
+
+    def lit(text: str) -> str:
+        return "'" + str(text).replace("'", "''") + "'"
+
+    cols: dict[str, Any] = {"_row": pa.array(np.arange(n, dtype=np.int64))}
+    parts = []
+    for group, members in groups.items():
+        inner = []
+        for name, values in members.items():
+            v = np.asarray(values, dtype=float).reshape(-1)
+            col = f"c{len(cols)}"
+            cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
+                                 from_pandas=True)
+            inner.append(f"{lit(name)}, {col}")
+        parts.append(f"{lit(group)}, json_object({', '.join(inner)})")
+    cur = con.cursor()
+    try:
+        cur.register("_json_rows", pa.table(cols))
+        out = cur.execute(f"SELECT json_object({', '.join(parts)})::VARCHAR FROM _json_rows "
+                          "ORDER BY _row").to_arrow_table().column(0)
+    finally:
+        cur.close()
+    return out
 
 
 def _num(v: Any) -> float | None:
