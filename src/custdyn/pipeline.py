@@ -1291,6 +1291,19 @@ def learned_health_card(card: Any, history: RiskHistory, as_of: Any, horizon_day
         return card
 
 
+def _scorecard_columns(config: dict[str, Any]) -> set[str]:
+    """The input columns (and denominators) of the configured scorecard's components."""
+    from custdyn.models.health import Component, Scorecard
+
+    out: set[str] = set()
+    for c in Scorecard.from_config(config).components:
+        comp = c if isinstance(c, Component) else Component.from_dict(c)
+        out.add(comp.column or comp.name)
+        if comp.denominator:
+            out.add(comp.denominator)
+    return out
+
+
 def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any) -> dict[str, Any]:
     """The columns a scorecard reads: features, P(alive) and the loyalty inputs."""
     import numpy as np
@@ -1371,7 +1384,7 @@ def analyze(
         is the ``[risk] label`` setting (:data:`RISK_LABELS`).
     progress : called with a short description of each step.
     """
-    limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "3GB"))
+    limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
     row = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()
     before = str(row[0]) if row else None
     ws.con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
@@ -1460,6 +1473,10 @@ def _analyze(
                 if as_of - dt.timedelta(days=d) > first]
     many = features_many(ws, [as_of, *trend_at]) if trend_at else {}
     feats = many.pop(as_of) if many else cf.features(ws, as_of)
+    if many:  # the trend's past tables: only the columns the scorecard reads
+        needed = _scorecard_columns(health_cfg)
+        many = {d: t.select([c for c in t.column_names if c in ID_COLUMNS or c in needed])
+                for d, t in many.items()}
     ids = [str(x) for x in feats.column("customer_id").to_pylist()]
     n = len(ids)
     if n == 0:
