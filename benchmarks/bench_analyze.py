@@ -334,7 +334,10 @@ def render(res: dict[str, Any]) -> str:
     ]
     for name, r in (("first", f), ("re-run", s)):
         if r.get("steps"):
-            parts = ", ".join(f"{k} {v:.0f} s" for k, v in r["steps"].items())
+            peaks = r.get("step_peak_mib") or {}
+            parts = ", ".join(
+                f"{k} {v:.0f} s" + (f" (peak {peaks[k] / 1024:.1f} GiB)" if k in peaks else "")
+                for k, v in r["steps"].items())
             lines += ["", f"Steps ({name}): {parts}."]
     loads = res["loads"]
     lines += ["", f"1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} after the "
