@@ -54,21 +54,10 @@ def _texts(n: int, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
 
 def demo_texts(n: int, seed: int = 3) -> list[str]:
     """``n`` demo customer messages, themed, cycling through the demo world's languages."""
-    import random
-
     sys.path.insert(0, str(ROOT / "src"))
-    from custdyn.demo.texts import LANGS, THEME_EMOTIONS, Texts
+    from custdyn.demo.texts import sample_messages
 
-    gen = Texts(seed, "Lumen")
-    rnd = random.Random(seed)
-    themes = list(THEME_EMOTIONS)
-    out = []
-    for k in range(n):
-        theme, lang = themes[k % len(themes)], LANGS[k % len(LANGS)]
-        sentiment, emotion = gen.sample_emotion(theme, rnd.random())
-        c = gen.ctx(lang)
-        out.append(gen.themed(lang, theme, sentiment, emotion, c, letter=rnd.random() < 0.5))
-    return out
+    return sample_messages(n, seed)
 
 
 def _child_demo(n: int, repeat: int) -> None:

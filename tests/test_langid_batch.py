@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import random
 import re
 from collections import Counter
 
@@ -12,24 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custdyn.demo.texts import LANGS, THEME_EMOTIONS, Texts
+from custdyn.demo.texts import sample_messages
 from custdyn.text import _langid as L
 
-
-def _demo_texts(n: int, seed: int = 5) -> list[str]:
-    gen = Texts(seed, "Lumen")
-    rnd = random.Random(seed)
-    themes = list(THEME_EMOTIONS)
-    out = []
-    for k in range(n):
-        lang, theme = LANGS[k % len(LANGS)], themes[k % len(themes)]
-        sentiment, emotion = gen.sample_emotion(theme, rnd.random())
-        c = gen.ctx(lang)
-        out.append(gen.themed(lang, theme, sentiment, emotion, c, letter=rnd.random() < 0.5))
-    return out
-
-
-DEMO = _demo_texts(250)
+DEMO = sample_messages(250, seed=5)
 EXTRA = [
     "La entrega llegó tarde y nadie respondió a mis correos.",
     "Die Lieferung kam zu spät und niemand hat geantwortet.",
@@ -226,7 +211,7 @@ def test_encode_matches_py3langid():
 def test_detect_many_is_much_faster_than_one_at_a_time():
     import time
 
-    texts = _demo_texts(2000, seed=11)
+    texts = sample_messages(2000, seed=11)
     L.detect_many(texts[:5])
     best_batch = best_each = float("inf")
     for _ in range(3):

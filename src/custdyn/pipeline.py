@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from custdyn.store import Workspace
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -769,7 +772,7 @@ def json_key(d: Any) -> str:
 
 
 def sample_workspace(ws: Workspace, customers: int) -> Workspace | None:
-    """A read-only view of about ``customers`` of the workspace's customers, drawn at random
+    """A view of about ``customers`` of the workspace's customers, drawn at random
     (a hash of the id, so the same customers every time), or None when the base is not
     larger than that or the workspace computes on Spark.
 
@@ -1356,6 +1359,23 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
     return out
 
 
+def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
+                        ) -> Callable[Concatenate[Workspace, _P], _R]:
+    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB)."""
+    import functools
+
+    from custdyn.store import memory_limit
+
+    @functools.wraps(fn)
+    def run(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
+        with memory_limit(ws.con, limit):
+            return fn(ws, *args, **kwargs)
+
+    return run
+
+
+@_under_memory_limit
 def analyze(
     ws: Workspace,
     as_of: Any = None,
@@ -1384,28 +1404,6 @@ def analyze(
         is the ``[risk] label`` setting (:data:`RISK_LABELS`).
     progress : called with a short description of each step.
     """
-    limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
-    row = ws.con.execute("SELECT current_setting('memory_limit')").fetchone()
-    before = str(row[0]) if row else None
-    ws.con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
-    try:
-        return _analyze(ws, as_of, text_engine=text_engine, horizon_days=horizon_days,
-                        force=force, progress=progress)
-    finally:
-        if before:
-            ws.con.execute(f"SET memory_limit = '{before}'")
-
-
-def _analyze(
-    ws: Workspace,
-    as_of: Any = None,
-    *,
-    text_engine: str | None = None,
-    horizon_days: float | None = None,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> AnalysisResult:
-    """:func:`analyze` under its memory limit."""
     import datetime as dt
     import json
     import time

@@ -217,6 +217,20 @@ def _user() -> str:
 
 
 # --------------------------------------------------------------------------- workspace
+@contextlib.contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB works within ``limit`` (e.g. ``"4GB"``; beyond it, it spills to the
+    workspace's ``.tmp`` folder) inside the block; the previous limit is restored after."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    before = str(row[0]) if row else None
+    con.execute(f"SET memory_limit = {_sql_str(limit)}")
+    try:
+        yield
+    finally:
+        if before:
+            con.execute(f"SET memory_limit = {_sql_str(before)}")
+
+
 class Workspace:
     """A custdyn workspace.
 

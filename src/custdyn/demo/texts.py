@@ -246,3 +246,18 @@ class Texts:
         date = str(b["date_fmt"]).format(day=when.day, month=b["months"][when.month - 1],
                                          year=when.year, time=when.strftime("%H:%M"))
         return str(b["quote"]).format(date=date, name=name)
+
+
+def sample_messages(n: int, seed: int = 3, vendor: str = "Lumen") -> list[str]:
+    """``n`` themed customer messages cycling through the languages and themes (half with an
+    opener and sign-off): a quick multilingual sample for checks and benchmarks."""
+    gen = Texts(seed, vendor)
+    rnd = random.Random(seed)
+    themes = list(THEME_EMOTIONS)
+    out = []
+    for k in range(n):
+        theme, lang = themes[k % len(themes)], LANGS[k % len(LANGS)]
+        sentiment, emotion = gen.sample_emotion(theme, rnd.random())
+        c = gen.ctx(lang)
+        out.append(gen.themed(lang, theme, sentiment, emotion, c, letter=rnd.random() < 0.5))
+    return out
