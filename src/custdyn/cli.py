@@ -1,7 +1,8 @@
 """The command line: each command parses its arguments, makes one library call and prints.
 
-Exit codes: 0 done; 1 done, but with rejected records or warnings worth a look; 2 refused
-(bad arguments, a ``--strict`` batch refused, the workspace held by another process).
+Exit codes: 0 done (warnings, if any, on stderr); 1 done, but with rejected records (or, under
+``analyze --strict``, with warnings); 2 refused (bad arguments, a ``--strict`` batch refused,
+the workspace held by another process).
 """
 
 from __future__ import annotations
@@ -82,7 +83,12 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
                   file: Any = None, line: str | None = None) -> None:
     """Library warnings (our DataWarning, ConvergenceWarning, ...) as one readable line on
     stderr, without the Python source location."""
-    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    print_warning(str(message))
+
+
+def print_warning(message: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _open(read_only: bool = True, purpose: str | None = None) -> Any:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
 import typer
-from rich.markup import escape
 
 from custdyn.cli import (
+    EXIT_OK,
+    EXIT_WARN,
     JsonOpt,
     OutOpt,
     _fail,
@@ -19,9 +20,13 @@ from custdyn.cli import (
     emit,
     err,
     print_json,
+    print_warning,
     write_figure,
 )
 from custdyn.errors import CustdynError
+
+if TYPE_CHECKING:
+    from custdyn.pipeline import AnalysisResult
 
 
 @app.command()
@@ -36,6 +41,9 @@ def analyze(
         "default 'gone', no purchase and no contact of the customer's own from H days on).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Recompute even if nothing changed.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit with code 1 when the analysis finished with warnings (by "
+        "default it exits 0: the warnings are printed and kept in the JSON).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score every customer at AS_OF: text signals, features, purchase models (BG/NBD, MBG/NBD,
@@ -57,7 +65,14 @@ def analyze(
         ws.close()
     if as_json:
         print_json(r.to_dict())
-        raise typer.Exit(1 if r.warnings else 0)
+    else:
+        _print_analysis(r)
+    for w in r.warnings:
+        print_warning(w)
+    raise typer.Exit(EXIT_WARN if strict and r.warnings else EXIT_OK)
+
+
+def _print_analysis(r: AnalysisResult) -> None:
     how = "reused (nothing changed)" if r.reused else f"done in {r.seconds:.0f} s"
     console.print(f"analysis at [bold]{r.as_of.date()}[/] of {r.n_customers:,} customers: {how}")
     if r.purchase_model:
@@ -72,9 +87,6 @@ def analyze(
     console.print("stages: " + ", ".join(f"{k} {v:,}" for k, v in r.stages.items()))
     console.print("quadrants: " + ", ".join(
         f"{q['quadrant']} {q['customers']:,} (value {q['value']:,.0f})" for q in r.quadrants))
-    for w in r.warnings:
-        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
-    raise typer.Exit(1 if r.warnings else 0)
 
 
 _SCORE_COLUMNS = ("customer_id", "stage", "quadrant", "p_alive", "expected_purchases_365d",
