@@ -228,7 +228,28 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
         yield
     finally:
         if before:
-            con.execute(f"SET memory_limit = {_sql_str(before)}")
+            con.execute(f"SET memory_limit = {_sql_str(_shown_limit_to_set(before))}")
+
+
+_MEMORY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+                 "PiB": 2**50}
+
+
+def _shown_limit_to_set(shown: str) -> str:
+    """A memory limit as DuckDB shows it (``"1.1 GiB"``) in a form DuckDB reads back to it.
+
+    DuckDB shows the limit cut to one decimal (``SET memory_limit = '1234MB'`` reads
+    ``1.1 GiB``): setting the shown text again would lower the limit by up to a tenth of the
+    unit each time, and ``PiB`` (what "no limit" reads as) is not a unit it accepts. The
+    middle of the shown tenth, in bytes, reads back the same and is within half a tenth of
+    the limit that was set.
+    """
+    number, _, unit = shown.strip().partition(" ")
+    whole, dot, tenths = number.partition(".")
+    if unit not in _MEMORY_UNITS or not whole.isdigit() or (dot and not tenths.isdigit()):
+        return shown
+    step = 10.0 ** -len(tenths) if dot else 0.0
+    return f"{int((float(number) + step / 2) * _MEMORY_UNITS[unit])}B"
 
 
 class Workspace:
@@ -476,83 +497,82 @@ class Workspace:
         zone = mapping.timezone or src.implied.timezone or self.settings.timezone
         con.execute(f"SET TimeZone = {_sql_str(zone)}")
         # bounded memory: what does not fit spills to the workspace's .tmp folder
-        con.execute(f"SET memory_limit = {_sql_str(INGEST_MEMORY_LIMIT)}")
-        con.execute("BEGIN TRANSACTION")
-        try:
-            batch_id = int(con.execute("SELECT nextval('batch_seq')").fetchone()[0])  # type: ignore[index]
-            py_errors: list[RowError] = []
-            target: str | None = into or mapping.into
-            projections: dict[tuple[str, ...], Any] = {}
-            staged = _Staged(con, batch_id, str(path))
-            for chunk in src.chunks():
-                if not isinstance(chunk, Chunk):  # RESTART: the reader starts over
-                    staged.clear()
-                    py_errors.clear()
-                    continue
-                py_errors.extend(chunk.errors)
-                t = chunk.table
-                if t.num_rows:
-                    cols = tuple(t.column_names)
-                    if target is None:
-                        target = _guess_target(list(cols), mapping, src.implied)
-                    if cols not in projections:
-                        projections[cols] = normalize_sql(
-                            list(cols), target, mapping, implied=src.implied,
-                            source_name=path.name, default_currency=self.settings.currency,
-                        )
-                    t = t.append_column("_row", pa.array(chunk.rows, pa.int64()))
-                    staged.add(t, projections[cols], target, skip_valid=strict)
-                if progress:
-                    progress(str(path), src.bytes_read, src.total_bytes)
-            staged.flush()
-            target = target or "interactions"
-            result = BatchResult(batch_id, str(path), src.format, target)
-            result.rows_read = staged.rows + len(py_errors)
-            if py_errors:
-                con.executemany(
-                    "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
-                    [(batch_id, str(path), e.row, e.field, e.reason, e.raw) for e in py_errors],
+        with memory_limit(con, INGEST_MEMORY_LIMIT):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                batch_id = int(con.execute("SELECT nextval('batch_seq')").fetchone()[0])  # type: ignore[index]
+                py_errors: list[RowError] = []
+                target: str | None = into or mapping.into
+                projections: dict[tuple[str, ...], Any] = {}
+                staged = _Staged(con, batch_id, str(path))
+                for chunk in src.chunks():
+                    if not isinstance(chunk, Chunk):  # RESTART: the reader starts over
+                        staged.clear()
+                        py_errors.clear()
+                        continue
+                    py_errors.extend(chunk.errors)
+                    t = chunk.table
+                    if t.num_rows:
+                        cols = tuple(t.column_names)
+                        if target is None:
+                            target = _guess_target(list(cols), mapping, src.implied)
+                        if cols not in projections:
+                            projections[cols] = normalize_sql(
+                                list(cols), target, mapping, implied=src.implied,
+                                source_name=path.name, default_currency=self.settings.currency,
+                            )
+                        t = t.append_column("_row", pa.array(chunk.rows, pa.int64()))
+                        staged.add(t, projections[cols], target, skip_valid=strict)
+                    if progress:
+                        progress(str(path), src.bytes_read, src.total_bytes)
+                staged.flush()
+                target = target or "interactions"
+                result = BatchResult(batch_id, str(path), src.format, target)
+                result.rows_read = staged.rows + len(py_errors)
+                if py_errors:
+                    con.executemany(
+                        "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?)",
+                        [(batch_id, str(path), e.row, e.field, e.reason, e.raw) for e in py_errors],
+                    )
+                n_rej = staged.rejected + len(py_errors)
+                result.rows_rejected = n_rej
+                if n_rej:
+                    result.sample_rejections = [
+                        {"row": r, "field": f, "reason": why}
+                        for r, f, why in con.execute(
+                            "SELECT row_number, field, reason FROM rejected WHERE batch_id = ? "
+                            "ORDER BY row_number LIMIT 5", [batch_id]
+                        ).fetchall()
+                    ]
+                if strict and n_rej:
+                    raise BatchRefusedError(
+                        f"{path}: refused (--strict): {n_rej:,} of {result.rows_read:,} records are "
+                        "invalid; nothing was loaded. First: "
+                        + "; ".join(f"row {s['row']}: {s['reason']}" for s in result.sample_rejections),
+                        result.sample_rejections,
+                    )
+                if target == "interactions":
+                    self._dedupe_interactions(batch_id, staged.valid, result)
+                else:
+                    names = ", ".join(q(f) for f in CUSTOMER_FIELDS)
+                    staged.ensure_customers()
+                    self._load_customers(f"(SELECT _row, {names} FROM _norm)", batch_id, result)
+                    con.execute("DROP TABLE _norm")
+                con.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, str(path), src.format, target, _fingerprint(path),
+                     str(mapping.path) if mapping.path else None, strict,
+                     result.rows_read, result.rows_loaded, result.rows_duplicate,
+                     result.rows_updated, result.rows_rejected, started,
+                     dt.datetime.now(dt.UTC), __version__],
                 )
-            n_rej = staged.rejected + len(py_errors)
-            result.rows_rejected = n_rej
-            if n_rej:
-                result.sample_rejections = [
-                    {"row": r, "field": f, "reason": why}
-                    for r, f, why in con.execute(
-                        "SELECT row_number, field, reason FROM rejected WHERE batch_id = ? "
-                        "ORDER BY row_number LIMIT 5", [batch_id]
-                    ).fetchall()
-                ]
-            if strict and n_rej:
-                raise BatchRefusedError(
-                    f"{path}: refused (--strict): {n_rej:,} of {result.rows_read:,} records are "
-                    "invalid; nothing was loaded. First: "
-                    + "; ".join(f"row {s['row']}: {s['reason']}" for s in result.sample_rejections),
-                    result.sample_rejections,
-                )
-            if target == "interactions":
-                self._dedupe_interactions(batch_id, staged.valid, result)
-            else:
-                names = ", ".join(q(f) for f in CUSTOMER_FIELDS)
-                staged.ensure_customers()
-                self._load_customers(f"(SELECT _row, {names} FROM _norm)", batch_id, result)
-                con.execute("DROP TABLE _norm")
-            con.execute(
-                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [batch_id, str(path), src.format, target, _fingerprint(path),
-                 str(mapping.path) if mapping.path else None, strict,
-                 result.rows_read, result.rows_loaded, result.rows_duplicate,
-                 result.rows_updated, result.rows_rejected, started,
-                 dt.datetime.now(dt.UTC), __version__],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("RESET memory_limit")
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                con.execute("SET TimeZone = 'UTC'")
         result.seconds = time.perf_counter() - t0
         return result
 

@@ -144,7 +144,7 @@ def snapshots(
     int
         Rows written.
     """
-    from custdyn.store import Workspace
+    from custdyn.store import Workspace, memory_limit
 
     if not isinstance(ws, Workspace):
         raise FeatureError("snapshots are stored in a workspace; pass an open Workspace")
@@ -211,7 +211,8 @@ def snapshots(
                     _write_arrow(con, write, b.to_pyarrow(
                         feature_expr(b, as_of_table(group), **options)))
         elif b.engine == "duckdb":
-            _incremental_duckdb(b, con, arrow, epochs, parts, write, checkpoint, options)
+            with memory_limit(con, MEMORY_LIMIT):
+                _incremental_duckdb(b, con, arrow, epochs, parts, write, checkpoint, options)
         else:  # window functions on the engine (fast there), one part at a time
             for i in range(parts):
                 expr = snapshot_expr(b, epochs, ibis.memtable(arrow),
@@ -281,11 +282,8 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     def quote(x: str) -> str:
         return "'" + x.replace("'", "''") + "'"
 
-    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    limit = str(row[0]) if row else None
     row = con.execute("SELECT current_setting('threads')").fetchone()
     threads = int(row[0]) if row else 1
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     try:
         pl = plan(b, epochs, keep=keep, coded=True, **options)
         ids = [r[0] for r in con.execute(
@@ -338,8 +336,6 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     finally:
         for tmp in temps:
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
-        if limit:
-            con.execute(f"SET memory_limit = '{limit}'")
 
 
 def cohorts_expr(b: Backend, as_of: Any = None,
