@@ -30,17 +30,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # run as ``python -m benchmarks.bench_features`` or imported by benchmarks.run
-    from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
-except ImportError:  # pragma: no cover
-    from _common import (  # type: ignore[no-redef]
-        DATA,
-        child,
-        fmt_ratio,
-        machine,
-        run_measured,
-        update_section,
-    )
+from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
 
 DAY_S = 86_400.0
 HOUR_S = 3_600.0

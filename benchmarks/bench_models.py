@@ -21,10 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # run as ``python -m benchmarks.bench_models`` or imported by benchmarks.run
-    from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
-except ImportError:  # pragma: no cover
-    from _common import DATA, child, fmt_ratio, machine, run_measured, update_section  # type: ignore[no-redef]
+from benchmarks._common import DATA, child, fmt_ratio, machine, run_measured, update_section
 
 OBS_START = np.datetime64("2024-01-01")
 OBS_DAYS = 546  # 78 weeks

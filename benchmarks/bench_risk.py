@@ -27,10 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-try:  # run as ``python -m benchmarks.bench_risk``
-    from benchmarks._common import machine, shared_note, update_section
-except ImportError:  # pragma: no cover
-    from _common import machine, update_section  # type: ignore[no-redef]
+from benchmarks._common import machine, shared_note, update_section
 
 
 def _cdnow_path() -> Path | None:

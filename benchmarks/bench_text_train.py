@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import ROOT, machine, update_section
+from benchmarks._common import ROOT, machine, run_measured, update_section
 
 DATA = ROOT.parent / "shared" / "data"
 CACHE = Path(os.environ.get("CUSTDYN_BENCH_CACHE", "/tmp/custdyn-text-cache"))
@@ -202,8 +202,6 @@ def finetune_child(minutes: float) -> dict[str, Any]:
 
 
 def finetune_part(minutes: float) -> dict[str, Any]:
-    from benchmarks._common import run_measured
-
     m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train", "--finetune-child",
                       str(minutes)], env={"OPENBLAS_NUM_THREADS": "1"})  # fmt: skip
     res = dict(m["result"])
