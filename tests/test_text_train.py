@@ -172,6 +172,21 @@ def test_versions_default_rollback_and_resolution(ws):
         TextAnalyzer("workspace:v9", workspace=ws.path)
 
 
+@pytest.mark.parametrize("train", ["train_workspace", "finetune_workspace"])
+def test_training_refuses_too_few_labels_or_one_sentiment(ws, train):
+    """Both ways of training refuse, before any model is registered: fewer labels than
+    ``min_labels``, or labels that are all one sentiment."""
+    if train == "finetune_workspace":
+        pytest.importorskip("torch")
+    fit = getattr(wm, train)
+    with pytest.raises(ValueError, match="24 labels; train-text needs at least 25"):
+        fit(ws, HeadConfig(bits=10), folds=2, min_labels=25)
+    ws.con.execute("UPDATE labels SET sentiment = 'positive'")
+    with pytest.raises(ValueError, match="all labels are the same sentiment"):
+        fit(ws, HeadConfig(bits=10), folds=2)
+    assert wm.list_models(ws) == [] and default_engine_name(ws) == "default"
+
+
 def test_cli_train_text_models_and_enrich_with_default(ws):
     path = ws.path
     ws.close()

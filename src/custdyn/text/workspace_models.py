@@ -320,6 +320,19 @@ def label_features(
     return feats, y, rows
 
 
+def _labels_to_train_on(
+    ws: Any, bits: int, min_labels: int, progress: Any
+) -> tuple[Features, np.ndarray, list[dict[str, Any]]]:
+    """:func:`label_features`, refused when there are fewer than ``min_labels`` labels or all
+    have the same sentiment (nothing to learn from)."""
+    feats, y, rows = label_features(ws, bits, progress)
+    if len(y) < min_labels:
+        raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("all labels are the same sentiment; label some of the others too")
+    return feats, y, rows
+
+
 def train_workspace(
     ws: Any,
     config: Any = None,
@@ -341,11 +354,7 @@ def train_workspace(
     from custdyn.text.train import HeadConfig, train_head
 
     cfg = config or HeadConfig()
-    feats, y, rows = label_features(ws, cfg.bits, progress)
-    if len(y) < min_labels:
-        raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
-    if len(np.unique(y)) < 2:
-        raise ValueError("all labels are the same sentiment; label some of the others too")
+    feats, y, rows = _labels_to_train_on(ws, cfg.bits, min_labels, progress)
     head, cv, oof = train_head(feats, y, cfg, folds=folds, seed=seed)
     return _compare_and_register(ws, feats, y, rows, oof, head, cv["folds"], cv["chosen"])
 
@@ -450,11 +459,8 @@ def finetune_workspace(
             return None
         return lambda d, t: progress(d, t, name)
 
-    feats, y, rows = label_features(ws, cfg.bits, stage("embedding labelled texts"))
-    if len(y) < min_labels:
-        raise ValueError(f"{len(y)} labels; train-text needs at least {min_labels}")
-    if len(np.unique(y)) < 2:
-        raise ValueError("all labels are the same sentiment; label some of the others too")
+    feats, y, rows = _labels_to_train_on(ws, cfg.bits, min_labels,
+                                         stage("embedding labelled texts"))
     texts = [str(r["text"]) for r in rows]
     k = max(2, min(folds, len(y)))
     ft = ftm.Finetuner(texts, fcfg, progress=stage("running the frozen layers"))
