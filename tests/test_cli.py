@@ -66,6 +66,11 @@ def test_rejected_timeline_customers_export(tmp_path):
     assert json.loads(r.stdout)["customer_id"] == "C1"
     r = run("-w", str(w), "timeline", "nobody")
     assert r.exit_code == 2 and "no customer 'nobody'" in r.output
+    # the failed command closed the workspace: it can be opened for writing again
+    q = tmp_path / "b.csv"
+    q.write_text(HEADER + "C3,2024-04-01T10:00:00Z,web,order,inbound,7,EUR,\n")
+    r = run("-w", str(w), "ingest", str(q))
+    assert r.exit_code == 0 and "1 loaded" in r.output
     r = run("-w", str(w), "customers", "--json")
     assert json.loads(r.stdout)[0]["customer_id"] == "C1"
     r = run("-w", str(w), "export", str(tmp_path / "exp"))
@@ -83,3 +88,18 @@ def test_missing_workspace_and_help(tmp_path, monkeypatch):
         assert cmd in r.output
     r = run("ingest", "--help")
     assert "--mapping" in r.output and "--strict" in r.output
+
+
+def test_features_out_writes_every_row_and_prints_the_short_table_once(tmp_path):
+    w = make_ws(tmp_path)
+    p = tmp_path / "a.csv"
+    p.write_text(HEADER + "".join(f"C{i},2024-0{1 + i % 3}-0{1 + i}T10:00:00Z,web,order,inbound,"
+                                  f"{5 + i},EUR,\n" for i in range(6)))
+    run("-w", str(w), "ingest", str(p))
+    out = tmp_path / "f.csv"
+    r = run("-w", str(w), "features", "--as-of", "2024-06-01", "--limit", "2", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 1 + 6
+    assert r.stdout.count("features at 2024-06-01") == 1
+    assert "C0" in r.stdout and "C5" not in r.stdout  # the first 2 rows shown, not all
+    assert "6 customers x" in r.stdout and "first 2 shown" in r.stdout

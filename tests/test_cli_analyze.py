@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -74,3 +75,28 @@ def test_strict_exits_0_without_warnings(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert got["warnings"] == [] and got["n_customers"] >= 200
+
+
+def test_analysis_commands_read_the_scores_and_refuse_cleanly(thin: Path, tmp_path: Path) -> None:
+    w = str(_copy(thin, tmp_path / "w"))
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, ["-w", w, *args])
+
+    r = run("scores")
+    assert r.exit_code == 2 and "no scores yet" in r.stderr
+    assert run("analyze").exit_code == 0  # the refused command left the workspace closed
+    rows = json.loads(run("scores", "--json", "--limit", "0").stdout)
+    assert len(rows) == 120
+    clv = [x["clv"] for x in rows]
+    assert clv == sorted(clv, reverse=True)
+    r = run("scores", "C3")
+    assert r.exit_code == 0 and "health" in r.stdout and "risk" in r.stdout
+    top = json.loads(run("risk", "--json", "--top", "5").stdout)
+    assert len(top) == 5 and not {x["stage"] for x in top} & {"lost", "prospect"}
+    assert json.loads(run("alerts", "--json").stdout) == []  # no messages, no mentions
+    r = run("flows")
+    assert r.exit_code == 2 and "two analyses" in r.stderr
+    r = run("backtest", "--json", "--figures", "")
+    assert r.exit_code == 2 and "defected" in r.stderr
+    assert run("analyze", "--force").exit_code == 0  # still writable after the refusals

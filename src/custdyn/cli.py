@@ -7,11 +7,13 @@ the workspace held by another process).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,6 +104,24 @@ def _fail(e: Exception, code: int = EXIT_REFUSED) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextlib.contextmanager
+def _workspace(read_only: bool = True, purpose: str | None = None,
+               catch: tuple[type[Exception], ...] = (CustdynError,)) -> Iterator[Any]:
+    """The workspace for one command's work: when it cannot be opened, or the block raises
+    one of ``catch``, the error is printed and the command exits with code 2; the workspace
+    is closed either way."""
+    try:
+        ws = _open(read_only=read_only, purpose=purpose)
+    except CustdynError as e:
+        raise _fail(e) from None
+    try:
+        yield ws
+    except catch as e:
+        raise _fail(e) from None
+    finally:
+        ws.close()
+
+
 # --------------------------------------------------------------------------- output helpers
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dt.datetime | dt.date):
@@ -185,13 +205,16 @@ def write_out(t: pa.Table, out: Path) -> None:
 
 
 def emit(t: pa.Table, as_json: bool, out: Path | None, title: str | None = None,
-         widths: dict[str, int] | None = None, caption: str | None = None) -> None:
+         widths: dict[str, int] | None = None, caption: str | None = None,
+         shown: pa.Table | None = None) -> None:
+    """``t`` to ``--out`` and as ``--json``, else as a table (``shown``: a narrower view of
+    it for the terminal)."""
     if out:
         write_out(t, out)
     if as_json:
         print_json(t.to_pylist())
     else:
-        print_table(t, title, widths, caption)
+        print_table(t if shown is None else shown, title, widths, caption)
 
 
 # --------------------------------------------------------------------------- commands
@@ -304,11 +327,8 @@ def _print_batch(r: Any) -> None:
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """What the workspace holds: counts by channel, kind and direction, and every batch."""
-    try:
-        with _open() as ws:
-            s = ws.status()
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        s = ws.status()
     if as_json:
         print_json(s)
         return
@@ -348,11 +368,8 @@ def rejected(
     out: OutOpt = None,
 ) -> None:
     """Records that could not be loaded, with file, row, field and reason."""
-    try:
-        with _open() as ws:
-            t = ws.rejected(batch=batch, limit=limit or None)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = ws.rejected(batch=batch, limit=limit or None)
     emit(t, as_json, out, title="rejected records", widths={"raw": 50, "reason": 80,
                                                            "source": 30})
 
@@ -365,11 +382,8 @@ def customers(
     out: OutOpt = None,
 ) -> None:
     """Customers with their interaction counts, orders, spend and first/last contact."""
-    try:
-        with _open() as ws:
-            t = ws.customers(limit=limit or None, search=search)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = ws.customers(limit=limit or None, search=search)
     emit(t, as_json, out, title="customers")
 
 
@@ -382,19 +396,16 @@ def timeline(
     out: OutOpt = None,
 ) -> None:
     """The unified, chronological history of one customer across every channel."""
-    try:
-        with _open() as ws:
+    with _workspace() as ws:
+        if customer_id is None:
+            if not sample:
+                raise CustdynError("name a customer, or pass --sample")
+            customer_id = ws.sample_customer()
             if customer_id is None:
-                if not sample:
-                    raise CustdynError("name a customer, or pass --sample")
-                customer_id = ws.sample_customer()
-                if customer_id is None:
-                    raise CustdynError("the workspace has no interactions yet")
-            t = ws.timeline(customer_id)
-            cust = ws.customer(customer_id)
-            zone = ws.settings.timezone
-    except CustdynError as e:
-        raise _fail(e) from None
+                raise CustdynError("the workspace has no interactions yet")
+        t = ws.timeline(customer_id)
+        cust = ws.customer(customer_id)
+        zone = ws.settings.timezone
     if limit and t.num_rows > limit:
         t = t.slice(t.num_rows - limit)
     if out:
@@ -437,11 +448,8 @@ def export(
         "--table", "-t", help="Table to export (repeat; default: the contract tables).")] = None,
 ) -> None:
     """Write workspace tables as Parquet files."""
-    try:
-        with _open() as ws:
-            files = ws.export(directory, table)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        files = ws.export(directory, table)
     for f in files:
         console.print(f"wrote {f}")
 

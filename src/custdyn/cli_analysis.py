@@ -14,7 +14,7 @@ from custdyn.cli import (
     JsonOpt,
     OutOpt,
     _fail,
-    _open,
+    _workspace,
     app,
     console,
     emit,
@@ -51,18 +51,10 @@ def analyze(
     attention and lifecycle stage. Results go to the `scores` and `model_runs` tables."""
     from custdyn.pipeline import analyze as run
 
-    try:
-        ws = _open(read_only=False, purpose="custdyn analyze")
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
-        with err.status("analysing...") as status:
-            r = run(ws, as_of, text_engine=text_engine, horizon_days=horizon_days, force=force,
-                    progress=lambda msg: status.update(f"{msg}..."))
-    except CustdynError as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
+    with (_workspace(read_only=False, purpose="custdyn analyze") as ws,
+          err.status("analysing...") as status):
+        r = run(ws, as_of, text_engine=text_engine, horizon_days=horizon_days, force=force,
+                progress=lambda msg: status.update(f"{msg}..."))
     if as_json:
         print_json(r.to_dict())
     else:
@@ -117,21 +109,18 @@ def scores(
 ) -> None:
     """Scores per customer: stage, quadrant, P(alive), expected purchases, CLV, defection risk,
     health, loyalty and attention; one customer's with their parts and reasons."""
-    try:
-        with _open() as ws:
-            at = _latest(ws, as_of)
-            if customer_id:
-                t = ws.query("SELECT * FROM scores WHERE customer_id = ? AND as_of = ?",
-                             [customer_id, at])
-                if t.num_rows == 0:
-                    raise CustdynError(f"no scores for {customer_id!r} at {at}")
-            else:
-                lim = f"LIMIT {int(limit)}" if limit else ""
-                t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)}, {_TREND_SQL} "
-                             "FROM scores WHERE as_of = ? "
-                             f"ORDER BY clv DESC NULLS LAST {lim}", [at])
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        at = _latest(ws, as_of)
+        if customer_id:
+            t = ws.query("SELECT * FROM scores WHERE customer_id = ? AND as_of = ?",
+                         [customer_id, at])
+            if t.num_rows == 0:
+                raise CustdynError(f"no scores for {customer_id!r} at {at}")
+        else:
+            lim = f"LIMIT {int(limit)}" if limit else ""
+            t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)}, {_TREND_SQL} "
+                         "FROM scores WHERE as_of = ? "
+                         f"ORDER BY clv DESC NULLS LAST {lim}", [at])
     if customer_id and not as_json and not out:
         row = t.to_pylist()[0]
         for k in _SCORE_COLUMNS[1:] + ("clv_lower", "clv_upper", "expected_purchases_90d"):
@@ -162,16 +151,13 @@ def risk(
 ) -> None:
     """Customers most likely to drift away, ranked by value at risk (CLV x risk), with their
     top reasons."""
-    try:
-        with _open() as ws:
-            at = _latest(ws, as_of)
-            t = ws.query(
-                """SELECT customer_id, stage, defection_risk, clv,
-                          clv * defection_risk AS value_at_risk, reasons
-                   FROM scores WHERE as_of = ? AND stage NOT IN ('lost', 'prospect')
-                   ORDER BY value_at_risk DESC NULLS LAST LIMIT ?""", [at, top])
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        at = _latest(ws, as_of)
+        t = ws.query(
+            """SELECT customer_id, stage, defection_risk, clv,
+                      clv * defection_risk AS value_at_risk, reasons
+               FROM scores WHERE as_of = ? AND stage NOT IN ('lost', 'prospect')
+               ORDER BY value_at_risk DESC NULLS LAST LIMIT ?""", [at, top])
     rows = t.to_pylist()
     for r in rows:
         rs = json.loads(r["reasons"] or "[]")
@@ -194,11 +180,8 @@ def alerts(
     last DAYS, ranked by value at risk, with the snippet, channel and date."""
     from custdyn.pipeline import counter_offer_alerts
 
-    try:
-        with _open() as ws:
-            t = counter_offer_alerts(ws, _latest(ws, as_of), days=days, limit=limit)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = counter_offer_alerts(ws, _latest(ws, as_of), days=days, limit=limit)
     emit(t, as_json, out, title=f"counter-offer alerts (last {days} days)",
          widths={"snippet": 60})
 
@@ -216,11 +199,8 @@ def procedures_cmd(
     from a Cox model, adjusted for each other and for spend). Observational, not causal."""
     from custdyn.pipeline import procedures as run
 
-    try:
-        with _open() as ws:
-            rows = run(ws, as_of, horizon_days=horizon_days)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        rows = run(ws, as_of, horizon_days=horizon_days)
     if not rows:
         console.print("not enough defections or variation in the procedures to estimate effects")
         return
@@ -257,18 +237,15 @@ def backtest(
 
     from custdyn.pipeline import _as_utc, default_as_of, risk_backtest, risk_truth_check
 
-    try:
-        with _open() as ws:
-            if truth:
-                with err.status("checking against the truth..."):
-                    res = risk_truth_check(ws, truth, _as_utc(as_of) if as_of else None,
-                                           horizon_days)
-            else:
-                at = _as_utc(as_of) if as_of else default_as_of(ws)
-                with err.status("backtesting..."):
-                    _hist, bt = risk_backtest(ws, at, horizon_days)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        if truth:
+            with err.status("checking against the truth..."):
+                res = risk_truth_check(ws, truth, _as_utc(as_of) if as_of else None,
+                                       horizon_days)
+        else:
+            at = _as_utc(as_of) if as_of else default_as_of(ws)
+            with err.status("backtesting..."):
+                _hist, bt = risk_backtest(ws, at, horizon_days)
     if truth:
         t = pa.Table.from_pylist(res["metrics"])
         emit(t, as_json, out, title=(
@@ -312,11 +289,8 @@ def flows(
     """Lifecycle stage-to-stage flows between two analyses, with counts and value."""
     from custdyn.pipeline import plot_flows, stage_flow_table
 
-    try:
-        with _open() as ws:
-            t = stage_flow_table(ws, from_as_of, to_as_of)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = stage_flow_table(ws, from_as_of, to_as_of)
     if html:
         write_figure(plot_flows(t), html)
         err.print(f"wrote {html}")

@@ -6,8 +6,22 @@ from typing import Annotated
 
 import typer
 
-from custdyn.cli import JsonOpt, OutOpt, _fail, _open, app, console, emit, err, write_figure
+from custdyn.cli import (
+    JsonOpt,
+    OutOpt,
+    _fail,
+    _workspace,
+    app,
+    console,
+    emit,
+    err,
+    print_json,
+    write_figure,
+)
 from custdyn.errors import CustdynError
+
+#: What a features command reports as an error (ImportError: the Spark engine not installed).
+_ERRORS = (CustdynError, ImportError)
 
 EngineOpt = Annotated[
     str | None,
@@ -32,22 +46,10 @@ def features(
     """Per-customer features at AS_OF, from interactions before it (docs/features.md)."""
     import custdyn.features as cf
 
-    try:
-        ws = _open(read_only=True)
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
+    with _workspace(catch=_ERRORS) as ws:
         t = cf.features(ws, as_of, engine=engine)
-    except (CustdynError, ImportError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
-    if as_json or out:
-        emit(t, as_json, out)
-        if as_json:
-            return
     shown = t.select([c for c in _SHOWN if c in t.column_names]).slice(0, limit)
-    emit(shown, False, None, title=f"features at {as_of}",
+    emit(t, as_json, out, title=f"features at {as_of}", shown=shown,
          caption=f"{t.num_rows:,} customers x {t.num_columns - 2} features"
          + ("" if t.num_rows <= limit else f"; first {limit} shown, all with --out FILE"))
 
@@ -67,22 +69,15 @@ def snapshots(
 
     try:
         dates = cf.snapshot_dates(start, end, every)
-        ws = _open(read_only=False, purpose="custdyn snapshots")
     except CustdynError as e:
         raise _fail(e) from None
-    try:
+    with _workspace(read_only=False, purpose="custdyn snapshots", catch=_ERRORS) as ws:
         t0 = time.perf_counter()
         n = cf.snapshots(ws, dates, engine=engine)
         secs = time.perf_counter() - t0
-    except (CustdynError, ImportError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
     info = {"dates": len(dates), "first": dates[0].date().isoformat(),
             "last": dates[-1].date().isoformat(), "rows": n, "seconds": round(secs, 2)}
     if as_json:
-        from custdyn.cli import print_json
-
         print_json(info)
     else:
         console.print(f"snapshots: {n:,} rows at {len(dates)} dates ({info['first']} .. "
@@ -103,16 +98,8 @@ def cohorts(
     """Acquisition-month x months-since retention: customers and revenue."""
     import custdyn.features as cf
 
-    try:
-        ws = _open(read_only=True)
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
+    with _workspace(catch=_ERRORS) as ws:
         t = cf.cohorts(ws, as_of=as_of, engine=engine)
-    except (CustdynError, ImportError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
     if html:
         if t.num_rows == 0:
             raise _fail(CustdynError("no purchases before --as-of: there are no cohorts to "

@@ -9,7 +9,7 @@ import pyarrow as pa
 import typer
 from rich.markup import escape
 
-from custdyn.cli import JsonOpt, _fail, _open, app, console, err, print_json, print_table, write_out
+from custdyn.cli import JsonOpt, _fail, _open, _workspace, app, console, emit, err
 from custdyn.errors import CustdynError, WorkspaceLockedError
 
 OutFileOpt = Annotated[
@@ -17,16 +17,6 @@ OutFileOpt = Annotated[
     typer.Option("--out", help="Also write the list to FILE (.parquet, .csv or .json)."),
 ]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Default: the latest analysis.")]
-
-
-def _emit(full: pa.Table, shown: pa.Table, as_json: bool, out: Path | None, title: str,
-          widths: dict[str, int] | None = None, caption: str | None = None) -> None:
-    if out:
-        write_out(full, out)
-    if as_json:
-        print_json(full.to_pylist())
-    else:
-        print_table(shown, title, widths, caption)
 
 
 def _reasons_text(reasons: list[dict[str, Any]] | None) -> str:
@@ -65,12 +55,9 @@ def worth_saving_cmd(
     risk x uplift), with the top reasons for their risk and their last three interactions."""
     from custdyn.insights import worth_saving
 
-    try:
-        with _open() as ws:
-            t = worth_saving(ws, as_of, uplift=uplift, top=top or None,
-                             include_lost=include_lost)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = worth_saving(ws, as_of, uplift=uplift, top=top or None,
+                         include_lost=include_lost)
     rows = t.to_pylist()
     shown = pa.Table.from_pylist([{
         "rank": r["rank"], "customer_id": r["customer_id"], "stage": r["stage"],
@@ -78,8 +65,8 @@ def worth_saving_cmd(
         "reasons": _reasons_text(r["reasons"])} for r in rows]) if rows else pa.table(
         {"customer_id": pa.array([], pa.string())})
     u = rows[0]["uplift"] if rows else None
-    _emit(t, shown, as_json, out, title="customers worth saving", widths={"reasons": 80},
-          caption=f"expected value = CLV x risk x uplift {u:g}" if u else None)
+    emit(t, as_json, out, title="customers worth saving", widths={"reasons": 80}, shown=shown,
+         caption=f"expected value = CLV x risk x uplift {u:g}" if u else None)
     if not as_json and rows:
         console.print("[bold]last interactions[/] (<- from the customer, -> from you)")
         for r in rows:
@@ -130,10 +117,9 @@ def backlog(
         "clv": r["clv"], "clv_at_risk": r["clv_at_risk"], "sentiment": r["mean_sentiment"],
         "trend": None if r["trend"] is None else f"{r['trend']:+.0%}",
     } for r in rows]) if rows else pa.table({"theme": pa.array([], pa.string())})
-    _emit(t, shown, as_json, out, title="feedback backlog (by CLV at risk)",
-          widths={"theme": 50},
-          caption=f"trend: messages in the last {trend_days} days against the {trend_days} "
-          "before")
+    emit(t, as_json, out, title="feedback backlog (by CLV at risk)", widths={"theme": 50},
+         shown=shown, caption=f"trend: messages in the last {trend_days} days against the "
+         f"{trend_days} before")
     if as_json:
         return
     if not rows:
@@ -162,17 +148,14 @@ def responders(
     norm (each channel's median first reply)."""
     from custdyn.insights import responders as run
 
-    try:
-        with _open() as ws:
-            t = run(ws, as_of, slow_factor=slow_factor, min_turns=min_turns)
-    except CustdynError as e:
-        raise _fail(e) from None
+    with _workspace() as ws:
+        t = run(ws, as_of, slow_factor=slow_factor, min_turns=min_turns)
     shown = pa.Table.from_pylist([{
         "rank": r["rank"], "agent": r["agent_id"], "replied": r["replied"],
         "median h": r["median_first_reply_h"], "p90 h": r["p90_first_reply_h"],
         "slowness": r["slowness"], "unanswered": r["unanswered_share"],
         "customers": r["customers"], "clv_at_risk": r["clv_at_risk"],
         "flag": "SLOW" if r["slow"] else ""} for r in t.to_pylist()]) if t.num_rows else t
-    _emit(t, shown, as_json, out, title="agents by first-reply time against the norm",
-          caption="slowness: median of reply time / the channel's median (1 = typical); "
-          "unanswered: share of turns without a reply in time (--json for every column)")
+    emit(t, as_json, out, title="agents by first-reply time against the norm", shown=shown,
+         caption="slowness: median of reply time / the channel's median (1 = typical); "
+         "unanswered: share of turns without a reply in time (--json for every column)")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from custdyn.cli import EXIT_REFUSED, JsonOpt, _fail, _open, app, console, err, print_json
+from custdyn.cli import EXIT_REFUSED, JsonOpt, _fail, _workspace, app, console, err, print_json
 from custdyn.errors import CustdynError
 
 
@@ -30,16 +30,12 @@ def enrich(
     scored by ENGINE. Safe to interrupt: a re-run continues where it stopped."""
     from custdyn.pipeline import enrich as run_enrich
     from custdyn.pipeline import text_summary
-
-    try:
-        ws = _open(read_only=False, purpose=f"custdyn enrich --engine {engine or 'default'}")
-    except CustdynError as e:
-        raise _fail(e) from None
     from custdyn.text import default_engine_name
 
-    engine = engine or default_engine_name(ws)
     directions = ("inbound", "outbound") if all_directions else ("inbound",)
-    try:
+    with _workspace(read_only=False, purpose=f"custdyn enrich --engine {engine or 'default'}",
+                    catch=(CustdynError, ValueError)) as ws:
+        engine = engine or default_engine_name(ws)
         with Progress(TextColumn("[bold]scoring texts"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True,
                       disable=as_json or not err.is_terminal) as bar:
@@ -48,10 +44,6 @@ def enrich(
                            progress=lambda done, total: bar.update(task, completed=done,
                                                                    total=total))
         summary = text_summary(ws, r.engine)
-    except (CustdynError, ValueError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
     if as_json:
         print_json({"engine": r.engine, "scored": r.scored, "already_scored": r.already_scored,
                     "seconds": r.seconds, "by_language": summary.get(r.engine, {})})
