@@ -35,16 +35,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # run as ``python -m benchmarks.bench_analyze`` or imported by benchmarks.run
-    from benchmarks._common import DATA, machine, run_measured, shared_note, update_section
-except ImportError:  # pragma: no cover
-    from _common import (  # type: ignore[no-redef]
-        DATA,
-        machine,
-        run_measured,
-        shared_note,
-        update_section,
-    )
+from benchmarks._common import DATA, machine, run_measured, shared_note, update_section
 
 START = "2024-01-01 00:00:00+00"
 END = "2026-01-01 00:00:00+00"

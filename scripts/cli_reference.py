@@ -31,8 +31,8 @@ def render() -> str:
         "# Command-line reference",
         "",
         "Generated from each command's `--help` by `python scripts/cli_reference.py`; a test "
-        "fails when it is stale. Exit codes: 0 done, 1 done with rejected records or warnings, "
-        "2 refused.",
+        "fails when it is stale. Exit codes: 0 done, 1 done with rejected records (or with "
+        "warnings under `analyze --strict`), 2 refused.",
         "",
         "```text",
         top.output.rstrip(),

@@ -355,3 +355,45 @@ def test_history_prefetched_in_one_pass_equals_per_date(demo, analysed, tmp_path
         assert "_custdyn_risk_features" not in {
             r[0] for r in ws.con.execute("SELECT table_name FROM information_schema.tables"
                                          ).fetchall()}
+
+
+def test_models_are_kept_for_refit_every_days(demo, analysed, tmp_path):
+    """A later analysis within [analysis] refit_every_days scores with the models the first
+    one fitted (same parameters, same backtest) and says so; later than that, or forced,
+    it fits them again."""
+    import datetime as dt
+    import shutil
+
+    from custdyn.pipeline import FITTED_DIR, analyze
+
+    first = analysed[0]
+    d = tmp_path / "kept"
+    shutil.copytree(demo, d, ignore=shutil.ignore_patterns("custdyn.lock"))
+    assert (d / FITTED_DIR / f"{first.run_id}.pkl").exists()
+
+    def params(ws: Workspace, run_id: str) -> dict:
+        row = ws.con.execute("SELECT params FROM model_runs WHERE run_id = ?",
+                             [run_id + "-purchase"]).fetchone()
+        return json.loads(row[0])
+
+    with Workspace.open(d) as ws:
+        week = analyze(ws, first.as_of + dt.timedelta(days=7))
+        assert week.models_from == {"run_id": first.run_id,
+                                    "as_of": first.as_of.isoformat()}
+        assert week.step_seconds and "purchase models (kept)" in week.step_seconds
+        assert params(ws, week.run_id) == params(ws, first.run_id)
+        assert week.backtest == first.backtest
+        assert week.purchase_model == first.purchase_model
+        moved = ws.con.execute(
+            "SELECT count(*) FROM scores a JOIN scores b USING (customer_id) "
+            "WHERE a.as_of = ? AND b.as_of = ? AND a.p_alive <> b.p_alive",
+            [first.as_of, week.as_of]).fetchone()[0]
+        assert moved > 100  # the same model, a week more of silence: P(alive) moves
+        late = analyze(ws, first.as_of + dt.timedelta(days=45))
+        assert late.models_from is None and "fitting purchase models" in late.step_seconds
+        forced = analyze(ws, first.as_of + dt.timedelta(days=50), force=True)
+        assert forced.models_from is None
+        # the run at +50 days reuses the models fitted at +45, not the first run's
+        again = analyze(ws, first.as_of + dt.timedelta(days=60))
+        assert again.models_from is not None
+        assert again.models_from["run_id"] == forced.run_id

@@ -40,7 +40,9 @@ def analyze(
         help="Defection horizon H in days (the label is the [risk] label setting: by "
         "default 'gone', no purchase and no contact of the customer's own from H days on).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Recompute even if nothing changed.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Recompute even if nothing changed, and fit the models again (they are otherwise "
+             "kept for `[analysis] refit_every_days`, default 30).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit with code 1 when the analysis finished with warnings (by "
         "default it exits 0: the warnings are printed and kept in the JSON).")] = False,
@@ -70,6 +72,10 @@ def _print_analysis(r: AnalysisResult) -> None:
     if r.purchase_model:
         console.print(f"purchase model: {r.purchase_model} (lowest holdout error; see "
                       "`custdyn scores`)")
+    if r.models_from:
+        console.print(f"models kept from the run of {r.models_from['as_of'][:10]} "
+                      f"({r.models_from['run_id']}; refitted every `[analysis] "
+                      "refit_every_days`, or with --force)")
     if r.backtest:
         bt = pa.Table.from_pylist([
             {k: (int(b[k]) if k == "n" and b.get(k) is not None else b.get(k))

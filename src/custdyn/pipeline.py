@@ -185,6 +185,9 @@ class AnalysisResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
     #: the process's peak memory (MiB) at the end of each step
     step_peak_mib: dict[str, float] = field(default_factory=dict)
+    #: where the models came from: ``{"run_id", "as_of"}`` of the run that fitted them when
+    #: they were kept from an earlier run (``[analysis] refit_every_days``), else None
+    models_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -341,8 +344,9 @@ class _PurchaseModels:
                             observation_end=_naive(self.as_of))
         f, r, T = (np.asarray(rfm[c], dtype=float) for c in ("frequency", "recency", "T"))
         ids = [str(x) for x in (rfm.index if hasattr(rfm, "index") else rfm["customer_id"])]
+        pick = self._sample(len(f))  # fitted on the sample, every customer scored
         try:
-            mod = getattr(m, model)().fit(f, r, T)
+            mod = getattr(m, model)().fit(f[pick], r[pick], T[pick])
         except Exception:  # noqa: BLE001 - a thin early snapshot: no P(alive)
             return {}
         self.rfm, self.model = rfm, mod
@@ -416,6 +420,19 @@ class _PurchaseModels:
                 self.warnings.append(f"spend model skipped ({e})")
         else:
             self.warnings.append("fewer than 20 repeat customers: CLV uses mean spend as is")
+        return True
+
+    def reuse(self, model: Any, spend: Any, comparison: list[dict[str, Any]]) -> bool:
+        """Take models fitted by an earlier run; only the customers' summaries at ``as_of``
+        are computed (what :meth:`predict` needs)."""
+        from custdyn import models as m
+
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0 or model is None:
+            return self.fit()
+        self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                 observation_end=_naive(self.as_of))
+        self.model, self.spend, self.comparison = model, spend, list(comparison)
         return True
 
     def predict(self) -> dict[str, Any]:
@@ -815,6 +832,10 @@ class RiskHistory:
     every customer.
     """
 
+    #: the customer-base model giving P(alive) at past snapshots (BG/NBD: fast and stable on
+    #: the thin early snapshots)
+    purchase_model = "BetaGeo"
+
     def __init__(self, ws: Workspace, first: Any = None, *,
                  sample_customers: int | None = None) -> None:
         self.full = ws
@@ -832,9 +853,6 @@ class RiskHistory:
         self.p_alive: dict[Any, dict[str, float]] = {}
         self.snaps: dict[Any, RiskSnapshot] = {}
         self._data_key: tuple[Any, ...] | None = None
-        #: the customer-base model giving P(alive) at past snapshots (BG/NBD: fast and
-        #: stable on the thin early snapshots)
-        self.purchase_model = "BetaGeo"
 
     def _key(self, at: Any) -> tuple[Any, ...]:
         if self._data_key is None:
@@ -1359,6 +1377,139 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
     return out
 
 
+def _fit_risk(ws: Workspace, first: Any, as_of: Any, horizon: float, n: int,
+              active_days: float, warnings: list[str]
+              ) -> tuple[RiskHistory, Any, Any, set[str], list[dict[str, Any]]]:
+    """The risk step's fitting: the snapshot history, the backtest, the defection model and
+    (for customers on contract) the survival model. Returns the history (for the learned
+    health weights), the two models (None where not fitted), the contractual customers
+    and the backtest rows."""
+    import datetime as dt
+    import json
+
+    history = RiskHistory(ws, first)
+    try:
+        history.cfg["active_within_days"] = active_days
+        label_lag = dt.timedelta(days=label_lag_days(history.cfg["label"], horizon))
+        try:  # every past snapshot in one pass; one query per date if that fails
+            history.prefetch([*history.training_dates(as_of - label_lag, horizon),
+                              as_of - label_lag, *history.training_dates(as_of, horizon)])
+        except Exception:  # noqa: BLE001 - the per-date path gives the same rows
+            pass
+        history, bt = risk_backtest(ws, as_of, horizon, history=history)
+        rows = ([] if bt is None else
+                json.loads(bt.metrics.to_json(orient="records", date_format="iso")))
+        model = fit_risk_model(history, as_of, horizon) if n >= 50 else None
+        contract: set[str] = set()
+        cm = None
+        if model is not None or n >= 50:
+            contract = contractual_customers(ws)
+            cm = fit_contract_model(history, as_of, contract, horizon) if contract else None
+            if cm is None and contract:
+                warnings.append("fewer than 10 cancellations in the history: contractual "
+                                "customers are scored like the others")
+            elif cm is None and ws.con.execute(
+                    "SELECT count(*) FROM interactions "
+                    "WHERE kind = 'cancellation'").fetchone()[0]:  # type: ignore[index]
+                warnings.append("the log has cancellations but no customer is marked as on "
+                                "contract ([risk] contract_attribute / contract_values): "
+                                "no survival model; cancellations count as defections")
+        if model is None and n >= 50:
+            lag = label_lag_days(history.cfg["label"], horizon)
+            warnings.append("not enough history for the supervised risk model (the "
+                            f"{history.cfg['label']!r} label needs {lag:.0f} days before "
+                            "as_of): risk = 1 - P(alive)")
+        return history, model, cm, contract, rows
+    except BaseException:
+        history.close()
+        raise
+
+
+#: Folder (inside the workspace) of the models each analysis fitted, kept for later runs.
+FITTED_DIR = "analysis-models"
+#: Files kept in :data:`FITTED_DIR` (the newest; older ones are removed).
+FITTED_KEEP = 5
+
+
+@dataclass
+class FittedModels:
+    """What :func:`analyze` fits, kept so that later runs within ``[analysis]
+    refit_every_days`` (default 30) score new data with them instead of refitting: the
+    purchase and spend models with their comparison, the defection and survival models with
+    their backtest, and the health scorecard (learned weights included)."""
+
+    run_id: str
+    as_of: Any
+    purchase: Any
+    spend: Any
+    comparison: list[dict[str, Any]]
+    risk: Any
+    contract: Any
+    card: Any
+    backtest: list[dict[str, Any]]
+    #: what the fit said (thin data, skipped parts), repeated by the runs that reuse it
+    warnings: list[str]
+
+
+def _refit_every_days(ws: Workspace) -> float:
+    return float(ws.settings.extra.get("analysis", {}).get("refit_every_days", 30))
+
+
+def save_fitted(ws: Workspace, fitted: FittedModels) -> str | None:
+    """Write ``fitted`` into the workspace's :data:`FITTED_DIR`; returns its path relative
+    to the workspace (None for a workspace without a folder of its own)."""
+    import pickle
+    from pathlib import Path
+
+    if getattr(ws, "path", None) is None:
+        return None
+    d = Path(ws.path) / FITTED_DIR
+    d.mkdir(exist_ok=True)
+    f = d / f"{fitted.run_id}.pkl"
+    tmp = f.with_suffix(".tmp")
+    try:
+        tmp.write_bytes(pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(f)
+    except OSError:  # a full or read-only disk: the next run refits
+        tmp.unlink(missing_ok=True)
+        return None
+    for old in sorted(d.glob("*.pkl"), key=lambda x: x.stat().st_mtime)[:-FITTED_KEEP]:
+        old.unlink(missing_ok=True)
+    return str(f.relative_to(Path(ws.path)))
+
+
+def load_fitted(ws: Workspace, as_of: Any, settings_hash: str) -> FittedModels | None:
+    """The models of the latest analysis with the same settings and custdyn version whose
+    ``as_of`` is at most ``[analysis] refit_every_days`` before ``as_of`` (and not after
+    it), or None (then the models are fitted afresh)."""
+    import datetime as dt
+    import json
+    import pickle
+    from pathlib import Path
+
+    from custdyn import __version__
+
+    days = _refit_every_days(ws)
+    if days <= 0 or getattr(ws, "path", None) is None:
+        return None
+    rows = ws.con.execute(
+        "SELECT params FROM model_runs WHERE kind = 'analysis' AND custdyn_version = ? "
+        "AND as_of <= ? AND as_of >= ? ORDER BY as_of DESC, created_at DESC",
+        [__version__, as_of, as_of - dt.timedelta(days=days)]).fetchall()
+    for (params,) in rows:
+        p = json.loads(params or "{}")
+        if p.get("settings_hash") != settings_hash or not p.get("models_file"):
+            continue
+        f = Path(ws.path) / p["models_file"]
+        try:
+            fitted = pickle.loads(f.read_bytes())
+        except (OSError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
+            continue  # removed or unreadable: look further back, else refit
+        if isinstance(fitted, FittedModels) and fitted.as_of >= as_of - dt.timedelta(days=days):
+            return fitted
+    return None
+
+
 def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
                         ) -> Callable[Concatenate[Workspace, _P], _R]:
     """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB)."""
@@ -1389,7 +1540,11 @@ def analyze(
 
     Writes one row per customer to ``scores`` (keyed by customer and ``as_of``) and the
     fitted models to ``model_runs``. A re-run with no new data and the same settings reuses
-    what exists (``force=True`` recomputes).
+    what exists (``force=True`` recomputes). With new data, the models an analysis fitted
+    (purchase, spend, defection, survival, learned health weights; :class:`FittedModels`)
+    score it for ``[analysis] refit_every_days`` (default 30) after the ``as_of`` they were
+    fitted at, as long as the settings stay the same; then, or with ``force=True``, they
+    are fitted again. ``models_from`` in the result names the run that fitted them.
 
     Parameters
     ----------
@@ -1464,7 +1619,8 @@ def analyze(
             d = json.loads(row[1])
             d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={},
                      step_peak_mib={})
-            return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__})
+            return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
+                                     if k in d})
 
     say("computing features")
     trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
@@ -1483,12 +1639,18 @@ def analyze(
         warnings.append(f"only {n} customers: scores fall back to the scorecard; risk models "
                         "need at least 50")
 
-    say("fitting purchase models")
+    import hashlib
+
+    settings_hash = hashlib.sha256(settings_key.encode()).hexdigest()[:24]
+    kept = None if force else load_fitted(ws, as_of, settings_hash)
+    if kept is not None:
+        warnings.extend(w for w in kept.warnings if w not in warnings)
+    say("fitting purchase models" if kept is None else "purchase models (kept)")
     pm = _PurchaseModels(ws, as_of, warnings)
     cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
         "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
         "clv_upper")}
-    if pm.fit():
+    if pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison):
         pred = pm.predict()
         pos = {c: i for i, c in enumerate(ids)}
         idx = np.array([pos.get(c, -1) for c in pred["customer_id"]])
@@ -1499,6 +1661,7 @@ def analyze(
     cols["clv"] = np.where(n_orders > 0, cols["clv"], 0.0)
 
     say("scoring defection risk")
+    fit_warnings_from = len(warnings)
     risk = 1.0 - cols["p_alive"]
     reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     backtest_rows: list[dict[str, Any]] = []
@@ -1506,22 +1669,23 @@ def analyze(
     risk_quiet.__enter__()
     pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
     history: RiskHistory | None = None
+    model: Any = None
+    cm: Any = None
+    contract: set[str] = set()
     try:
-        history = RiskHistory(ws, first)
-        history.cfg["active_within_days"] = active_days
-        label_lag = dt.timedelta(days=label_lag_days(history.cfg["label"], horizon))
-        try:  # every past snapshot in one pass; one query per date if that fails
-            history.prefetch([*history.training_dates(as_of - label_lag, horizon),
-                              as_of - label_lag,
-                              *history.training_dates(as_of, horizon)])
-        except Exception:  # noqa: BLE001 - the per-date path below gives the same rows
-            pass
-        history, bt = risk_backtest(ws, as_of, horizon, history=history)
-        if bt is not None:
-            backtest_rows = json.loads(bt.metrics.to_json(orient="records", date_format="iso"))
-        model = fit_risk_model(history, as_of, horizon) if n >= 50 else None
-        if model is not None:
-            snap_now = history.score_snapshot(as_of, feats)
+        if kept is None:
+            history, model, cm, contract, backtest_rows = _fit_risk(
+                ws, first, as_of, horizon, n, active_days, warnings)
+        else:
+            model, cm, backtest_rows = kept.risk, kept.contract, kept.backtest
+            contract = contractual_customers(ws) if cm is not None else set()
+        snap_now: RiskSnapshot | None = None
+        if model is not None or cm is not None:
+            snap_now = (history.score_snapshot(as_of, feats) if history is not None else
+                        _risk_snapshot(ws, as_of, {}, active_days, feats,
+                                       rcfg["leaving_features"], RiskHistory.purchase_model))
+        pos = {c: i for i, c in enumerate(ids)}
+        if model is not None and snap_now is not None:
             p = model.predict_proba(snap_now.X)
             # reasons (tree contributions) for the riskiest customers: they are what the
             # ranked lists show, and on a large base every customer's would cost minutes
@@ -1529,39 +1693,20 @@ def analyze(
             explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
                        else np.argsort(-p, kind="stable")[:top_n])
             why = model.reasons(snap_now.X[explain], top=3)
-            pos = {c: i for i, c in enumerate(ids)}
             at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
             risk[at_now] = p
             for j, rs in zip(explain, why, strict=True):
                 reasons[int(at_now[j])] = [{"feature": r.feature, "value": _num(r.value),
                                             "contribution": _num(r.contribution)} for r in rs]
-        if model is not None or n >= 50:
-            contract = contractual_customers(ws)
-            cm = fit_contract_model(history, as_of, contract, horizon) if contract else None
-            if cm is not None:
-                snap_now = history.score_snapshot(as_of, feats)
-                on = np.array([c in contract for c in snap_now.ids])
-                pos = {c: i for i, c in enumerate(ids)}
-                if on.any():
-                    pc = cm.predict(snap_now.X[on], horizon)
-                    why_c = cm.reasons(snap_now.X[on], top=3)
-                    for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c,
-                                         strict=True):
-                        risk[pos[c]] = float(pr)
-                        reasons[pos[c]] = rs
-            elif contract:
-                warnings.append("fewer than 10 cancellations in the history: contractual "
-                                "customers are scored like the others")
-            elif ws.con.execute("SELECT count(*) FROM interactions "
-                                "WHERE kind = 'cancellation'").fetchone()[0]:  # type: ignore[index]
-                warnings.append("the log has cancellations but no customer is marked as on "
-                                "contract ([risk] contract_attribute / contract_values): "
-                                "no survival model; cancellations count as defections")
-        if model is None and n >= 50:
-            lag = label_lag_days(history.cfg["label"], horizon)
-            warnings.append("not enough history for the supervised risk model (the "
-                            f"{history.cfg['label']!r} label needs {lag:.0f} days before "
-                            "as_of): risk = 1 - P(alive)")
+        if cm is not None and snap_now is not None:
+            on = np.array([c in contract for c in snap_now.ids], dtype=bool)
+            if on.any():
+                pc = cm.predict(snap_now.X[on], horizon)
+                why_c = cm.reasons(snap_now.X[on], top=3)
+                for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c, strict=True):
+                    risk[pos[c]] = float(pr)
+                    reasons[pos[c]] = rs
+        del snap_now
     except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
         warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
     finally:
@@ -1572,8 +1717,8 @@ def analyze(
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always")
         rel = relationship_scores(table)
-        card = Scorecard.from_config(health_cfg)
-        if health_mode == "learned":
+        card = Scorecard.from_config(health_cfg) if kept is None else kept.card
+        if health_mode == "learned" and kept is None:
             if history is not None and n >= 50:
                 card = learned_health_card(card, history, as_of, horizon, warnings)
             else:
@@ -1584,6 +1729,7 @@ def analyze(
     warnings.extend(sorted({str(w.message) for w in caught}))
     if history is not None:
         history.close()
+    fit_warnings = warnings[fit_warnings_from:]
     trend: dict[str, Any] = {}
     if trend_days:
         say("health trend")
@@ -1653,13 +1799,23 @@ def analyze(
         "contributions": contributions,
     })
     quad_rows = json.loads(quad.table.to_json(orient="records"))
+    warnings = list(dict.fromkeys(warnings))
     stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
     result = AnalysisResult(
         as_of=as_of, run_id=run_id, reused=False, n_customers=n,
         purchase_model=type(pm.model).__name__ if pm.model is not None else None,
         model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
         stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
-        step_seconds=steps, step_peak_mib=peaks)
+        step_seconds=steps, step_peak_mib=peaks,
+        models_from=None if kept is None else {"run_id": kept.run_id,
+                                               "as_of": kept.as_of.isoformat()})
+    if kept is None:  # kept for the runs of the next [analysis] refit_every_days
+        models_file = save_fitted(ws, FittedModels(
+            run_id=run_id, as_of=as_of, purchase=pm.model, spend=pm.spend,
+            comparison=pm.comparison, risk=model, contract=cm, card=card,
+            backtest=backtest_rows, warnings=fit_warnings))
+    else:
+        models_file = f"{FITTED_DIR}/{kept.run_id}.pkl"
     con = ws.con
     con.execute("BEGIN TRANSACTION")
     try:
@@ -1696,7 +1852,10 @@ def analyze(
             [run_id, as_of, now, json.dumps({"text_engine": text_engine,
                                              "horizon_days": horizon,
                                              "risk_label": rcfg["label"],
-                                             "health_mode": health_mode}),
+                                             "health_mode": health_mode,
+                                             "settings_hash": settings_hash,
+                                             "models_file": models_file,
+                                             "models_from": result.models_from}, default=str),
              json.dumps(diag, default=str), first, as_of, fp, __version__])
         con.execute("COMMIT")
     except BaseException:
