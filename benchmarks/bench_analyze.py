@@ -299,6 +299,7 @@ def _slim(r: dict[str, Any]) -> dict[str, Any]:
     out["steps"] = res.get("step_seconds")
     out["step_peak_mib"] = res.get("step_peak_mib")
     out["reused"] = res.get("reused")
+    out["models_from"] = res.get("models_from")
     return out
 
 
@@ -321,7 +322,7 @@ def render(res: dict[str, Any]) -> str:
         f"{f['peak_rss_mib'] / 1024:.2f} GiB | <= 600 s, < 8 GiB |",
         f"| re-run after {res['added']['added']:,} new interactions (1%) | "
         f"{s['seconds']:.0f} s ({ratio:.0%} of the first) | "
-        f"{s['peak_rss_mib'] / 1024:.2f} GiB | <= 10% of the first |",
+        f"{s['peak_rss_mib'] / 1024:.2f} GiB | <= 60 s (10% of the 10 minutes) |",
     ]
     for name, r in (("first", f), ("re-run", s)):
         if r.get("steps"):
@@ -330,6 +331,11 @@ def render(res: dict[str, Any]) -> str:
                 f"{k} {v:.0f} s" + (f" (peak {peaks[k] / 1024:.1f} GiB)" if k in peaks else "")
                 for k, v in r["steps"].items())
             lines += ["", f"Steps ({name}): {parts}."]
+    if s.get("models_from"):
+        lines += ["", "The re-run scored the new data with the models the first run fitted "
+                  "(`[analysis] refit_every_days`, default 30: no purchase-model comparison, "
+                  "defection-model fit or backtest); features, P(alive), CLV, risk, health, "
+                  "trend and stages were computed afresh at the new `as_of`."]
     loads = res["loads"]
     lines += ["", f"1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} after the "
               f"first run, {loads[2]:.1f} after the re-run{shared_note(*loads)}."]

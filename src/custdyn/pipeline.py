@@ -694,18 +694,19 @@ def features_many(ws: Workspace, dates: list[Any]) -> dict[Any, Any]:
     con = ws.con
     table = "_custdyn_features_many"
     con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
-    first = cf.features(ws, dates[0])
-    con.register("_custdyn_first", first)
+    # the table's columns: the feature table before any data (no rows, the same schema)
+    empty = cf.features(ws, "1970-01-01")
+    con.register("_custdyn_empty", empty)
     try:
-        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _custdyn_first")
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _custdyn_empty")
     finally:
-        con.unregister("_custdyn_first")
-    out = {dates[0]: first}
+        con.unregister("_custdyn_empty")
+    out = {}
     try:
-        cf.snapshots(ws, dates[1:], table=table)
-        for d in dates[1:]:
+        cf.snapshots(ws, dates, table=table)
+        for d in dates:
             out[d] = con.execute(f"SELECT * FROM temp.main.{table} WHERE as_of = ? "
-                                 "ORDER BY customer_id", [d]).to_arrow_table().cast(first.schema)
+                                 "ORDER BY customer_id", [d]).to_arrow_table().cast(empty.schema)
     finally:
         con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
     return out
@@ -1512,7 +1513,10 @@ def load_fitted(ws: Workspace, as_of: Any, settings_hash: str) -> FittedModels |
 
 def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
                         ) -> Callable[Concatenate[Workspace, _P], _R]:
-    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB)."""
+    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB), and
+    its allocator's background threads on: they hand the memory of finished queries back to
+    the system within seconds (without them, gigabytes freed by the feature queries stay
+    with the process while the models work in numpy)."""
     import functools
 
     from custdyn.store import memory_limit
@@ -1520,8 +1524,15 @@ def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
     @functools.wraps(fn)
     def run(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
-        with memory_limit(ws.con, limit):
-            return fn(ws, *args, **kwargs)
+        row = ws.con.execute("SELECT current_setting('allocator_background_threads')").fetchone()
+        before = bool(row and row[0])
+        ws.con.execute("SET allocator_background_threads = true")
+        try:
+            with memory_limit(ws.con, limit):
+                return fn(ws, *args, **kwargs)
+        finally:
+            if not before:
+                ws.con.execute("SET allocator_background_threads = false")
 
     return run
 
@@ -1571,6 +1582,7 @@ def analyze(
     import custdyn.features as cf
     from custdyn import __version__
     from custdyn.errors import CustdynError, DataWarning
+    from custdyn.features.api import _release_memory
     from custdyn.models.health import Scorecard, quadrants, relationship_scores
 
     t0 = time.perf_counter()
@@ -1584,6 +1596,7 @@ def analyze(
             steps[name] = steps.get(name, 0.0) + now - at
             peaks[name] = _peak_mib()
         began.clear()
+        _release_memory()  # what the step freed goes back to the system before the next
         if msg:
             began[msg] = now
             if progress is not None:
@@ -1744,9 +1757,9 @@ def analyze(
     say("assigning stages")
     from custdyn.dynamics import assign_stages
 
-    extra_sql = ws.con.execute(
+    ex = _align(ids, ws.con.execute(
         """SELECT customer_id,
-                  bool_or(kind = 'cancellation') AS cancelled,
+                  bool_or(kind = 'cancellation')::DOUBLE AS cancelled,
                   max(gap) AS max_gap_days
            FROM (SELECT customer_id, kind,
                         CASE WHEN kind IN (SELECT unnest(?::VARCHAR[])) THEN
@@ -1755,11 +1768,10 @@ def analyze(
                             occurred_at) END AS gap
                  FROM interactions WHERE occurred_at < ?)
            GROUP BY customer_id""",
-        [ws.settings.purchase_kinds, ws.settings.purchase_kinds, as_of]).fetchall()
-    ex = {r[0]: (bool(r[1]), r[2]) for r in extra_sql}
+        [ws.settings.purchase_kinds, ws.settings.purchase_kinds, as_of]).to_arrow_table())
     stages = assign_stages(
         n_orders=n_orders,
-        has_account=[x is not None for x in feats.column("account_opened_at").to_pylist()]
+        has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
         if "account_opened_at" in feats.column_names else np.zeros(n, bool),
         days_since_account=_days_since(_col(feats, "account_opened_at"), as_of),
         days_since_first_order=_days_since(_col(feats, "first_order_at"), as_of),
@@ -1768,9 +1780,8 @@ def analyze(
         days_since_customer_contact=_col(feats, "days_since_customer_contact"),
         p_alive=cols["p_alive"],
         defection_risk=risk,
-        cancelled=[ex.get(c, (False, None))[0] for c in ids],
-        max_gap_days=[float(ex[c][1]) if c in ex and ex[c][1] is not None else np.nan
-                      for c in ids],
+        cancelled=ex["cancelled"] == 1.0,
+        max_gap_days=ex["max_gap_days"],
         rules=extra.get("stages"),
     )
 
@@ -1786,8 +1797,8 @@ def analyze(
     }, n)
     out = pa.table({
         "customer_id": ids,
-        "as_of": pa.array([as_of] * n, pa.timestamp("us", tz="UTC")),
-        "run_id": [run_id] * n,
+        "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
         **{k: pa.array(v, pa.float64(), from_pandas=True) for k, v in cols.items()},
         "defection_risk": pa.array(risk, pa.float64(), from_pandas=True),
         "health": pa.array(health, pa.float64(), from_pandas=True),
@@ -1795,7 +1806,7 @@ def analyze(
         "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
         "quadrant": list(quad.labels),
         "stage": list(stages),
-        "reasons": [json.dumps(r) for r in reasons],
+        "reasons": [json.dumps(r) if r else "[]" for r in reasons],
         "contributions": contributions,
     })
     quad_rows = json.loads(quad.table.to_json(orient="records"))
