@@ -226,8 +226,11 @@ def _fingerprint(ws: Workspace, as_of: Any, settings_key: str) -> str:
     return hashlib.sha256(f"{row}|{as_of.isoformat()}|{settings_key}".encode()).hexdigest()[:24]
 
 
-def _numeric_matrix(table: Any, exclude: tuple[str, ...] = ()) -> tuple[Any, list[str]]:
-    """The numeric feature columns of an Arrow table as a float matrix (NaN for nulls)."""
+def _numeric_matrix(table: Any, exclude: tuple[str, ...] = (), rows: Any = None,
+                    extra: int = 0) -> tuple[Any, list[str]]:
+    """The numeric feature columns of an Arrow table as a float matrix (NaN for nulls): of
+    the ``rows`` where that boolean mask is true (default all), with ``extra`` more columns
+    left for the caller to fill."""
     import numpy as np
     import pyarrow as pa
 
@@ -235,10 +238,12 @@ def _numeric_matrix(table: Any, exclude: tuple[str, ...] = ()) -> tuple[Any, lis
              if f.name not in ID_COLUMNS and f.name not in exclude
              and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                   or pa.types.is_decimal(f.type) or pa.types.is_boolean(f.type))]
-    out = np.empty((table.num_rows, len(names)))  # filled column by column: no second copy
+    n = table.num_rows if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, len(names) + extra))  # filled column by column: no second copy
     for j, name in enumerate(names):
-        out[:, j] = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
+        col = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
             zero_copy_only=False), dtype=float)
+        out[:, j] = col if rows is None else col[rows]
     return out, names
 
 
@@ -740,8 +745,7 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, fl
         np.nan_to_num((np.asarray(_col(feats, "T"), dtype=float)
                        - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0, nan=np.inf))
     keep = (np.asarray(_col(feats, "n_orders"), dtype=float) > 0) & (recent < active_within_days)
-    feats = feats.filter(pa.array(keep))
-    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    ids = [str(x) for x in feats.column("customer_id").filter(pa.array(keep)).to_pylist()]
     if at not in p_alive_cache:
         import warnings as pywarnings
 
@@ -750,17 +754,17 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, fl
             p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model)
     pa_map = p_alive_cache[at]
     p_alive = np.array([pa_map.get(c, np.nan) for c in ids])
-    base, names = _numeric_matrix(feats)
     lf = leaving_features(ws, at, ids) if leaving else {}
-    X = np.empty((base.shape[0], base.shape[1] + 1 + len(lf)))  # one matrix, filled in place
-    X[:, :base.shape[1]] = base
-    del base
+    lf_names = list(lf)
+    # one matrix, filled column by column from the whole table's rows that are kept
+    X, names = _numeric_matrix(feats, rows=keep, extra=1 + len(lf))
     X[:, len(names)] = p_alive
     for j, v in enumerate(lf.values()):
         X[:, len(names) + 1 + j] = v
-    names = [*names, "p_alive", *(f"leaving:{k}" for k in lf)]
-    days_since_purchase = (np.asarray(_col(feats, "T"), dtype=float)
-                           - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0
+    del lf
+    names = [*names, "p_alive", *(f"leaving:{k}" for k in lf_names)]
+    days_since_purchase = ((np.asarray(_col(feats, "T"), dtype=float)
+                            - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0)[keep]
     return RiskSnapshot(at, ids, X, names, {"days since last purchase": days_since_purchase,
                                             "1 - P(alive)": 1.0 - p_alive})
 
@@ -893,11 +897,8 @@ class RiskHistory:
         features at ``at``), to be scored by a model fitted on the history."""
         if self.ws is self.full:
             return self.snapshot(at, feats)
-        if ("score", at) not in self.snaps:
-            self.snaps[("score", at)] = _risk_snapshot(
-                self.full, at, {}, self.cfg["active_within_days"], feats,
-                self.cfg["leaving_features"], self.purchase_model)
-        return self.snaps[("score", at)]
+        return _risk_snapshot(self.full, at, {}, self.cfg["active_within_days"], feats,
+                              self.cfg["leaving_features"], self.purchase_model)
 
     def close(self) -> None:
         """Drop the sample's temporary tables."""
@@ -1699,7 +1700,9 @@ def analyze(
                                        rcfg["leaving_features"], RiskHistory.purchase_model))
         pos = {c: i for i, c in enumerate(ids)}
         if model is not None and snap_now is not None:
-            p = model.predict_proba(snap_now.X)
+            step = 100_000  # in slices: the model's working copies stay small
+            p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
+                                for i in range(0, max(len(snap_now.ids), 1), step)])
             # reasons (tree contributions) for the riskiest customers: they are what the
             # ranked lists show, and on a large base every customer's would cost minutes
             top_n = rcfg["reasons_for"]
