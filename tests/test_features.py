@@ -642,3 +642,25 @@ def test_cli(tmp_path: Path) -> None:
     assert r2.exit_code == 2 and "no cohorts" in r2.output
     assert json.loads(r.stdout)[0]["cohort"] == "2024-02-01"
     assert not math.isnan(json.loads(r.stdout)[0]["retention"])
+
+
+def test_feature_tables_in_memory_equal_single_dates(demo_ws: custdyn.Workspace) -> None:
+    """feature_tables (one incremental pass, kept in memory, several customer parts) gives
+    each date's table as features() does, row for row, and only the asked columns where
+    columns are named; nothing is left in the workspace."""
+    from custdyn.features.backend import as_utc
+
+    dates = ["2025-06-30", "2025-09-30", "2025-12-31"]
+    before = demo_ws.con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+    got = cf.feature_tables(demo_ws, dates, parts=3,
+                            columns={"2025-06-30": ["n_orders", "recency"]})
+    assert demo_ws.con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == before
+    for d in dates:
+        want = cf.features(demo_ws, d)
+        t = got[as_utc(d)]
+        if d == "2025-06-30":
+            assert set(t.column_names) == {"customer_id", "as_of", "recency", "n_orders"}
+            want = want.select(t.column_names)
+        assert t.schema.equals(want.schema)
+        assert t.num_rows == want.num_rows > 100
+        assert_frames_match(t.to_pandas(), want.to_pandas())

@@ -686,35 +686,22 @@ def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
     return out
 
 
-def features_many(ws: Workspace, dates: list[Any]) -> dict[Any, Any]:
+def features_many(ws: Workspace, dates: list[Any],
+                  columns: dict[Any, list[str]] | None = None) -> dict[Any, Any]:
     """The feature table at each of ``dates`` (``{date: Arrow table}``, rows as
     :func:`custdyn.features.features` gives them), computed in one incremental pass
-    (:func:`custdyn.features.snapshots` into a temporary table) on a DuckDB workspace opened
-    for writing, else one query per date. Nothing is left in the workspace."""
+    (:func:`custdyn.features.feature_tables`) on a DuckDB workspace, else one query per date.
+    ``columns`` (``{date: [names]}``) keeps only those columns at the dates it names."""
     import custdyn.features as cf
 
     dates = sorted(set(dates))
-    if len(dates) < 2 or ws.settings.engine != "duckdb" or ws.read_only:
-        return {d: cf.features(ws, d) for d in dates}
-    con = ws.con
-    table = "_custdyn_features_many"
-    con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
-    # the table's columns: the feature table before any data (no rows, the same schema)
-    empty = cf.features(ws, "1970-01-01")
-    con.register("_custdyn_empty", empty)
-    try:
-        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _custdyn_empty")
-    finally:
-        con.unregister("_custdyn_empty")
-    out = {}
-    try:
-        cf.snapshots(ws, dates, table=table)
-        for d in dates:
-            out[d] = con.execute(f"SELECT * FROM temp.main.{table} WHERE as_of = ? "
-                                 "ORDER BY customer_id", [d]).to_arrow_table().cast(empty.schema)
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
-    return out
+    if len(dates) < 2 or ws.settings.engine != "duckdb":
+        out = {d: cf.features(ws, d) for d in dates}
+        return {d: t.select([c for c in t.column_names if c in ID_COLUMNS
+                             or c in (columns or {}).get(d, t.column_names)])
+                for d, t in out.items()}
+    got = cf.feature_tables(ws, dates, columns=columns)
+    return {d: got[_as_utc(d)] for d in dates}
 
 
 class RiskSnapshot(NamedTuple):
@@ -1639,12 +1626,11 @@ def analyze(
     say("computing features")
     trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
                 if as_of - dt.timedelta(days=d) > first]
-    many = features_many(ws, [as_of, *trend_at]) if trend_at else {}
+    # the trend's past tables: only the columns the scorecard reads
+    needed = sorted(_scorecard_columns(health_cfg))
+    many = (features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at})
+            if trend_at else {})
     feats = many.pop(as_of) if many else cf.features(ws, as_of)
-    if many:  # the trend's past tables: only the columns the scorecard reads
-        needed = _scorecard_columns(health_cfg)
-        many = {d: t.select([c for c in t.column_names if c in ID_COLUMNS or c in needed])
-                for d, t in many.items()}
     ids = [str(x) for x in feats.column("customer_id").to_pylist()]
     n = len(ids)
     if n == 0:

@@ -15,7 +15,14 @@ catalog) is chosen once, by :func:`backend`. Definitions and units: ``docs/featu
 
 from __future__ import annotations
 
-from custdyn.features.api import cohorts, cohorts_expr, features, snapshot_dates, snapshots
+from custdyn.features.api import (
+    cohorts,
+    cohorts_expr,
+    feature_tables,
+    features,
+    snapshot_dates,
+    snapshots,
+)
 from custdyn.features.backend import ENGINES, Backend, FeatureError, backend, spark_session
 from custdyn.features.build import (
     NON_CONTACT_KINDS,
@@ -43,5 +50,6 @@ __all__ = [
     "features",
     "snapshot_dates",
     "snapshots",
+    "feature_tables",
     "spark_session",
 ]

@@ -14,7 +14,8 @@ from custdyn.features.backend import Backend, FeatureError, as_utc, backend
 from custdyn.features.build import as_of_arrow, as_of_table, feature_expr
 from custdyn.features.incremental import snapshot_expr
 
-__all__ = ["features", "snapshots", "snapshot_dates", "cohorts", "cohorts_expr"]
+__all__ = ["features", "feature_tables", "snapshots", "snapshot_dates", "cohorts",
+           "cohorts_expr"]
 
 SNAPSHOTS_TABLE = "snapshots"
 EVERY = ("month", "week", "day")
@@ -167,9 +168,7 @@ def snapshots(
         parts = max(1, -(-n_customers * len(moments) // ROWS_PER_PART))
     if dates_per_query < 1 or parts < 1:
         raise FeatureError("dates_per_query and parts must be 1 or more")
-    arrow = as_of_arrow(moments)
-    arrow = arrow.append_column("k", pa.array(range(arrow.num_rows), pa.int64()))
-    epochs = arrow.column("as_of_s").to_pylist()
+    arrow, epochs = _dates_k(moments)
 
     con = ws.con
     found = con.execute(
@@ -228,6 +227,62 @@ def snapshots(
     return int(row[0]) if row else 0
 
 
+def _dates_k(moments: list[dt.datetime]) -> tuple[pa.Table, list[float]]:
+    """The sorted dates as the incremental method reads them (with their index ``k``), and
+    their epoch seconds."""
+    arrow = as_of_arrow(moments)
+    arrow = arrow.append_column("k", pa.array(range(arrow.num_rows), pa.int64()))
+    return arrow, arrow.column("as_of_s").to_pylist()
+
+
+def feature_tables(ws: Any, dates: list[Any], *,
+                   columns: dict[Any, list[str]] | None = None,
+                   parts: int | None = None, **options: Any) -> dict[dt.datetime, pa.Table]:
+    """The feature table at each of ``dates``, in memory, from one incremental pass over a
+    DuckDB workspace's log (as :func:`snapshots` computes them, without storing them).
+
+    Each table has the rows and columns :func:`features` gives at that date, sorted by
+    ``customer_id``; ``columns`` (``{date: [names]}``) keeps only the named columns (with
+    ``customer_id`` and ``as_of``) at the dates it names, so a caller that needs a few
+    columns at some dates does not hold every column of every date.
+
+    Returns
+    -------
+    dict
+        ``{as_of (UTC datetime): Arrow table}``.
+    """
+    import pyarrow.compute as pc
+
+    from custdyn.store import memory_limit
+
+    b = backend(ws, "duckdb")
+    moments = sorted({as_utc(d) for d in dates})
+    if not moments:
+        raise FeatureError("no as_of dates given")
+    keep_cols = {as_utc(d): c for d, c in (columns or {}).items()}
+    schema = features(ws, "1970-01-01", engine="duckdb", **options).schema  # no rows
+    if parts is None:
+        n = max(1, int(b.execute_scalar(b.table("interactions").customer_id.nunique())))
+        parts = max(1, -(-n * len(moments) // ROWS_PER_PART))
+    arrow, epochs = _dates_k(moments)
+    pieces: dict[dt.datetime, list[pa.Table]] = {d: [] for d in moments}
+    wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")
+                  or d not in keep_cols or f.name in keep_cols[d]] for d in moments}
+
+    def sink(rows: pa.Table) -> None:
+        at = rows.column("as_of")
+        for d in moments:
+            part = rows.filter(pc.equal(at, pa.scalar(d, at.type)))
+            part = part.select(wanted[d])
+            part = part.take(pc.sort_indices(part.column("customer_id")))
+            pieces[d].append(part.cast(pa.schema([schema.field(c) for c in wanted[d]])))
+
+    with memory_limit(ws.con, MEMORY_LIMIT):
+        _incremental_duckdb(b, ws.con, arrow, epochs, parts, None, None, options, sink=sink)
+    return {d: pa.concat_tables(pieces[d]).combine_chunks() if pieces[d] else
+            pa.schema([schema.field(c) for c in wanted[d]]).empty_table() for d in moments}
+
+
 def _fetch(con: Any, sql: dict[str, str], name: str) -> pa.Table:
     from custdyn.features.backend import _utc_timestamps
 
@@ -255,8 +310,10 @@ def _release_memory() -> None:
 
 
 def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[float], parts: int,
-                        write: Any, checkpoint: Any, options: dict[str, Any]) -> None:
+                        write: Any, checkpoint: Any, options: dict[str, Any],
+                        sink: Any = None) -> None:
     """The incremental method on DuckDB: the changes by SQL, the running sums by numpy.
+    Each part's rows go to ``write`` (then ``checkpoint``), or to ``sink(rows)`` if given.
 
     The event-level tables (with their date indexes) are computed once into temporary
     tables sorted by customer; the per-part queries are compiled once and run for every
@@ -296,6 +353,9 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
             raise FeatureError("the part's customer range is missing from a compiled query")
 
         def put(rows: pa.Table, last: bool) -> None:
+            if sink is not None:
+                sink(rows)
+                return
             # one DuckDB thread: the Arrow rows are appended in order and compressed once
             # (with several threads DuckDB writes row groups it then merges: more CPU)
             con.execute("SET threads = 1")
