@@ -334,28 +334,33 @@ class _PurchaseModels:
             f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
             [end])
 
-    def p_alive_only(self, model: str = "BetaGeo") -> dict[str, float]:
+    def p_alive_only(self, model: str = "BetaGeo") -> Any:
         """P(alive) per customer from one model fitted at ``as_of`` (no comparison, spend or
         CLV): what the risk snapshots and the health trend need, at a fraction of the cost.
-        Sets ``rfm`` and ``model``; empty when there are no purchases or the fit fails."""
+        An Arrow table (``customer_id``, ``p_alive``; line it up with :func:`_align`). Sets
+        ``rfm`` and ``model``; no rows when there are no purchases or the fit fails."""
         import numpy as np
+        import pyarrow as pa
 
         from custdyn import models as m
 
+        none = pa.table({"customer_id": pa.array([], pa.string()),
+                         "p_alive": pa.array([], pa.float64())})
         tx = self.transactions(self.as_of)
         if tx.num_rows == 0:
-            return {}
+            return none
         rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
                             observation_end=_naive(self.as_of))
         f, r, T = (np.asarray(rfm[c], dtype=float) for c in ("frequency", "recency", "T"))
-        ids = [str(x) for x in (rfm.index if hasattr(rfm, "index") else rfm["customer_id"])]
+        ids = rfm.index if hasattr(rfm, "index") else rfm["customer_id"]
         pick = self._sample(len(f))  # fitted on the sample, every customer scored
         try:
             mod = getattr(m, model)().fit(f[pick], r[pick], T[pick])
         except Exception:  # noqa: BLE001 - a thin early snapshot: no P(alive)
-            return {}
+            return none
         self.rfm, self.model = rfm, mod
-        return dict(zip(ids, np.asarray(mod.p_alive(f, r, T), dtype=float), strict=True))
+        return pa.table({"customer_id": pa.array(np.asarray(ids).astype(str), pa.string()),
+                         "p_alive": np.asarray(mod.p_alive(f, r, T), dtype=float)})
 
     def fit(self) -> bool:
         import datetime as dt
@@ -578,8 +583,8 @@ def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[
         p = pm.model.params_
         f = np.asarray(pm.rfm["frequency"], dtype=float)
         T = np.asarray(pm.rfm["T"], dtype=float)
-        keys = [str(x) for x in (pm.rfm.index if hasattr(pm.rfm, "index")
-                                 else pm.rfm["customer_id"])]
+        keys = pa.array(np.asarray(pm.rfm.index if hasattr(pm.rfm, "index")
+                                   else pm.rfm["customer_id"]).astype(str), pa.string())
         lam = (p["r"] + f) / (p["alpha"] + T)  # posterior mean purchase rate per week
         expected = _align(ids, pa.table({"customer_id": keys,
                                          "e": lam * np.minimum(T, 52.0)}))["e"]
@@ -714,7 +719,7 @@ class RiskSnapshot(NamedTuple):
     baselines: dict[str, Any]
 
 
-def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, float]],
+def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, Any],
                    active_within_days: float, feats: Any = None,
                    leaving: bool = True, purchase_model: str = "BetaGeo") -> RiskSnapshot:
     """Features, P(alive) and the baselines at ``at`` for the customers who can still drift
@@ -739,8 +744,7 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, dict[str, fl
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
             p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model)
-    pa_map = p_alive_cache[at]
-    p_alive = np.array([pa_map.get(c, np.nan) for c in ids])
+    p_alive = _align(ids, p_alive_cache[at])["p_alive"]
     lf = leaving_features(ws, at, ids) if leaving else {}
     lf_names = list(lf)
     # one matrix, filled column by column from the whole table's rows that are kept
@@ -842,7 +846,7 @@ class RiskHistory:
         if first is None:
             first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
         self.first = first
-        self.p_alive: dict[Any, dict[str, float]] = {}
+        self.p_alive: dict[Any, Any] = {}
         self.snaps: dict[Any, RiskSnapshot] = {}
         self._data_key: tuple[Any, ...] | None = None
 
@@ -1359,7 +1363,7 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
             got = pm.p_alive_only(purchase_model)
-        p_alive = np.array([got.get(c, np.nan) for c in then_ids])
+        p_alive = _align(then_ids, got)["p_alive"]
         table = _health_table(ws, at, feats, p_alive, pm)
         earlier[key] = (then_ids, card.score(table))
     out.update(score_trend(ids, health_now, earlier))
