@@ -1,0 +1,314 @@
+"""What the analysis steps share: dates, Arrow and numpy alignment, the purchase models, feature tables at many dates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from custdyn.store import Workspace
+
+ID_COLUMNS = ("customer_id", "as_of")
+
+
+def _as_utc(value: Any) -> Any:
+    """:func:`custdyn.features.backend.as_utc`, letting ``None`` (no date given) through."""
+    from custdyn.features.backend import as_utc
+
+    return None if value is None else as_utc(value)
+
+
+def default_as_of(ws: Workspace) -> Any:
+    """Midnight UTC after the last interaction in the workspace."""
+    import datetime as dt
+
+    last = ws.con.execute("SELECT max(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    if last is None:
+        from custdyn.errors import CustdynError
+
+        raise CustdynError("the workspace has no interactions yet; ingest some first")
+    last = last.astimezone(dt.UTC)
+    return dt.datetime(last.year, last.month, last.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+
+
+def _numeric_matrix(table: Any, exclude: tuple[str, ...] = (), rows: Any = None,
+                    extra: int = 0) -> tuple[Any, list[str]]:
+    """The numeric feature columns of an Arrow table as a float matrix (NaN for nulls): of
+    the ``rows`` where that boolean mask is true (default all), with ``extra`` more columns
+    left for the caller to fill."""
+    import numpy as np
+    import pyarrow as pa
+
+    names = [f.name for f in table.schema
+             if f.name not in ID_COLUMNS and f.name not in exclude
+             and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                  or pa.types.is_decimal(f.type) or pa.types.is_boolean(f.type))]
+    n = table.num_rows if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, len(names) + extra))  # filled column by column: no second copy
+    for j, name in enumerate(names):
+        col = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
+            zero_copy_only=False), dtype=float)
+        out[:, j] = col if rows is None else col[rows]
+    return out, names
+
+
+def _col(table: Any, name: str) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    c = table.column(name)
+    if pa.types.is_timestamp(c.type):
+        return c
+    return np.asarray(c.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _align(ids: list[str], table: Any, fill: float = float("nan")) -> dict[str, Any]:
+    """The numeric columns of ``table`` (first column: customer ids) lined up with ``ids``
+    (``fill`` for customers the table does not have, NaN for its nulls)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key = table.column(0).cast(pa.string())
+    pos = np.asarray(pc.index_in(key, value_set=pa.array(ids, pa.string())).fill_null(-1)
+                     .to_numpy(zero_copy_only=False), dtype=np.int64)
+    ok = pos >= 0
+    out: dict[str, Any] = {}
+    for name in table.column_names[1:]:
+        vals = np.asarray(table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False),
+                          dtype=float)
+        col = np.full(len(ids), fill)
+        col[pos[ok]] = vals[ok]
+        out[name] = col
+    return out
+
+
+def _days_since(ts_col: Any, as_of: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(ts_col, pa.ChunkedArray | pa.Array):
+        return np.full(len(ts_col), np.nan)
+    secs = pc.divide(pc.cast(pc.subtract(pa.scalar(as_of, ts_col.type), ts_col), pa.int64()),
+                     1_000_000)
+    return np.asarray(pc.cast(secs, pa.float64()).to_numpy(zero_copy_only=False)) / 86400.0
+
+
+def _naive(ts: Any) -> Any:
+    """A UTC datetime without its zone (what the numpy-level models take)."""
+    import datetime as dt
+
+    return ts.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+class _PurchaseModels:
+    """BG/NBD, MBG/NBD and Pareto/NBD compared on a holdout; the winner refitted; Gamma-Gamma."""
+
+    CANDIDATES = ("BetaGeo", "ModifiedBetaGeo", "ParetoNBD")
+
+    def __init__(self, ws: Workspace, as_of: Any, warnings: list[str]) -> None:
+        self.ws, self.as_of, self.warnings = ws, as_of, warnings
+        self.kinds = tuple(ws.settings.purchase_kinds)
+        self.comparison: list[dict[str, Any]] = []
+        self.model: Any = None
+        self.spend: Any = None
+        self.rfm: Any = None
+        #: customers the models were fitted on when a sample was used (else None)
+        self.sampled: int | None = None
+
+    def _sample(self, n: int) -> Any:
+        """Rows the models are fitted on: all of them, or on a large base a fixed random
+        ``[analysis] model_customers`` of them (default 100,000: the parameters of a
+        four-parameter model are as good as settled by then; every customer is scored)."""
+        import numpy as np
+
+        cap = int(self.ws.settings.extra.get("analysis", {}).get("model_customers", 100_000))
+        if cap <= 0 or n <= cap:
+            return np.arange(n)
+        self.sampled = cap
+        return np.sort(np.random.default_rng(20240601).choice(n, cap, replace=False))
+
+    def transactions(self, end: Any) -> Any:
+        kinds = ", ".join("'" + k.replace("'", "''") + "'" for k in self.kinds)
+        return self.ws.query(
+            "SELECT customer_id, CAST(timezone('UTC', occurred_at) AS TIMESTAMP) AS occurred_at, "
+            f"CAST(amount AS DOUBLE) AS amount FROM interactions "
+            f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
+            [end])
+
+    def p_alive_only(self, model: str = "BetaGeo") -> Any:
+        """P(alive) per customer from one model fitted at ``as_of`` (no comparison, spend or
+        CLV): what the risk snapshots and the health trend need, at a fraction of the cost.
+        An Arrow table (``customer_id``, ``p_alive``; line it up with :func:`_align`). Sets
+        ``rfm`` and ``model``; no rows when there are no purchases or the fit fails."""
+        import numpy as np
+        import pyarrow as pa
+
+        from custdyn import models as m
+
+        none = pa.table({"customer_id": pa.array([], pa.string()),
+                         "p_alive": pa.array([], pa.float64())})
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0:
+            return none
+        rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                            observation_end=_naive(self.as_of))
+        f, r, T = (np.asarray(rfm[c], dtype=float) for c in ("frequency", "recency", "T"))
+        ids = rfm.index if hasattr(rfm, "index") else rfm["customer_id"]
+        pick = self._sample(len(f))  # fitted on the sample, every customer scored
+        try:
+            mod = getattr(m, model)().fit(f[pick], r[pick], T[pick])
+        except Exception:  # noqa: BLE001 - a thin early snapshot: no P(alive)
+            return none
+        self.rfm, self.model = rfm, mod
+        return pa.table({"customer_id": pa.array(np.asarray(ids).astype(str), pa.string()),
+                         "p_alive": np.asarray(mod.p_alive(f, r, T), dtype=float)})
+
+    def fit(self) -> bool:
+        import datetime as dt
+        import warnings
+
+        import numpy as np
+
+        from custdyn import models as m
+        from custdyn.errors import ConvergenceWarning
+
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0:
+            self.warnings.append("no purchases before as_of: the purchase models were skipped; "
+                                 "p_alive, expected purchases and CLV are empty")
+            return False
+        first = min(tx.column("occurred_at").to_pylist()).replace(tzinfo=dt.UTC)
+        span_weeks = (self.as_of - first).total_seconds() / 86400 / 7
+        holdout_weeks = float(min(52.0, max(4.0, 0.3 * span_weeks)))
+        cal_end = self.as_of - dt.timedelta(weeks=holdout_weeks)
+        classes = {n: getattr(m, n) for n in self.CANDIDATES}
+        best, best_key = None, None
+        try:
+            cal = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                observation_end=_naive(self.as_of),
+                                calibration_end=_naive(cal_end))
+            f, r, T = (np.asarray(cal[c], dtype=float) for c in ("frequency", "recency", "T"))
+            fh = np.asarray(cal["frequency_holdout"], dtype=float)
+            dh = np.asarray(cal["duration_holdout"], dtype=float)
+        except Exception as e:  # noqa: BLE001 - thin data must not stop the run
+            self.warnings.append(f"holdout comparison skipped ({e})")
+            cal = None
+        if cal is not None and len(f) >= 20:
+            pick = self._sample(len(f))
+            f, r, T, fh, dh = f[pick], r[pick], T[pick], fh[pick], dh[pick]
+            for name, cls in classes.items():
+                try:
+                    with warnings.catch_warnings():  # convergence is in the comparison row
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        mod = cls().fit(f, r, T)
+                    pred = mod.conditional_expected_purchases(dh, f, r, T)
+                    err = float(np.sqrt(np.mean((pred - fh) ** 2)))
+                    row: dict[str, Any] = {"model": name, "holdout_rmse": err,
+                           "holdout_mae": float(np.mean(np.abs(pred - fh))),
+                           "aic": float(mod.aic_), "log_likelihood": float(mod.log_likelihood_),
+                           "converged": bool(mod.converged_), "holdout_weeks": holdout_weeks}
+                except Exception as e:  # noqa: BLE001
+                    row = {"model": name, "error": str(e)}
+                self.comparison.append(row)
+                if "holdout_rmse" in row and row["converged"]:
+                    key = (round(float(row["holdout_rmse"]), 4), float(row["aic"]))
+                    if best_key is None or key < best_key:
+                        best, best_key = name, key
+        best = best or "BetaGeo"
+        self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                 observation_end=_naive(self.as_of))
+        pick = self._sample(len(self.rfm["frequency"]))
+        f = np.asarray(self.rfm["frequency"], dtype=float)[pick]
+        r = np.asarray(self.rfm["recency"], dtype=float)[pick]
+        T = np.asarray(self.rfm["T"], dtype=float)[pick]
+        self.model = classes[best]().fit(f, r, T)
+        mv = np.asarray(self.rfm["monetary_value"], dtype=float)[pick]
+        repeat = (f > 0) & (mv > 0)
+        if repeat.sum() >= 20:
+            try:
+                self.spend = m.GammaGamma().fit(f[repeat], mv[repeat])
+            except Exception as e:  # noqa: BLE001
+                self.warnings.append(f"spend model skipped ({e})")
+        else:
+            self.warnings.append("fewer than 20 repeat customers: CLV uses mean spend as is")
+        return True
+
+    def reuse(self, model: Any, spend: Any, comparison: list[dict[str, Any]]) -> bool:
+        """Take models fitted by an earlier run; only the customers' summaries at ``as_of``
+        are computed (what :meth:`predict` needs)."""
+        from custdyn import models as m
+
+        tx = self.transactions(self.as_of)
+        if tx.num_rows == 0 or model is None:
+            return self.fit()
+        self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                 observation_end=_naive(self.as_of))
+        self.model, self.spend, self.comparison = model, spend, list(comparison)
+        return True
+
+    def predict(self) -> dict[str, Any]:
+        """Per-customer p_alive, expected purchases (90 and 365 days) and CLV with interval."""
+        import numpy as np
+
+        from custdyn import models as m
+
+        f = np.asarray(self.rfm["frequency"], dtype=float)
+        r = np.asarray(self.rfm["recency"], dtype=float)
+        T = np.asarray(self.rfm["T"], dtype=float)
+        ids = [str(x) for x in (self.rfm.index if hasattr(self.rfm, "index") else
+                                self.rfm["customer_id"])]
+        out = {
+            "customer_id": ids,
+            "p_alive": self.model.p_alive(f, r, T),
+            "expected_purchases_90d": self.model.conditional_expected_purchases(90 / 7, f, r, T),
+            "expected_purchases_365d": self.model.conditional_expected_purchases(
+                365 / 7, f, r, T),
+        }
+        try:
+            v = m.clv(self.model, self.spend, self.rfm, horizon=12, discount_rate=0.01,
+                      time_unit="W", n_draws=50)
+            out["clv"] = np.asarray(v["clv"], dtype=float)
+            out["clv_lower"] = np.asarray(v["clv_lower"], dtype=float) if "clv_lower" in v \
+                else np.full(len(ids), np.nan)
+            out["clv_upper"] = np.asarray(v["clv_upper"], dtype=float) if "clv_upper" in v \
+                else np.full(len(ids), np.nan)
+        except Exception as e:  # noqa: BLE001
+            self.warnings.append(f"CLV skipped ({e})")
+            out["clv"] = out["clv_lower"] = out["clv_upper"] = np.full(len(ids), np.nan)
+        return out
+
+
+def features_many(ws: Workspace, dates: list[Any],
+                  columns: dict[Any, list[str]] | None = None) -> dict[Any, Any]:
+    """The feature table at each of ``dates`` (``{date: Arrow table}``, rows as
+    :func:`custdyn.features.features` gives them), computed in one incremental pass
+    (:func:`custdyn.features.feature_tables`) on a DuckDB workspace, else one query per date.
+    ``columns`` (``{date: [names]}``) keeps only those columns at the dates it names."""
+    import custdyn.features as cf
+
+    dates = sorted(set(dates))
+    if len(dates) < 2 or ws.settings.engine != "duckdb":
+        out = {d: cf.features(ws, d) for d in dates}
+        return {d: t.select([c for c in t.column_names if c in ID_COLUMNS
+                             or c in (columns or {}).get(d, t.column_names)])
+                for d, t in out.items()}
+    got = cf.feature_tables(ws, dates, columns=columns)
+    return {d: got[_as_utc(d)] for d in dates}
+
+
+def json_key(d: Any) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _num(v: Any) -> float | None:
+    import math
+
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

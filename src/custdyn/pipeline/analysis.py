@@ -1,0 +1,573 @@
+"""``analyze``: text signals -> features -> purchase models -> risk -> scores -> stages, and
+the models kept between runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from custdyn.pipeline._common import (
+    _align,
+    _as_utc,
+    _col,
+    _days_since,
+    _num,
+    _PurchaseModels,
+    default_as_of,
+    features_many,
+)
+from custdyn.pipeline.health import (
+    _health_settings,
+    _health_table,
+    _scorecard_columns,
+    health_trend,
+    learned_health_card,
+)
+from custdyn.pipeline.risk import (
+    RiskHistory,
+    RiskSnapshot,
+    _fit_risk,
+    _risk_settings,
+    _risk_snapshot,
+    contractual_customers,
+)
+from custdyn.pipeline.text import enrich, resolve_text_engine
+from custdyn.store import Workspace
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze` produced (also written to ``scores`` and ``model_runs``)."""
+
+    as_of: Any
+    run_id: str
+    reused: bool
+    n_customers: int
+    purchase_model: str | None
+    model_comparison: list[dict[str, Any]]
+    backtest: list[dict[str, Any]]
+    quadrants: list[dict[str, Any]]
+    stages: dict[str, int]
+    warnings: list[str]
+    seconds: float
+    #: seconds spent in each step, in order (empty when the run was reused)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    #: the process's peak memory (MiB) at the end of each step
+    step_peak_mib: dict[str, float] = field(default_factory=dict)
+    #: where the models came from: ``{"run_id", "as_of"}`` of the run that fitted them when
+    #: they were kept from an earlier run (``[analysis] refit_every_days``), else None
+    models_from: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["as_of"] = self.as_of.isoformat()
+        return d
+
+
+def _fingerprint(ws: Workspace, as_of: Any, settings_key: str) -> str:
+    import hashlib
+
+    row = ws.con.execute(
+        "SELECT count(*), max(batch_id), (SELECT count(*) FROM text_signals), "
+        "(SELECT max(batch_id) FROM customers) FROM interactions").fetchone()
+    return hashlib.sha256(f"{row}|{as_of.isoformat()}|{settings_key}".encode()).hexdigest()[:24]
+
+
+#: Folder (inside the workspace) of the models each analysis fitted, kept for later runs.
+FITTED_DIR = "analysis-models"
+#: Files kept in :data:`FITTED_DIR` (the newest; older ones are removed).
+FITTED_KEEP = 5
+
+
+@dataclass
+class FittedModels:
+    """What :func:`analyze` fits, kept so that later runs within ``[analysis]
+    refit_every_days`` (default 30) score new data with them instead of refitting: the
+    purchase and spend models with their comparison, the defection and survival models with
+    their backtest, and the health scorecard (learned weights included)."""
+
+    run_id: str
+    as_of: Any
+    purchase: Any
+    spend: Any
+    comparison: list[dict[str, Any]]
+    risk: Any
+    contract: Any
+    card: Any
+    backtest: list[dict[str, Any]]
+    #: what the fit said (thin data, skipped parts), repeated by the runs that reuse it
+    warnings: list[str]
+
+
+def _refit_every_days(ws: Workspace) -> float:
+    return float(ws.settings.extra.get("analysis", {}).get("refit_every_days", 30))
+
+
+def save_fitted(ws: Workspace, fitted: FittedModels) -> str | None:
+    """Write ``fitted`` into the workspace's :data:`FITTED_DIR`; returns its path relative
+    to the workspace (None for a workspace without a folder of its own)."""
+    import pickle
+    from pathlib import Path
+
+    if getattr(ws, "path", None) is None:
+        return None
+    d = Path(ws.path) / FITTED_DIR
+    d.mkdir(exist_ok=True)
+    f = d / f"{fitted.run_id}.pkl"
+    tmp = f.with_suffix(".tmp")
+    try:
+        tmp.write_bytes(pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(f)
+    except OSError:  # a full or read-only disk: the next run refits
+        tmp.unlink(missing_ok=True)
+        return None
+    for old in sorted(d.glob("*.pkl"), key=lambda x: x.stat().st_mtime)[:-FITTED_KEEP]:
+        old.unlink(missing_ok=True)
+    return str(f.relative_to(Path(ws.path)))
+
+
+def load_fitted(ws: Workspace, as_of: Any, settings_hash: str) -> FittedModels | None:
+    """The models of the latest analysis with the same settings and custdyn version whose
+    ``as_of`` is at most ``[analysis] refit_every_days`` before ``as_of`` (and not after
+    it), or None (then the models are fitted afresh)."""
+    import datetime as dt
+    import json
+    import pickle
+    from pathlib import Path
+
+    from custdyn import __version__
+
+    days = _refit_every_days(ws)
+    if days <= 0 or getattr(ws, "path", None) is None:
+        return None
+    rows = ws.con.execute(
+        "SELECT params FROM model_runs WHERE kind = 'analysis' AND custdyn_version = ? "
+        "AND as_of <= ? AND as_of >= ? ORDER BY as_of DESC, created_at DESC",
+        [__version__, as_of, as_of - dt.timedelta(days=days)]).fetchall()
+    for (params,) in rows:
+        p = json.loads(params or "{}")
+        if p.get("settings_hash") != settings_hash or not p.get("models_file"):
+            continue
+        f = Path(ws.path) / p["models_file"]
+        try:
+            fitted = pickle.loads(f.read_bytes())
+        except (OSError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
+            continue  # removed or unreadable: look further back, else refit
+        if isinstance(fitted, FittedModels) and fitted.as_of >= as_of - dt.timedelta(days=days):
+            return fitted
+    return None
+
+
+def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
+                        ) -> Callable[Concatenate[Workspace, _P], _R]:
+    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB), and
+    its allocator's background threads on: they hand the memory of finished queries back to
+    the system within seconds (without them, gigabytes freed by the feature queries stay
+    with the process while the models work in numpy)."""
+    import functools
+
+    from custdyn.store import memory_limit
+
+    @functools.wraps(fn)
+    def run(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
+        row = ws.con.execute("SELECT current_setting('allocator_background_threads')").fetchone()
+        before = bool(row and row[0])
+        ws.con.execute("SET allocator_background_threads = true")
+        try:
+            with memory_limit(ws.con, limit):
+                return fn(ws, *args, **kwargs)
+        finally:
+            if not before:
+                ws.con.execute("SET allocator_background_threads = false")
+
+    return run
+
+
+@_under_memory_limit
+def analyze(
+    ws: Workspace,
+    as_of: Any = None,
+    *,
+    text_engine: str | None = None,
+    horizon_days: float | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Text signals -> features -> purchase models -> risk -> scores -> stages, at ``as_of``.
+
+    Writes one row per customer to ``scores`` (keyed by customer and ``as_of``) and the
+    fitted models to ``model_runs``. A re-run with no new data and the same settings reuses
+    what exists (``force=True`` recomputes). With new data, the models an analysis fitted
+    (purchase, spend, defection, survival, learned health weights; :class:`FittedModels`)
+    score it for ``[analysis] refit_every_days`` (default 30) after the ``as_of`` they were
+    fitted at, as long as the settings stay the same; then, or with ``force=True``, they
+    are fitted again. ``models_from`` in the result names the run that fitted them.
+
+    Parameters
+    ----------
+    as_of : datetime-like, optional
+        The moment described; default midnight after the last interaction.
+    text_engine : str, optional
+        Engine for messages not yet scored; default the workspace's own engine where the text
+        room names one (:func:`resolve_text_engine`), else the ``[analysis] text_engine``
+        setting, or ``bulk``.
+    horizon_days : float, optional
+        Defection horizon H (default the ``[risk] horizon_days`` setting, or 90); the label
+        is the ``[risk] label`` setting (:data:`RISK_LABELS`).
+    progress : called with a short description of each step.
+    """
+    import datetime as dt
+    import json
+    import time
+    import uuid
+    import warnings as pywarnings
+
+    import numpy as np
+    import pyarrow as pa
+
+    import custdyn.features as cf
+    from custdyn import __version__
+    from custdyn.errors import CustdynError, DataWarning
+    from custdyn.features.api import _release_memory
+    from custdyn.models.health import Scorecard, quadrants, relationship_scores
+
+    t0 = time.perf_counter()
+    steps: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    began: dict[str, float] = {}  # the step under way and when it began
+
+    def say(msg: str) -> None:
+        now = time.perf_counter()
+        for name, at in began.items():
+            steps[name] = steps.get(name, 0.0) + now - at
+            peaks[name] = _peak_mib()
+        began.clear()
+        _release_memory()  # what the step freed goes back to the system before the next
+        if msg:
+            began[msg] = now
+            if progress is not None:
+                progress(msg)
+
+    extra = ws.settings.extra
+    text_engine = text_engine or resolve_text_engine(
+        ws, extra.get("analysis", {}).get("text_engine", "bulk"))
+    rcfg = _risk_settings(ws)
+    health_mode, health_cfg, trend_days = _health_settings(ws)
+    horizon = float(horizon_days or rcfg["horizon_days"])
+    active_days = rcfg["active_within_days"]
+    as_of = _as_utc(as_of) if as_of is not None else default_as_of(ws)
+    first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
+    if first is None:
+        raise CustdynError("the workspace has no interactions yet; ingest some first")
+    if as_of <= first:
+        raise CustdynError(
+            f"as_of {as_of.date()} is before any data (the first interaction is on "
+            f"{first.date()}); choose a later date")
+    warnings: list[str] = []
+
+    say("scoring new messages")
+    enrich(ws, text_engine)
+    settings_key = json.dumps([text_engine, horizon, ws.settings.to_dict()], sort_keys=True,
+                              default=str)
+    fp = _fingerprint(ws, as_of, settings_key)
+    if not force:
+        row = ws.con.execute(
+            "SELECT run_id, diagnostics FROM model_runs WHERE kind = 'analysis' AND "
+            "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
+        if row:
+            d = json.loads(row[1])
+            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={},
+                     step_peak_mib={})
+            return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
+                                     if k in d})
+
+    say("computing features")
+    trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
+                if as_of - dt.timedelta(days=d) > first]
+    # the trend's past tables: only the columns the scorecard reads
+    needed = sorted(_scorecard_columns(health_cfg))
+    many = (features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at})
+            if trend_at else {})
+    feats = many.pop(as_of) if many else cf.features(ws, as_of)
+    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    n = len(ids)
+    if n == 0:
+        raise CustdynError(f"no customer has an interaction before {as_of.date()}")
+    if n < 50:
+        warnings.append(f"only {n} customers: scores fall back to the scorecard; risk models "
+                        "need at least 50")
+
+    import hashlib
+
+    settings_hash = hashlib.sha256(settings_key.encode()).hexdigest()[:24]
+    kept = None if force else load_fitted(ws, as_of, settings_hash)
+    if kept is not None:
+        warnings.extend(w for w in kept.warnings if w not in warnings)
+    say("fitting purchase models" if kept is None else "purchase models (kept)")
+    pm = _PurchaseModels(ws, as_of, warnings)
+    cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
+        "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
+        "clv_upper")}
+    if pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison):
+        pred = pm.predict()
+        pos = {c: i for i, c in enumerate(ids)}
+        idx = np.array([pos.get(c, -1) for c in pred["customer_id"]])
+        ok = idx >= 0
+        for k in cols:
+            cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
+    n_orders = np.nan_to_num(np.asarray(_col(feats, "n_orders"), dtype=float), nan=0.0)
+    cols["clv"] = np.where(n_orders > 0, cols["clv"], 0.0)
+
+    say("scoring defection risk")
+    fit_warnings_from = len(warnings)
+    risk = 1.0 - cols["p_alive"]
+    reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    backtest_rows: list[dict[str, Any]] = []
+    risk_quiet = pywarnings.catch_warnings()
+    risk_quiet.__enter__()
+    pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
+    history: RiskHistory | None = None
+    model: Any = None
+    cm: Any = None
+    contract: set[str] = set()
+    try:
+        if kept is None:
+            history, model, cm, contract, backtest_rows = _fit_risk(
+                ws, first, as_of, horizon, n, active_days, warnings)
+        else:
+            model, cm, backtest_rows = kept.risk, kept.contract, kept.backtest
+            contract = contractual_customers(ws) if cm is not None else set()
+        snap_now: RiskSnapshot | None = None
+        if model is not None or cm is not None:
+            snap_now = (history.score_snapshot(as_of, feats) if history is not None else
+                        _risk_snapshot(ws, as_of, {}, active_days, feats,
+                                       rcfg["leaving_features"], RiskHistory.purchase_model))
+        pos = {c: i for i, c in enumerate(ids)}
+        if model is not None and snap_now is not None:
+            step = 100_000  # in slices: the model's working copies stay small
+            p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
+                                for i in range(0, max(len(snap_now.ids), 1), step)])
+            # reasons (tree contributions) for the riskiest customers: they are what the
+            # ranked lists show, and on a large base every customer's would cost minutes
+            top_n = rcfg["reasons_for"]
+            explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
+                       else np.argsort(-p, kind="stable")[:top_n])
+            why = model.reasons(snap_now.X[explain], top=3)
+            at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
+            risk[at_now] = p
+            for j, rs in zip(explain, why, strict=True):
+                reasons[int(at_now[j])] = [{"feature": r.feature, "value": _num(r.value),
+                                            "contribution": _num(r.contribution)} for r in rs]
+        if cm is not None and snap_now is not None:
+            on = np.array([c in contract for c in snap_now.ids], dtype=bool)
+            if on.any():
+                pc = cm.predict(snap_now.X[on], horizon)
+                why_c = cm.reasons(snap_now.X[on], top=3)
+                for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c, strict=True):
+                    risk[pos[c]] = float(pr)
+                    reasons[pos[c]] = rs
+        del snap_now
+    except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
+        warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
+    finally:
+        risk_quiet.__exit__(None, None, None)
+
+    say("scoring relationships")
+    table = _health_table(ws, as_of, feats, cols["p_alive"], pm)
+    with pywarnings.catch_warnings(record=True) as caught:
+        pywarnings.simplefilter("always")
+        rel = relationship_scores(table)
+        card = Scorecard.from_config(health_cfg) if kept is None else kept.card
+        if health_mode == "learned" and kept is None:
+            if history is not None and n >= 50:
+                card = learned_health_card(card, history, as_of, horizon, warnings)
+            else:
+                warnings.append("learned health needs the risk history and 50 customers; "
+                                "the configured weights are used")
+        contrib = card.contributions(table)
+        health = contrib.sum(axis=1)
+    warnings.extend(sorted({str(w.message) for w in caught}))
+    if history is not None:
+        history.close()
+    fit_warnings = warnings[fit_warnings_from:]
+    trend: dict[str, Any] = {}
+    if trend_days:
+        say("health trend")
+        try:
+            trend = health_trend(ws, as_of, ids, health, card, trend_days,
+                                 type(pm.model).__name__ if pm.model is not None
+                                 else "BetaGeo", features_at=many)
+        except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
+            warnings.append(f"health trend skipped ({e})")
+    quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
+
+    say("assigning stages")
+    from custdyn.dynamics import assign_stages
+
+    ex = _align(ids, ws.con.execute(
+        """SELECT customer_id,
+                  bool_or(kind = 'cancellation')::DOUBLE AS cancelled,
+                  max(gap) AS max_gap_days
+           FROM (SELECT customer_id, kind,
+                        CASE WHEN kind IN (SELECT unnest(?::VARCHAR[])) THEN
+                          date_diff('day', lag(occurred_at) OVER (PARTITION BY customer_id,
+                            kind IN (SELECT unnest(?::VARCHAR[])) ORDER BY occurred_at),
+                            occurred_at) END AS gap
+                 FROM interactions WHERE occurred_at < ?)
+           GROUP BY customer_id""",
+        [ws.settings.purchase_kinds, ws.settings.purchase_kinds, as_of]).to_arrow_table())
+    stages = assign_stages(
+        n_orders=n_orders,
+        has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
+        if "account_opened_at" in feats.column_names else np.zeros(n, bool),
+        days_since_account=_days_since(_col(feats, "account_opened_at"), as_of),
+        days_since_first_order=_days_since(_col(feats, "first_order_at"), as_of),
+        days_since_last_order=(np.asarray(_col(feats, "T"), dtype=float)
+                               - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0,
+        days_since_customer_contact=_col(feats, "days_since_customer_contact"),
+        p_alive=cols["p_alive"],
+        defection_risk=risk,
+        cancelled=ex["cancelled"] == 1.0,
+        max_gap_days=ex["max_gap_days"],
+        rules=extra.get("stages"),
+    )
+
+    say("writing scores")
+    run_id = "run-" + uuid.uuid4().hex[:12]
+    contributions = _json_rows(ws.con, {
+        "health": dict(zip(card.component_names, contrib.T, strict=True)),
+        "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
+                            strict=True)),
+        "attention": dict(zip(rel.attention_components,
+                              np.asarray(rel.attention_contributions).T, strict=True)),
+        "health_trend": trend,
+    }, n)
+    out = pa.table({
+        "customer_id": ids,
+        "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        **{k: pa.array(v, pa.float64(), from_pandas=True) for k, v in cols.items()},
+        "defection_risk": pa.array(risk, pa.float64(), from_pandas=True),
+        "health": pa.array(health, pa.float64(), from_pandas=True),
+        "loyalty": pa.array(rel.loyalty, pa.float64(), from_pandas=True),
+        "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
+        "quadrant": list(quad.labels),
+        "stage": list(stages),
+        "reasons": [json.dumps(r) if r else "[]" for r in reasons],
+        "contributions": contributions,
+    })
+    quad_rows = json.loads(quad.table.to_json(orient="records"))
+    warnings = list(dict.fromkeys(warnings))
+    stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
+    result = AnalysisResult(
+        as_of=as_of, run_id=run_id, reused=False, n_customers=n,
+        purchase_model=type(pm.model).__name__ if pm.model is not None else None,
+        model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
+        stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
+        step_seconds=steps, step_peak_mib=peaks,
+        models_from=None if kept is None else {"run_id": kept.run_id,
+                                               "as_of": kept.as_of.isoformat()})
+    if kept is None:  # kept for the runs of the next [analysis] refit_every_days
+        models_file = save_fitted(ws, FittedModels(
+            run_id=run_id, as_of=as_of, purchase=pm.model, spend=pm.spend,
+            comparison=pm.comparison, risk=model, contract=cm, card=card,
+            backtest=backtest_rows, warnings=fit_warnings))
+    else:
+        models_file = f"{FITTED_DIR}/{kept.run_id}.pkl"
+    con = ws.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
+        con.register("_scores", out)
+        con.execute("INSERT INTO scores SELECT * FROM _scores")
+        con.unregister("_scores")
+        now = dt.datetime.now(dt.UTC)
+        diag = result.to_dict()
+        diag.pop("as_of")
+        if pm.model is not None:
+            con.execute(
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'purchase', ?, ?, ?, ?, ?, ?, ?)",
+                [run_id + "-purchase", as_of, now, type(pm.model).__name__,
+                 json.dumps({k: _num(v) for k, v in pm.model.params_.items()}),
+                 json.dumps({"log_likelihood": _num(pm.model.log_likelihood_),
+                             "aic": _num(pm.model.aic_), "converged": bool(pm.model.converged_),
+                             "comparison": pm.comparison}),
+                 first, as_of, fp, __version__])
+        if pm.spend is not None:
+            con.execute(
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'spend', 'GammaGamma', ?, ?, ?, ?, ?, ?)",
+                [run_id + "-spend", as_of, now,
+                 json.dumps({k: _num(v) for k, v in pm.spend.params_.items()}),
+                 json.dumps({"log_likelihood": _num(pm.spend.log_likelihood_)}),
+                 first, as_of, fp, __version__])
+        con.execute(
+            "INSERT INTO model_runs VALUES (?, ?, ?, 'health', ?, ?, ?, ?, ?, ?, ?)",
+            [run_id + "-health", as_of, now, f"Scorecard ({health_mode})",
+             json.dumps(card.to_config()), json.dumps({"trend_days": list(trend_days)}),
+             first, as_of, fp, __version__])
+        con.execute(
+            "INSERT INTO model_runs VALUES (?, ?, ?, 'analysis', 'analyze', ?, ?, ?, ?, ?, ?)",
+            [run_id, as_of, now, json.dumps({"text_engine": text_engine,
+                                             "horizon_days": horizon,
+                                             "risk_label": rcfg["label"],
+                                             "health_mode": health_mode,
+                                             "settings_hash": settings_hash,
+                                             "models_file": models_file,
+                                             "models_from": result.models_from}, default=str),
+             json.dumps(diag, default=str), first, as_of, fp, __version__])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    say("")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory so far, in MiB (0 where it cannot be read)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return float(peak) / (2**20 if sys.platform == "darwin" else 1024)
+    except (ImportError, OSError):
+        return 0.0
+
+
+def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
+    """One JSON object per row, ``{group: {name: value}}``, from columns of ``n`` numbers
+    (non-finite values become null), built by the database rather than row by row."""
+    import numpy as np
+    import pyarrow as pa
+
+    def lit(text: str) -> str:
+        return "'" + str(text).replace("'", "''") + "'"
+
+    cols: dict[str, Any] = {"_row": pa.array(np.arange(n, dtype=np.int64))}
+    parts = []
+    for group, members in groups.items():
+        inner = []
+        for name, values in members.items():
+            v = np.asarray(values, dtype=float).reshape(-1)
+            col = f"c{len(cols)}"
+            cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
+                                 from_pandas=True)
+            inner.append(f"{lit(name)}, {col}")
+        parts.append(f"{lit(group)}, json_object({', '.join(inner)})")
+    cur = con.cursor()
+    try:
+        cur.register("_json_rows", pa.table(cols))
+        out = cur.execute(f"SELECT json_object({', '.join(parts)})::VARCHAR FROM _json_rows "
+                          "ORDER BY _row").to_arrow_table().column(0)
+    finally:
+        cur.close()
+    return out

@@ -1,0 +1,140 @@
+"""Text signals for the workspace: ``enrich`` scores the text of interactions that have no
+``text_signals`` row for the chosen engine yet, committing batch by batch, so an interrupted
+run resumes where it stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from custdyn.store import Workspace
+
+
+@dataclass
+class EnrichResult:
+    """What one ``enrich`` run did."""
+
+    engine: str
+    pending: int
+    scored: int
+    already_scored: int
+    seconds: float
+
+
+def pending_texts(ws: Workspace, engine_version: str, directions: tuple[str, ...]) -> int:
+    """How many interactions with text still lack a signal row for ``engine_version``."""
+    row = ws.con.execute(_PENDING_COUNT.format(dirs=_dirs(directions)), [engine_version]).fetchone()
+    return int(row[0]) if row else 0
+
+
+_PENDING = """
+    SELECT i.interaction_id, i.text, c.language
+    FROM interactions i LEFT JOIN customers c ON c.customer_id = i.customer_id
+    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
+      AND (i.direction IS NULL OR i.direction IN ({dirs}))
+      AND NOT EXISTS (SELECT 1 FROM text_signals s
+                      WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
+    ORDER BY i.occurred_at, i.interaction_id
+"""
+_PENDING_COUNT = """
+    SELECT count(*) FROM interactions i
+    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
+      AND (i.direction IS NULL OR i.direction IN ({dirs}))
+      AND NOT EXISTS (SELECT 1 FROM text_signals s
+                      WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
+"""
+
+
+def _dirs(directions: tuple[str, ...]) -> str:
+    return ", ".join("'" + d.replace("'", "''") + "'" for d in directions)
+
+
+def resolve_text_engine(ws: Workspace, fallback: str) -> str:
+    """The text engine a workspace uses when none is named: the text room's choice
+    (``custdyn.text.default_engine_name``, e.g. a trained workspace model) where it offers
+    one, else ``fallback``."""
+    import custdyn.text as text
+
+    resolver = getattr(text, "default_engine_name", None)
+    if resolver is None:
+        return fallback
+    return str(resolver(ws, fallback=fallback))
+
+
+def enrich(
+    ws: Workspace,
+    engine: str | None = None,
+    *,
+    directions: tuple[str, ...] = ("inbound",),
+    batch_size: int | None = None,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EnrichResult:
+    """Score interactions' text with a text engine; only what is not yet scored.
+
+    Parameters
+    ----------
+    engine : a text engine name (``default``, ``bulk``, ``hf:PATH``, ``onnx:PATH``); default
+        the workspace's own (:func:`resolve_text_engine`), else ``default``.
+    directions : which messages to score; by default the customers' own (inbound, plus
+        records without a direction).
+    batch_size : texts per committed batch (an interrupted run loses at most one batch);
+        default 8,192 for the bulk engine (about a second of its work), else 512.
+    limit : score at most this many (for a quick look).
+    progress : called as ``progress(done, total)`` after each batch.
+    """
+    import time
+
+    from custdyn.text import CompetitorMatcher, TextAnalyzer, enrich_batches
+
+    t0 = time.perf_counter()
+    analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"))
+    version = analyzer.version
+    if batch_size is None:
+        batch_size = 8192 if version.startswith("bulk:") else 512
+    total = pending_texts(ws, version, directions)
+    already = int(ws.con.execute(
+        "SELECT count(*) FROM text_signals WHERE engine = ?", [version]).fetchone()[0])  # type: ignore[index]
+    if limit is not None:
+        total = min(total, limit)
+    matcher = CompetitorMatcher(ws.settings.competitors) if ws.settings.competitors else None
+    done = 0
+
+    def rows() -> Iterator[tuple[str, str, str | None]]:
+        reader = ws.con.cursor()  # a second cursor reads while the first one writes
+        reader.execute(_PENDING.format(dirs=_dirs(directions)), [version])
+        n = 0
+        while True:
+            chunk = reader.fetchmany(batch_size)
+            if not chunk:
+                break
+            for r in chunk:
+                if limit is not None and n >= limit:
+                    return
+                n += 1
+                yield r[0], r[1], r[2]
+
+    for table in enrich_batches(rows(), analyzer, matcher=matcher, batch_size=batch_size):
+        ws.con.execute("BEGIN TRANSACTION")
+        ws.con.register("_signals", table)
+        ws.con.execute("INSERT OR IGNORE INTO text_signals SELECT * FROM _signals")
+        ws.con.unregister("_signals")
+        ws.con.execute("COMMIT")
+        done += table.num_rows
+        if progress:
+            progress(done, total)
+    return EnrichResult(version, total, done, already, time.perf_counter() - t0)
+
+
+def text_summary(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
+    """Counts of scored texts by engine, language and sentiment."""
+    where = "WHERE engine = ?" if engine else ""
+    params = [engine] if engine else []
+    rows = ws.con.execute(
+        f"""SELECT engine, language, sentiment, count(*) FROM text_signals {where}
+        GROUP BY ALL ORDER BY 1, 2, 3""", params).fetchall()
+    out: dict[str, Any] = {}
+    for eng, lang, sent, n in rows:
+        out.setdefault(eng, {}).setdefault(lang or "?", {})[sent or "?"] = int(n)
+    return out
