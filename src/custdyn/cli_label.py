@@ -19,7 +19,7 @@ from custdyn.cli import (
     EXIT_WARN,
     JsonOpt,
     _fail,
-    _open,
+    _workspace,
     app,
     console,
     err,
@@ -88,11 +88,8 @@ def label(
         select_for_labelling,
     )
 
-    try:
-        ws = _open(read_only=False, purpose="custdyn label")
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
+    with _workspace(read_only=False, purpose="custdyn label",
+                    catch=(CustdynError, ValueError, OSError)) as ws:
         who = by
         if who is None:
             from custdyn.store import _user
@@ -141,10 +138,6 @@ def label(
                       language=c.language, labelled_by=who, source="cli")  # fmt: skip
             done += 1
         total = label_count(ws)
-    except (CustdynError, ValueError, OSError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
     if as_json:
         print_json({"labelled": done, "skipped": skipped, "labels": total})
     else:
@@ -195,11 +188,8 @@ def train_text(
             require_torch()
         except ImportError as e:
             raise _fail(e) from None
-    try:
-        ws = _open(read_only=False, purpose="custdyn train-text")
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
+    with _workspace(read_only=False, purpose="custdyn train-text",
+                    catch=(CustdynError, ValueError, OSError, ImportError)) as ws:
         with _progress("embedding labelled texts", as_json) as bar:
             task = bar.add_task("embed", total=None)
             if finetune:
@@ -215,10 +205,6 @@ def train_text(
             else:
                 r = train_workspace(ws, _config(no_ngrams), folds=folds,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t))
-    except (CustdynError, ValueError, OSError, ImportError) as e:
-        raise _fail(e) from None
-    finally:
-        ws.close()
     if as_json:
         print_json(r)
         return
@@ -254,11 +240,8 @@ def text_models(
     """List the workspace's trained text models; roll back or choose the default."""
     from custdyn.text import workspace_models as wm
 
-    try:
-        ws = _open(read_only=not (rollback or use), purpose="custdyn text-models")
-    except CustdynError as e:
-        raise _fail(e) from None
-    try:
+    with _workspace(read_only=not (rollback or use), purpose="custdyn text-models",
+                    catch=(CustdynError, ValueError)) as ws:
         if rollback and use:
             raise ValueError("give --rollback or --use, not both")
         msg = None
@@ -269,10 +252,6 @@ def text_models(
             msg = f"the default is now {wm.set_default(ws, use)}"
         models = wm.list_models(ws)
         default = wm.default_engine_name(ws)
-    except (CustdynError, ValueError) as e:
-        raise _fail(e, EXIT_REFUSED) from None
-    finally:
-        ws.close()
     if as_json:
         print_json({"default": default, "models": models})
         return
@@ -322,11 +301,8 @@ def learning_curve(
             else:
                 from custdyn.text.workspace_models import label_features
 
-                ws = _open(read_only=False, purpose="custdyn learning-curve")
-                try:
+                with _workspace(read_only=False, purpose="custdyn learning-curve") as ws:
                     feats, yy, _ = label_features(ws, cfg.bits)
-                finally:
-                    ws.close()
                 y = yy.tolist()
             ho = None
             if heldout is not None:
