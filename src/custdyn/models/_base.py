@@ -906,6 +906,45 @@ class TransactionModel(BaseModel):
         raise NotImplementedError
 
 
+def _bg_pair_expectation(
+    params: tuple[float, ...], ux: FloatArray, ut: FloatArray, t: float, b_shift: float
+) -> FloatArray:
+    """BG/NBD-family ``E[X(T, T + t) | alive]`` per distinct (x, T) pair: ``b_shift`` is 0 for
+    BG/NBD and 1 for MBG/NBD (whose Beta parameter is ``b + x + 1``)."""
+    r, alpha, a, b = params
+    return recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux + b_shift, np.full_like(ux, t) / (alpha + ut))
+
+
+def bg_expected_curve(
+    model: TransactionModel, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray, b_shift: float
+) -> FloatArray:
+    """Conditional expectations of a BG/NBD-family model at horizons ``ts``, shape
+    (len(ts), n); the hypergeometric part depends on (x, T) only and is evaluated once per
+    distinct pair. ``b_shift`` as in :func:`_bg_pair_expectation`."""
+    params = model._p()
+    alive = model.p_alive(x, tx, big_t)  # type: ignore[attr-defined]
+    (ux, ut), inv = model._pair_index(x, big_t)
+    out = np.empty((len(ts), len(x)))
+    for k, t in enumerate(ts):
+        out[k] = alive * _bg_pair_expectation(params, ux, ut, t, b_shift)[inv]
+    return out
+
+
+def bg_weighted_curve(
+    model: TransactionModel, ts: FloatArray, coef: FloatArray, x: FloatArray, tx: FloatArray,
+    big_t: FloatArray, b_shift: float,
+) -> FloatArray:
+    """``sum_k coef_k E[X(T, T + ts_k) | history]`` per customer for a BG/NBD-family model:
+    P(alive) times a sum over horizons that is evaluated once per distinct (x, T) pair."""
+    params = model._p()
+    alive = model.p_alive(x, tx, big_t)  # type: ignore[attr-defined]
+    (ux, ut), inv = model._pair_index(x, big_t)
+    acc = np.zeros(len(ux))
+    for c, t in zip(coef, ts, strict=True):
+        acc += c * _bg_pair_expectation(params, ux, ut, t, b_shift)
+    return alive * acc[inv]
+
+
 def bg_family_sum(
     model: BaseModel,
     r: float,

@@ -11,7 +11,9 @@ from custdyn.models._base import (
     TransactionModel,
     as_float_array,
     beta_power_expectation,
+    bg_expected_curve,
     bg_family_sum,
+    bg_weighted_curve,
     check_rfm,
     log_beta,
     log_nb_pmf,
@@ -189,29 +191,12 @@ class BetaGeo(TransactionModel):
         return alive * e
 
     def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
-        """Conditional expectations at horizons ``ts``, shape (len(ts), n); the hypergeometric
-        part depends on (x, T) only and is evaluated once per distinct pair."""
-        r, alpha, a, b = self._p()
-        alive = self.p_alive(x, tx, big_t)
-        (ux, ut), inv = self._pair_index(x, big_t)
-        out = np.empty((len(ts), len(x)))
-        for k, t in enumerate(ts):
-            e = recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux, np.full_like(ux, t) / (alpha + ut))
-            out[k] = alive * e[inv]
-        return out
+        return bg_expected_curve(self, ts, x, tx, big_t, b_shift=0.0)
 
     def _weighted_curve(
         self, ts: FloatArray, coef: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray
     ) -> FloatArray:
-        """``sum_k coef_k E[X(T, T + ts_k) | history]`` per customer: P(alive) times a sum
-        over horizons that is evaluated once per distinct (x, T) pair."""
-        r, alpha, a, b = self._p()
-        alive = self.p_alive(x, tx, big_t)
-        (ux, ut), inv = self._pair_index(x, big_t)
-        acc = np.zeros(len(ux))
-        for c, t in zip(coef, ts, strict=True):
-            acc += c * recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux, np.full_like(ux, t) / (alpha + ut))
-        return alive * acc[inv]
+        return bg_weighted_curve(self, ts, coef, x, tx, big_t, b_shift=0.0)
 
     def probability_of_n_purchases(self, t: ArrayLike, n: ArrayLike) -> FloatArray:
         """``P(X(t) = n)``: probability of exactly ``n`` repeat purchases in ``(0, t]``.
