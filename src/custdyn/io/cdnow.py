@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from custdyn.io.base import Chunk, Restart, RowError, Source, records_to_chunk
+from custdyn.io._lines import line_chunks
+from custdyn.io.base import Chunk, Restart, RowError, Source
 from custdyn.io.mapping import Mapping
 
 CHUNK_ROWS = 100_000
@@ -45,34 +46,23 @@ class CdnowSource(Source):
         )
 
     def chunks(self) -> Iterator[Chunk | Restart]:
-        records: list[dict] = []
-        rows: list[int] = []
-        errors: list[RowError] = []
-        with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                self.bytes_read += len(raw)
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    errors.append(RowError(lineno, None, "bytes that are not valid UTF-8",
-                                           raw.decode("latin-1")))
-                    continue
-                if not line.strip():
-                    continue
-                m = _LINE.match(line)
-                if m is None:
-                    if lineno == 1 and not re.search(r"\d{8}", line):
-                        continue  # a header line
-                    errors.append(RowError(lineno, None,
-                                           "expected 4 columns: customer id, date YYYYMMDD, "
-                                           "quantity, amount", line.rstrip("\r\n")))
-                    continue
-                cid, date, qty, amount = m.groups()
-                records.append({"customer_id": cid, "occurred_at": date, "amount": amount,
-                                "quantity": qty, "line": str(lineno)})
-                rows.append(lineno)
-                if len(records) >= CHUNK_ROWS:
-                    yield records_to_chunk(records, rows, errors)
-                    records, rows, errors = [], [], []
-        if records or errors:
-            yield records_to_chunk(records, rows, errors)
+        return line_chunks(self, self._parse, CHUNK_ROWS)
+
+    @staticmethod
+    def _parse(lineno: int, raw: bytes) -> dict | RowError | None:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return RowError(lineno, None, "bytes that are not valid UTF-8", raw.decode("latin-1"))
+        if not line.strip():
+            return None
+        m = _LINE.match(line)
+        if m is None:
+            if lineno == 1 and not re.search(r"\d{8}", line):
+                return None  # a header line
+            return RowError(lineno, None,
+                            "expected 4 columns: customer id, date YYYYMMDD, quantity, amount",
+                            line.rstrip("\r\n"))
+        cid, date, qty, amount = m.groups()
+        return {"customer_id": cid, "occurred_at": date, "amount": amount, "quantity": qty,
+                "line": str(lineno)}

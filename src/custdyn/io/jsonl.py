@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from custdyn.io.base import Chunk, Restart, RowError, Source, records_to_chunk
+from custdyn.io._lines import line_chunks
+from custdyn.io.base import Chunk, Restart, RowError, Source
 
 CHUNK_ROWS = 20_000
 
@@ -21,45 +22,23 @@ class JsonlSource(Source):
         self.encoding = encoding
 
     def chunks(self) -> Iterator[Chunk | Restart]:
-        records: list[dict] = []
-        rows: list[int] = []
-        errors: list[RowError] = []
-        with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                self.bytes_read += len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode(self.encoding)
-                except UnicodeDecodeError as e:
-                    errors.append(
-                        RowError(
-                            lineno,
-                            None,
+        return line_chunks(self, self._parse, CHUNK_ROWS)
+
+    def _parse(self, lineno: int, raw: bytes) -> dict | RowError | None:
+        if not raw.strip():
+            return None
+        try:
+            line = raw.decode(self.encoding)
+        except UnicodeDecodeError as e:
+            return RowError(lineno, None,
                             f"bytes that are not valid {self.encoding} at position {e.start}",
-                            raw.decode(self.encoding, "backslashreplace").rstrip("\r\n"),
-                        )
-                    )
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    errors.append(
-                        RowError(lineno, None, f"not valid JSON: {e.msg} at column {e.colno}",
-                                 line.rstrip("\r\n"))
-                    )
-                    continue
-                if not isinstance(obj, dict):
-                    errors.append(
-                        RowError(lineno, None,
-                                 f"expected a JSON object, got {type(obj).__name__}",
-                                 line.rstrip("\r\n"))
-                    )
-                    continue
-                records.append(obj)
-                rows.append(lineno)
-                if len(records) >= CHUNK_ROWS:
-                    yield records_to_chunk(records, rows, errors)
-                    records, rows, errors = [], [], []
-        if records or errors:
-            yield records_to_chunk(records, rows, errors)
+                            raw.decode(self.encoding, "backslashreplace").rstrip("\r\n"))
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            return RowError(lineno, None, f"not valid JSON: {e.msg} at column {e.colno}",
+                            line.rstrip("\r\n"))
+        if not isinstance(obj, dict):
+            return RowError(lineno, None, f"expected a JSON object, got {type(obj).__name__}",
+                            line.rstrip("\r\n"))
+        return obj
