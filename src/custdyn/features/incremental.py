@@ -140,15 +140,12 @@ def snapshot_expr(
 
     Parameters
     ----------
-    b : Backend
-        Where it runs.
-    moments : sequence of float
-        The ``as_of`` moments as UTC epoch seconds, sorted, distinct.
+    b, moments, part
+        As for :func:`plan`: where it runs, the ``as_of`` moments (UTC epoch seconds, sorted,
+        distinct) and the optional part of the customers.
     dates : ibis.Table
         The same moments as a table: ``as_of`` (UTC timestamp), ``as_of_s`` and ``k`` (the
         position in ``moments``, from 0).
-    part : (int or ibis.Table, int), optional
-        See :func:`plan`.
     **options
         ``purchase_kinds``, ``time_unit``, ``unanswered_after_hours``, ``text_engine``, as
         for :func:`custdyn.features.feature_expr`.
