@@ -415,3 +415,38 @@ def test_responders_match_a_direct_count(tmp_path_factory, threads):
             e["turns"], len(e["replies"]), e["unanswered"])
         if e["replies"]:
             assert r["median_first_reply_h"] == pytest.approx(float(np.median(e["replies"])))
+
+
+@pytest.mark.slow
+def test_themes_are_extended_not_refitted_as_new_texts_arrive(world, tmp_path):
+    """A later fit keeps the stored themes (same ids and names): the texts they had keep
+    their theme, new texts join the theme of their nearest assigned neighbours; a refit or a
+    window with mostly new texts starts afresh."""
+    import shutil
+
+    ts = world["themes"]
+    d = tmp_path / "themes"
+    shutil.copytree(world["dir"], d, ignore=shutil.ignore_patterns("custdyn.lock"))
+    themed = [(i, t) for i, t in ts.assignments.items() if t is not None][:40]
+    later = world["as_of"]
+    with Workspace.open(d) as ws:
+        # 40 new messages (late-arriving data): copies of assigned ones, two days before as_of
+        ws.con.execute(
+            "INSERT INTO interactions SELECT interaction_id || '-again', customer_id, "
+            "CAST(? AS TIMESTAMPTZ) - INTERVAL 2 DAY, channel, kind, direction, amount, "
+            "currency, subject, text, NULL, agent_id, source, attributes, batch_id "
+            "FROM interactions WHERE interaction_id IN (SELECT unnest(?::VARCHAR[]))",
+            [later, [i for i, _ in themed]])
+        ext = fit_themes(ws, later, max_embed=MAX_EMBED)
+        fresh = fit_themes(ws, later, max_embed=MAX_EMBED, refit=True)
+    assert ext.extended_from == ts.run_id and not ext.reused
+    assert [t["id"] for t in ext.themes] == [t["id"] for t in ts.themes]
+    assert [t["name"] for t in ext.themes] == [t["name"] for t in ts.themes]
+    # a copy joins its original's theme unless its other near neighbours vote it elsewhere
+    same = sum(ext.assignments[i + "-again"] == t for i, t in themed)
+    assert same >= 0.7 * len(themed), same
+    assert all(ext.assignments[i + "-again"] in {t["id"] for t in ts.themes} | {None}
+               for i, _ in themed)
+    kept = [i for i in ext.assignments if i in ts.assignments]
+    assert kept and all(ext.assignments[i] == ts.assignments[i] for i in kept)
+    assert fresh.extended_from is None and fresh.run_id != ext.run_id

@@ -326,12 +326,15 @@ class ThemeSet:
     ``themes``: one dict per theme (id, name, key_phrases, examples [{text, language}],
     n_texts, languages); ``assignments``: theme id (or None) per interaction_id of every text
     considered; ``n_embedded``: texts embedded and clustered (the rest joined by their nearest
-    neighbours); ``run_id``: the ``model_runs`` row it is stored in (None if not stored).
+    neighbours); ``run_id``: the ``model_runs`` row it is stored in (None if not stored);
+    ``extended_from``: the stored fit whose themes this one kept, assigning only the texts
+    that fit had not seen (None for a fresh fit).
     """
 
     def __init__(self, as_of: dt.datetime, days: int, themes: list[dict[str, Any]],
                  assignments: dict[str, str | None], n_embedded: int, fingerprint: str,
-                 run_id: str | None = None, reused: bool = False, seconds: float = 0.0) -> None:
+                 run_id: str | None = None, reused: bool = False, seconds: float = 0.0,
+                 extended_from: str | None = None) -> None:
         self.as_of = as_of
         self.days = days
         self.themes = themes
@@ -341,6 +344,7 @@ class ThemeSet:
         self.run_id = run_id
         self.reused = reused
         self.seconds = seconds
+        self.extended_from = extended_from
 
     def __repr__(self) -> str:
         return (f"ThemeSet({len(self.themes)} themes over {len(self.assignments):,} texts, "
@@ -437,12 +441,17 @@ def fit_themes(
     n-grams. The fit is stored in
     ``model_runs`` (kind ``themes``) when the workspace is writable and ``store`` is set, and
     reused while the data and the arguments are unchanged (``refit`` forces a new fit).
+
+    When the data or ``as_of`` changed, a stored fit with the same arguments from at most
+    ``[analysis] refit_every_days`` (default 30) before ``as_of`` is extended instead: its
+    themes (ids, names, key phrases, examples) are kept, the texts it had assigned keep their
+    theme, and each new text takes the theme of its nearest assigned neighbours, so theme ids
+    stay the same from one run to the next. A fresh fit is made when more than half of the
+    texts are new, when none of the old ones is still in the window, or with ``refit``.
     ``embed`` replaces the encoder (texts -> unit vectors), e.g. for tests.
     """
     import time
-    import uuid
 
-    from custdyn import __version__
     from custdyn.text.themes import ThemeModel
 
     t0 = time.perf_counter()
@@ -463,6 +472,15 @@ def fit_themes(
     if not rows:
         raise CustdynError(f"no customer messages with text in the {days} days before "
                            f"{at.date()}: nothing to find themes in")
+    if not refit:
+        extended = _extend_themes(ws, at, days, rows, key, fp)
+        if extended is not None:
+            extended.seconds = time.perf_counter() - t0
+            if store and not ws.read_only:
+                _store_themes(ws, extended, rows, key, {"max_embed": max_embed,
+                              "n_themes": n_themes, "max_themes": max_themes, "seed": seed},
+                              None)
+            return extended
     ids = [r[0] for r in rows]
     custs = [r[1] for r in rows]
     texts = [str(r[3]) for r in rows]
@@ -491,20 +509,63 @@ def fit_themes(
     ts = ThemeSet(at, days, themes, assignments, int(len(sample)), fp,
                   seconds=time.perf_counter() - t0)
     if store and not ws.read_only:
-        run_id = "themes-" + uuid.uuid4().hex[:12]
-        first = min(r[2] for r in rows)
-        ws.con.execute(
-            "INSERT INTO model_runs VALUES (?, ?, ?, 'themes', 'ThemeModel', ?, ?, ?, ?, ?, ?)",
-            [run_id, at, dt.datetime.now(dt.UTC),
-             json.dumps({"themes": themes, "days": days, "max_embed": max_embed,
-                         "n_themes": n_themes, "max_themes": max_themes, "seed": seed},
-                        ensure_ascii=False),
-             json.dumps({"assignments": assignments, "n_embedded": ts.n_embedded,
-                         "n_texts": len(rows),
-                         "silhouette": getattr(model, "silhouette_", None)}),
-             first, at, fp, __version__])
-        ts.run_id = run_id
+        _store_themes(ws, ts, rows, key, {"max_embed": max_embed, "n_themes": n_themes,
+                                          "max_themes": max_themes, "seed": seed},
+                      getattr(model, "silhouette_", None))
     return ts
+
+
+def _store_themes(ws: Workspace, ts: ThemeSet, rows: list[tuple[Any, ...]], key: str,
+                  args: dict[str, Any], silhouette: Any) -> None:
+    """Write ``ts`` to ``model_runs`` (kind ``themes``) and set its ``run_id``."""
+    import uuid
+
+    from custdyn import __version__
+
+    run_id = "themes-" + uuid.uuid4().hex[:12]
+    ws.con.execute(
+        "INSERT INTO model_runs VALUES (?, ?, ?, 'themes', 'ThemeModel', ?, ?, ?, ?, ?, ?)",
+        [run_id, ts.as_of, dt.datetime.now(dt.UTC),
+         json.dumps({"themes": ts.themes, "days": ts.days, **args, "key": key,
+                     "extended_from": ts.extended_from}, ensure_ascii=False),
+         json.dumps({"assignments": ts.assignments, "n_embedded": ts.n_embedded,
+                     "n_texts": len(rows), "silhouette": silhouette}),
+         min(r[2] for r in rows), ts.as_of, ts.fingerprint, __version__])
+    ts.run_id = run_id
+
+
+def _extend_themes(ws: Workspace, at: dt.datetime, days: int, rows: list[tuple[Any, ...]],
+                   key: str, fp: str) -> ThemeSet | None:
+    """The latest stored fit with the same arguments (``key``) within ``[analysis]
+    refit_every_days`` before ``at``, its themes kept and the new texts assigned to them by
+    their nearest assigned neighbours; None when a fresh fit is due (see :func:`fit_themes`)."""
+    from custdyn import __version__
+
+    refit_days = float(ws.settings.extra.get("analysis", {}).get("refit_every_days", 30))
+    if refit_days <= 0:
+        return None
+    found = ws.con.execute(
+        "SELECT run_id, params, diagnostics FROM model_runs WHERE kind = 'themes' "
+        "AND custdyn_version = ? AND as_of <= ? AND as_of >= ? "
+        "ORDER BY as_of DESC, created_at DESC",
+        [__version__, at, at - dt.timedelta(days=refit_days)]).fetchall()
+    for run_id, params, diag in found:
+        p = json.loads(params or "{}")
+        if p.get("key") != key:
+            continue
+        d = json.loads(diag or "{}")
+        old: dict[str, str | None] = d.get("assignments", {})
+        known = [r for r in rows if r[0] in old]
+        new = [r for r in rows if r[0] not in old]
+        if not known or len(new) > len(rows) / 2:
+            return None
+        got = _neighbour_labels([str(r[3]) for r in known], [old[r[0]] for r in known],
+                                [str(r[3]) for r in new])
+        assignments = {r[0]: old[r[0]] for r in known}
+        assignments.update({r[0]: lab for r, lab in zip(new, got, strict=True)})
+        return ThemeSet(at, days, p["themes"], assignments, int(d.get("n_embedded", 0)), fp,
+                        extended_from=run_id)
+    return None
 
 
 # =========================================================================== backlog
