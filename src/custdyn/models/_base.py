@@ -945,6 +945,45 @@ def bg_weighted_curve(
     return alive * acc[inv]
 
 
+def bg_time_terms(
+    model: BaseModel, alpha: float, tx: FloatArray, big_t: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per row ``log(alpha + T)``, ``log(alpha + t_x)``, ``1 / (alpha + T)`` and
+    ``1 / (alpha + t_x)`` of a BG/NBD-family likelihood, each computed once per distinct value."""
+    ut, it = model._unique_index(big_t, "T")
+    us, is_ = model._unique_index(tx, "recency")
+    return (np.log(alpha + ut)[it], np.log(alpha + us)[is_],
+            (1.0 / (alpha + ut))[it], (1.0 / (alpha + us))[is_])
+
+
+def bg_per_x(
+    r: float, alpha: float, a: float, b: float, ux: FloatArray, b_shift: float, hess: bool = False
+) -> dict[str, FloatArray]:
+    """The per-frequency terms of :func:`bg_family_sum` that BG/NBD (``b_shift`` 0) and
+    MBG/NBD (``b_shift`` 1, Beta parameter ``b + x + 1``) share: ``lg``, ``dr``, ``da``,
+    ``db`` and, with ``hess``, ``hrr``, ``haa``, ``hab``, ``hbb``. Each model adds its own
+    ``c4`` and ``ib``."""
+    bx = b + ux + b_shift
+    abx = a + b + ux + b_shift
+    psi_abx = special.digamma(abx)
+    psi_ab = special.digamma(a + b)
+    per_x = {
+        "lg": special.gammaln(r + ux) - special.gammaln(r) + special.gammaln(bx) + special.gammaln(a + b)
+        - special.gammaln(b) - special.gammaln(abx) + r * np.log(alpha),
+        "dr": special.digamma(r + ux) - special.digamma(r) + np.log(alpha),
+        "da": psi_ab - psi_abx,
+        "db": special.digamma(bx) + psi_ab - special.digamma(b) - psi_abx,
+    }
+    if hess:
+        tg_ab = special.polygamma(1, a + b)
+        tg_abx = special.polygamma(1, abx)
+        per_x["hrr"] = special.polygamma(1, r + ux) - special.polygamma(1, r)
+        per_x["haa"] = tg_ab - tg_abx
+        per_x["hab"] = per_x["haa"]
+        per_x["hbb"] = special.polygamma(1, bx) + tg_ab - special.polygamma(1, b) - tg_abx
+    return per_x
+
+
 def bg_family_sum(
     model: BaseModel,
     r: float,

@@ -13,6 +13,8 @@ from custdyn.models._base import (
     beta_power_expectation,
     bg_expected_curve,
     bg_family_sum,
+    bg_per_x,
+    bg_time_terms,
     bg_weighted_curve,
     check_rfm,
     log_beta,
@@ -50,48 +52,36 @@ class BetaGeo(TransactionModel):
     _lower = (0.0, 0.0, 0.0, 0.0)
 
     # -------------------------------------------------------------- likelihood
+    def _per_x(self, r: float, alpha: float, a: float, b: float, ux: FloatArray, hess: bool) -> dict[str, FloatArray]:
+        """Per distinct frequency: the terms of :func:`bg_per_x` and ``c4``, ``ib`` (the second
+        likelihood term is absent at x = 0)."""
+        per_x = bg_per_x(r, alpha, a, b, ux, 0.0, hess)
+        upos = ux > 0
+        bx1 = np.where(upos, b + ux - 1.0, 1.0)
+        per_x["c4"] = np.where(upos, np.log(a) - np.log(bx1), -np.inf)
+        per_x["ib"] = np.where(upos, 1.0 / bx1, 0.0)
+        return per_x
+
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
         r, alpha, a, b = (float(v) for v in params)
         x, tx, big_t = data
         # terms of one column only: once per distinct value, then gathered
         ux, inv = self._unique_index(x)
-        ut, it = self._unique_index(big_t, "T")
-        us, is_ = self._unique_index(tx, "recency")
-        la_t = np.log(alpha + ut)[it]
-        la_x = np.log(alpha + us)[is_]
-        ia_t = (1.0 / (alpha + ut))[it]
-        ia_x = (1.0 / (alpha + us))[is_]
-        upos = ux > 0
-        bx1 = np.where(upos, b + ux - 1.0, 1.0)
-        c4 = np.where(upos, np.log(a) - np.log(bx1), -np.inf)
-        ib = np.where(upos, 1.0 / bx1, 0.0)
-        lg_x = (
-            special.gammaln(r + ux)
-            - special.gammaln(r)
-            + special.gammaln(b + ux)
-            + special.gammaln(a + b)
-            - special.gammaln(b)
-            - special.gammaln(a + b + ux)
-            + r * np.log(alpha)
-        )
-        psi_abx = special.digamma(a + b + ux)
-        psi_ab = special.digamma(a + b)
-        dr = special.digamma(r + ux) - special.digamma(r) + np.log(alpha)
-        da = psi_ab - psi_abx
-        db = special.digamma(b + ux) + psi_ab - special.digamma(b) - psi_abx
+        la_t, la_x, ia_t, ia_x = bg_time_terms(self, alpha, tx, big_t)
+        per_x = self._per_x(r, alpha, a, b, ux, False)
         # per row: log[(alpha+T)^-(r+x) + a/(b+x-1) (alpha+t_x)^-(r+x)] as a3 + softplus(a4 - a3)
         rx = r + x
         a3 = -rx * la_t
-        d = c4[inv] - rx * (la_x - la_t)
+        d = per_x["c4"][inv] - rx * (la_x - la_t)
         e = np.exp(-np.abs(d))
         w4 = np.where(d > 0, 1.0, e) / (1.0 + e)
         w3 = 1.0 - w4
-        ll = lg_x[inv] + a3 + np.maximum(d, 0.0) + np.log1p(e)
+        ll = per_x["lg"][inv] + a3 + np.maximum(d, 0.0) + np.log1p(e)
         g = np.empty((4, len(x)))
-        g[0] = dr[inv] - w3 * la_t - w4 * la_x
+        g[0] = per_x["dr"][inv] - w3 * la_t - w4 * la_x
         g[1] = r / alpha - rx * (w3 * ia_t + w4 * ia_x)
-        g[2] = da[inv] + w4 / a
-        g[3] = db[inv] - w4 * ib[inv]
+        g[2] = per_x["da"][inv] + w4 / a
+        g[3] = per_x["db"][inv] - w4 * per_x["ib"][inv]
         return ll, g
 
     def _loglik_sum_hess(
@@ -100,27 +90,7 @@ class BetaGeo(TransactionModel):
         """Weighted log-likelihood, its gradient (4,) and analytic Hessian (4, 4)."""
         r, alpha, a, b = (float(v) for v in params)
         ux, _ = self._unique_index(data[0])
-        upos = ux > 0
-        bx1 = np.where(upos, b + ux - 1.0, 1.0)
-        psi_abx = special.digamma(a + b + ux)
-        psi_ab = special.digamma(a + b)
-        per_x = {
-            "lg": special.gammaln(r + ux) - special.gammaln(r) + special.gammaln(b + ux) + special.gammaln(a + b)
-            - special.gammaln(b) - special.gammaln(a + b + ux) + r * np.log(alpha),
-            "c4": np.where(upos, np.log(a) - np.log(bx1), -np.inf),
-            "ib": np.where(upos, 1.0 / bx1, 0.0),
-            "dr": special.digamma(r + ux) - special.digamma(r) + np.log(alpha),
-            "da": psi_ab - psi_abx,
-            "db": special.digamma(b + ux) + psi_ab - special.digamma(b) - psi_abx,
-        }
-        if hess:
-            tg_ab = special.polygamma(1, a + b)
-            tg_abx = special.polygamma(1, a + b + ux)
-            per_x["hrr"] = special.polygamma(1, r + ux) - special.polygamma(1, r)
-            per_x["haa"] = tg_ab - tg_abx
-            per_x["hab"] = per_x["haa"]
-            per_x["hbb"] = special.polygamma(1, b + ux) + tg_ab - special.polygamma(1, b) - tg_abx
-        return bg_family_sum(self, r, alpha, a, data, weights, per_x, hess)
+        return bg_family_sum(self, r, alpha, a, data, weights, self._per_x(r, alpha, a, b, ux, hess), hess)
 
     # -------------------------------------------------------------- predictions
     def p_alive(

@@ -13,6 +13,8 @@ from custdyn.models._base import (
     beta_power_expectation,
     bg_expected_curve,
     bg_family_sum,
+    bg_per_x,
+    bg_time_terms,
     bg_weighted_curve,
     check_rfm,
     log_beta,
@@ -41,37 +43,20 @@ class ModifiedBetaGeo(TransactionModel):
     def _loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray]:
         r, alpha, a, b = params
         x, tx, big_t = data
-        ut, it = self._unique_index(big_t, "T")
-        us, is_ = self._unique_index(tx, "recency")
-        la_t = np.log(alpha + ut)[it]
-        la_x = np.log(alpha + us)[is_]
-        ia_t = (1.0 / (alpha + ut))[it]
-        ia_x = (1.0 / (alpha + us))[is_]
+        la_t, la_x, ia_t, ia_x = bg_time_terms(self, alpha, tx, big_t)
         a3 = -(r + x) * la_t
         a4 = np.log(a) - np.log(b + x) - (r + x) * la_x
         m = np.logaddexp(a3, a4)
         w3 = np.exp(a3 - m)
         w4 = np.exp(a4 - m)
         ux, inv = self._unique_index(x)
-        lg_x = (
-            special.gammaln(r + ux)
-            - special.gammaln(r)
-            + special.gammaln(b + ux + 1)
-            + special.gammaln(a + b)
-            - special.gammaln(b)
-            - special.gammaln(a + b + ux + 1)
-        )
-        psi_abx = special.digamma(a + b + ux + 1)
-        psi_ab = special.digamma(a + b)
-        dr = special.digamma(r + ux) - special.digamma(r)
-        da = psi_ab - psi_abx
-        db = special.digamma(b + ux + 1) + psi_ab - special.digamma(b) - psi_abx
-        ll = lg_x[inv] + r * np.log(alpha) + m
+        per_x = bg_per_x(r, alpha, a, b, ux, 1.0)
+        ll = per_x["lg"][inv] + m
         g = np.empty((4, len(x)))
-        g[0] = dr[inv] + np.log(alpha) - w3 * la_t - w4 * la_x
+        g[0] = per_x["dr"][inv] - w3 * la_t - w4 * la_x
         g[1] = r / alpha - (r + x) * (w3 * ia_t + w4 * ia_x)
-        g[2] = da[inv] + w4 / a
-        g[3] = db[inv] - w4 / (b + x)
+        g[2] = per_x["da"][inv] + w4 / a
+        g[3] = per_x["db"][inv] - w4 / (b + x)
         return ll, g
 
     def _loglik_sum_hess(
@@ -80,24 +65,9 @@ class ModifiedBetaGeo(TransactionModel):
         """Weighted log-likelihood, its gradient (4,) and analytic Hessian (4, 4)."""
         r, alpha, a, b = (float(v) for v in params)
         ux, _ = self._unique_index(data[0])
-        psi_abx = special.digamma(a + b + ux + 1)
-        psi_ab = special.digamma(a + b)
-        per_x = {
-            "lg": special.gammaln(r + ux) - special.gammaln(r) + special.gammaln(b + ux + 1)
-            + special.gammaln(a + b) - special.gammaln(b) - special.gammaln(a + b + ux + 1) + r * np.log(alpha),
-            "c4": np.log(a) - np.log(b + ux),
-            "ib": 1.0 / (b + ux),
-            "dr": special.digamma(r + ux) - special.digamma(r) + np.log(alpha),
-            "da": psi_ab - psi_abx,
-            "db": special.digamma(b + ux + 1) + psi_ab - special.digamma(b) - psi_abx,
-        }
-        if hess:
-            tg_ab = special.polygamma(1, a + b)
-            tg_abx = special.polygamma(1, a + b + ux + 1)
-            per_x["hrr"] = special.polygamma(1, r + ux) - special.polygamma(1, r)
-            per_x["haa"] = tg_ab - tg_abx
-            per_x["hab"] = per_x["haa"]
-            per_x["hbb"] = special.polygamma(1, b + ux + 1) + tg_ab - special.polygamma(1, b) - tg_abx
+        per_x = bg_per_x(r, alpha, a, b, ux, 1.0, hess)
+        per_x["c4"] = np.log(a) - np.log(b + ux)
+        per_x["ib"] = 1.0 / (b + ux)
         return bg_family_sum(self, r, alpha, a, data, weights, per_x, hess)
 
     def p_alive(
