@@ -195,21 +195,24 @@ class BetaGeo(TransactionModel):
     # -------------------------------------------------------------- simulation
     def sample(self, n: int, T: ArrayLike, seed: int | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Simulate ``n`` customers; returns ``(frequency, recency, T)``, each shape (n,)."""
-        r, alpha, a, b = self._p()
-        rng = np.random.default_rng(seed)
-        big_t = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
-        lam = rng.gamma(r, 1.0 / alpha, n)
-        p = rng.beta(a, b, n)
-        drop_after = rng.geometric(np.clip(p, 1e-300, 1.0))  # repeat purchase after which they leave
-        arrivals = rng.poisson(lam * big_t)
-        return _finish_sample(rng, np.minimum(arrivals, drop_after), arrivals, big_t)
+        return _bg_sample(self, n, T, seed, drop_offset=0)
 
 
-def _finish_sample(
-    rng: np.random.Generator, x: np.ndarray, arrivals: np.ndarray, big_t: FloatArray
+def _bg_sample(
+    model: TransactionModel, n: int, T: ArrayLike, seed: int | None, drop_offset: int
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Recency of the x-th of ``arrivals`` uniform purchase times on [0, T]."""
-    x = x.astype(float)
+    """``n`` customers of BG/NBD (``drop_offset`` 0: a customer may leave after each repeat
+    purchase) or MBG/NBD (1: also right after the first purchase); the recency is that of
+    the x-th of the purchase times, uniform on [0, T]."""
+    r, alpha, a, b = model._p()
+    rng = np.random.default_rng(seed)
+    big_t = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    # the repeat purchase after which the customer leaves (0: right after the first)
+    drop_after = rng.geometric(np.clip(p, 1e-300, 1.0)) - drop_offset
+    arrivals = rng.poisson(lam * big_t)
+    x = np.minimum(arrivals, drop_after).astype(float)
     rec = np.zeros_like(big_t)
     pos = x > 0
     rec[pos] = big_t[pos] * rng.beta(x[pos], arrivals[pos] - x[pos] + 1.0)

@@ -22,7 +22,7 @@ from custdyn.models._base import (
     nb_survival,
     recip_beta_expectation,
 )
-from custdyn.models.beta_geo import _finish_sample
+from custdyn.models.beta_geo import _bg_sample
 
 __all__ = ["ModifiedBetaGeo"]
 
@@ -127,11 +127,4 @@ class ModifiedBetaGeo(TransactionModel):
 
     def sample(self, n: int, T: ArrayLike, seed: int | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Simulate ``n`` customers; returns ``(frequency, recency, T)``, each shape (n,)."""
-        r, alpha, a, b = self._p()
-        rng = np.random.default_rng(seed)
-        big_t = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
-        lam = rng.gamma(r, 1.0 / alpha, n)
-        p = rng.beta(a, b, n)
-        drop_after = rng.geometric(np.clip(p, 1e-300, 1.0)) - 1  # 0: left right after the first
-        arrivals = rng.poisson(lam * big_t)
-        return _finish_sample(rng, np.minimum(arrivals, drop_after), arrivals, big_t)
+        return _bg_sample(self, n, T, seed, drop_offset=1)
