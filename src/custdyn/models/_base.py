@@ -906,13 +906,26 @@ class TransactionModel(BaseModel):
         raise NotImplementedError
 
 
-def _bg_pair_expectation(
-    params: tuple[float, ...], ux: FloatArray, ut: FloatArray, t: float, b_shift: float
+def _bg_alive_expectation(
+    params: tuple[float, ...], x: FloatArray, t: FloatArray, big_t: FloatArray, b_shift: float
 ) -> FloatArray:
-    """BG/NBD-family ``E[X(T, T + t) | alive]`` per distinct (x, T) pair: ``b_shift`` is 0 for
-    BG/NBD and 1 for MBG/NBD (whose Beta parameter is ``b + x + 1``)."""
+    """BG/NBD-family ``E[X(T, T + t) | alive]``: ``b_shift`` is 0 for BG/NBD and 1 for MBG/NBD
+    (whose Beta parameter is ``b + x + 1``)."""
     r, alpha, a, b = params
-    return recip_beta_expectation(r + ux, np.full_like(ux, a), b + ux + b_shift, np.full_like(ux, t) / (alpha + ut))
+    return recip_beta_expectation(r + x, np.full_like(x, a), b + x + b_shift, t / (alpha + big_t))
+
+
+def bg_conditional_expected(
+    model: TransactionModel, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+    b_shift: float,
+) -> FloatArray:
+    """Expected repeat purchases in ``(T, T + t]`` given each customer's history, for a
+    BG/NBD-family model (``b_shift`` as in :func:`_bg_alive_expectation`); shape (n,)."""
+    params = model._p()
+    x, tx, big_t = check_rfm(frequency, recency, T)
+    t = np.broadcast_to(as_float_array(t, "t"), x.shape)
+    alive = model.p_alive(x, tx, big_t)  # type: ignore[attr-defined]
+    return alive * _bg_alive_expectation(params, x, t, big_t, b_shift)
 
 
 def bg_expected_curve(
@@ -920,13 +933,13 @@ def bg_expected_curve(
 ) -> FloatArray:
     """Conditional expectations of a BG/NBD-family model at horizons ``ts``, shape
     (len(ts), n); the hypergeometric part depends on (x, T) only and is evaluated once per
-    distinct pair. ``b_shift`` as in :func:`_bg_pair_expectation`."""
+    distinct pair. ``b_shift`` as in :func:`_bg_alive_expectation`."""
     params = model._p()
     alive = model.p_alive(x, tx, big_t)  # type: ignore[attr-defined]
     (ux, ut), inv = model._pair_index(x, big_t)
     out = np.empty((len(ts), len(x)))
     for k, t in enumerate(ts):
-        out[k] = alive * _bg_pair_expectation(params, ux, ut, t, b_shift)[inv]
+        out[k] = alive * _bg_alive_expectation(params, ux, np.full_like(ux, t), ut, b_shift)[inv]
     return out
 
 
@@ -941,7 +954,7 @@ def bg_weighted_curve(
     (ux, ut), inv = model._pair_index(x, big_t)
     acc = np.zeros(len(ux))
     for c, t in zip(coef, ts, strict=True):
-        acc += c * _bg_pair_expectation(params, ux, ut, t, b_shift)
+        acc += c * _bg_alive_expectation(params, ux, np.full_like(ux, t), ut, b_shift)
     return alive * acc[inv]
 
 

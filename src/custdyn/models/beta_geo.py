@@ -11,6 +11,7 @@ from custdyn.models._base import (
     TransactionModel,
     as_float_array,
     beta_power_expectation,
+    bg_conditional_expected,
     bg_expected_curve,
     bg_family_sum,
     bg_per_x,
@@ -153,12 +154,7 @@ class BetaGeo(TransactionModel):
         -------
         array, shape (n,)
         """
-        r, alpha, a, b = self._p()
-        x, tx, big_t = check_rfm(frequency, recency, T)
-        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
-        alive = self.p_alive(x, tx, big_t)
-        e = recip_beta_expectation(r + x, np.full_like(x, a), b + x, t / (alpha + big_t))
-        return alive * e
+        return bg_conditional_expected(self, t, frequency, recency, T, b_shift=0.0)
 
     def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
         return bg_expected_curve(self, ts, x, tx, big_t, b_shift=0.0)

@@ -11,6 +11,7 @@ from custdyn.models._base import (
     TransactionModel,
     as_float_array,
     beta_power_expectation,
+    bg_conditional_expected,
     bg_expected_curve,
     bg_family_sum,
     bg_per_x,
@@ -99,11 +100,7 @@ class ModifiedBetaGeo(TransactionModel):
         self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> FloatArray:
         """Expected repeat purchases in ``(T, T + t]`` given each customer's history; shape (n,)."""
-        r, alpha, a, b = self._p()
-        x, tx, big_t = check_rfm(frequency, recency, T)
-        t = np.broadcast_to(as_float_array(t, "t"), x.shape)
-        alive = self.p_alive(x, tx, big_t)
-        return alive * recip_beta_expectation(r + x, np.full_like(x, a), b + x + 1, t / (alpha + big_t))
+        return bg_conditional_expected(self, t, frequency, recency, T, b_shift=1.0)
 
     def _expected_curve(self, ts: FloatArray, x: FloatArray, tx: FloatArray, big_t: FloatArray) -> FloatArray:
         return bg_expected_curve(self, ts, x, tx, big_t, b_shift=1.0)
