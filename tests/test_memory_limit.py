@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import custdyn.features as cf
@@ -42,9 +42,11 @@ def _as_duckdb_says(limit: str) -> str:
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(64 * 2**20, 2**45))
+@example(1_503_500_698)  # shown a tenth low: 1.3 GiB
 def test_a_shown_limit_sets_back_to_itself(n_bytes: int) -> None:
-    """DuckDB shows the limit cut to a tenth of its unit; restoring the shown text must not
-    lower the limit (again and again), and stays within half a tenth of what was set."""
+    """DuckDB shows the limit to a tenth of its unit (cut, and at times a tenth below: 1.40024
+    GiB shows as 1.3 GiB); restoring the shown text must not lower the limit (again and
+    again), and stays within a tenth of the unit of what was set."""
     _CON.execute(f"SET memory_limit = '{n_bytes}B'")
     shown = _limit(_CON)
     restore = _shown_limit_to_set(shown)
@@ -52,7 +54,7 @@ def test_a_shown_limit_sets_back_to_itself(n_bytes: int) -> None:
         _CON.execute(f"SET memory_limit = '{restore}'")
         assert _limit(_CON) == shown
     unit = _MEMORY_UNITS[shown.split()[1]]
-    assert abs(int(restore.removesuffix("B")) - n_bytes) <= 0.05 * unit + 2**18
+    assert abs(int(restore.removesuffix("B")) - n_bytes) <= 0.1 * unit + 2**18
 
 
 def test_no_limit_is_restored() -> None:

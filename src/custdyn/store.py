@@ -241,8 +241,9 @@ def _shown_limit_to_set(shown: str) -> str:
     DuckDB shows the limit cut to one decimal (``SET memory_limit = '1234MB'`` reads
     ``1.1 GiB``): setting the shown text again would lower the limit by up to a tenth of the
     unit each time, and ``PiB`` (what "no limit" reads as) is not a unit it accepts. The
-    middle of the shown tenth, in bytes, reads back the same and is within half a tenth of
-    the limit that was set.
+    middle of the shown tenth, in bytes, reads back the same and is within a tenth of the
+    unit of the limit that was set (DuckDB's display is at times a tenth low: 1.40024 GiB
+    shows as 1.3 GiB).
     """
     number, _, unit = shown.strip().partition(" ")
     whole, dot, tenths = number.partition(".")
