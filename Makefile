@@ -21,6 +21,9 @@ demo: $(STAMP)
 	$(BIN)/custdyn demo $(DEMO_DIR) --customers $(DEMO_CUSTOMERS) --seed 7
 	$(BIN)/custdyn --workspace $(DEMO_DIR) status
 	$(BIN)/custdyn --workspace $(DEMO_DIR) timeline --sample --limit 25
+	$(BIN)/custdyn --workspace $(DEMO_DIR) analyze
+	$(BIN)/custdyn --workspace $(DEMO_DIR) risk --top 10
+	$(BIN)/custdyn --workspace $(DEMO_DIR) backlog --top 5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
