@@ -57,6 +57,26 @@ def test_a_shown_limit_sets_back_to_itself(n_bytes: int) -> None:
     assert abs(int(restore.removesuffix("B")) - n_bytes) <= 0.1 * unit + 2**18
 
 
+def test_allocator_threads_on_inside_and_as_before_after() -> None:
+    """Inside the block the allocator's background threads return freed memory; after it
+    the setting is what it was, also when the block fails, and nested blocks keep it on."""
+    con = duckdb.connect()
+
+    def threads() -> bool:
+        return bool(con.execute(
+            "SELECT current_setting('allocator_background_threads')").fetchone()[0])
+
+    assert not threads()
+    with pytest.raises(RuntimeError):
+        with memory_limit(con, "1GB"):
+            assert threads()
+            with memory_limit(con, "512MB"):
+                assert threads()
+            assert threads()
+            raise RuntimeError("the work failed")
+    assert not threads()
+
+
 def test_no_limit_is_restored() -> None:
     """'-1' (no limit) reads as PiB, a unit SET does not take."""
     con = duckdb.connect()

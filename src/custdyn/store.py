@@ -220,15 +220,35 @@ def _user() -> str:
 @contextlib.contextmanager
 def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     """DuckDB works within ``limit`` (e.g. ``"4GB"``; beyond it, it spills to the
-    workspace's ``.tmp`` folder) inside the block; the previous limit is restored after."""
-    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    workspace's ``.tmp`` folder) inside the block, with its allocator's background threads
+    on: they hand the memory of finished queries back to the system within seconds (without
+    them, gigabytes freed by large queries stay with the process). The previous settings are
+    restored after."""
+    row = con.execute("SELECT current_setting('memory_limit'), "
+                      "current_setting('allocator_background_threads')").fetchone()
     before = str(row[0]) if row else None
+    threads_before = bool(row and row[1])
     con.execute(f"SET memory_limit = {_sql_str(limit)}")
+    con.execute("SET allocator_background_threads = true")
     try:
         yield
     finally:
+        if not threads_before:
+            con.execute("SET allocator_background_threads = false")
         if before:
             con.execute(f"SET memory_limit = {_sql_str(_shown_limit_to_set(before))}")
+
+
+def release_memory() -> None:
+    """Hand freed buffers back to the system: Arrow's pool and the C library keep large
+    freed blocks otherwise, and a process doing big steps one after another only grows."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 _MEMORY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,

@@ -160,12 +160,11 @@ def snapshots(
     n_customers = 0
     if (method == "per_date" and dates_per_query is None) or (
             method == "incremental" and parts is None):
-        it = b.table("interactions")
-        n_customers = max(1, int(b.execute_scalar(it.customer_id.nunique())))
+        n_customers = _customers(b)
     if dates_per_query is None:
         dates_per_query = max(1, ROWS_PER_QUERY // max(1, n_customers))
     if parts is None:
-        parts = max(1, -(-n_customers * len(moments) // ROWS_PER_PART))
+        parts = _parts(n_customers, len(moments))
     if dates_per_query < 1 or parts < 1:
         raise FeatureError("dates_per_query and parts must be 1 or more")
     arrow, epochs = _dates_k(moments)
@@ -227,6 +226,16 @@ def snapshots(
     return int(row[0]) if row else 0
 
 
+def _customers(b: Backend) -> int:
+    """Customers in the log (at least 1): what sizes the incremental method's parts."""
+    return max(1, int(b.execute_scalar(b.table("interactions").customer_id.nunique())))
+
+
+def _parts(n_customers: int, n_dates: int) -> int:
+    """Customer parts that keep each part's customers x dates under :data:`ROWS_PER_PART`."""
+    return max(1, -(-n_customers * n_dates // ROWS_PER_PART))
+
+
 def _dates_k(moments: list[dt.datetime]) -> tuple[pa.Table, list[float]]:
     """The sorted dates as the incremental method reads them (with their index ``k``), and
     their epoch seconds."""
@@ -262,8 +271,7 @@ def feature_tables(ws: Any, dates: list[Any], *,
     keep_cols = {as_utc(d): c for d, c in (columns or {}).items()}
     schema = features(ws, "1970-01-01", engine="duckdb", **options).schema  # no rows
     if parts is None:
-        n = max(1, int(b.execute_scalar(b.table("interactions").customer_id.nunique())))
-        parts = max(1, -(-n * len(moments) // ROWS_PER_PART))
+        parts = _parts(_customers(b), len(moments))
     arrow, epochs = _dates_k(moments)
     pieces: dict[dt.datetime, list[pa.Table]] = {d: [] for d in moments}
     wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")
@@ -297,18 +305,6 @@ def _write_arrow(con: Any, write: Any, t: pa.Table) -> None:
         con.unregister("_custdyn_arrow")
 
 
-def _release_memory() -> None:
-    """Hand freed buffers back to the system between parts: glibc keeps large freed blocks
-    of earlier parts otherwise, and the process grows with every part."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
 def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[float], parts: int,
                         write: Any, checkpoint: Any, options: dict[str, Any],
                         sink: Any = None) -> None:
@@ -320,6 +316,7 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     range of customers (its first and last ``customer_id`` written into the SQL).
     """
     from custdyn.features.incremental import derive_arrow, plan, plan_tables, snapshot_arrow
+    from custdyn.store import release_memory
 
     temps: list[str] = []
     # the part's customer range as literals in the SQL (a constant range is pruned by the
@@ -383,7 +380,7 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
                     del grid
                     if writing is not None:
                         writing.result()
-                    _release_memory()
+                    release_memory()  # the part before: gone before the next grows
                     if i + 1 < len(ranges):
                         fetched = fetch(*ranges[i + 1])
                     writing = pool.submit(put, rows, i + 1 == len(ranges))

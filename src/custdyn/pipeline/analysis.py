@@ -166,10 +166,8 @@ def load_fitted(ws: Workspace, as_of: Any, settings_hash: str) -> FittedModels |
 
 def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
                         ) -> Callable[Concatenate[Workspace, _P], _R]:
-    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB), and
-    its allocator's background threads on: they hand the memory of finished queries back to
-    the system within seconds (without them, gigabytes freed by the feature queries stay
-    with the process while the models work in numpy)."""
+    """Run ``fn(ws, ...)`` with the database inside ``[analysis] memory_limit`` (4GB; see
+    :func:`custdyn.store.memory_limit`)."""
     import functools
 
     from custdyn.store import memory_limit
@@ -177,15 +175,8 @@ def _under_memory_limit(fn: Callable[Concatenate[Workspace, _P], _R]
     @functools.wraps(fn)
     def run(ws: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         limit = str(ws.settings.extra.get("analysis", {}).get("memory_limit", "4GB"))
-        row = ws.con.execute("SELECT current_setting('allocator_background_threads')").fetchone()
-        before = bool(row and row[0])
-        ws.con.execute("SET allocator_background_threads = true")
-        try:
-            with memory_limit(ws.con, limit):
-                return fn(ws, *args, **kwargs)
-        finally:
-            if not before:
-                ws.con.execute("SET allocator_background_threads = false")
+        with memory_limit(ws.con, limit):
+            return fn(ws, *args, **kwargs)
 
     return run
 
@@ -235,8 +226,8 @@ def analyze(
     import custdyn.features as cf
     from custdyn import __version__
     from custdyn.errors import CustdynError, DataWarning
-    from custdyn.features.api import _release_memory
     from custdyn.models.health import Scorecard, quadrants, relationship_scores
+    from custdyn.store import release_memory
 
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
@@ -249,7 +240,7 @@ def analyze(
             steps[name] = steps.get(name, 0.0) + now - at
             peaks[name] = _peak_mib()
         began.clear()
-        _release_memory()  # what the step freed goes back to the system before the next
+        release_memory()  # what the step freed goes back to the system before the next
         if msg:
             began[msg] = now
             if progress is not None:
