@@ -347,11 +347,11 @@ class RiskHistory:
 
     def prefetch(self, dates: list[Any]) -> None:
         """Compute the features of the history's snapshots at ``dates`` in one incremental
-        pass (:func:`custdyn.features.snapshots`, into a temporary table) instead of one
+        pass (:func:`custdyn.features.feature_tables`, in memory) instead of one
         query per date; the snapshots are then built from those rows."""
         need = sorted({d for d in dates if d not in self.snaps
                        and self._key(d) not in _SNAPSHOT_CACHE})
-        if len(need) < 3 or self.ws.settings.engine != "duckdb" or self.ws.read_only:
+        if len(need) < 3 or self.ws.settings.engine != "duckdb":
             return
         for d, feats in features_many(self.ws, need).items():
             self.snapshot(d, feats)
