@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from custdyn.io.base import Chunk, RowError, Source, records_to_chunk
+from custdyn.io.base import Chunk, RowError, Source, numbered_chunks
 
 LineParser = Callable[[int, bytes], "dict | RowError | None"]
 
@@ -16,22 +16,11 @@ def line_chunks(source: Source, parse: LineParser, chunk_rows: int) -> Iterator[
     record, a :class:`RowError`, or ``None`` for a line to pass over. Records and errors go out
     in chunks of at most ``chunk_rows`` records; the last chunk holds what is left.
     """
-    records: list[dict] = []
-    rows: list[int] = []
-    errors: list[RowError] = []
-    with open(source.path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            source.bytes_read += len(raw)
-            got = parse(lineno, raw)
-            if got is None:
-                continue
-            if isinstance(got, RowError):
-                errors.append(got)
-                continue
-            records.append(got)
-            rows.append(lineno)
-            if len(records) >= chunk_rows:
-                yield records_to_chunk(records, rows, errors)
-                records, rows, errors = [], [], []
-    if records or errors:
-        yield records_to_chunk(records, rows, errors)
+
+    def lines() -> Iterator[tuple[int, dict | RowError | None]]:
+        with open(source.path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                source.bytes_read += len(raw)
+                yield lineno, parse(lineno, raw)
+
+    yield from numbered_chunks(lines(), chunk_rows)

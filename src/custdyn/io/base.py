@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,29 @@ def to_str_value(v: Any) -> str | None:
     if hasattr(v, "isoformat"):
         return v.isoformat()
     return str(v)
+
+
+def numbered_chunks(items: Iterable[tuple[int, dict[str, Any] | RowError | None]],
+                    chunk_rows: int) -> Iterator[Chunk]:
+    """Gather ``(row number, record or RowError or None)`` items into chunks of at most
+    ``chunk_rows`` records with the errors met on the way (``None``: an item passed over);
+    the last chunk holds what is left. Reads ``items`` only as the chunks are asked for."""
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    errors: list[RowError] = []
+    for n, got in items:
+        if got is None:
+            continue
+        if isinstance(got, RowError):
+            errors.append(got)
+            continue
+        records.append(got)
+        rows.append(n)
+        if len(records) >= chunk_rows:
+            yield records_to_chunk(records, rows, errors)
+            records, rows, errors = [], [], []
+    if records or errors:
+        yield records_to_chunk(records, rows, errors)
 
 
 def records_to_chunk(records: list[dict[str, Any]], rows: list[int], errors: list[RowError]) -> Chunk:

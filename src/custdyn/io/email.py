@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from custdyn.io.base import Chunk, Restart, RowError, Source, records_to_chunk
+from custdyn.io.base import Chunk, Restart, RowError, Source, numbered_chunks
 
 CHUNK_ROWS = 5_000
 
@@ -68,22 +68,14 @@ class EmailSource(Source):
             yield from _split_mbox(self.path, self)
 
     def chunks(self) -> Iterator[Chunk | Restart]:
-        records: list[dict] = []
-        rows: list[int] = []
-        errors: list[RowError] = []
-        for n, data in self._messages():
-            try:
-                rec = self._record(data)
-            except _BadMessage as e:
-                errors.append(RowError(n, e.field, str(e), _raw_headers(data)))
-                continue
-            records.append(rec)
-            rows.append(n)
-            if len(records) >= CHUNK_ROWS:
-                yield records_to_chunk(records, rows, errors)
-                records, rows, errors = [], [], []
-        if records or errors:
-            yield records_to_chunk(records, rows, errors)
+        def messages() -> Iterator[tuple[int, dict | RowError]]:
+            for n, data in self._messages():
+                try:
+                    yield n, self._record(data)
+                except _BadMessage as e:
+                    yield n, RowError(n, e.field, str(e), _raw_headers(data))
+
+        yield from numbered_chunks(messages(), CHUNK_ROWS)
 
     def _is_vendor(self, addr: str) -> bool:
         domain = addr.rsplit("@", 1)[-1].lower()
