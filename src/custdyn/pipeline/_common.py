@@ -42,7 +42,9 @@ def _numeric_matrix(table: Any, exclude: tuple[str, ...] = (), rows: Any = None,
              and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                   or pa.types.is_decimal(f.type) or pa.types.is_boolean(f.type))]
     n = table.num_rows if rows is None else int(np.count_nonzero(rows))
-    out = np.empty((n, len(names) + extra))  # filled column by column: no second copy
+    # filled column by column (no second copy), so stored column by column: writing the
+    # columns of a row-major matrix costs seconds on a million rows
+    out = np.empty((n, len(names) + extra), order="F")
     for j, name in enumerate(names):
         col = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
             zero_copy_only=False), dtype=float)
@@ -62,15 +64,20 @@ def _col(table: Any, name: str) -> Any:
     return np.asarray(c.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def _align(ids: list[str], table: Any, fill: float = float("nan")) -> dict[str, Any]:
+def _align(ids: Any, table: Any, fill: float = float("nan")) -> dict[str, Any]:
     """The numeric columns of ``table`` (first column: customer ids) lined up with ``ids``
-    (``fill`` for customers the table does not have, NaN for its nulls)."""
+    (a list or an Arrow array of ids; ``fill`` for customers the table does not have, NaN
+    for its nulls)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     key = table.column(0).cast(pa.string())
-    pos = np.asarray(pc.index_in(key, value_set=pa.array(ids, pa.string())).fill_null(-1)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    value_set = (ids.cast(pa.string()) if isinstance(ids, pa.Array)
+                 else pa.array(ids, pa.string()))
+    pos = np.asarray(pc.index_in(key, value_set=value_set).fill_null(-1)
                      .to_numpy(zero_copy_only=False), dtype=np.int64)
     ok = pos >= 0
     out: dict[str, Any] = {}
@@ -114,6 +121,9 @@ class _PurchaseModels:
         self.model: Any = None
         self.spend: Any = None
         self.rfm: Any = None
+        #: the purchases before ``as_of`` (:meth:`transactions`) once read, kept for the
+        #: summaries at earlier dates (:func:`transactions_before`)
+        self.tx: Any = None
         #: customers the models were fitted on when a sample was used (else None)
         self.sampled: int | None = None
 
@@ -137,11 +147,17 @@ class _PurchaseModels:
             f"WHERE kind IN ({kinds}) AND occurred_at < ? ORDER BY customer_id, occurred_at",
             [end])
 
-    def p_alive_only(self, model: str = "BetaGeo") -> Any:
+    def p_alive_only(self, model: str = "BetaGeo", *, rfm: Any = None,
+                     transactions: Any = None) -> Any:
         """P(alive) per customer from one model fitted at ``as_of`` (no comparison, spend or
         CLV): what the risk snapshots and the health trend need, at a fraction of the cost.
         An Arrow table (``customer_id``, ``p_alive``; line it up with :func:`_align`). Sets
-        ``rfm`` and ``model``; no rows when there are no purchases or the fit fails."""
+        ``rfm`` and ``model``; no rows when there are no purchases or the fit fails.
+
+        ``rfm``: the customers' summary at ``as_of`` when already computed (the purchase
+        models' :attr:`rfm` at the same date); ``transactions``: purchases read up to a
+        later date (:meth:`transactions`), of which those before ``as_of`` are used instead
+        of a query of their own. Either gives the same result as reading afresh."""
         import numpy as np
         import pyarrow as pa
 
@@ -149,11 +165,13 @@ class _PurchaseModels:
 
         none = pa.table({"customer_id": pa.array([], pa.string()),
                          "p_alive": pa.array([], pa.float64())})
-        tx = self.transactions(self.as_of)
-        if tx.num_rows == 0:
-            return none
-        rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
-                            observation_end=_naive(self.as_of))
+        if rfm is None:
+            tx = (self.transactions(self.as_of) if transactions is None
+                  else transactions_before(transactions, self.as_of))
+            if tx.num_rows == 0:
+                return none
+            rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
+                                observation_end=_naive(self.as_of))
         f, r, T = (np.asarray(rfm[c], dtype=float) for c in ("frequency", "recency", "T"))
         ids = rfm.index if hasattr(rfm, "index") else rfm["customer_id"]
         pick = self._sample(len(f))  # fitted on the sample, every customer scored
@@ -174,7 +192,7 @@ class _PurchaseModels:
         from custdyn import models as m
         from custdyn.errors import ConvergenceWarning
 
-        tx = self.transactions(self.as_of)
+        tx = self.tx = self.transactions(self.as_of)
         if tx.num_rows == 0:
             self.warnings.append("no purchases before as_of: the purchase models were skipped; "
                                  "p_alive, expected purchases and CLV are empty")
@@ -240,7 +258,7 @@ class _PurchaseModels:
         are computed (what :meth:`predict` needs)."""
         from custdyn import models as m
 
-        tx = self.transactions(self.as_of)
+        tx = self.tx = self.transactions(self.as_of)
         if tx.num_rows == 0 or model is None:
             return self.fit()
         self.rfm = m.rfm_summary(tx, "customer_id", "occurred_at", "amount",
@@ -278,6 +296,17 @@ class _PurchaseModels:
             self.warnings.append(f"CLV skipped ({e})")
             out["clv"] = out["clv_lower"] = out["clv_upper"] = np.full(len(ids), np.nan)
         return out
+
+
+def transactions_before(tx: Any, end: Any) -> Any:
+    """The rows of ``tx`` (:meth:`_PurchaseModels.transactions`: UTC times without a zone,
+    sorted by customer and time) before ``end``: what ``transactions(end)`` reads, for an
+    ``end`` no later than the date ``tx`` was read at."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = pa.scalar(_naive(_as_utc(end)), tx.schema.field("occurred_at").type)
+    return tx.filter(pc.less(tx.column("occurred_at"), at))
 
 
 def features_many(ws: Workspace, dates: list[Any],

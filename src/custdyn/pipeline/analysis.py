@@ -18,8 +18,10 @@ from custdyn.pipeline._common import (
     features_many,
 )
 from custdyn.pipeline.health import (
+    _day_key,
     _health_settings,
     _health_table,
+    _loyalty_counts,
     _scorecard_columns,
     health_trend,
     learned_health_card,
@@ -303,12 +305,12 @@ def analyze(
         warnings.extend(w for w in kept.warnings if w not in warnings)
     say("fitting purchase models" if kept is None else "purchase models (kept)")
     pm = _PurchaseModels(ws, as_of, warnings)
+    pos = {c: i for i, c in enumerate(ids)}  # row of each customer
     cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
         "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
         "clv_upper")}
     if pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison):
         pred = pm.predict()
-        pos = {c: i for i, c in enumerate(ids)}
         idx = np.array([pos.get(c, -1) for c in pred["customer_id"]])
         ok = idx >= 0
         for k in cols:
@@ -319,7 +321,7 @@ def analyze(
     say("scoring defection risk")
     fit_warnings_from = len(warnings)
     risk = 1.0 - cols["p_alive"]
-    reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    reasons: dict[int, list[dict[str, Any]]] = {}  # by row; the other rows have none
     backtest_rows: list[dict[str, Any]] = []
     risk_quiet = pywarnings.catch_warnings()
     risk_quiet.__enter__()
@@ -337,10 +339,11 @@ def analyze(
             contract = contractual_customers(ws) if cm is not None else set()
         snap_now: RiskSnapshot | None = None
         if model is not None or cm is not None:
-            snap_now = (history.score_snapshot(as_of, feats) if history is not None else
-                        _risk_snapshot(ws, as_of, {}, active_days, feats,
-                                       rcfg["leaving_features"], RiskHistory.purchase_model))
-        pos = {c: i for i, c in enumerate(ids)}
+            # P(alive) of the snapshot is fitted on the purchase models' summary at as_of
+            snap_now = (history.score_snapshot(as_of, feats, pm.rfm) if history is not None
+                        else _risk_snapshot(ws, as_of, {}, active_days, feats,
+                                            rcfg["leaving_features"],
+                                            RiskHistory.purchase_model, rfm=pm.rfm))
         if model is not None and snap_now is not None:
             step = 100_000  # in slices: the model's working copies stay small
             p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
@@ -371,7 +374,9 @@ def analyze(
         risk_quiet.__exit__(None, None, None)
 
     say("scoring relationships")
-    table = _health_table(ws, as_of, feats, cols["p_alive"], pm)
+    # the loyalty counts of today and of the trend's dates in one pass
+    loyalty = _loyalty_counts(ws, [as_of, *trend_at])
+    table = _health_table(ws, as_of, feats, cols["p_alive"], pm, loyalty[as_of])
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always")
         rel = relationship_scores(table)
@@ -394,7 +399,8 @@ def analyze(
         try:
             trend = health_trend(ws, as_of, ids, health, card, trend_days,
                                  type(pm.model).__name__ if pm.model is not None
-                                 else "BetaGeo", features_at=many)
+                                 else "BetaGeo", features_at=many, transactions=pm.tx,
+                                 loyalty=loyalty)
         except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
             warnings.append(f"health trend skipped ({e})")
     quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
@@ -402,18 +408,7 @@ def analyze(
     say("assigning stages")
     from custdyn.dynamics import assign_stages
 
-    ex = _align(ids, ws.con.execute(
-        """SELECT customer_id,
-                  bool_or(kind = 'cancellation')::DOUBLE AS cancelled,
-                  max(gap) AS max_gap_days
-           FROM (SELECT customer_id, kind,
-                        CASE WHEN kind IN (SELECT unnest(?::VARCHAR[])) THEN
-                          date_diff('day', lag(occurred_at) OVER (PARTITION BY customer_id,
-                            kind IN (SELECT unnest(?::VARCHAR[])) ORDER BY occurred_at),
-                            occurred_at) END AS gap
-                 FROM interactions WHERE occurred_at < ?)
-           GROUP BY customer_id""",
-        [ws.settings.purchase_kinds, ws.settings.purchase_kinds, as_of]).to_arrow_table())
+    ex = _stage_inputs(ws, ids, as_of)
     stages = assign_stages(
         n_orders=n_orders,
         has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
@@ -425,21 +420,21 @@ def analyze(
         days_since_customer_contact=_col(feats, "days_since_customer_contact"),
         p_alive=cols["p_alive"],
         defection_risk=risk,
-        cancelled=ex["cancelled"] == 1.0,
+        cancelled=ex["cancelled"],
         max_gap_days=ex["max_gap_days"],
         rules=extra.get("stages"),
     )
 
     say("writing scores")
     run_id = "run-" + uuid.uuid4().hex[:12]
-    contributions = _json_rows(ws.con, {
+    parts, contributions_sql = _json_columns({
         "health": dict(zip(card.component_names, contrib.T, strict=True)),
         "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
                             strict=True)),
         "attention": dict(zip(rel.attention_components,
                               np.asarray(rel.attention_contributions).T, strict=True)),
         "health_trend": trend,
-    }, n)
+    })
     out = pa.table({
         "customer_id": ids,
         "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
@@ -451,9 +446,11 @@ def analyze(
         "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
         "quadrant": list(quad.labels),
         "stage": list(stages),
-        "reasons": [json.dumps(r) if r else "[]" for r in reasons],
-        "contributions": contributions,
+        "reasons": _reasons_json(reasons, n),
     })
+    score_columns = out.column_names
+    for name, values in parts.items():  # the contributions' numbers, turned into JSON below
+        out = out.append_column(name, values)
     quad_rows = json.loads(quad.table.to_json(orient="records"))
     warnings = list(dict.fromkeys(warnings))
     stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
@@ -477,7 +474,9 @@ def analyze(
     try:
         con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
         con.register("_scores", out)
-        con.execute("INSERT INTO scores SELECT * FROM _scores")
+        # the columns in the table's order, the contributions JSON built as the rows go in
+        con.execute(f"INSERT INTO scores SELECT {', '.join(score_columns)}, "
+                    f"{contributions_sql} FROM _scores")
         con.unregister("_scores")
         now = dt.datetime.now(dt.UTC)
         diag = result.to_dict()
@@ -532,6 +531,72 @@ def _peak_mib() -> float:
         return float(peak) / (2**20 if sys.platform == "darwin" else 1024)
     except (ImportError, OSError):
         return 0.0
+
+
+def _reasons_json(reasons: dict[int, list[dict[str, Any]]], n: int) -> Any:
+    """The ``reasons`` column: each row's reasons as JSON, ``[]`` for rows without any."""
+    import json
+
+    import pyarrow as pa
+
+    out = ["[]"] * n
+    for i, r in reasons.items():
+        if r:
+            out[i] = json.dumps(r)
+    return pa.array(out, pa.string())
+
+
+def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
+    """What the stage rules read from the log beyond the features, lined up with ``ids``:
+    ``cancelled`` (a cancellation before ``as_of``) and ``max_gap_days`` (the longest gap
+    between two purchases, in calendar days; NaN with fewer than two purchases)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    con = ws.con
+    day = _day_key(ws)
+    gaps = con.execute(
+        f"""SELECT customer_id, max(gap) AS max_gap_days
+            FROM (SELECT customer_id,
+                         {day} - lag({day}) OVER (PARTITION BY customer_id
+                                                  ORDER BY occurred_at) AS gap
+                  FROM interactions
+                  WHERE occurred_at < ? AND list_contains(?::VARCHAR[], kind))
+            GROUP BY customer_id""",
+        [as_of, list(ws.settings.purchase_kinds)]).to_arrow_table()
+    out = _align(ids, gaps)
+    cancelled = con.execute(
+        "SELECT DISTINCT customer_id FROM interactions "
+        "WHERE kind = 'cancellation' AND occurred_at < ?", [as_of]).to_arrow_table()
+    out["cancelled"] = np.asarray(pc.is_in(pa.array(ids, pa.string()),
+                                           value_set=cancelled.column(0).cast(pa.string()))
+                                  .to_numpy(zero_copy_only=False), dtype=bool)
+    return out
+
+
+def _json_columns(groups: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Columns (``c1``, ``c2``, ...) and the SQL that turns each row of them into one JSON
+    object ``{group: {name: value}}`` (non-finite values become null): the columns of
+    ``groups`` (``{group: {name: numbers}}``) as the database is to build them."""
+    import numpy as np
+    import pyarrow as pa
+
+    def lit(text: str) -> str:
+        return "'" + str(text).replace("'", "''") + "'"
+
+    cols: dict[str, Any] = {}
+    parts = []
+    for group, members in groups.items():
+        inner = []
+        for name, values in members.items():
+            v = np.asarray(values, dtype=float).reshape(-1)
+            col = f"c{len(cols) + 1}"
+            cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
+                                 from_pandas=True)
+            inner.append(f"{lit(name)}, {col}")
+        parts.append(f"{lit(group)}, json_object({', '.join(inner)})")
+    return cols, f"json_object({', '.join(parts)})"
 
 
 def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:

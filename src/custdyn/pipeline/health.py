@@ -27,29 +27,75 @@ DEFAULT_HEALTH: dict[str, Any] = {
 }
 
 
-def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[str, Any]:
+def _day_key(ws: Workspace) -> str:
+    """SQL for the calendar day of ``occurred_at`` in the session's zone: whole days since
+    the epoch when that zone is UTC (what a workspace connection uses; a cast to DATE on a
+    zoned timestamp goes through the calendar, seconds on millions of rows), else the
+    cast."""
+    zone = ws.con.execute("SELECT current_setting('TimeZone')").fetchone()[0]  # type: ignore[index]
+    return ("epoch_us(occurred_at) // 86400000000" if str(zone) in ("UTC", "Etc/UTC")
+            else "CAST(occurred_at AS DATE)")
+
+
+def _loyalty_counts(ws: Workspace, dates: list[Any]) -> dict[Any, Any]:
+    """What :func:`_loyalty_inputs` counts over the 365 days before each of ``dates``, in
+    one pass over the log: ``{date: Arrow table}`` with ``customer_id``, ``purchase_days``
+    (distinct days with a purchase), ``answered`` and ``asked`` (surveys and feedback the
+    customer sent, and the vendor sent); customers with none of them are left out."""
+    import datetime as dt
+
+    dates = list(dict.fromkeys(dates))
+    params: dict[str, Any] = {"kinds": list(ws.settings.purchase_kinds),
+                              "lo": min(dates) - dt.timedelta(days=365), "hi": max(dates)}
+    days, sent, names = [], [], []
+    for k, at in enumerate(dates):
+        params[f"lo{k}"], params[f"hi{k}"] = at - dt.timedelta(days=365), at
+        # a (customer, day) pair counts if one of its purchases is in the window: with
+        # windows longer than a day, if its last is on or after the start and its first
+        # before the end
+        days.append(f"count(*) FILTER (WHERE last_at >= $lo{k} AND first_at < $hi{k}) "
+                    f"AS purchase_days_{k}")
+        within = f"occurred_at >= $lo{k} AND occurred_at < $hi{k}"
+        sent.append(f"count(*) FILTER (WHERE direction = 'inbound' AND {within}) "
+                    f"AS answered_{k}")
+        sent.append(f"count(*) FILTER (WHERE direction = 'outbound' AND {within}) "
+                    f"AS asked_{k}")
+        names.append(k)
+    cols = ", ".join(f"coalesce({c}_{k}, 0) AS {c}_{k}" for k in names
+                     for c in ("purchase_days", "answered", "asked"))
+    sql = f"""
+WITH w AS (
+  SELECT customer_id, occurred_at, kind, direction FROM interactions
+  WHERE occurred_at >= $lo AND occurred_at < $hi
+    AND (list_contains($kinds::VARCHAR[], kind) OR kind IN ('survey', 'feedback'))),
+pday AS (
+  SELECT customer_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM w
+  WHERE list_contains($kinds::VARCHAR[], kind)
+  GROUP BY customer_id, {_day_key(ws)}),
+p AS (SELECT customer_id, {", ".join(days)} FROM pday GROUP BY customer_id),
+s AS (SELECT customer_id, {", ".join(sent)} FROM w WHERE kind IN ('survey', 'feedback')
+      GROUP BY customer_id)
+SELECT customer_id, {cols} FROM p FULL JOIN s USING (customer_id)"""
+    got = ws.con.execute(sql, params).to_arrow_table()
+    return {at: got.select(["customer_id", f"purchase_days_{k}", f"answered_{k}",
+                            f"asked_{k}"]).rename_columns(
+        ["customer_id", "purchase_days", "answered", "asked"])
+        for k, at in enumerate(dates)}
+
+
+def _loyalty_inputs(ws: Workspace, as_of: Any, ids: Any, pm: Any,
+                    counts: Any = None) -> dict[str, Any]:
     """``purchase_regularity``: purchase days in the last 52 weeks over those the customer-base
     model expects for the customer while alive (posterior mean rate x weeks observed, at most
     52); ``survey_response_rate``: surveys and feedback the customer sent in the last 365 days
     per survey or feedback request the vendor sent (capped at 1; customers never asked count
-    1 if they wrote anyway, else 0)."""
-    import datetime as dt
-
+    1 if they wrote anyway, else 0). ``counts``: this date's table of
+    :func:`_loyalty_counts` when already read."""
     import numpy as np
 
-    kinds = list(ws.settings.purchase_kinds)
-    rows = ws.con.execute(
-        """SELECT customer_id,
-                  count(DISTINCT CAST(occurred_at AS DATE)) FILTER (
-                      WHERE kind IN (SELECT unnest(?::VARCHAR[]))) AS purchase_days,
-                  count(*) FILTER (WHERE kind IN ('survey', 'feedback')
-                                   AND direction = 'inbound') AS answered,
-                  count(*) FILTER (WHERE kind IN ('survey', 'feedback')
-                                   AND direction = 'outbound') AS asked
-           FROM interactions WHERE occurred_at >= ? AND occurred_at < ?
-           GROUP BY customer_id""",
-        [kinds, as_of - dt.timedelta(days=365), as_of]).to_arrow_table()
-    got = _align(ids, rows, fill=0.0)
+    if counts is None:
+        counts = _loyalty_counts(ws, [as_of])[as_of]
+    got = _align(ids, counts, fill=0.0)
     days, answered, asked = got["purchase_days"], got["answered"], got["asked"]
     n = len(ids)
     expected = np.full(n, np.nan)
@@ -59,8 +105,9 @@ def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[
         p = pm.model.params_
         f = np.asarray(pm.rfm["frequency"], dtype=float)
         T = np.asarray(pm.rfm["T"], dtype=float)
-        keys = pa.array(np.asarray(pm.rfm.index if hasattr(pm.rfm, "index")
-                                   else pm.rfm["customer_id"]).astype(str), pa.string())
+        keys = (pm.rfm.column(0).cast(pa.string()) if isinstance(pm.rfm, pa.Table) else
+                pa.array(np.asarray(pm.rfm.index if hasattr(pm.rfm, "index")
+                                    else pm.rfm["customer_id"]).astype(str), pa.string()))
         lam = (p["r"] + f) / (p["alpha"] + T)  # posterior mean purchase rate per week
         expected = _align(ids, pa.table({"customer_id": keys,
                                          "e": lam * np.minimum(T, 52.0)}))["e"]
@@ -69,7 +116,6 @@ def _loyalty_inputs(ws: Workspace, as_of: Any, ids: list[str], pm: Any) -> dict[
         survey = np.where(asked > 0, np.minimum(1.0, answered / np.maximum(asked, 1.0)),
                           np.where(answered > 0, 1.0, 0.0))
     return {"purchase_regularity": regularity, "survey_response_rate": survey}
-
 
 
 HEALTH_MODES = ("configured", "learned")
@@ -145,53 +191,65 @@ def _scorecard_columns(config: dict[str, Any]) -> set[str]:
     return out
 
 
-def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any) -> dict[str, Any]:
-    """The columns a scorecard reads: features, P(alive) and the loyalty inputs."""
+def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any,
+                  counts: Any = None) -> dict[str, Any]:
+    """The columns a scorecard reads: features, P(alive) and the loyalty inputs
+    (``counts``: the date's :func:`_loyalty_counts` when already read)."""
     import numpy as np
 
-    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+    ids = feats.column("customer_id")
     table = {name: np.asarray(_col(feats, name), dtype=float)
              for name in feats.column_names if name not in ID_COLUMNS
              and not name.endswith("_at")}
     table["p_alive"] = p_alive
-    table.update(_loyalty_inputs(ws, at, ids, pm))
+    table.update(_loyalty_inputs(ws, at, ids, pm, counts))
     return table
 
 
 def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, card: Any,
                  days: tuple[float, ...] = (30.0, 90.0),
                  purchase_model: str = "BetaGeo",
-                 features_at: dict[Any, Any] | None = None) -> dict[str, Any]:
+                 features_at: dict[Any, Any] | None = None, *,
+                 transactions: Any = None,
+                 loyalty: dict[Any, Any] | None = None) -> dict[str, Any]:
     """Change of each customer's health over the last ``days``: the score now minus the same
     scorecard's score ``d`` days before (from the features and the ``purchase_model`` fitted
-    at that date; NaN for customers not known then or before the first data)."""
+    at that date; NaN for customers not known then or before the first data).
+
+    What was read already can be passed in (the results are the same): ``features_at``
+    (``{date: feature table}``), ``transactions`` (the purchases before ``as_of`` or a later
+    date, :meth:`_PurchaseModels.transactions`; each date's are taken from them) and
+    ``loyalty`` (``{date: table}`` of :func:`_loyalty_counts`)."""
     import datetime as dt
     import warnings as pywarnings
 
     import numpy as np
+    import pyarrow as pa
 
     import custdyn.features as cf
-    from custdyn.models.health import score_trend
 
     first = ws.con.execute("SELECT min(occurred_at) FROM interactions").fetchone()[0]  # type: ignore[index]
-    earlier: dict[str, tuple[Any, Any]] = {}
     out: dict[str, Any] = {}
-    for d in days:
-        key = f"{d:g}d"
-        at = as_of - dt.timedelta(days=d)
-        if first is None or at <= first:
-            out[key] = np.full(len(ids), np.nan)
-            continue
+    now = np.asarray(health_now, dtype=float)
+    dates = {f"{d:g}d": as_of - dt.timedelta(days=d) for d in days}
+    dates = {k: at for k, at in dates.items() if first is not None and at > first}
+    if loyalty is None or any(at not in loyalty for at in dates.values()):
+        loyalty = _loyalty_counts(ws, list(dates.values())) if dates else {}
+    for d in days:  # the dates before the data first (the order the rows show them in)
+        if f"{d:g}d" not in dates:
+            out[f"{d:g}d"] = np.full(len(ids), np.nan)
+    for key, at in dates.items():
         feats = (features_at or {}).get(at)
         if feats is None:
             feats = cf.features(ws, at)
-        then_ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+        then_ids = feats.column("customer_id")
         pm = _PurchaseModels(ws, at, [])
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
-            got = pm.p_alive_only(purchase_model)
+            got = pm.p_alive_only(purchase_model, transactions=transactions)
         p_alive = _align(then_ids, got)["p_alive"]
-        table = _health_table(ws, at, feats, p_alive, pm)
-        earlier[key] = (then_ids, card.score(table))
-    out.update(score_trend(ids, health_now, earlier))
+        table = _health_table(ws, at, feats, p_alive, pm, loyalty[at])
+        then = pa.table({"customer_id": then_ids, "health": card.score(table)})
+        # the change against the score then (NaN for customers not known then)
+        out[key] = now - _align(ids, then)["health"]
     return out

@@ -96,21 +96,30 @@ def defection_labels(ws: Workspace, ids: list[str], at: Any, horizon_days: float
 #: customers about to leave buy less than they used to, complain more, sound more negative,
 #: mention competitors or an intent to switch, and have recent order problems or messages
 #: left without a reply. Windows in days before ``as_of``.
+#:
+#: One pass over the last 730 days of the log: ``age`` is whole seconds before ``$at`` in
+#: days (epoch arithmetic: ``date_diff`` on zoned timestamps goes through the calendar and
+#: costs seconds on millions of rows); rows older than 365 days are kept only where they
+#: can matter (competitor talk, an NPS); vendor messages outside threads are left out of
+#: the per-customer sums (none of them counts there). ``{signals}`` is the text signals
+#: of the busiest engine, one row per interaction.
 _LEAVING_SQL = """
-WITH eng AS (SELECT engine FROM text_signals GROUP BY engine
-             ORDER BY count(*) DESC, engine LIMIT 1),
-ev AS (
-  SELECT i.customer_id, i.kind, i.direction, i.thread_id, i.attributes,
-         i.occurred_at,
-         date_diff('second', i.occurred_at, $at) / 86400.0 AS age,
+WITH {signals},
+raw AS (
+  SELECT i.customer_id, i.kind, i.direction, i.thread_id, i.nps,
+         (epoch_us($at::TIMESTAMPTZ) // 1000000 - epoch_us(i.occurred_at) // 1000000) / 86400.0
+           AS age,
          s.sentiment_score AS sent, coalesce(s.intent_to_switch, FALSE) AS intent,
-         coalesce(json_array_length(s.mentions), 0) > 0 AS mention,
-         i.kind IN (SELECT unnest($kinds::VARCHAR[])) AS is_order,
+         coalesce(s.mention, FALSE) AS mention,
+         list_contains($kinds::VARCHAR[], i.kind) AS is_order,
          i.direction = 'inbound' AS inb
-  FROM interactions i
-  LEFT JOIN text_signals s ON s.interaction_id = i.interaction_id
-       AND s.engine = (SELECT engine FROM eng)
-  WHERE i.occurred_at < $at AND i.occurred_at >= $at - INTERVAL 730 DAY),
+  FROM (SELECT interaction_id, customer_id, kind, direction, thread_id, occurred_at,
+               CASE WHEN kind = 'survey' THEN json_extract_string(attributes, '$.nps') END
+                 AS nps
+        FROM interactions
+        WHERE occurred_at < $at AND occurred_at >= $at - INTERVAL 730 DAY) i
+  LEFT JOIN sig s ON s.interaction_id = i.interaction_id),
+ev AS (SELECT * FROM raw WHERE age <= 365 OR nps IS NOT NULL OR (inb AND (mention OR intent))),
 thr AS (
   SELECT customer_id, thread_id, min(age) FILTER (WHERE inb) AS last_in,
          min(age) FILTER (WHERE direction = 'outbound') AS last_out
@@ -140,15 +149,27 @@ SELECT customer_id,
   min(age) FILTER (WHERE inb AND (mention OR intent)) AS days_since_competitor_talk,
   count(*) FILTER (WHERE kind = 'order_issue' AND age <= 90) AS order_issues_90d,
   count(*) FILTER (WHERE kind = 'return' AND age <= 90) AS returns_90d,
-  min(TRY_CAST(json_extract_string(attributes, '$.nps') AS DOUBLE))
-    FILTER (WHERE kind = 'survey' AND age <= 180) AS nps_min_180d,
-  arg_min(TRY_CAST(json_extract_string(attributes, '$.nps') AS DOUBLE), age)
-    FILTER (WHERE kind = 'survey' AND json_extract_string(attributes, '$.nps') IS NOT NULL)
-    AS nps_last
-FROM ev GROUP BY customer_id)
+  min(TRY_CAST(nps AS DOUBLE)) FILTER (WHERE kind = 'survey' AND age <= 180) AS nps_min_180d,
+  arg_min(TRY_CAST(nps AS DOUBLE), age) FILTER (WHERE nps IS NOT NULL) AS nps_last
+FROM ev WHERE inb OR is_order OR kind IN ('order_issue', 'return', 'survey')
+GROUP BY customer_id)
 SELECT agg.*, coalesce(unans.unanswered_90d, 0) AS unanswered_90d
 FROM agg LEFT JOIN unans USING (customer_id)
 """
+
+#: ``{signals}`` of :data:`_LEAVING_SQL`: the busiest engine's rows (a mention is a
+#: non-empty array; ``'[]'`` needs no parsing).
+_LEAVING_SIGNALS = """eng AS (SELECT engine FROM text_signals GROUP BY engine
+             ORDER BY count(*) DESC, engine LIMIT 1),
+sig AS (
+  SELECT interaction_id, sentiment_score, intent_to_switch,
+         CASE WHEN mentions IS NULL OR mentions::VARCHAR = '[]' THEN FALSE
+              ELSE coalesce(json_array_length(mentions), 0) > 0 END AS mention
+  FROM text_signals WHERE engine = (SELECT engine FROM eng))"""
+#: ``{signals}`` of a workspace without text signals.
+_LEAVING_NO_SIGNALS = ("sig AS (SELECT NULL::VARCHAR AS interaction_id, "
+                       "NULL::FLOAT AS sentiment_score, NULL::BOOLEAN AS intent_to_switch, "
+                       "NULL::BOOLEAN AS mention WHERE FALSE)")
 
 #: Columns :func:`leaving_features` adds (beyond those of the query).
 LEAVING_DERIVED = ("order_pace_90d", "complaints_change_90d", "sentiment_change_90d")
@@ -170,12 +191,8 @@ def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
 
     kinds = list(ws.settings.purchase_kinds)
     has_text = bool(ws.con.execute("SELECT count(*) FROM text_signals").fetchone()[0])  # type: ignore[index]
-    sql = _LEAVING_SQL if has_text else _LEAVING_SQL.replace(
-        "LEFT JOIN text_signals s ON s.interaction_id = i.interaction_id\n"
-        "       AND s.engine = (SELECT engine FROM eng)",
-        "LEFT JOIN (SELECT NULL::VARCHAR AS interaction_id, NULL::FLOAT AS sentiment_score, "
-        "NULL::BOOLEAN AS intent_to_switch, NULL::JSON AS mentions) s "
-        "ON s.interaction_id = i.interaction_id")
+    sql = _LEAVING_SQL.replace(
+        "{signals}", _LEAVING_SIGNALS if has_text else _LEAVING_NO_SIGNALS)
     out = _align(ids, ws.con.execute(sql, {"at": at, "kinds": kinds}).to_arrow_table())
     names = list(out)
     counts = [k for k in names if not k.startswith(("sentiment", "nps", "days_since"))]
@@ -200,10 +217,13 @@ class RiskSnapshot(NamedTuple):
 
 def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, Any],
                    active_within_days: float, feats: Any = None,
-                   leaving: bool = True, purchase_model: str = "BetaGeo") -> RiskSnapshot:
+                   leaving: bool = True, purchase_model: str = "BetaGeo", *,
+                   rfm: Any = None) -> RiskSnapshot:
     """Features, P(alive) and the baselines at ``at`` for the customers who can still drift
     away: those with a purchase and a purchase or contact of their own within
-    ``active_within_days`` before ``at``."""
+    ``active_within_days`` before ``at``. ``rfm``: the customers' purchase summary at
+    ``at`` when already computed (P(alive) is then fitted on it instead of reading the
+    purchases again; the same values)."""
     import numpy as np
     import pyarrow as pa
 
@@ -222,7 +242,8 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, Any],
 
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
-            p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model)
+            p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model,
+                                                                         rfm=rfm)
     p_alive = _align(ids, p_alive_cache[at])["p_alive"]
     lf = leaving_features(ws, at, ids) if leaving else {}
     lf_names = list(lf)
@@ -332,15 +353,17 @@ class RiskHistory:
         return (self._data_key, self.cfg["active_within_days"], self.cfg["leaving_features"],
                 self.purchase_model, at)
 
-    def snapshot(self, at: Any, feats: Any = None) -> RiskSnapshot:
-        """The history's snapshot at ``at`` (of the sample, on a large base)."""
+    def snapshot(self, at: Any, feats: Any = None, rfm: Any = None) -> RiskSnapshot:
+        """The history's snapshot at ``at`` (of the sample, on a large base; ``rfm``: the
+        purchase summary of the same customers at ``at`` when already computed)."""
         if at not in self.snaps:
             key = self._key(at)
             hit = _SNAPSHOT_CACHE.get(key)
             if hit is None:
                 hit = _risk_snapshot(self.ws, at, self.p_alive,
                                      self.cfg["active_within_days"], feats,
-                                     self.cfg["leaving_features"], self.purchase_model)
+                                     self.cfg["leaving_features"], self.purchase_model,
+                                     rfm=rfm)
                 _remember(key, hit)
             self.snaps[at] = hit
         return self.snaps[at]
@@ -356,13 +379,14 @@ class RiskHistory:
         for d, feats in features_many(self.ws, need).items():
             self.snapshot(d, feats)
 
-    def score_snapshot(self, at: Any, feats: Any) -> RiskSnapshot:
+    def score_snapshot(self, at: Any, feats: Any, rfm: Any = None) -> RiskSnapshot:
         """Every customer who can still drift away at ``at`` (``feats``: the whole base's
-        features at ``at``), to be scored by a model fitted on the history."""
+        features at ``at``; ``rfm``: the whole base's purchase summary at ``at`` when
+        already computed), to be scored by a model fitted on the history."""
         if self.ws is self.full:
-            return self.snapshot(at, feats)
+            return self.snapshot(at, feats, rfm)
         return _risk_snapshot(self.full, at, {}, self.cfg["active_within_days"], feats,
-                              self.cfg["leaving_features"], self.purchase_model)
+                              self.cfg["leaving_features"], self.purchase_model, rfm=rfm)
 
     def close(self) -> None:
         """Drop the sample's temporary tables."""
