@@ -324,3 +324,59 @@ def test_numeric_matrix_holds_the_columns_of_the_kept_rows(ws, dates):
     for j, name in enumerate(names):
         col = np.asarray(feats.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False))
         np.testing.assert_array_equal(X[:, j], col[keep])
+
+
+def _reference_reasons(model, X, top):
+    """The reasons as first written: contributions, a stable sort, a loop per row."""
+    from custdyn.models.churn import Reason
+
+    Xa, _ = model._design(X)
+    c = model.contributions(X)[:, :-1]
+    key = np.where(c > 0, -c, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")[:, :top]
+    vals = Xa[:, model._keep]
+    out = []
+    for i in range(c.shape[0]):
+        row = []
+        for j in order[i]:
+            if not np.isfinite(key[i, j]):
+                break
+            row.append(Reason(model.features_used_[j], float(vals[i, j]), float(c[i, j])))
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("top", [1, 3, 8])
+def test_reasons_and_their_json_match_the_row_by_row_reference(top):
+    pytest.importorskip("lightgbm")
+    from custdyn.models.churn import DefectionModel
+    from custdyn.pipeline._common import _num
+    from custdyn.pipeline.analysis import _reasons_text
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = rng.normal(size=(n, 6))
+    X[:, 5] = 1.0  # constant: dropped, so used columns differ from the input's
+    y = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * X[:, 0] - X[:, 1])))).astype(float)
+    gone = rng.random(n) < 0.1  # a missing value that raises the risk: a reason, null
+    X[gone, 0] = np.nan
+    y[gone] = (rng.random(gone.sum()) < 0.9).astype(float)
+    names = ["a", "b", "c\u00e9", 'd "q"', "e", "const"]
+    with pytest.warns(Warning):
+        model = DefectionModel(n_estimators=40).fit(X, y, feature_names=names)
+    ref = _reference_reasons(model, X, top)
+    def text(rows):  # NaN values compare equal as text
+        return [[(r.feature, repr(r.value), repr(r.contribution)) for r in row] for row in rows]
+
+    assert text(model.reasons(X, top=top)) == text(ref)
+    assert any(len(r) < top for r in ref) and any(len(r) == min(top, 3) for r in ref)
+    which, values, pushes = model.top_reasons(X, top=top)
+    quoted = [json.dumps(f) for f in model.features_used_]
+    for i in range(n):
+        old = json.dumps([{"feature": r.feature, "value": _num(r.value),
+                           "contribution": _num(r.contribution)} for r in ref[i]])
+        got = _reasons_text(quoted, which[i].tolist(), values[i].tolist(), pushes[i].tolist())
+        assert got == old
+    assert any("NaN" not in t and "null" in t for t in (
+        _reasons_text(quoted, which[i].tolist(), values[i].tolist(), pushes[i].tolist())
+        for i in range(n)))

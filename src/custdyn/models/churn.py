@@ -473,10 +473,26 @@ class DefectionModel(SettingsMixin):
         list (one per row) of lists of :class:`Reason` ``(feature, value, contribution)``;
         ``contribution`` in log-odds.
         """
+        which, vals, c = self.top_reasons(X, top, sign)
+        names = self.features_used_
+        return [[Reason(names[j], float(v), float(x))
+                 for j, v, x in zip(w, vr, cr, strict=True) if j >= 0]
+                for w, vr, cr in zip(which.tolist(), vals.tolist(), c.tolist(), strict=True)]
+
+    def top_reasons(self, X: Any, top: int = 3, sign: str = "positive"
+                    ) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+        """:meth:`reasons` as arrays, for many rows at once.
+
+        Returns
+        -------
+        (which, value, contribution), each of shape (n_samples, top): the position in
+        ``features_used_`` of each row's top features (-1 where a row has fewer), their
+        values and their contributions (NaN where ``which`` is -1).
+        """
         if sign not in ("positive", "negative", "any"):
             raise ValueError(f"sign must be 'positive', 'negative' or 'any', got {sign!r}")
-        Xa, _ = self._design(X)
-        c = self.contributions(X)[:, :-1]
+        _, Xk = self._design(X)  # the used columns, in features_used_ order
+        c = np.asarray(self.booster_.predict(Xk, pred_contrib=True), dtype=float)[:, :-1]
         if sign == "positive":
             key = np.where(c > 0, -c, np.inf)
         elif sign == "negative":
@@ -484,16 +500,12 @@ class DefectionModel(SettingsMixin):
         else:
             key = np.where(c != 0, -np.abs(c), np.inf)
         order = np.argsort(key, axis=1, kind="stable")[:, : max(int(top), 0)]
-        vals = Xa[:, self._keep]
-        out: list[list[Reason]] = []
-        for i in range(c.shape[0]):
-            row = []
-            for j in order[i]:
-                if not np.isfinite(key[i, j]):
-                    break
-                row.append(Reason(self.features_used_[j], float(vals[i, j]), float(c[i, j])))
-            out.append(row)
-        return out
+        rows = np.arange(c.shape[0])[:, None]
+        found = np.isfinite(key[rows, order])
+        which = np.where(found, order, -1).astype(np.int64)
+        vals = np.where(found, Xk[rows, order], np.nan)
+        contrib = np.where(found, c[rows, order], np.nan)
+        return which, vals, contrib
 
     def summary(self) -> Any:
         """Features ranked by their share of the trees' total split gain.

@@ -275,8 +275,8 @@ class _PurchaseModels:
         f = np.asarray(self.rfm["frequency"], dtype=float)
         r = np.asarray(self.rfm["recency"], dtype=float)
         T = np.asarray(self.rfm["T"], dtype=float)
-        ids = [str(x) for x in (self.rfm.index if hasattr(self.rfm, "index") else
-                                self.rfm["customer_id"])]
+        ids = _id_list(self.rfm.index if hasattr(self.rfm, "index")
+                       else self.rfm["customer_id"])
         out = {
             "customer_id": ids,
             "p_alive": self.model.p_alive(f, r, T),
@@ -296,6 +296,15 @@ class _PurchaseModels:
             self.warnings.append(f"CLV skipped ({e})")
             out["clv"] = out["clv_lower"] = out["clv_upper"] = np.full(len(ids), np.nan)
         return out
+
+
+def _id_list(values: Any) -> list[str]:
+    """Customer ids as a list of ``str`` (an Arrow column converted at once)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return [str(x) for x in values.cast(pa.string()).to_pylist()]
+    return [str(x) for x in values]
 
 
 def transactions_before(tx: Any, end: Any) -> Any:

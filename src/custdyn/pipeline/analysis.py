@@ -311,7 +311,7 @@ def analyze(
         "clv_upper")}
     if pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison):
         pred = pm.predict()
-        idx = np.array([pos.get(c, -1) for c in pred["customer_id"]])
+        idx = np.array([pos.get(c, -1) for c in pred["customer_id"]], dtype=np.int64)
         ok = idx >= 0
         for k in cols:
             cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
@@ -321,7 +321,7 @@ def analyze(
     say("scoring defection risk")
     fit_warnings_from = len(warnings)
     risk = 1.0 - cols["p_alive"]
-    reasons: dict[int, list[dict[str, Any]]] = {}  # by row; the other rows have none
+    reasons: dict[int, str] = {}  # JSON by row; the other rows have none
     backtest_rows: list[dict[str, Any]] = []
     risk_quiet = pywarnings.catch_warnings()
     risk_quiet.__enter__()
@@ -353,12 +353,13 @@ def analyze(
             top_n = rcfg["reasons_for"]
             explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
                        else np.argsort(-p, kind="stable")[:top_n])
-            why = model.reasons(snap_now.X[explain], top=3)
+            which, values, pushes = model.top_reasons(snap_now.X[explain], top=3)
             at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
             risk[at_now] = p
-            for j, rs in zip(explain, why, strict=True):
-                reasons[int(at_now[j])] = [{"feature": r.feature, "value": _num(r.value),
-                                            "contribution": _num(r.contribution)} for r in rs]
+            names = [json.dumps(f) for f in model.features_used_]
+            for row, w, v, x in zip(at_now[explain].tolist(), which.tolist(), values.tolist(),
+                                    pushes.tolist(), strict=True):
+                reasons[row] = _reasons_text(names, w, v, x)
         if cm is not None and snap_now is not None:
             on = np.array([c in contract for c in snap_now.ids], dtype=bool)
             if on.any():
@@ -366,7 +367,7 @@ def analyze(
                 why_c = cm.reasons(snap_now.X[on], top=3)
                 for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c, strict=True):
                     risk[pos[c]] = float(pr)
-                    reasons[pos[c]] = rs
+                    reasons[pos[c]] = json.dumps(rs)
         del snap_now
     except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
         warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
@@ -533,17 +534,32 @@ def _peak_mib() -> float:
         return 0.0
 
 
-def _reasons_json(reasons: dict[int, list[dict[str, Any]]], n: int) -> Any:
-    """The ``reasons`` column: each row's reasons as JSON, ``[]`` for rows without any."""
-    import json
-
+def _reasons_json(reasons: dict[int, str], n: int) -> Any:
+    """The ``reasons`` column: each row's reasons (JSON), ``[]`` for rows without any."""
     import pyarrow as pa
 
     out = ["[]"] * n
     for i, r in reasons.items():
-        if r:
-            out[i] = json.dumps(r)
+        out[i] = r
     return pa.array(out, pa.string())
+
+
+def _json_number(x: float) -> str:
+    """``x`` as ``json.dumps`` writes it, null when not finite (as :func:`_num` makes it)."""
+    import math
+
+    return repr(float(x)) if math.isfinite(x) else "null"
+
+
+def _reasons_text(names: list[str], which: list[int], values: list[float],
+                  pushes: list[float]) -> str:
+    """One row's reasons as ``json.dumps`` writes the list of ``{"feature", "value",
+    "contribution"}`` (``names``: the features already as JSON strings; ``which`` -1 for
+    none)."""
+    return "[" + ", ".join(
+        f'{{"feature": {names[j]}, "value": {_json_number(v)}, '
+        f'"contribution": {_json_number(x)}}}'
+        for j, v, x in zip(which, values, pushes, strict=True) if j >= 0) + "]"
 
 
 def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
