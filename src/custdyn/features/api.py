@@ -226,6 +226,14 @@ def snapshots(
     return int(row[0]) if row else 0
 
 
+def _feature_schema(b: Backend, options: dict[str, Any]) -> pa.Schema:
+    """The schema :func:`features` returns, from the expression's types (nothing is run)."""
+    from custdyn.features.backend import _utc_timestamps
+
+    expr = feature_expr(b, as_of_table(as_utc("1970-01-01")), **options)
+    return _utc_timestamps(expr.schema().to_pyarrow().empty_table()).schema
+
+
 def _customers(b: Backend) -> int:
     """Customers in the log (at least 1): what sizes the incremental method's parts."""
     return max(1, int(b.execute_scalar(b.table("interactions").customer_id.nunique())))
@@ -246,7 +254,8 @@ def _dates_k(moments: list[dt.datetime]) -> tuple[pa.Table, list[float]]:
 
 def feature_tables(ws: Any, dates: list[Any], *,
                    columns: dict[Any, list[str]] | None = None,
-                   parts: int | None = None, **options: Any) -> dict[dt.datetime, pa.Table]:
+                   parts: int | None = None, state: bool = False,
+                   **options: Any) -> dict[dt.datetime, pa.Table]:
     """The feature table at each of ``dates``, in memory, from one incremental pass over a
     DuckDB workspace's log (as :func:`snapshots` computes them, without storing them).
 
@@ -254,6 +263,12 @@ def feature_tables(ws: Any, dates: list[Any], *,
     ``customer_id``; ``columns`` (``{date: [names]}``) keeps only the named columns (with
     ``customer_id`` and ``as_of``) at the dates it names, so a caller that needs a few
     columns at some dates does not hold every column of every date.
+
+    With ``state=True`` (a workspace open for writing) the per-customer state behind these
+    tables is kept in the workspace folder, and a later call for dates up to
+    :data:`custdyn.features.rolling.MAX_ROLL_DAYS` later rolls it forward over what changed
+    instead of reading the whole log again (same result; see
+    :mod:`custdyn.features.rolling`).
 
     Returns
     -------
@@ -269,9 +284,7 @@ def feature_tables(ws: Any, dates: list[Any], *,
     if not moments:
         raise FeatureError("no as_of dates given")
     keep_cols = {as_utc(d): c for d, c in (columns or {}).items()}
-    schema = features(ws, "1970-01-01", engine="duckdb", **options).schema  # no rows
-    if parts is None:
-        parts = _parts(_customers(b), len(moments))
+    schema = _feature_schema(b, options)
     arrow, epochs = _dates_k(moments)
     pieces: dict[dt.datetime, list[pa.Table]] = {d: [] for d in moments}
     wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")
@@ -282,11 +295,23 @@ def feature_tables(ws: Any, dates: list[Any], *,
         for d in moments:
             part = rows.filter(pc.equal(at, pa.scalar(d, at.type)))
             part = part.select(wanted[d])
-            part = part.take(pc.sort_indices(part.column("customer_id")))
+            ids = part.column("customer_id")
+            if part.num_rows > 1 and not pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py():
+                part = part.take(pc.sort_indices(ids))
             pieces[d].append(part.cast(pa.schema([schema.field(c) for c in wanted[d]])))
 
     with memory_limit(ws.con, MEMORY_LIMIT):
-        _incremental_duckdb(b, ws.con, arrow, epochs, parts, None, None, options, sink=sink)
+        if state and not ws.read_only:
+            from custdyn.features import rolling
+
+            rolling.tables(ws, b, moments, lambda d, rows: sink(rows),
+                           parts_for=lambda n_dates: parts or _parts(_customers(b), n_dates),
+                           options=options)
+        else:
+            if parts is None:
+                parts = _parts(_customers(b), len(moments))
+            _incremental_duckdb(b, ws.con, arrow, epochs, parts, None, None, options,
+                                sink=sink)
     return {d: pa.concat_tables(pieces[d]).combine_chunks() if pieces[d] else
             pa.schema([schema.field(c) for c in wanted[d]]).empty_table() for d in moments}
 
@@ -307,13 +332,21 @@ def _write_arrow(con: Any, write: Any, t: pa.Table) -> None:
 
 def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[float], parts: int,
                         write: Any, checkpoint: Any, options: dict[str, Any],
-                        sink: Any = None) -> None:
+                        sink: Any = None, *, scope: Any = None, rows_where: Any = None,
+                        transform: Any = None, grid_sink: Any = None) -> Any:
     """The incremental method on DuckDB: the changes by SQL, the running sums by numpy.
     Each part's rows go to ``write`` (then ``checkpoint``), or to ``sink(rows)`` if given.
 
     The event-level tables (with their date indexes) are computed once into temporary
     tables sorted by customer; the per-part queries are compiled once and run for every
     range of customers (its first and last ``customer_id`` written into the SQL).
+
+    For the rolling state (:mod:`custdyn.features.rolling`): ``scope`` is passed to
+    :func:`~custdyn.features.incremental.plan`; ``rows_where(name, table)`` returns a filter
+    of an event-level table's rows (or None) applied before it is stored;
+    ``transform(name, arrow)`` changes each fetched table; ``grid_sink(grid)`` receives each
+    part's rows before :func:`~custdyn.features.incremental.derive_arrow` (which is skipped
+    when there is neither ``write`` nor ``sink``). Returns the plan.
     """
     from custdyn.features.incremental import derive_arrow, plan, plan_tables, snapshot_arrow
     from custdyn.store import release_memory
@@ -326,6 +359,9 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     def keep(name: str, t: ir.Table) -> ir.Table:
         """Each event-level table computed once, stored sorted by customer, read by part."""
         tmp = f"_custdyn_inc_{name}"
+        where = rows_where(name, t) if rows_where is not None else None
+        if where is not None:
+            t = t.filter(where)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT * FROM "
                     f"({b.con.compile(t)}) ORDER BY customer_id")
         temps.append(tmp)
@@ -339,7 +375,10 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
     row = con.execute("SELECT current_setting('threads')").fetchone()
     threads = int(row[0]) if row else 1
     try:
-        pl = plan(b, epochs, keep=keep, coded=True, **options)
+        if scope is None:  # the events stored once, with their epoch seconds
+            temps.append(materialize_events(b, con, "_custdyn_inc_events"))
+            scope = events_scope(b, "_custdyn_inc_events", None, options, whole=True)
+        pl = plan(b, epochs, keep=keep, coded=True, scope=scope, **options)
         ids = [r[0] for r in con.execute(
             "SELECT customer_id FROM _custdyn_inc_cust ORDER BY customer_id").fetchall()]
         starts = sorted({len(ids) * i // parts for i in range(parts)})
@@ -366,7 +405,10 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
         def fetch(lo: str, hi: str) -> dict[str, pa.Table]:
             sql = {name: q.replace(marks[0], quote(lo)).replace(marks[1], quote(hi))
                    for name, q in compiled.items()}
-            return {name: _fetch(con, sql, name) for name in sql}
+            got = {name: _fetch(con, sql, name) for name in sql}
+            if transform is not None:
+                got = {name: transform(name, t) for name, t in got.items()}
+            return got
 
         # a part is written while the next one's numpy work runs (the connection is used by
         # one thread at a time: the next part's queries run before the write starts)
@@ -376,23 +418,66 @@ def _incremental_duckdb(b: Backend, con: Any, dates: pa.Table, epochs: list[floa
                 fetched = fetch(*ranges[0])
                 for i in range(len(ranges)):
                     grid = snapshot_arrow(pl, dates, fetched.pop)
-                    rows = derive_arrow(grid, pl)
+                    if grid_sink is not None:
+                        grid_sink(grid)
+                    rows = (derive_arrow(grid, pl) if sink is not None or write is not None
+                            else None)
                     del grid
                     if writing is not None:
                         writing.result()
                     release_memory()  # the part before: gone before the next grows
                     if i + 1 < len(ranges):
                         fetched = fetch(*ranges[i + 1])
-                    writing = pool.submit(put, rows, i + 1 == len(ranges))
+                    if rows is not None:
+                        writing = pool.submit(put, rows, i + 1 == len(ranges))
                     del rows
                 if writing is not None:
                     writing.result()
             finally:
                 if writing is not None:  # an error meanwhile: let the write end first
                     wait([writing])
+        return pl
     finally:
         for tmp in temps:
             con.execute(f"DROP TABLE IF EXISTS {tmp}")
+
+
+def materialize_events(b: Backend, con: Any, name: str,
+                       where: Any = None, source: str | None = None) -> str:
+    """Store the interactions the features read (:func:`~custdyn.features.build.event_columns`;
+    with ``where(interactions)``, an Ibis condition, only the rows it keeps; from the table
+    ``source`` with the interactions' columns instead if given) as the temporary table
+    ``name``."""
+    from custdyn.features.build import event_columns
+
+    it = b.con.table(source) if source else b.table("interactions")
+    if where is not None:
+        it = it.filter(where(it))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {b.con.compile(event_columns(it))}")
+    return name
+
+
+def events_scope(b: Backend, events: str, customers: str | None, options: dict[str, Any],
+                 whole: bool = False) -> Any:
+    """A plan's ``scope``: the events of the temporary table ``events`` (from
+    :func:`materialize_events`); with ``customers`` (a table with ``customer_id``), only
+    the customer records listed there. ``whole``: ``events`` holds every interaction (it
+    serves as "all events" too)."""
+    from custdyn.features.build import _events_of, _settings
+
+    kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
+                      options.get("unanswered_after_hours"))[0]
+    ev = _events_of(b.con.table(events), kinds)
+    who = b.con.table(customers) if customers else None
+
+    def scope(name: str, t: ir.Table) -> ir.Table:
+        if name == "events" or (name == "all events" and whole):
+            return ev
+        if name == "all events":
+            return t
+        return t if who is None else t.filter(t.customer_id.isin(who.customer_id))
+
+    return scope
 
 
 def cohorts_expr(b: Backend, as_of: Any = None,

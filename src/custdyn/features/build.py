@@ -299,12 +299,26 @@ def _settings(b: Backend, purchase_kinds: Sequence[str] | None, time_unit: str |
 
 def _events(b: Backend, kinds: list[str]) -> ir.Table:
     """The interactions with epoch seconds (``ts``), float amounts and ``is_contact``."""
-    it = b.table("interactions")
+    return _events_of(b.table("interactions"), kinds)
+
+
+def event_columns(it: ir.Table) -> ir.Table:
+    """The interactions' columns the features read, with their epoch seconds ``ts``: what a
+    backend can store once so that every later query reads ``ts`` instead of converting the
+    time zone of each row again (DuckDB repeats the conversion wherever ``ts`` is used)."""
+    return it.select("interaction_id", "customer_id", "channel", "kind", "direction",
+                     "thread_id", "occurred_at", "attributes", "amount",
+                     ts=_epoch(it.occurred_at))
+
+
+def _events_of(it: ir.Table, kinds: list[str]) -> ir.Table:
+    """:func:`_events` of a table with the interactions' columns."""
     non_contact = [*kinds, *NON_CONTACT_KINDS]
     ev = it.select(
         "interaction_id", "customer_id", "channel", "kind", "direction", "thread_id",
         "occurred_at", "attributes",
-        ts=_epoch(it.occurred_at),
+        # a stored ``ts`` (see :func:`event_columns`) is read, not computed again
+        ts=it.ts if "ts" in it.columns else _epoch(it.occurred_at),
         amount=it.amount.cast("float64"),
     )
     ev = ev.mutate(is_contact=ev.kind.isnull() | ~ev.kind.isin(non_contact))

@@ -200,6 +200,7 @@ def plan(
     unanswered_after_hours: float | None = None,
     text_engine: str | None = None,
     coded: bool = False,
+    scope: Callable[[str, ir.Table], ir.Table] | None = None,
 ) -> Plan:
     """Every event placed on the date axis: the changes per (customer, date index).
 
@@ -223,14 +224,23 @@ def plan(
         Count the interactions by channel and direction as one grouped count per
         (customer, date index, code) (:attr:`Plan.counts`, spread into columns by
         :func:`snapshot_arrow`) instead of one column per channel, direction and window.
+    scope : callable, optional
+        Called as ``scope("events", ev)``, ``scope("all events", ev)`` and
+        ``scope("customers", customers)``; what it returns is read instead (e.g. some
+        customers' events only). Each customer's first purchase day (``d0``) is taken over
+        the "all events" table (all the purchases, also those out of scope).
     """
     kinds, unit_days, wait_h = _settings(b, purchase_kinds, time_unit, unanswered_after_hours)
     m = [float(x) for x in moments]
     n_dates = len(m)
     hold = keep or (lambda _name, t: t)
 
-    ev = _events(b, kinds)
+    ev_all = ev = _events(b, kinds)
     cu = b.table("customers") if b.has("customers") else None
+    if scope is not None:
+        ev = scope("events", ev)
+        ev_all = scope("all events", ev_all)
+        cu = scope("customers", cu) if cu is not None else None
     if part is not None:
         i, n = part
         which = i.i.max().as_scalar() if isinstance(i, ir.Table) else ibis.literal(i, "int64")
@@ -374,7 +384,12 @@ def plan(
     p = ev.filter(ev.kind.isin(kinds))
     p = p.select("customer_id", "ts", day=(p.ts / DAY_S).floor().cast("float64"),
                  amount=p.amount.fill_null(0.0))
-    first_day = p.group_by("customer_id").aggregate(d0=p.day.min())
+    if scope is None:
+        first_day = p.group_by("customer_id").aggregate(d0=p.day.min())
+    else:  # the first purchase day over all the purchases, not only those in scope
+        pa_ = ev_all.filter(ev_all.kind.isin(kinds))
+        first_day = pa_.group_by("customer_id").aggregate(
+            d0=(pa_.ts / DAY_S).floor().cast("float64").min())
     pj = p.join(first_day, "customer_id")
     pj = hold("p", pj.mutate(k_in=enters(pj.ts), first=pj.day == pj.d0))
     add(pj, "k_in", {"p_total": pj.amount, "p_first_amt": ibis.ifelse(pj.first, pj.amount, ZERO)})

@@ -1,0 +1,613 @@
+"""Feature tables at new dates rolled forward from a stored state at earlier dates.
+
+:func:`custdyn.features.feature_tables` with ``state=True`` keeps, in the workspace folder
+(``feature-state/``), the *grid* behind each feature table it computed: per customer the
+running sums, maxima, first times and medians from which
+:func:`~custdyn.features.incremental.derive_arrow` makes the features (one Arrow file per
+date, and ``state.json`` saying which data it describes). A later call for a date ``d`` up to
+:data:`MAX_ROLL_DAYS` after a stored date ``s`` computes only what changed between the two:
+
+* customers with no event in any *band* (events entering between ``s`` and ``d``, or leaving
+  one of the look-back windows, or a customer turn passing its reply deadline, in that time)
+  keep their row: only ``as_of`` moves, and the features that depend on it (days since,
+  tenure, ...) follow from it;
+* customers with such events get their changes from the incremental method run over those
+  events and their context (the whole thread, the customer's tickets, the purchase day) at
+  the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s`` are added to the
+  stored sums, maxima and first times are combined with the stored ones;
+* customers for whom that is not exact are computed afresh from all their events: customers
+  new since ``s``, customers with a new first response or resolution time (a median over all
+  their values), rows ingested later but dated before ``s``, changed customer records, and
+  messages of theirs scored after the state was stored.
+
+The state is used only if the data it describes is unchanged: the rows of the ingest batches
+it saw are all still there (counted), and the same settings and text engine apply; otherwise
+the dates are computed afresh (and a new state stored). The result equals a computation from
+scratch (``tests/test_features_rolling.py`` checks it column by column on the demo world
+after new data, back-dated data and new customers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from custdyn.features.backend import Backend
+from custdyn.features.build import (
+    DAY_S,
+    WINDOWS_DAYS,
+    _busiest_engine,
+    _settings,
+)
+from custdyn.schema import CHANNELS, DIRECTIONS
+
+__all__ = ["MAX_ROLL_DAYS", "STATE_DIR", "tables"]
+
+#: Folder of the state inside the workspace folder.
+STATE_DIR = "feature-state"
+MANIFEST = "state.json"
+#: Version of the state's layout and of the method; another version is not read.
+FORMAT = 1
+#: The furthest a stored date is rolled forward (beyond it the date is computed afresh).
+MAX_ROLL_DAYS = 35.0
+#: Look-back windows of the incremental method's leaving events (days): interactions 30, 90,
+#: 365; contacts 90, 365; messages 90, 180, 365; tickets 365.
+LEAVE_DAYS = tuple(sorted({*WINDOWS_DAYS, 90, 180, 365}))
+#: Seconds added on both sides of every band (rows a little outside are recomputed, exactly).
+MARGIN_S = 60.0
+#: The per-customer first times (``cust`` columns) that new events can only lower.
+FIRSTS = ("ev_first_s", "opened_event_s", "first_order_s", "meet_first", "vend_first", "d0",
+          "start_s")
+FIRST_TIMES = ("first_contact_at", "opened_event_at", "first_order_at")
+
+Sink = Callable[[dt.datetime, pa.Table], None]
+
+
+class StateMismatch(Exception):
+    """The stored state cannot be rolled forward exactly (the caller computes afresh)."""
+
+
+def _ts(x: dt.datetime) -> str:
+    return f"TIMESTAMPTZ '{x.isoformat()}'"
+
+
+def _band_sql(col: str, bands: list[tuple[dt.datetime, dt.datetime]]) -> str:
+    m = dt.timedelta(seconds=MARGIN_S)
+    parts = [f"({col} >= {_ts(lo - m)} AND {col} < {_ts(hi + m)})" for lo, hi in bands]
+    return " OR ".join(parts) if parts else "FALSE"
+
+
+def _has_column(con: Any, table: str, column: str) -> bool:
+    row = con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? "
+                      "AND column_name = ?", [table, column]).fetchone()
+    return bool(row and row[0])
+
+
+def _marks(con: Any, engine: str | None) -> dict[str, Any]:
+    """What the state describes: the newest ingest batch and the row counts, and the scored
+    messages of the text engine."""
+    r = con.execute("SELECT max(batch_id), count(*) FROM interactions").fetchone()
+    out: dict[str, Any] = {"batch": r[0], "rows": int(r[1])}
+    if _has_column(con, "customers", "batch_id"):
+        c = con.execute("SELECT max(batch_id), count(*) FROM customers").fetchone()
+        out.update(customers_batch=c[0], customers=int(c[1]))
+    if engine is not None:
+        s = con.execute("SELECT max(scored_at), count(*) FROM text_signals WHERE engine = ?",
+                        [engine]).fetchone()
+        out.update(scored_at=s[0].isoformat() if s[0] is not None else None, scored=int(s[1]))
+    return out
+
+
+def _unchanged(con: Any, old: dict[str, Any], engine: str | None) -> bool:
+    """Every row the state saw is still there (rows of later batches are new; a scored
+    message scored again counts as changed)."""
+    def count(table: str, batch: Any) -> int:
+        where = "batch_id IS NULL" + (f" OR batch_id <= {int(batch)}" if batch is not None
+                                      else "")
+        return int(con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
+
+    if count("interactions", old["batch"]) != old["rows"]:
+        return False
+    # customer records are updated in place by a later batch (those customers are computed
+    # afresh) and never deleted: there must be as many as there were
+    if "customers" in old and int(con.execute("SELECT count(*) FROM customers")
+                                  .fetchone()[0]) < old["customers"]:
+        return False
+    if engine is not None:
+        if "scored" not in old:
+            return False
+        if old["scored_at"] is None:
+            return old["scored"] == 0
+        n = con.execute("SELECT count(*) FROM text_signals WHERE engine = ? AND scored_at <= ?",
+                        [engine, dt.datetime.fromisoformat(old["scored_at"])]).fetchone()[0]
+        if int(n) != old["scored"]:
+            return False
+    return True
+
+
+def _key(b: Backend, options: dict[str, Any], engine: str | None) -> str:
+    from custdyn import __version__
+
+    kinds, unit_days, wait_h = _settings(b, options.get("purchase_kinds"),
+                                         options.get("time_unit"),
+                                         options.get("unanswered_after_hours"))
+    spec = [FORMAT, __version__, sorted(kinds), unit_days, wait_h, engine,
+            b.has("customers"), list(WINDOWS_DAYS), list(CHANNELS), list(DIRECTIONS)]
+    return hashlib.sha256(json.dumps(spec, default=str).encode()).hexdigest()[:24]
+
+
+class _Store:
+    """The state's files in ``<workspace>/feature-state``."""
+
+    def __init__(self, ws: Any) -> None:
+        self.dir = Path(ws.path) / STATE_DIR
+
+    def manifest(self) -> dict[str, Any] | None:
+        try:
+            m = json.loads((self.dir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return m if isinstance(m, dict) and m.get("format") == FORMAT else None
+
+    def new_file(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / f"grid-{uuid.uuid4().hex[:12]}.arrow"
+
+    def read(self, name: str) -> pa.Table:
+        with pa.OSFile(str(self.dir / name), "rb") as f:
+            return pa.ipc.open_file(f).read_all()
+
+    def save(self, key: str, marks: dict[str, Any], files: dict[dt.datetime, Path]) -> None:
+        m = {"format": FORMAT, "key": key, "marks": marks,
+             "dates": {d.isoformat(): p.name for d, p in sorted(files.items())}}
+        tmp = self.dir / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(m, indent=1, default=str))
+        os.replace(tmp, self.dir / MANIFEST)
+        keep = {p.name for p in files.values()}
+        for p in self.dir.glob("grid-*.arrow"):
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+
+
+class _GridWriter:
+    """Each date's grid rows, part by part, into one Arrow file (sorted by customer)."""
+
+    def __init__(self, store: _Store, dates: list[dt.datetime]) -> None:
+        self.store = store
+        self.dates = dates
+        self.files = {d: store.new_file() for d in dates}
+        self.writers: dict[dt.datetime, Any] = {}
+
+    def write(self, d: dt.datetime, rows: pa.Table) -> None:
+        rows = rows.take(pc.sort_indices(rows.column("customer_id")))
+        if d not in self.writers:
+            opts = pa.ipc.IpcWriteOptions(compression="lz4")
+            self.writers[d] = pa.ipc.new_file(str(self.files[d]), rows.schema, options=opts)
+        self.writers[d].write_table(rows)
+
+    def grid(self, grid: pa.Table) -> None:
+        """One part's grid (rows of every date, ``k`` the date's index)."""
+        k = grid.column("k")
+        for i, d in enumerate(self.dates):
+            self.write(d, grid.filter(pc.equal(k, i)))
+
+    def close(self) -> dict[dt.datetime, Path]:
+        for w in self.writers.values():
+            w.close()
+        return {d: p for d, p in self.files.items() if d in self.writers}
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001, S110 - the file is removed next
+                pass
+        for p in self.files.values():
+            p.unlink(missing_ok=True)
+
+
+def _text_engine(b: Backend, options: dict[str, Any]) -> str | None:
+    if options.get("text_engine"):
+        return str(options["text_engine"])
+    if not b.has("text_signals"):
+        return None
+    sig = b.table("text_signals")
+    if not int(b.execute_scalar(sig.count())):
+        return None
+    return _busiest_engine(b, sig)
+
+
+def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
+           parts_for: Callable[[int], int], options: dict[str, Any]) -> None:
+    """Every date's feature rows to ``sink(date, rows)`` (rows in parts, each sorted by
+    customer), from the stored state where it can be rolled forward, else computed afresh;
+    the grids of ``moments`` are then stored as the new state.
+
+    ``parts_for(n_dates)`` gives the number of customer parts of a fresh computation."""
+    from custdyn.features.api import _dates_k, _incremental_duckdb
+
+    engine = _text_engine(b, options)
+    if engine is not None:
+        options = {**options, "text_engine": engine}
+    store = _Store(ws)
+    key = _key(b, options, engine)
+    marks = _marks(ws.con, engine)  # before computing: the state describes at least these
+    man = store.manifest()
+    pairs: dict[dt.datetime, dt.datetime] = {}
+    if man is not None and man.get("key") == key and _unchanged(ws.con, man["marks"], engine):
+        stored = sorted(dt.datetime.fromisoformat(x) for x in man["dates"])
+        for d in moments:
+            before = [s for s in stored if s <= d]
+            if before and (d - before[-1]).total_seconds() <= MAX_ROLL_DAYS * DAY_S \
+                    and (store.dir / man["dates"][before[-1].isoformat()]).exists():
+                pairs[d] = before[-1]
+    files: dict[dt.datetime, Path] = {}
+    if pairs:
+        try:
+            files.update(_roll(ws, b, pairs, man or {}, store, sink, options))
+        except StateMismatch:
+            pairs = {}
+    fresh = [d for d in moments if d not in pairs]
+    if fresh:
+        from custdyn.features.incremental import derive_arrow
+
+        arrow, epochs = _dates_k(fresh)
+        writer = _GridWriter(store, fresh)
+
+        def grid_sink(grid: pa.Table) -> None:
+            writer.grid(grid)
+            rows = derive_arrow(grid, pl_box[0])
+            at = rows.column("as_of")
+            for d in fresh:
+                sink(d, rows.filter(pc.equal(at, pa.scalar(d, at.type))))
+
+        from custdyn.features.incremental import plan
+
+        pl_box = [plan(b, epochs, coded=True, **options)]  # for derive (nothing is run)
+        try:
+            _incremental_duckdb(b, ws.con, arrow, epochs, parts_for(len(fresh)), None, None,
+                                options, grid_sink=grid_sink)
+        except BaseException:
+            writer.abort()
+            raise
+        files.update(writer.close())
+    store.save(key, marks, files)
+
+
+def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[str, Any],
+          store: _Store, sink: Sink, options: dict[str, Any]) -> dict[dt.datetime, Path]:
+    """Roll the stored grids forward to the dates of ``pairs`` (``{new date: stored date}``);
+    rows go to ``sink``. Returns the new grid files."""
+    from custdyn.features.api import (
+        _dates_k,
+        _incremental_duckdb,
+        events_scope,
+        materialize_events,
+    )
+    from custdyn.features.incremental import derive_arrow, plan
+
+    con = ws.con
+    kinds, _unit, wait_h = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
+                                     options.get("unanswered_after_hours"))
+    engine = options.get("text_engine")
+    old = man["marks"]
+    ds = sorted(pairs)
+    enter = [(pairs[d], d) for d in ds]
+    leave = [(s - dt.timedelta(days=w), d - dt.timedelta(days=w))
+             for s, d in enter for w in LEAVE_DAYS]
+    leave += [(s - dt.timedelta(hours=wait_h), d - dt.timedelta(hours=wait_h)) for s, d in enter]
+    latest_s = max(pairs.values())
+    kind_list = "(" + ", ".join("'" + k.replace("'", "''") + "'" for k in kinds) + ")"
+    temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
+             "_cd_roll_ev"]
+
+    def new_rows(table: str, batch: Any) -> str:
+        return "batch_id IS NOT NULL" + (f" AND batch_id > {int(batch)}" if batch is not None
+                                         else "")
+
+    try:
+        # ---- customers computed afresh
+        full = [f"SELECT customer_id FROM interactions WHERE ({new_rows('i', old['batch'])}) "
+                f"AND occurred_at < {_ts(latest_s + dt.timedelta(seconds=MARGIN_S))}",
+                # new customers: their first event in an entering band
+                f"""SELECT customer_id FROM interactions WHERE customer_id IN (
+                      SELECT customer_id FROM interactions WHERE {_band_sql('occurred_at', enter)})
+                    GROUP BY customer_id HAVING {_band_sql('min(occurred_at)', enter)}"""]
+        if b.has("customers"):
+            full.append(f"SELECT customer_id FROM customers WHERE "
+                        f"{_band_sql('created_at', enter)}")
+            if "customers" in old:
+                full.append(f"SELECT customer_id FROM customers WHERE "
+                            f"{new_rows('c', old['customers_batch'])}")
+        if engine is not None:
+            after = ("" if old.get("scored_at") is None else
+                     f" AND t.scored_at > {_ts(dt.datetime.fromisoformat(old['scored_at']))}")
+            full.append(
+                f"SELECT i.customer_id FROM text_signals t JOIN interactions i "
+                f"ON i.interaction_id = t.interaction_id WHERE t.engine = "
+                f"'{engine.replace(chr(39), chr(39) * 2)}'{after} AND i.occurred_at < "
+                f"{_ts(latest_s + dt.timedelta(seconds=MARGIN_S))}")
+        con.execute("CREATE OR REPLACE TEMP TABLE _cd_roll_full AS " + " UNION ".join(full))
+        # ---- customers whose changes are added: events in a band, and their context
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_band AS
+            SELECT interaction_id, customer_id, thread_id, kind, occurred_at FROM interactions
+            WHERE ({_band_sql('occurred_at', enter + leave)})
+              AND customer_id NOT IN (SELECT customer_id FROM _cd_roll_full)""")
+        con.execute("CREATE OR REPLACE TEMP TABLE _cd_roll_delta AS "
+                    "SELECT DISTINCT customer_id FROM _cd_roll_band")
+        # the band events with their context, in one pass over the delta customers' events:
+        # the whole thread, every ticket event, every purchase of the purchase day
+        day = f"floor(epoch(i.occurred_at) / {DAY_S})"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_scope AS
+            SELECT i.interaction_id, i.customer_id, i.channel, i.kind, i.direction,
+                   i.thread_id, i.occurred_at, i.attributes, i.amount
+            FROM interactions i
+            SEMI JOIN _cd_roll_delta d ON d.customer_id = i.customer_id
+            LEFT JOIN (SELECT DISTINCT customer_id, thread_id FROM _cd_roll_band
+                       WHERE thread_id IS NOT NULL) t
+              ON t.customer_id = i.customer_id AND t.thread_id = i.thread_id
+            LEFT JOIN (SELECT DISTINCT customer_id, {day.replace('i.', '')} AS day
+                       FROM _cd_roll_band WHERE kind IN {kind_list}) p
+              ON p.customer_id = i.customer_id
+             AND p.day = (CASE WHEN i.kind IN {kind_list} THEN {day} END)
+            WHERE ({_band_sql('i.occurred_at', enter + leave)})
+               OR t.customer_id IS NOT NULL OR p.customer_id IS NOT NULL
+               OR i.kind = 'support' OR i.channel = 'ticket'""")
+        changes, firsts, again = _changes(ws, b, pairs, options)
+        if again:
+            con.register("_cd_roll_again_arrow", pa.table({"customer_id": pa.array(
+                sorted(again), pa.string())}))
+            con.execute("INSERT INTO _cd_roll_full SELECT customer_id FROM _cd_roll_again_arrow")
+            con.unregister("_cd_roll_again_arrow")
+        # ---- the customers computed afresh, at the new dates
+        fresh_rows: dict[dt.datetime, list[pa.Table]] = {d: [] for d in ds}
+        n_full = int(con.execute("SELECT count(DISTINCT customer_id) FROM _cd_roll_full")
+                     .fetchone()[0])
+        if n_full:
+            arrow, epochs = _dates_k(ds)
+            full_t = b.con.table("_cd_roll_full")
+            materialize_events(b, con, "_cd_roll_ev",
+                               lambda it: it.customer_id.isin(full_t.customer_id))
+            by_customer = events_scope(b, "_cd_roll_ev", "_cd_roll_full", options)
+
+            def keep_full(grid: pa.Table) -> None:
+                k = grid.column("k")
+                for i, d in enumerate(ds):
+                    fresh_rows[d].append(grid.filter(pc.equal(k, i)))
+
+            from custdyn.features.api import ROWS_PER_PART
+
+            parts = max(1, -(-n_full * len(ds) // ROWS_PER_PART))
+            _incremental_duckdb(b, con, arrow, epochs, parts, None, None, options,
+                                scope=by_customer, grid_sink=keep_full)
+        full_ids = pa.array([r[0] for r in con.execute(
+            "SELECT DISTINCT customer_id FROM _cd_roll_full").fetchall()], pa.string())
+        pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
+        files: dict[dt.datetime, Path] = {}
+        for d in ds:
+            grid = _combine(store.read(man["dates"][pairs[d].isoformat()]), d, full_ids,
+                            changes.get(d), firsts, fresh_rows.pop(d), pl)
+            path = store.new_file()
+            files[d] = path
+            opts = pa.ipc.IpcWriteOptions(compression="lz4")
+            with pa.ipc.new_file(str(path), grid.schema, options=opts) as w:
+                w.write_table(grid)
+            sink(d, derive_arrow(grid, pl))
+            del grid
+        return files
+    finally:
+        for t in temps:
+            con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
+             options: dict[str, Any]
+             ) -> tuple[dict[dt.datetime, pa.Table], pa.Table | None, set[str]]:
+    """The incremental method over the band events and their context, at the stored and the
+    new dates: per new date the changes of the customers (sums to add, maxima to combine),
+    their first times, and the customers with a new median value (computed afresh)."""
+    from custdyn.features.api import (
+        ROWS_PER_PART,
+        _dates_k,
+        _incremental_duckdb,
+        events_scope,
+        materialize_events,
+    )
+    from custdyn.features.incremental import plan
+
+    con = ws.con
+    n = int(con.execute("SELECT count(*) FROM _cd_roll_delta").fetchone()[0])
+    if not n:
+        return {}, None, set()
+    all_dates = sorted({*pairs, *pairs.values()})
+    idx = {d: i for i, d in enumerate(all_dates)}
+    change_ks = sorted({k for d, s in pairs.items() for k in range(idx[s] + 1, idx[d] + 1)})
+    arrow, epochs = _dates_k(all_dates)
+    # each pair's changes are those at the date indexes in (stored, new]; when those ranges
+    # do not overlap, each index is mapped to its pair and the running sums run over the
+    # pairs only (fewer rows), else over every date
+    at: dict[dt.datetime, tuple[int, int]] = {d: (idx[s], idx[d]) for d, s in pairs.items()}
+    lut = np.full(len(all_dates), -1, np.int64)
+    ordered = sorted(pairs)
+    for p_, d in enumerate(ordered):
+        for k in range(idx[pairs[d]] + 1, idx[d] + 1):
+            if lut[k] >= 0:
+                break
+            lut[k] = p_
+        else:
+            continue
+        lut = np.zeros(0, np.int64)  # overlapping: no mapping
+        break
+    if len(lut):
+        arrow = _dates_k(ordered)[0]
+        at = {d: (p_ - 1, p_) for p_, d in enumerate(ordered)}
+    pl = plan(b, epochs, coded=True, **options)  # which columns are sums (nothing is run)
+    sums = [c for c, h in pl.how.items() if h == "sum"]
+    maxes = [c for c, h in pl.how.items() if h == "max"]
+    materialize_events(b, con, "_cd_roll_ev", source="_cd_roll_scope")
+    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options)
+
+    def rows_where(name: str, t: ir.Table) -> ir.BooleanValue | None:
+        ks = [c for c in t.columns if c.startswith("k_")]
+        if name == "cust" or not ks:
+            return None
+        cond = None
+        for c in ks:
+            one = t[c].isin(change_ks)
+            cond = one if cond is None else (cond | one)
+        return cond
+
+    cust_parts: list[pa.Table] = []
+
+    def transform(name: str, t: pa.Table) -> pa.Table:
+        if name == "cust":
+            cust_parts.append(t)
+            i = t.schema.get_field_index("start_s")
+            return t.set_column(i, "start_s", pa.array(np.full(t.num_rows, -np.inf)))
+        if name in ("resp", "res"):
+            return t.slice(0, 0)
+        if len(lut) and "k" in t.column_names:
+            k = lut[np.asarray(t.column("k").to_numpy(zero_copy_only=False), np.int64)]
+            t = t.set_column(t.schema.get_field_index("k"), "k", pa.array(k))
+            return t.filter(pa.array(k >= 0))
+        return t
+
+    out: dict[dt.datetime, list[pa.Table]] = {d: [] for d in pairs}
+    again: set[str] = set()
+    n_k = arrow.num_rows
+
+    def grid_sink(grid: pa.Table) -> None:
+        ids = grid.column("customer_id").take(pa.array(np.arange(0, grid.num_rows, n_k)))
+        m = grid.num_rows // n_k
+        cols: dict[str, np.ndarray] = {}
+        for c in grid.column_names:
+            if c in sums or c in maxes or (pa.types.is_integer(grid.schema.field(c).type)
+                                           and c != "k"):
+                v = grid.column(c).to_numpy(zero_copy_only=False)
+                cols[c] = np.asarray(v).reshape(m, n_k)
+        for d, (i, j) in at.items():
+            changed = np.zeros(m, bool)
+            got: dict[str, Any] = {"customer_id": ids}
+            for c, v in cols.items():
+                if c in maxes:
+                    new = v[:, j]
+                    was = v[:, i] if i >= 0 else np.full(m, np.nan)
+                    up = ~np.isnan(new) & (np.isnan(was) | (new > was))
+                    changed |= up
+                    got[c] = new
+                    if c in ("resp_k", "res_k"):  # a new reply or resolution: its median
+                        again.update(ids.filter(pa.array(up)).to_pylist())
+                else:
+                    dv = v[:, j] - v[:, i] if i >= 0 else v[:, j]
+                    changed |= dv != 0
+                    got[c] = dv
+            keep = pa.array(changed)
+            out[d].append(pa.table({c: (x.filter(keep) if isinstance(x, pa.Array)
+                                        else pa.array(x).filter(keep)) for c, x in got.items()}))
+
+    parts = max(1, -(-n * n_k // ROWS_PER_PART))
+    _incremental_duckdb(b, con, arrow, epochs, parts, None, None, options, scope=scope,
+                        rows_where=rows_where, transform=transform, grid_sink=grid_sink)
+    changes = {d: pa.concat_tables(t) for d, t in out.items() if t}
+    firsts = pa.concat_tables(cust_parts) if cust_parts else None
+    return changes, firsts, again
+
+
+def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Table | None,
+             firsts: pa.Table | None, fresh: list[pa.Table], pl: Any) -> pa.Table:
+    """The grid at ``d``: the stored rows with their changes, first times and the new
+    ``as_of``, those computed afresh in their place (or added); sorted by customer."""
+    ids = old.column("customer_id")
+    n = old.num_rows
+    cols: dict[str, Any] = {c: old.column(c) for c in old.column_names}
+    outside_full = pc.invert(pc.is_in(ids, value_set=full_ids)) if len(full_ids) else None
+
+    def positions(t: pa.Table) -> np.ndarray:
+        if len(full_ids):
+            t = t.filter(pc.invert(pc.is_in(t.column("customer_id"), value_set=full_ids)))
+        pos = pc.index_in(t.column("customer_id"), value_set=ids)
+        if pos.null_count:
+            raise StateMismatch("a customer with changes is not in the stored state")
+        return np.asarray(pos.to_numpy(zero_copy_only=False), np.int64)
+
+    if changes is not None and changes.num_rows:
+        at = positions(changes)
+        if len(full_ids):
+            changes = changes.filter(pc.invert(pc.is_in(changes.column("customer_id"),
+                                                        value_set=full_ids)))
+        maxes = {c for c, h in pl.how.items() if h == "max"}
+        for c in changes.column_names:
+            if c == "customer_id" or c not in cols:
+                continue
+            v = np.array(cols[c].to_numpy(zero_copy_only=False))  # a copy to change
+            x = np.asarray(changes.column(c).to_numpy(zero_copy_only=False))
+            if c in maxes:
+                v[at] = np.fmax(v[at], x)
+            else:
+                v[at] = v[at] + x.astype(v.dtype)
+            cols[c] = pa.array(v, cols[c].type, from_pandas=True)
+    if firsts is not None and firsts.num_rows:
+        # customers described from a later date on have no row here (and no change)
+        firsts = firsts.filter(pc.is_in(firsts.column("customer_id"), value_set=ids))
+        at = positions(firsts)
+        if len(full_ids):
+            firsts = firsts.filter(pc.invert(pc.is_in(firsts.column("customer_id"),
+                                                      value_set=full_ids)))
+        for c in FIRSTS:
+            if c in cols and c in firsts.column_names:
+                v = np.array(cols[c].to_numpy(zero_copy_only=False), np.float64)
+                x = np.asarray(firsts.column(c).to_numpy(zero_copy_only=False), np.float64)
+                v[at] = np.fmin(v[at], x)
+                cols[c] = pa.array(v, pa.float64(), from_pandas=True)
+        for c in FIRST_TIMES:
+            if c in cols and c in firsts.column_names:
+                typ = cols[c].type
+                # microseconds as floats (exact below 2**53), NaN for null
+                v = np.array(pc.cast(cols[c], pa.int64()).to_numpy(zero_copy_only=False),
+                             np.float64)
+                x = np.asarray(pc.cast(firsts.column(c), pa.int64())
+                               .to_numpy(zero_copy_only=False), np.float64)
+                v[at] = np.fmin(v[at], x)
+                miss = np.isnan(v)
+                cols[c] = pa.array(np.where(miss, 0, v).astype(np.int64), pa.int64(),
+                                   mask=miss).cast(typ)
+    stamp = pa.scalar(d, old.schema.field("as_of").type)
+    cols["as_of"] = pa.repeat(stamp, n) if n else pa.array([], stamp.type)
+    cols["as_of_s"] = pa.array(np.full(n, d.timestamp()))
+    cols["k"] = pa.array(np.zeros(n, np.int64))
+    grid = pa.table({c: cols[c] for c in old.column_names})
+    got = (pa.concat_tables([t.select(old.column_names).cast(old.schema) for t in fresh])
+           if fresh else old.schema.empty_table())
+    if got.num_rows:
+        got = got.set_column(got.schema.get_field_index("k"), "k",
+                             pa.array(np.zeros(got.num_rows, np.int64)))
+    if outside_full is None and not got.num_rows:
+        return grid
+    # rows computed afresh take the place of the stored ones; customers computed afresh
+    # without a row at d (no longer described) leave; new customers are added in order
+    at_old = pc.index_in(got.column("customer_id"), value_set=ids)
+    take = np.arange(n, dtype=np.int64)
+    keep = np.ones(n, bool) if outside_full is None else \
+        np.asarray(outside_full.to_numpy(zero_copy_only=False), bool).copy()
+    found = np.asarray(pc.is_valid(at_old).to_numpy(zero_copy_only=False), bool)
+    where = np.asarray(at_old.to_numpy(zero_copy_only=False))[found].astype(np.int64) \
+        if found.any() else np.zeros(0, np.int64)
+    take[where] = n + np.flatnonzero(found)
+    keep[where] = True
+    both = pa.concat_tables([grid, got])
+    out = both.take(pa.array(take[keep]))
+    if not found.all():  # new customers: after the others, then everything in order
+        out = pa.concat_tables([out, got.filter(pa.array(~found))])
+        out = out.take(pc.sort_indices(out.column("customer_id")))
+    return out
