@@ -319,20 +319,24 @@ def transactions_before(tx: Any, end: Any) -> Any:
 
 
 def features_many(ws: Workspace, dates: list[Any],
-                  columns: dict[Any, list[str]] | None = None) -> dict[Any, Any]:
+                  columns: dict[Any, list[str]] | None = None,
+                  state: bool = False) -> dict[Any, Any]:
     """The feature table at each of ``dates`` (``{date: Arrow table}``, rows as
     :func:`custdyn.features.features` gives them), computed in one incremental pass
     (:func:`custdyn.features.feature_tables`) on a DuckDB workspace, else one query per date.
-    ``columns`` (``{date: [names]}``) keeps only those columns at the dates it names."""
+    ``columns`` (``{date: [names]}``) keeps only those columns at the dates it names.
+    ``state``: keep the rolling feature state in a writable DuckDB workspace and roll it
+    forward when it can (:mod:`custdyn.features.rolling`)."""
     import custdyn.features as cf
 
     dates = sorted(set(dates))
-    if len(dates) < 2 or ws.settings.engine != "duckdb":
+    state = state and ws.settings.engine == "duckdb" and not ws.read_only
+    if (len(dates) < 2 and not state) or ws.settings.engine != "duckdb":
         out = {d: cf.features(ws, d) for d in dates}
         return {d: t.select([c for c in t.column_names if c in ID_COLUMNS
                              or c in (columns or {}).get(d, t.column_names)])
                 for d, t in out.items()}
-    got = cf.feature_tables(ws, dates, columns=columns)
+    got = cf.feature_tables(ws, dates, columns=columns, state=state)
     return {d: got[_as_utc(d)] for d in dates}
 
 

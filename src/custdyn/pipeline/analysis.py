@@ -225,7 +225,6 @@ def analyze(
     import numpy as np
     import pyarrow as pa
 
-    import custdyn.features as cf
     from custdyn import __version__
     from custdyn.errors import CustdynError, DataWarning
     from custdyn.models.health import Scorecard, quadrants, relationship_scores
@@ -286,9 +285,10 @@ def analyze(
                 if as_of - dt.timedelta(days=d) > first]
     # the trend's past tables: only the columns the scorecard reads
     needed = sorted(_scorecard_columns(health_cfg))
-    many = (features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at})
-            if trend_at else {})
-    feats = many.pop(as_of) if many else cf.features(ws, as_of)
+    # with the workspace's rolling feature state: a later run rolls it forward
+    many = features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at},
+                         state=True)
+    feats = many.pop(as_of)
     ids = [str(x) for x in feats.column("customer_id").to_pylist()]
     n = len(ids)
     if n == 0:
