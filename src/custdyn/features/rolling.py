@@ -164,6 +164,12 @@ class _Store:
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir / f"grid-{uuid.uuid4().hex[:12]}.arrow"
 
+    def read_ids(self, name: str) -> pa.Array:
+        import pyarrow.feather as feather
+
+        return feather.read_table(str(self.dir / name), columns=["customer_id"]) \
+            .column("customer_id").combine_chunks()
+
     def read(self, name: str) -> pa.Table:
         with pa.OSFile(str(self.dir / name), "rb") as f:
             return pa.ipc.open_file(f).read_all()
@@ -394,6 +400,16 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
         full_ids = pa.array([r[0] for r in con.execute(
             "SELECT DISTINCT customer_id FROM _cd_roll_full").fetchall()], pa.string())
         pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
+        # every customer with changes has a stored row (checked before any row is given out)
+        for d in ds:
+            stored_ids = store.read_ids(man["dates"][pairs[d].isoformat()])
+            got = changes.get(d)
+            if got is not None and len(full_ids):
+                got = got.filter(pc.invert(pc.is_in(got.column("customer_id"),
+                                                    value_set=full_ids)))
+            if got is not None and got.num_rows and not pc.all(
+                    pc.is_in(got.column("customer_id"), value_set=stored_ids)).as_py():
+                raise StateMismatch("a customer with changes is not in the stored state")
         files: dict[dt.datetime, Path] = {}
         for d in ds:
             grid = _combine(store.read(man["dates"][pairs[d].isoformat()]), d, full_ids,
@@ -537,8 +553,8 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
         if len(full_ids):
             t = t.filter(pc.invert(pc.is_in(t.column("customer_id"), value_set=full_ids)))
         pos = pc.index_in(t.column("customer_id"), value_set=ids)
-        if pos.null_count:
-            raise StateMismatch("a customer with changes is not in the stored state")
+        if pos.null_count:  # checked before: cannot happen
+            raise RuntimeError("a customer with changes is not in the stored state")
         return np.asarray(pos.to_numpy(zero_copy_only=False), np.int64)
 
     if changes is not None and changes.num_rows:
