@@ -528,9 +528,10 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
                     dv = v[:, j] - v[:, i] if i >= 0 else v[:, j]
                     changed |= dv != 0
                     got[c] = dv
-            keep = pa.array(changed)
-            out[d].append(pa.table({c: (x.filter(keep) if isinstance(x, pa.Array)
-                                        else pa.array(x).filter(keep)) for c, x in got.items()}))
+            rows = np.flatnonzero(changed)
+            out[d].append(pa.table({c: (pa.array(x[rows]) if isinstance(x, np.ndarray)
+                                        else x.take(pa.array(rows)))
+                                    for c, x in got.items()}))
 
     parts = max(1, -(-n * n_k // ROWS_PER_PART))
     _incremental_duckdb(b, con, arrow, epochs, parts, None, None, options, scope=scope,
@@ -549,19 +550,21 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
     cols: dict[str, Any] = {c: old.column(c) for c in old.column_names}
     outside_full = pc.invert(pc.is_in(ids, value_set=full_ids)) if len(full_ids) else None
 
-    def positions(t: pa.Table) -> np.ndarray:
+    def positions(t: pa.Table, missing_ok: bool = False) -> tuple[pa.Table, np.ndarray]:
+        """``t`` less the customers computed afresh (and, ``missing_ok``, those without a
+        row here), and its rows' positions here."""
         if len(full_ids):
             t = t.filter(pc.invert(pc.is_in(t.column("customer_id"), value_set=full_ids)))
         pos = pc.index_in(t.column("customer_id"), value_set=ids)
-        if pos.null_count:  # checked before: cannot happen
+        if pos.null_count and missing_ok:
+            found = pc.is_valid(pos)
+            t, pos = t.filter(found), pos.filter(found)
+        elif pos.null_count:  # checked before: cannot happen
             raise RuntimeError("a customer with changes is not in the stored state")
-        return np.asarray(pos.to_numpy(zero_copy_only=False), np.int64)
+        return t, np.asarray(pos.to_numpy(zero_copy_only=False), np.int64)
 
     if changes is not None and changes.num_rows:
-        at = positions(changes)
-        if len(full_ids):
-            changes = changes.filter(pc.invert(pc.is_in(changes.column("customer_id"),
-                                                        value_set=full_ids)))
+        changes, at = positions(changes)
         maxes = {c for c, h in pl.how.items() if h == "max"}
         for c in changes.column_names:
             if c == "customer_id" or c not in cols:
@@ -575,11 +578,7 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
             cols[c] = pa.array(v, cols[c].type, from_pandas=True)
     if firsts is not None and firsts.num_rows:
         # customers described from a later date on have no row here (and no change)
-        firsts = firsts.filter(pc.is_in(firsts.column("customer_id"), value_set=ids))
-        at = positions(firsts)
-        if len(full_ids):
-            firsts = firsts.filter(pc.invert(pc.is_in(firsts.column("customer_id"),
-                                                      value_set=full_ids)))
+        firsts, at = positions(firsts, missing_ok=True)
         for c in FIRSTS:
             if c in cols and c in firsts.column_names:
                 v = np.array(cols[c].to_numpy(zero_copy_only=False), np.float64)
