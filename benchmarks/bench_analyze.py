@@ -334,8 +334,12 @@ def render(res: dict[str, Any]) -> str:
     if s.get("models_from"):
         lines += ["", "The re-run scored the new data with the models the first run fitted "
                   "(`[analysis] refit_every_days`, default 30: no purchase-model comparison, "
-                  "defection-model fit or backtest); features, P(alive), CLV, risk, health, "
-                  "trend and stages were computed afresh at the new `as_of`."]
+                  "defection-model fit or backtest), and rolled the first run's feature "
+                  "tables (today, 30 and 90 days back) forward to the new dates from the "
+                  "workspace's rolling feature state (`custdyn.features.rolling`: only the "
+                  "customers with events entering or leaving a window in the week, over "
+                  "those events and their threads); P(alive), CLV, risk, health, trend and "
+                  "stages were computed at the new `as_of` for every customer."]
     loads = res["loads"]
     lines += ["", f"1-minute load average {loads[0]:.1f} at the start, {loads[1]:.1f} after the "
               f"first run, {loads[2]:.1f} after the re-run{shared_note(*loads)}."]
