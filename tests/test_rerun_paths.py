@@ -308,6 +308,16 @@ def test_contributions_built_on_insert_equal_the_json_rows(ws):
     finally:
         cur.close()
     assert a == b
+    # and each row is the numbers themselves (non-finite as null), group by group
+    for i in (0, 7, 11, 77, n - 1):
+        got = json.loads(b[i])
+        for group, members in groups.items():
+            for name, v in members.items():
+                x = got[group][name]
+                if np.isfinite(v[i]):
+                    assert x == pytest.approx(v[i], rel=1e-12)
+                else:
+                    assert x is None
     first = json.loads(b[7])
     assert first["health"]["it's \"quoted\""] is None
     assert first["health"]["p_alive"] == pytest.approx(vals[7, 0])

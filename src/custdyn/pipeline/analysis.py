@@ -621,25 +621,13 @@ def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    def lit(text: str) -> str:
-        return "'" + str(text).replace("'", "''") + "'"
-
-    cols: dict[str, Any] = {"_row": pa.array(np.arange(n, dtype=np.int64))}
-    parts = []
-    for group, members in groups.items():
-        inner = []
-        for name, values in members.items():
-            v = np.asarray(values, dtype=float).reshape(-1)
-            col = f"c{len(cols)}"
-            cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
-                                 from_pandas=True)
-            inner.append(f"{lit(name)}, {col}")
-        parts.append(f"{lit(group)}, json_object({', '.join(inner)})")
+    cols, sql = _json_columns(groups)
     cur = con.cursor()
     try:
-        cur.register("_json_rows", pa.table(cols))
-        out = cur.execute(f"SELECT json_object({', '.join(parts)})::VARCHAR FROM _json_rows "
-                          "ORDER BY _row").to_arrow_table().column(0)
+        cur.register("_json_rows", pa.table({"_row": pa.array(np.arange(n, dtype=np.int64)),
+                                             **cols}))
+        out = cur.execute(f"SELECT {sql}::VARCHAR FROM _json_rows ORDER BY _row"
+                          ).to_arrow_table().column(0)
     finally:
         cur.close()
     return out
