@@ -460,13 +460,11 @@ def fit_themes(
                       None if embed is None else getattr(embed, "__name__", "custom")])
     fp = _fingerprint(ws, at, key)
     if not refit:
-        row = ws.con.execute(
-            "SELECT run_id, params, diagnostics FROM model_runs WHERE kind = 'themes' AND "
-            "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
-        if row:
-            params, diag = json.loads(row[1]), json.loads(row[2])
+        run = ws.latest_run("themes", fp)
+        if run is not None:
+            run_id, params, diag = run
             return ThemeSet(at, days, params["themes"], diag["assignments"],
-                            int(diag["n_embedded"]), fp, run_id=row[0], reused=True,
+                            int(diag["n_embedded"]), fp, run_id=run_id, reused=True,
                             seconds=time.perf_counter() - t0)
     rows = _feedback_texts(ws, at, days)
     if not rows:

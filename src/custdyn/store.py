@@ -668,6 +668,17 @@ class Workspace:
         """Run SQL against the workspace and return an Arrow table."""
         return self.con.execute(sql, params or []).to_arrow_table()
 
+    def latest_run(self, kind: str, fingerprint: str) -> tuple[str, Any, Any] | None:
+        """The newest ``model_runs`` row of ``kind`` with this data ``fingerprint``:
+        ``(run_id, params, diagnostics)`` with the JSON decoded, or None."""
+        row = self.con.execute(
+            "SELECT run_id, params, diagnostics FROM model_runs WHERE kind = ? AND "
+            "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [kind, fingerprint]).fetchone()
+        if row is None:
+            return None
+        return (str(row[0]), json.loads(row[1]) if row[1] is not None else None,
+                json.loads(row[2]) if row[2] is not None else None)
+
     def status(self) -> dict[str, Any]:
         """Counts by channel, kind and direction, the time span, and the batch history."""
         c = self.con

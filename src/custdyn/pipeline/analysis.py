@@ -270,11 +270,9 @@ def analyze(
                               default=str)
     fp = _fingerprint(ws, as_of, settings_key)
     if not force:
-        row = ws.con.execute(
-            "SELECT run_id, diagnostics FROM model_runs WHERE kind = 'analysis' AND "
-            "fingerprint = ? ORDER BY created_at DESC LIMIT 1", [fp]).fetchone()
-        if row:
-            d = json.loads(row[1])
+        run = ws.latest_run("analysis", fp)
+        if run is not None:
+            d = run[2]
             d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={},
                      step_peak_mib={})
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
