@@ -242,6 +242,7 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
 
     ``parts_for(n_dates)`` gives the number of customer parts of a fresh computation."""
     from custdyn.features.api import _dates_k, _incremental_duckdb
+    from custdyn.features.incremental import derive_arrow, plan
 
     engine = _text_engine(b, options)
     if engine is not None:
@@ -266,21 +267,17 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
             pairs = {}
     fresh = [d for d in moments if d not in pairs]
     if fresh:
-        from custdyn.features.incremental import derive_arrow
-
         arrow, epochs = _dates_k(fresh)
         writer = _GridWriter(store, fresh)
+        pl = plan(b, epochs, coded=True, **options)  # for derive (nothing is run)
 
         def grid_sink(grid: pa.Table) -> None:
             writer.grid(grid)
-            rows = derive_arrow(grid, pl_box[0])
+            rows = derive_arrow(grid, pl)
             at = rows.column("as_of")
             for d in fresh:
                 sink(d, rows.filter(pc.equal(at, pa.scalar(d, at.type))))
 
-        from custdyn.features.incremental import plan
-
-        pl_box = [plan(b, epochs, coded=True, **options)]  # for derive (nothing is run)
         try:
             _incremental_duckdb(b, ws.con, arrow, epochs, parts_for(len(fresh)), None, None,
                                 options, grid_sink=grid_sink)
@@ -318,13 +315,13 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
              "_cd_roll_ev"]
 
-    def new_rows(table: str, batch: Any) -> str:
+    def new_rows(batch: Any) -> str:
         return "batch_id IS NOT NULL" + (f" AND batch_id > {int(batch)}" if batch is not None
                                          else "")
 
     try:
         # ---- customers computed afresh
-        full = [f"SELECT customer_id FROM interactions WHERE ({new_rows('i', old['batch'])}) "
+        full = [f"SELECT customer_id FROM interactions WHERE ({new_rows(old['batch'])}) "
                 f"AND occurred_at < {_ts(latest_s + dt.timedelta(seconds=MARGIN_S))}",
                 # new customers: their first event in an entering band
                 f"""SELECT customer_id FROM interactions WHERE customer_id IN (
@@ -335,7 +332,7 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
                         f"{_band_sql('created_at', enter)}")
             if "customers" in old:
                 full.append(f"SELECT customer_id FROM customers WHERE "
-                            f"{new_rows('c', old['customers_batch'])}")
+                            f"{new_rows(old['customers_batch'])}")
         if engine is not None:
             after = ("" if old.get("scored_at") is None else
                      f" AND t.scored_at > {_ts(dt.datetime.fromisoformat(old['scored_at']))}")
