@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from custdyn.models._base import BaseModel, FloatArray, compress_rows
+from custdyn.models._base import BaseModel, FloatArray, compress_rows, value_codes
 from custdyn.models.beta_geo_beta_binom import BetaGeoBetaBinom
 from custdyn.models.gamma_gamma import GammaGamma
 from custdyn.models.rfm import TIME_UNITS, _column
@@ -164,32 +164,43 @@ def clv(
         t_draws = transaction_model._parameter_draws(n_draws, rng_seed)
         s_draws = spend_model._parameter_draws(n_draws, None if seed is None else int(seed) + 1) if spend_model else None
         lo_q, hi_q = 0.5 - interval / 2, 0.5 + interval / 2
-        row_draws = np.empty((n_draws, len(rows[0])))
+        # each distinct history's draws side by side (a row per history): the quantiles
+        # below then read contiguous rows
+        row_draws = np.empty((len(rows[0]), n_draws))
         for j in range(n_draws):
-            row_draws[j] = per_row(transaction_model._with_params(t_draws[j]))
-        lower = np.empty(n)
-        upper = np.empty(n)
+            row_draws[:, j] = per_row(transaction_model._with_params(t_draws[j]))
+        # the spend draws per distinct (frequency, monetary value), or the spend as it is
+        if spend_model is not None:
+            assert monetary is not None and s_draws is not None
+            (s_freq, s_mon), _, s_inv = compress_rows([freq, monetary])
+            spend_draws = np.empty((len(s_freq), n_draws))
+            for j in range(n_draws):
+                draw = spend_model._with_params(s_draws[j])
+                assert isinstance(draw, GammaGamma)
+                spend_draws[:, j] = draw.conditional_expected_spend(s_freq, s_mon)
+        else:
+            s_vals, s_inv = value_codes(spend)
+            spend_draws = s_vals[:, None]
+        # every customer's interval depends on (history, spend[, active]) only: the
+        # quantiles are taken once per distinct combination of them
+        parts = [inverse.astype(np.float64), s_inv.astype(np.float64)]
+        if is_sbg:
+            parts.append(active)
+        combos, _, c_inv = compress_rows(parts)
+        h_of = combos[0].astype(np.intp)
+        s_of = combos[1].astype(np.intp)
+        n_c = len(h_of)
+        lower_c = np.empty(n_c)
+        upper_c = np.empty(n_c)
         chunk = max(1, 4_000_000 // n_draws)
-        spend_draw_models: list[Any] | None = (
-            [spend_model._with_params(s_draws[j]) for j in range(n_draws)]  # type: ignore[index]
-            if spend_model is not None
-            else None
-        )
-        for lo in range(0, n, chunk):
-            hi = min(n, lo + chunk)
-            vals = row_draws[:, inverse[lo:hi]]
-            if spend_draw_models is not None:
-                sd = np.stack(
-                    [m.conditional_expected_spend(freq[lo:hi], monetary[lo:hi]) for m in spend_draw_models]  # type: ignore[index]
-                )
-                vals = vals * sd
-            else:
-                vals = vals * spend[lo:hi]
+        for lo in range(0, n_c, chunk):
+            hi = min(n_c, lo + chunk)
+            vals = row_draws[h_of[lo:hi]] * spend_draws[s_of[lo:hi]]
             if is_sbg:
-                vals = vals * active[lo:hi]
-            q = np.quantile(vals, [lo_q, hi_q], axis=0)
-            lower[lo:hi], upper[lo:hi] = margin * q[0], margin * q[1]
-        out["clv_lower"] = np.minimum(lower, out["clv"])
-        out["clv_upper"] = np.maximum(upper, out["clv"])
+                vals = vals * combos[2][lo:hi, None]
+            q = np.quantile(vals, [lo_q, hi_q], axis=1)
+            lower_c[lo:hi], upper_c[lo:hi] = margin * q[0], margin * q[1]
+        out["clv_lower"] = np.minimum(lower_c[c_inv], out["clv"])
+        out["clv_upper"] = np.maximum(upper_c[c_inv], out["clv"])
     out["expected_spend"] = spend
     return pd.DataFrame(out, index=index)

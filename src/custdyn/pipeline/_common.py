@@ -271,18 +271,23 @@ class _PurchaseModels:
         import numpy as np
 
         from custdyn import models as m
+        from custdyn.models._base import compress_rows
 
         f = np.asarray(self.rfm["frequency"], dtype=float)
         r = np.asarray(self.rfm["recency"], dtype=float)
         T = np.asarray(self.rfm["T"], dtype=float)
         ids = _id_list(self.rfm.index if hasattr(self.rfm, "index")
                        else self.rfm["customer_id"])
+        # each quantity is a function of (frequency, recency, T): computed once per distinct
+        # history (a third of the customers on a large base) and spread back
+        (uf, ur, uT), _, inv = compress_rows([f, r, T])
         out = {
             "customer_id": ids,
-            "p_alive": self.model.p_alive(f, r, T),
-            "expected_purchases_90d": self.model.conditional_expected_purchases(90 / 7, f, r, T),
+            "p_alive": self.model.p_alive(uf, ur, uT)[inv],
+            "expected_purchases_90d": self.model.conditional_expected_purchases(
+                90 / 7, uf, ur, uT)[inv],
             "expected_purchases_365d": self.model.conditional_expected_purchases(
-                365 / 7, f, r, T),
+                365 / 7, uf, ur, uT)[inv],
         }
         try:
             v = m.clv(self.model, self.spend, self.rfm, horizon=12, discount_rate=0.01,
