@@ -1,0 +1,200 @@
+"""The fast scoring paths against straightforward references: id alignment, CLV intervals
+per distinct (history, spend), the purchase predictions per distinct history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custdyn.models import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD, ShiftedBetaGeo, clv
+from custdyn.pipeline._common import _align, _positions, _PurchaseModels
+
+# --------------------------------------------------------------------------- id alignment
+
+
+def _index_in(keys: list[str], values: list[str]) -> np.ndarray:
+    return np.asarray(pc.index_in(pa.array(keys, pa.string()),
+                                  value_set=pa.array(values, pa.string()))
+                      .fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+numbered = st.integers(0, 3000).map(lambda i: f"C{i:08d}")  # narrow: direct addressing
+spread = st.integers(0, 10**8 - 1).map(lambda i: f"C{i:08d}")  # wide: sorted search
+lettered = st.text("abcXYZ09", min_size=5, max_size=5)  # bytes, not digits
+mixed = st.text("ab1", min_size=0, max_size=4)  # lengths differ: pyarrow's index_in
+long_ids = st.text("0123456789", min_size=12, max_size=12)  # > 8 varying places
+
+
+@settings(max_examples=150)
+@given(st.sampled_from([numbered, spread, lettered, mixed, long_ids]).flatmap(
+    lambda ids: st.tuples(st.lists(ids, max_size=60), st.lists(ids, max_size=60),
+                          st.booleans())))
+def test_positions_match_index_in(case: tuple[list[str], list[str], bool]) -> None:
+    keys, values, same = case
+    if same:  # the common case: a table of the very ids asked for, in order
+        values = sorted(set(keys))
+        keys = list(values)
+    got = _positions(pa.array(keys, pa.string()), pa.array(values, pa.string()))
+    np.testing.assert_array_equal(got, _index_in(keys, values))
+
+
+def test_positions_on_sliced_arrays_and_duplicates() -> None:
+    ids = pa.array([f"C{i:08d}" for i in range(20)] + [f"C{i:08d}" for i in range(5)])
+    vals = ids.slice(3, 19)  # an offset into the buffers; C00000003.. and repeats
+    keys = pa.array([f"C{i:08d}" for i in (4, 3, 21, 0, 19)]).slice(1, 4)
+    np.testing.assert_array_equal(_positions(keys, vals),
+                                  _index_in(keys.to_pylist(), vals.to_pylist()))
+
+
+def _align_reference(ids: list[str], table: pa.Table, fill: float) -> dict[str, np.ndarray]:
+    rows = {}
+    for i, k in enumerate(table.column(0).to_pylist()):
+        rows.setdefault(k, i)
+    out = {}
+    for name in table.column_names[1:]:
+        vals = table.column(name).to_pylist()
+        out[name] = np.array([
+            (np.nan if vals[rows[c]] is None else float(vals[rows[c]])) if c in rows else fill
+            for c in ids])
+    return out
+
+
+@settings(max_examples=100)
+@given(st.lists(st.integers(0, 200), max_size=40, unique=True),
+       st.lists(st.tuples(st.integers(0, 200), st.none() | st.floats(-1e6, 1e6),
+                          st.none() | st.integers(-5, 5)), max_size=40, unique_by=lambda t: t[0]),
+       st.sampled_from([np.nan, 0.0]), st.booleans())
+def test_align_matches_a_dictionary_lookup(ids: list[int], rows: list[tuple], fill: float,
+                                           arrow_ids: bool) -> None:
+    names = [f"C{i:08d}" for i in ids]
+    table = pa.table({"customer_id": pa.array([f"C{r[0]:08d}" for r in rows], pa.string()),
+                      "x": pa.array([r[1] for r in rows], pa.float64()),
+                      "n": pa.array([r[2] for r in rows], pa.int64())})
+    got = _align(pa.array(names) if arrow_ids else names, table, fill=fill)
+    ref = _align_reference(names, table, fill)
+    assert list(got) == ["x", "n"]
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])
+
+
+def test_align_same_order_gives_the_columns_as_they_are() -> None:
+    names = [f"C{i:08d}" for i in range(1000)]
+    x = np.random.default_rng(1).random(1000)
+    got = _align(names, pa.table({"customer_id": names, "x": x}))["x"]
+    np.testing.assert_array_equal(got, x)
+    got[0] = -1.0  # a copy of its own, not a view of the table's buffer
+    assert x[0] != -1.0
+
+
+# --------------------------------------------------------------------------- CLV intervals
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    gen = BetaGeo().set_params(r=0.5, alpha=4.0, a=0.9, b=2.2)
+    rng = np.random.default_rng(5)
+    T = rng.integers(8, 60, 2000).astype(float)
+    x, rec, T = gen.sample(2000, T, seed=6)
+    m = np.where(x > 0, np.round(rng.gamma(4.0, 5.0, 2000), 1), 0.0)
+    rep = x > 0
+    return {"bg": BetaGeo().fit(x, rec, T), "mbg": ModifiedBetaGeo().fit(x, rec, T),
+            "pnbd": ParetoNBD().fit(x, rec, T), "gg": GammaGamma().fit(x[rep], m[rep])}
+
+
+def _intervals_reference(model, spend, data, n_draws, seed, interval):
+    """Each draw's CLV for every customer, its quantiles per customer."""
+    t_draws = model._parameter_draws(n_draws, seed)
+    s_draws = spend._parameter_draws(n_draws, seed + 1) if spend is not None else None
+    vals = np.stack([
+        clv(model._with_params(t_draws[j]),
+            None if spend is None else spend._with_params(s_draws[j]),
+            data, n_draws=0)["clv"].to_numpy()
+        for j in range(n_draws)])
+    q = np.quantile(vals, [0.5 - interval / 2, 0.5 + interval / 2], axis=0)
+    return q[0], q[1]
+
+
+histories = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(0, 3),
+              st.sampled_from([0.0, 12.5, 30.0, 7.25])),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(histories, st.sampled_from(["bg", "mbg", "pnbd"]), st.booleans(),
+       st.integers(1, 9), st.sampled_from([0.5, 0.9]))
+def test_clv_intervals_match_per_customer_quantiles(fitted: dict, rows: list, name: str,
+                                                    with_spend: bool, n_draws: int,
+                                                    interval: float) -> None:
+    # few distinct histories, many repeats: the distinct-row paths are exercised
+    f = np.array([r[0] for r in rows], dtype=float)
+    rec = np.array([min(r[0], 1) * r[1] for r in rows], dtype=float)
+    T = rec + np.array([r[2] for r in rows], dtype=float) + 1.0
+    m = np.where(f > 0, np.array([r[3] for r in rows]), 0.0)
+    data = {"frequency": f, "recency": rec, "T": T, "monetary_value": m}
+    spend = fitted["gg"] if with_spend else None
+    got = clv(fitted[name], spend, data, n_draws=n_draws, seed=3, interval=interval)
+    lo, hi = _intervals_reference(fitted[name], spend, data, n_draws, 3, interval)
+    est = got["clv"].to_numpy()
+    np.testing.assert_array_equal(got["clv_lower"].to_numpy(), np.minimum(lo, est))
+    np.testing.assert_array_equal(got["clv_upper"].to_numpy(), np.maximum(hi, est))
+
+
+@pytest.mark.filterwarnings("ignore::custdyn.errors.ConvergenceWarning")
+def test_clv_intervals_with_a_margin_and_subscriptions(fitted: dict) -> None:
+    rng = np.random.default_rng(2)
+    n = 300
+    f = rng.integers(0, 3, n).astype(float)
+    data = {"frequency": f, "recency": f * rng.integers(1, 4, n), "T": 20.0 + f * 4,
+            "monetary_value": np.where(f > 0, rng.choice([10.0, 20.0], n), 0.0)}
+    got = clv(fitted["bg"], fitted["gg"], data, n_draws=12, seed=4, margin=0.3)
+    lo, hi = _intervals_reference(fitted["bg"], fitted["gg"], data, 12, 4, 0.9)
+    np.testing.assert_allclose(got["clv_lower"], np.minimum(0.3 * lo, got["clv"]), rtol=1e-12)
+    np.testing.assert_allclose(got["clv_upper"], np.maximum(0.3 * hi, got["clv"]), rtol=1e-12)
+    # subscriptions: churned subscribers have no value in any draw
+    sbg = ShiftedBetaGeo().fit(rng.integers(1, 12, 400).astype(float),
+                               rng.integers(0, 2, 400).astype(float))
+    periods = rng.integers(1, 6, 50).astype(float)
+    churned = rng.integers(0, 2, 50).astype(float)
+    subs = {"periods": periods, "churned": churned, "monetary_value": np.full(50, 9.0)}
+    out = clv(sbg, None, subs, n_draws=20, seed=0)
+    draws = sbg._parameter_draws(20, 0)
+    vals = np.stack([9.0 * (1 - churned) * sbg._with_params(d).expected_residual_payments(
+        periods, 0.01, horizon=12) for d in draws])
+    q = np.quantile(vals, [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(out["clv_lower"], np.minimum(q[0], out["clv"]), rtol=1e-12)
+    np.testing.assert_allclose(out["clv_upper"], np.maximum(q[1], out["clv"]), rtol=1e-12)
+    assert np.all(out["clv_upper"].to_numpy()[churned == 1] == 0.0)
+
+
+# ----------------------------------------------------------------- purchase predictions
+
+
+def test_predictions_per_distinct_history_match_every_customer(fitted: dict) -> None:
+    rng = np.random.default_rng(9)
+    n = 5000
+    f = rng.integers(0, 5, n).astype(float)
+    rec = f * rng.integers(1, 5, n) / 7.0
+    T = rec + rng.integers(0, 30, n) / 7.0
+    m = np.where(f > 0, rng.choice([5.0, 9.5, 20.0], n), 0.0)
+    pm = _PurchaseModels.__new__(_PurchaseModels)
+    pm.warnings = []
+    pm.model, pm.spend = fitted["bg"], fitted["gg"]
+    pm.rfm = pa.table({"customer_id": [f"C{i:08d}" for i in range(n)], "frequency": f,
+                       "recency": rec, "T": T, "monetary_value": m})
+    got = pm.predict()
+    mod = fitted["bg"]
+    assert got["customer_id"] == [f"C{i:08d}" for i in range(n)]
+    np.testing.assert_array_equal(got["p_alive"], mod.p_alive(f, rec, T))
+    for days in (90, 365):
+        np.testing.assert_allclose(got[f"expected_purchases_{days}d"],
+                                   mod.conditional_expected_purchases(days / 7, f, rec, T),
+                                   rtol=1e-14, atol=1e-300)
+    ref = clv(mod, fitted["gg"], {"frequency": f, "recency": rec, "T": T, "monetary_value": m},
+              horizon=12, discount_rate=0.01, time_unit="W", n_draws=50)
+    for k in ("clv", "clv_lower", "clv_upper"):
+        np.testing.assert_array_equal(got[k], ref[k].to_numpy())
