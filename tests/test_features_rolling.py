@@ -123,7 +123,7 @@ def test_rolled_tables_equal_fresh_ones(ws: Any, rolls: list[dict[str, Any]],
     man = json.loads((Path(ws.path) / rolling.STATE_DIR / rolling.MANIFEST).read_text())
     assert sorted(man["dates"]) == sorted(x.isoformat() for x in _dates(d))
     files = {p.name for p in (Path(ws.path) / rolling.STATE_DIR).glob("grid-*.arrow")}
-    assert files == set(man["dates"].values())
+    assert files == {e["file"] for e in man["dates"].values()}
 
 
 def test_overlapping_ranges_and_columns(ws: Any, rolls: list[dict[str, Any]]) -> None:
@@ -221,3 +221,63 @@ def test_any_roll_equals_fresh(ws: Any, back: int, shift: int, gap: tuple[int, .
     d = s + dt.timedelta(days=shift)
     assert_same(cf.feature_tables(ws, _dates(d, gap), state=True),
                 cf.feature_tables(ws, _dates(d, gap)))
+
+
+def test_each_feature_from_its_grid_columns(ws: Any) -> None:
+    """Every feature made from only the grid columns ``derive_inputs`` names for it (the
+    others null) equals the feature made from the whole grid."""
+    from custdyn.features import incremental
+    from custdyn.features.backend import backend
+    from custdyn.features.incremental import derive_arrow, derive_inputs, pad_grid, plan
+
+    d = _last(ws)
+    cf.feature_tables(ws, [d], state=True)
+    store = rolling._Store(ws)
+    grid = store.read(next(iter(store.manifest()["dates"].values()))["file"])
+    b = backend(ws, "duckdb")
+    pl = plan(b, [d.timestamp()], coded=True)
+    whole = derive_arrow(grid, pl)
+    assert pl.has_text
+    checked = 0
+    for f in whole.column_names:
+        names = derive_inputs([f], pl)
+        assert len(names) < grid.num_columns / 4, f
+        part = rolling._keep_columns(grid, names)
+        assert part.column_names == [c for c in grid.column_names if c in names]
+        got = derive_arrow(pad_grid(part, rolling._whole_schema(part)), pl)
+        assert got.column(f).equals(whole.column(f)), f
+        checked += whole.column(f).null_count < whole.num_rows  # a column with values
+    assert checked > 100
+    assert derive_inputs(["no_such_feature"], pl) == list(incremental.GRID_KEY)
+
+
+def test_few_columns_kept_for_dates_that_need_few(ws: Any,
+                                                  rolls: list[dict[str, Any]]) -> None:
+    """Dates asked for with a few features keep a grid of only what those are made from;
+    it is rolled forward for the same features, and never serves a date asked for with all
+    of them."""
+    s = _last(ws) - dt.timedelta(days=40)
+    few = ["days_since_customer_contact", "first_response_median_h", "sentiment_90d",
+           "order_issues_per_order", "unanswered_inbound"]
+    olds = _dates(s)
+    cols = {x: few for x in olds[1:]}
+    cf.feature_tables(ws, olds, columns=cols, state=True)
+    store = rolling._Store(ws)
+    man = store.manifest()
+    assert man["dates"][olds[0].isoformat()]["features"] is None
+    for x in olds[1:]:
+        e = man["dates"][x.isoformat()]
+        assert e["features"] == few
+        assert store.read(e["file"]).num_columns < 20
+    news = _dates(s + dt.timedelta(days=7))
+    new_cols = {x: few for x in news[1:]}
+    got = cf.feature_tables(ws, news, columns=new_cols, state=True)
+    assert rolls[-1]["done"] and rolls[-1]["pairs"] == dict(zip(news, olds, strict=True))
+    assert_same(got, cf.feature_tables(ws, news, columns=new_cols))
+    # all features at a date whose nearest stored grid has few: from the full grid before
+    # it, or computed afresh; the same tables either way
+    n = len(rolls)
+    at = [news[1] + dt.timedelta(days=1)]
+    got = cf.feature_tables(ws, at, state=True)
+    assert all(rolls[i]["pairs"].get(at[0]) not in news[1:] for i in range(n, len(rolls)))
+    assert_same(got, cf.feature_tables(ws, at))

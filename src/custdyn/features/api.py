@@ -306,7 +306,7 @@ def feature_tables(ws: Any, dates: list[Any], *,
 
             rolling.tables(ws, b, moments, lambda d, rows: sink(rows),
                            parts_for=lambda n_dates: parts or _parts(_customers(b), n_dates),
-                           options=options)
+                           options=options, columns=keep_cols)
         else:
             if parts is None:
                 parts = _parts(_customers(b), len(moments))

@@ -22,7 +22,7 @@ planted log and on the demo world. The expression is plain Ibis (``CASE``, ``GRO
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -706,6 +706,72 @@ def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
     first_s = _numpy(before("ev_first_s", f("ev_first_s")), np.float64)
     out["tenure_days"] = days(a, np.fmin(first_s, opened))
     return pa.table({c: out[c] for c in feature_columns()})
+
+
+#: Grid columns every derived table reads (the row's key and date).
+GRID_KEY = ("customer_id", "k", "as_of", "as_of_s")
+
+
+def derive_inputs(features: Iterable[str], pl: Plan) -> list[str]:
+    """The grid columns :func:`derive_arrow` reads to make ``features`` (with
+    :data:`GRID_KEY`; names that are not feature columns need nothing). A grid of only
+    these columns, the others null (:func:`pad_grid`), gives the same values for
+    ``features`` (``tests/test_features_rolling.py`` checks every feature)."""
+    opened = ["opened_event_s", "opened_event_at",
+              *(["created_s", "created_at"] if pl.has_created else [])]
+    fixed: dict[str, list[str]] = {
+        "frequency": ["p_days"], "recency": ["p_days", "p_last_day", "d0"],
+        "T": ["p_days", "d0"], "monetary_value": ["p_days", "p_total", "p_first_amt"],
+        "revenue": ["p_days", "p_total"],
+        "channel_breadth_365d": [f"n_{ch}_inbound_365d" for ch in CHANNELS],
+        "customer_started_share_365d": ["customer_started_365d", "contacts_365d"],
+        "meeting_interval_days": ["meet_n", "meet_first", "meet_last"],
+        "days_since_customer_contact": ["last_customer_contact_s"],
+        "vendor_contact_interval_days": ["vend_n", "vend_first", "vend_last"],
+        "days_since_vendor_contact": ["last_vendor_contact_s"],
+        "tickets_open": ["tk_status", "tk_resolved"],
+        "tickets_reopened": ["tk_status", "tk_reopened"],
+        "tickets_escalated": ["tk_status", "tk_escalated"],
+        "order_issues_per_order": ["n_order_issues", "n_orders"],
+        "returns_per_order": ["n_returns", "n_orders"],
+        "days_to_first_order": ["first_order_s", *opened],
+        "scored_messages_365d": ["scored_messages_365d", "scored_n"],
+        "sentiment_90d": ["s90_sum", "s90_n"], "sentiment_365d": ["s365_sum", "s365_n"],
+        "sentiment_trend_90d": ["s90_sum", "s90_n", "sp_sum", "sp_n"],
+        "competitor_mentions_365d": ["competitor_mentions_365d", "scored_n"],
+        "switch_intent_365d": ["switch_intent_365d", "scored_n"],
+        "first_contact_at": ["first_contact_at", "ev_first_s"],
+        "account_opened_at": opened,
+        "first_order_at": ["first_order_at", "first_order_s"],
+        "tenure_days": ["ev_first_s", *opened],
+        **{f"emotion_{e}_365d": [f"e_{e}_sum", f"e_{e}_n"] for e in EMOTIONS},
+    }
+    # the other features are the grid column of the same name (counts, medians)
+    known = set(feature_columns())
+    out = dict.fromkeys(GRID_KEY)
+    for f in features:
+        if f not in known or f in ("customer_id", "as_of"):
+            continue
+        out.update(dict.fromkeys(fixed.get(f, [f])))
+    return list(out)
+
+
+def pad_grid(g: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``g`` with the columns of ``schema`` it lacks added as nulls (one shared array per
+    type), in ``schema``'s order: what :func:`derive_arrow` reads from a grid kept with only
+    some columns (:func:`derive_inputs`)."""
+    if g.column_names == schema.names:
+        return g
+    nulls: dict[pa.DataType, pa.Array] = {}
+    cols = []
+    for field in schema:
+        if field.name in g.column_names:
+            cols.append(g.column(field.name))
+        else:
+            if field.type not in nulls:
+                nulls[field.type] = pa.nulls(g.num_rows, field.type)
+            cols.append(nulls[field.type])
+    return pa.Table.from_arrays(cols, schema=schema.remove_metadata())
 
 
 class _Lazy(dict[str, np.ndarray]):

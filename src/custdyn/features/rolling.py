@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ __all__ = ["MAX_ROLL_DAYS", "STATE_DIR", "tables"]
 STATE_DIR = "feature-state"
 MANIFEST = "state.json"
 #: Version of the state's layout and of the method; another version is not read.
-FORMAT = 1
+FORMAT = 2
 #: The furthest a stored date is rolled forward (beyond it the date is computed afresh).
 MAX_ROLL_DAYS = 35.0
 #: Look-back windows of the incremental method's leaving events (days): interactions 30, 90,
@@ -70,8 +70,36 @@ MARGIN_S = 60.0
 FIRSTS = ("ev_first_s", "opened_event_s", "first_order_s", "meet_first", "vend_first", "d0",
           "start_s")
 FIRST_TIMES = ("first_contact_at", "opened_event_at", "first_order_at")
+#: Schema metadata key of a grid kept with only some columns: the whole grid's schema (what
+#: :func:`~custdyn.features.incremental.pad_grid` fills the others in by).
+GRID_SCHEMA = b"custdyn.grid_schema"
 
 Sink = Callable[[dt.datetime, pa.Table], None]
+#: Per date, the feature columns asked for (None: all of them).
+Wanted = dict[dt.datetime, "list[str] | None"]
+
+
+def _whole_schema(grid: pa.Table) -> pa.Schema:
+    """The schema of the whole grid that ``grid`` (maybe a few of its columns) belongs to."""
+    meta = grid.schema.metadata or {}
+    if GRID_SCHEMA in meta:
+        return pa.ipc.read_schema(pa.py_buffer(meta[GRID_SCHEMA]))
+    return grid.schema
+
+
+def _keep_columns(grid: pa.Table, names: list[str] | None) -> pa.Table:
+    """``grid`` with only ``names`` (all with None), remembering the whole grid's schema."""
+    if names is None or GRID_SCHEMA in (grid.schema.metadata or {}) and \
+            set(names) >= set(grid.column_names):
+        return grid
+    whole = _whole_schema(grid)
+    return grid.select([c for c in grid.column_names if c in names]).replace_schema_metadata(
+        {GRID_SCHEMA: whole.serialize().to_pybytes()})
+
+
+def _serves(stored: list[str] | None, wanted: list[str] | None) -> bool:
+    """Whether a grid kept for the features ``stored`` (None: all) gives ``wanted``."""
+    return stored is None or (wanted is not None and set(wanted) <= set(stored))
 
 
 class StateMismatch(Exception):
@@ -174,13 +202,17 @@ class _Store:
         with pa.OSFile(str(self.dir / name), "rb") as f:
             return pa.ipc.open_file(f).read_all()
 
-    def save(self, key: str, marks: dict[str, Any], files: dict[dt.datetime, Path]) -> None:
+    def save(self, key: str, marks: dict[str, Any],
+             files: dict[dt.datetime, tuple[Path, list[str] | None]]) -> None:
+        """Write the manifest: per date its grid file and the features it was kept for
+        (None: all)."""
         m = {"format": FORMAT, "key": key, "marks": marks,
-             "dates": {d.isoformat(): p.name for d, p in sorted(files.items())}}
+             "dates": {d.isoformat(): {"file": p.name, "features": f}
+                       for d, (p, f) in sorted(files.items())}}
         tmp = self.dir / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(m, indent=1, default=str))
         os.replace(tmp, self.dir / MANIFEST)
-        keep = {p.name for p in files.values()}
+        keep = {p.name for p, _ in files.values()}
         for p in self.dir.glob("grid-*.arrow"):
             if p.name not in keep:
                 p.unlink(missing_ok=True)
@@ -189,14 +221,17 @@ class _Store:
 class _GridWriter:
     """Each date's grid rows, part by part, into one Arrow file (sorted by customer)."""
 
-    def __init__(self, store: _Store, dates: list[dt.datetime]) -> None:
+    def __init__(self, store: _Store, dates: list[dt.datetime],
+                 keep: dict[dt.datetime, list[str] | None]) -> None:
         self.store = store
         self.dates = dates
+        self.keep = keep  # the grid columns kept at each date (None: all)
         self.files = {d: store.new_file() for d in dates}
         self.writers: dict[dt.datetime, Any] = {}
 
     def write(self, d: dt.datetime, rows: pa.Table) -> None:
-        rows = rows.take(pc.sort_indices(rows.column("customer_id")))
+        rows = _keep_columns(rows.take(pc.sort_indices(rows.column("customer_id"))),
+                             self.keep.get(d))
         if d not in self.writers:
             opts = pa.ipc.IpcWriteOptions(compression="lz4")
             self.writers[d] = pa.ipc.new_file(str(self.files[d]), rows.schema, options=opts)
@@ -235,14 +270,19 @@ def _text_engine(b: Backend, options: dict[str, Any]) -> str | None:
 
 
 def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
-           parts_for: Callable[[int], int], options: dict[str, Any]) -> None:
+           parts_for: Callable[[int], int], options: dict[str, Any],
+           columns: Mapping[dt.datetime, list[str]] | None = None) -> None:
     """Every date's feature rows to ``sink(date, rows)`` (rows in parts, each sorted by
     customer), from the stored state where it can be rolled forward, else computed afresh;
     the grids of ``moments`` are then stored as the new state.
 
-    ``parts_for(n_dates)`` gives the number of customer parts of a fresh computation."""
+    ``parts_for(n_dates)`` gives the number of customer parts of a fresh computation.
+    ``columns`` (``{date: [feature names]}``): at the dates it names only those features
+    are needed; their grids are kept with only the columns those features are made from
+    (:func:`~custdyn.features.incremental.derive_inputs`; a third of the work and the
+    space for a few features), and serve later only such requests."""
     from custdyn.features.api import _dates_k, _incremental_duckdb
-    from custdyn.features.incremental import derive_arrow, plan
+    from custdyn.features.incremental import derive_arrow, derive_inputs, plan
 
     engine = _text_engine(b, options)
     if engine is not None:
@@ -251,25 +291,30 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
     key = _key(b, options, engine)
     marks = _marks(ws.con, engine)  # before computing: the state describes at least these
     man = store.manifest()
+    wanted: Wanted = {d: (columns or {}).get(d) for d in moments}
+    pl = plan(b, _dates_k(moments)[1], coded=True, **options)  # for derive (nothing is run)
+    keep = {d: None if f is None else derive_inputs(f, pl) for d, f in wanted.items()}
+    wanted = {d: None if keep[d] is None else f for d, f in wanted.items()}
     pairs: dict[dt.datetime, dt.datetime] = {}
     if man is not None and man.get("key") == key and _unchanged(ws.con, man["marks"], engine):
-        stored = sorted(dt.datetime.fromisoformat(x) for x in man["dates"])
+        entries = {dt.datetime.fromisoformat(x): e for x, e in man["dates"].items()}
         for d in moments:
-            before = [s for s in stored if s <= d]
+            # the latest stored date before d whose grid has what d needs
+            before = [s for s in sorted(entries) if s <= d
+                      and _serves(entries[s].get("features"), wanted[d])]
             if before and (d - before[-1]).total_seconds() <= MAX_ROLL_DAYS * DAY_S \
-                    and (store.dir / man["dates"][before[-1].isoformat()]).exists():
+                    and (store.dir / entries[before[-1]]["file"]).exists():
                 pairs[d] = before[-1]
-    files: dict[dt.datetime, Path] = {}
+    files: dict[dt.datetime, tuple[Path, list[str] | None]] = {}
     if pairs:
         try:
-            files.update(_roll(ws, b, pairs, man or {}, store, sink, options))
+            files.update(_roll(ws, b, pairs, man or {}, store, sink, options, wanted, keep))
         except StateMismatch:
             pairs = {}
     fresh = [d for d in moments if d not in pairs]
     if fresh:
         arrow, epochs = _dates_k(fresh)
-        writer = _GridWriter(store, fresh)
-        pl = plan(b, epochs, coded=True, **options)  # for derive (nothing is run)
+        writer = _GridWriter(store, fresh, keep)
 
         def grid_sink(grid: pa.Table) -> None:
             writer.grid(grid)
@@ -284,21 +329,25 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
         except BaseException:
             writer.abort()
             raise
-        files.update(writer.close())
+        files.update({d: (p, wanted[d]) for d, p in writer.close().items()})
     store.save(key, marks, files)
 
 
 def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[str, Any],
-          store: _Store, sink: Sink, options: dict[str, Any]) -> dict[dt.datetime, Path]:
+          store: _Store, sink: Sink, options: dict[str, Any], wanted: Wanted,
+          keep: dict[dt.datetime, list[str] | None]
+          ) -> dict[dt.datetime, tuple[Path, list[str] | None]]:
     """Roll the stored grids forward to the dates of ``pairs`` (``{new date: stored date}``);
-    rows go to ``sink``. Returns the new grid files."""
+    rows go to ``sink``. ``wanted``/``keep``: the features asked for at each date and the
+    grid columns they are made from (None: all). Returns the new grid files with the
+    features each serves."""
     from custdyn.features.api import (
         _dates_k,
         _incremental_duckdb,
         events_scope,
         materialize_events,
     )
-    from custdyn.features.incremental import derive_arrow, plan
+    from custdyn.features.incremental import derive_arrow, derive_inputs, pad_grid, plan
 
     con = ws.con
     kinds, _unit, wait_h = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
@@ -306,6 +355,15 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     engine = options.get("text_engine")
     old = man["marks"]
     ds = sorted(pairs)
+    entry = {d: man["dates"][pairs[d].isoformat()] for d in ds}
+    # each new grid serves what its stored grid served, or less when less is asked for
+    serves = {d: wanted[d] if entry[d].get("features") is None else entry[d]["features"]
+              for d in ds}
+    pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
+    grid_cols: dict[dt.datetime, list[str] | None] = {}
+    for d in ds:
+        f = serves[d]
+        grid_cols[d] = keep[d] if f is wanted[d] or f is None else derive_inputs(f, pl)
     enter = [(pairs[d], d) for d in ds]
     leave = [(s - dt.timedelta(days=w), d - dt.timedelta(days=w))
              for s, d in enter for w in LEAVE_DAYS]
@@ -367,7 +425,7 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
             WHERE ({_band_sql('i.occurred_at', enter + leave)})
                OR t.customer_id IS NOT NULL OR p.customer_id IS NOT NULL
                OR i.kind = 'support' OR i.channel = 'ticket'""")
-        changes, firsts, again = _changes(ws, b, pairs, options)
+        changes, firsts, again = _changes(ws, b, pairs, options, grid_cols)
         if again:
             con.register("_cd_roll_again_arrow", pa.table({"customer_id": pa.array(
                 sorted(again), pa.string())}))
@@ -396,10 +454,9 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
                                 scope=by_customer, grid_sink=keep_full)
         full_ids = pa.array([r[0] for r in con.execute(
             "SELECT DISTINCT customer_id FROM _cd_roll_full").fetchall()], pa.string())
-        pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
         # every customer with changes has a stored row (checked before any row is given out)
         for d in ds:
-            stored_ids = store.read_ids(man["dates"][pairs[d].isoformat()])
+            stored_ids = store.read_ids(entry[d]["file"])
             got = changes.get(d)
             if got is not None and len(full_ids):
                 got = got.filter(pc.invert(pc.is_in(got.column("customer_id"),
@@ -407,16 +464,19 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
             if got is not None and got.num_rows and not pc.all(
                     pc.is_in(got.column("customer_id"), value_set=stored_ids)).as_py():
                 raise StateMismatch("a customer with changes is not in the stored state")
-        files: dict[dt.datetime, Path] = {}
+        files: dict[dt.datetime, tuple[Path, list[str] | None]] = {}
         for d in ds:
-            grid = _combine(store.read(man["dates"][pairs[d].isoformat()]), d, full_ids,
-                            changes.get(d), firsts, fresh_rows.pop(d), pl)
+            stored = _keep_columns(store.read(entry[d]["file"]), grid_cols[d])
+            meta = stored.schema.metadata
+            grid = _combine(stored, d, full_ids, changes.get(d), firsts, fresh_rows.pop(d), pl)
+            del stored
+            grid = grid.replace_schema_metadata(meta)
             path = store.new_file()
-            files[d] = path
+            files[d] = (path, serves[d])
             opts = pa.ipc.IpcWriteOptions(compression="lz4")
             with pa.ipc.new_file(str(path), grid.schema, options=opts) as w:
                 w.write_table(grid)
-            sink(d, derive_arrow(grid, pl))
+            sink(d, derive_arrow(pad_grid(grid, _whole_schema(grid)), pl))
             del grid
         return files
     finally:
@@ -425,11 +485,12 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
 
 
 def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
-             options: dict[str, Any]
+             options: dict[str, Any], grid_cols: dict[dt.datetime, list[str] | None]
              ) -> tuple[dict[dt.datetime, pa.Table], pa.Table | None, set[str]]:
     """The incremental method over the band events and their context, at the stored and the
-    new dates: per new date the changes of the customers (sums to add, maxima to combine),
-    their first times, and the customers with a new median value (computed afresh)."""
+    new dates: per new date the changes of the customers (sums to add, maxima to combine)
+    in the grid columns kept at that date (``grid_cols``, None: all), their first times,
+    and the customers with a new median value (computed afresh)."""
     from custdyn.features.api import (
         ROWS_PER_PART,
         _dates_k,
@@ -512,7 +573,10 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
         for d, (i, j) in at.items():
             changed = np.zeros(m, bool)
             got: dict[str, Any] = {"customer_id": ids}
+            only = grid_cols.get(d)
             for c, v in cols.items():
+                if only is not None and c not in only and c not in ("resp_k", "res_k"):
+                    continue
                 if c in maxes:
                     new = v[:, j]
                     was = v[:, i] if i >= 0 else np.full(m, np.nan)
