@@ -224,6 +224,7 @@ def analyze(
 
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from custdyn import __version__
     from custdyn.errors import CustdynError, DataWarning
@@ -355,9 +356,8 @@ def analyze(
             at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
             risk[at_now] = p
             names = [json.dumps(f) for f in model.features_used_]
-            for row, w, v, x in zip(at_now[explain].tolist(), which.tolist(), values.tolist(),
-                                    pushes.tolist(), strict=True):
-                reasons[row] = _reasons_text(names, w, v, x)
+            reasons.update(zip(at_now[explain].tolist(),
+                               _reasons_texts(names, which, values, pushes), strict=True))
         if cm is not None and snap_now is not None:
             on = np.array([c in contract for c in snap_now.ids], dtype=bool)
             if on.any():
@@ -448,6 +448,10 @@ def analyze(
         "reasons": _reasons_json(reasons, n),
     })
     score_columns = out.column_names
+    # scores keeps (customer_id, as_of) unique without an index: one row per customer here,
+    # and the as_of's earlier rows deleted in the transaction that writes these
+    if pc.count_distinct(out.column("customer_id")).as_py() != n:
+        raise CustdynError("the features list a customer twice; scores were not written")
     for name, values in parts.items():  # the contributions' numbers, turned into JSON below
         out = out.append_column(name, values)
     quad_rows = json.loads(quad.table.to_json(orient="records"))
@@ -560,6 +564,31 @@ def _reasons_text(names: list[str], which: list[int], values: list[float],
         for j, v, x in zip(which, values, pushes, strict=True) if j >= 0) + "]"
 
 
+def _reasons_texts(names: list[str], which: Any, values: Any, pushes: Any) -> list[str]:
+    """Every row's reasons as :func:`_reasons_text` writes them, for arrays of shape
+    (rows, top) at once (``top_reasons``' output): the numbers are turned into text in one
+    pass rather than one call each."""
+    import numpy as np
+
+    w = np.asarray(which, dtype=np.int64)
+    if w.ndim != 2:
+        raise ValueError(f"which must have shape (rows, top), got {w.shape}")
+    n, top = w.shape
+
+    def texts(a: Any) -> list[str]:
+        a = np.asarray(a, dtype=float).reshape(-1)
+        out = list(map(repr, a.tolist()))  # a float's repr is what json.dumps writes
+        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+            out[i] = "null"
+        return out
+
+    items = [f'{{"feature": {names[j]}, "value": {v}, "contribution": {x}}}' if j >= 0 else ""
+             for j, v, x in zip(w.reshape(-1).tolist(), texts(values), texts(pushes),
+                                strict=True)]
+    return ["[" + ", ".join(t for t in items[i:i + top] if t) + "]"
+            for i in range(0, n * top, top)] if top else ["[]"] * n
+
+
 def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
     """What the stage rules read from the log beyond the features, lined up with ``ids``:
     ``cancelled`` (a cancellation before ``as_of``) and ``max_gap_days`` (the longest gap
@@ -592,12 +621,22 @@ def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
 def _json_columns(groups: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
     """Columns (``c1``, ``c2``, ...) and the SQL that turns each row of them into one JSON
     object ``{group: {name: value}}`` (non-finite values become null): the columns of
-    ``groups`` (``{group: {name: numbers}}``) as the database is to build them."""
+    ``groups`` (``{group: {name: numbers}}``) as the database is to build them.
+
+    The objects are written as a struct cast to JSON (about twice as fast as
+    ``json_object`` at 1M rows, the same text); a level whose names a struct cannot hold
+    (none, an empty one, two equal but for case) is written by ``json_object``."""
     import numpy as np
     import pyarrow as pa
 
     def lit(text: str) -> str:
         return "'" + str(text).replace("'", "''") + "'"
+
+    def obj(pairs: list[tuple[str, str]]) -> str:
+        keys = [str(k) for k, _ in pairs]
+        if keys and all(keys) and len({k.casefold() for k in keys}) == len(keys):
+            return "{" + ", ".join(f"{lit(k)}: {v}" for k, v in pairs) + "}"
+        return f"json_object({', '.join(f'{lit(k)}, {v}' for k, v in pairs)})"
 
     cols: dict[str, Any] = {}
     parts = []
@@ -608,9 +647,10 @@ def _json_columns(groups: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], st
             col = f"c{len(cols) + 1}"
             cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
                                  from_pandas=True)
-            inner.append(f"{lit(name)}, {col}")
-        parts.append(f"{lit(group)}, json_object({', '.join(inner)})")
-    return cols, f"json_object({', '.join(parts)})"
+            inner.append((name, col))
+        parts.append((group, obj(inner)))
+    top = obj(parts)
+    return cols, top if top.startswith("json_object(") else f"to_json({top})"
 
 
 def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
