@@ -37,6 +37,23 @@ _PENDING = """
                       WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
     ORDER BY i.occurred_at, i.interaction_id
 """
+# enrich finds the pending messages once: their row ids into a temporary table (a few MB
+# even when every message is pending), counted there and read back through it (the scan
+# of interactions skips all but the row groups those ids fall in)
+_PENDING_IDS = """
+    CREATE OR REPLACE TEMP TABLE _custdyn_pending AS
+    SELECT i.rowid AS rid FROM interactions i
+    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
+      AND (i.direction IS NULL OR i.direction IN ({dirs}))
+      AND NOT EXISTS (SELECT 1 FROM text_signals s
+                      WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
+"""
+_PENDING_READ = """
+    SELECT i.interaction_id, i.text, c.language
+    FROM interactions i LEFT JOIN customers c ON c.customer_id = i.customer_id
+    WHERE i.rowid IN (SELECT rid FROM _custdyn_pending)
+    ORDER BY i.occurred_at, i.interaction_id
+"""
 _PENDING_COUNT = """
     SELECT count(*) FROM interactions i
     WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
@@ -93,17 +110,27 @@ def enrich(
     version = analyzer.version
     if batch_size is None:
         batch_size = 8192 if version.startswith("bulk:") else 512
-    total = pending_texts(ws, version, directions)
     already = int(ws.con.execute(
         "SELECT count(*) FROM text_signals WHERE engine = ?", [version]).fetchone()[0])  # type: ignore[index]
-    if limit is not None:
-        total = min(total, limit)
     matcher = CompetitorMatcher(ws.settings.competitors) if ws.settings.competitors else None
     done = 0
+    # a second cursor reads while the first one writes; the temporary table of the pending
+    # rows is its own, and goes when it closes
+    reader = ws.con.cursor()
+    try:
+        reader.execute(_PENDING_IDS.format(dirs=_dirs(directions)), [version])
+        total = int(reader.execute(
+            "SELECT count(*) FROM _custdyn_pending").fetchone()[0])  # type: ignore[index]
+    except BaseException:
+        reader.close()
+        raise
+    if limit is not None:
+        total = min(total, limit)
 
     def rows() -> Iterator[tuple[str, str, str | None]]:
-        reader = ws.con.cursor()  # a second cursor reads while the first one writes
-        reader.execute(_PENDING.format(dirs=_dirs(directions)), [version])
+        if total == 0:
+            return
+        reader.execute(_PENDING_READ)
         n = 0
         while True:
             chunk = reader.fetchmany(batch_size)
@@ -115,15 +142,18 @@ def enrich(
                 n += 1
                 yield r[0], r[1], r[2]
 
-    for table in enrich_batches(rows(), analyzer, matcher=matcher, batch_size=batch_size):
-        ws.con.execute("BEGIN TRANSACTION")
-        ws.con.register("_signals", table)
-        ws.con.execute("INSERT OR IGNORE INTO text_signals SELECT * FROM _signals")
-        ws.con.unregister("_signals")
-        ws.con.execute("COMMIT")
-        done += table.num_rows
-        if progress:
-            progress(done, total)
+    try:
+        for table in enrich_batches(rows(), analyzer, matcher=matcher, batch_size=batch_size):
+            ws.con.execute("BEGIN TRANSACTION")
+            ws.con.register("_signals", table)
+            ws.con.execute("INSERT OR IGNORE INTO text_signals SELECT * FROM _signals")
+            ws.con.unregister("_signals")
+            ws.con.execute("COMMIT")
+            done += table.num_rows
+            if progress:
+                progress(done, total)
+    finally:
+        reader.close()  # its temporary table goes with it
     return EnrichResult(version, total, done, already, time.perf_counter() - t0)
 
 
