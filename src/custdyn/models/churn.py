@@ -25,6 +25,7 @@ from scipy import optimize, special
 from custdyn.errors import DataWarning, InsufficientDataError, NotFittedError
 from custdyn.models._columns import float_column as _column_float
 from custdyn.models._params import SettingsMixin
+from custdyn.models._tree_contrib import tables_of, tree_contributions
 from custdyn.models.metrics import (
     CalibrationCurve,
     calibration_curve,
@@ -47,6 +48,8 @@ __all__ = [
 
 _PROB_CLIP = 1e-4
 _MIN_ROWS_PER_THREAD = 10_000
+# top_reasons explains this many rows or more once per distinct path through each tree
+_PATHS_FROM_ROWS = 2_000
 
 
 class Reason(NamedTuple):
@@ -492,18 +495,33 @@ class DefectionModel(SettingsMixin):
         if sign not in ("positive", "negative", "any"):
             raise ValueError(f"sign must be 'positive', 'negative' or 'any', got {sign!r}")
         _, Xk = self._design(X)  # the used columns, in features_used_ order
-        c = np.asarray(self.booster_.predict(Xk, pred_contrib=True), dtype=float)[:, :-1]
+        width = min(max(int(top), 0), Xk.shape[1])
+        # the contributions of the columns some tree splits on (``cols``): the others' are 0
+        # and never listed. Many rows: once per distinct path through each tree.
+        tables = tables_of(self.booster_) if Xk.shape[0] >= _PATHS_FROM_ROWS else None
+        if tables is not None:
+            cols = tables.used_features
+            c = tree_contributions(self.booster_, Xk, cols, tables)[:, :-1]
+            if cols.size == 0:  # no splits at all: nothing pushes
+                cols, c = np.zeros(1, dtype=np.intp), np.zeros((Xk.shape[0], 1))
+        else:
+            c = np.asarray(self.booster_.predict(Xk, pred_contrib=True), dtype=float)[:, :-1]
+            cols = np.arange(c.shape[1])
         if sign == "positive":
             key = np.where(c > 0, -c, np.inf)
         elif sign == "negative":
             key = np.where(c < 0, c, np.inf)
         else:
             key = np.where(c != 0, -np.abs(c), np.inf)
-        order = np.argsort(key, axis=1, kind="stable")[:, : max(int(top), 0)]
+        # stable: ties keep the column order, as over all columns
+        order = np.argsort(key, axis=1, kind="stable")[:, :width]
+        if order.shape[1] < width:  # fewer split columns than asked: the rest are not found
+            order = np.pad(order, ((0, 0), (0, width - order.shape[1])), constant_values=-1)
         rows = np.arange(c.shape[0])[:, None]
-        found = np.isfinite(key[rows, order])
-        which = np.where(found, order, -1).astype(np.int64)
-        vals = np.where(found, Xk[rows, order], np.nan)
+        found = (order >= 0) & np.isfinite(key[rows, order])
+        pick = cols[np.maximum(order, 0)]
+        which = np.where(found, pick, -1).astype(np.int64)
+        vals = np.where(found, Xk[rows, pick], np.nan)
         contrib = np.where(found, c[rows, order], np.nan)
         return which, vals, contrib
 
