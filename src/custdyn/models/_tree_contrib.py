@@ -347,8 +347,8 @@ def tree_contributions(booster: Any, X: Any, features: Any = None,
     Parameters
     ----------
     booster : lightgbm.Booster
-        A single-output booster (binary, regression); anything else falls back to
-        ``pred_contrib`` on every row.
+        A single-output booster (binary, regression). One with something not reproduced
+        here (see the module's notes) gets ``pred_contrib`` on every row.
     X : array-like of shape (n_samples, n_features)
         What ``booster.predict`` takes, as float64.
     features : sequence of int, optional
@@ -362,6 +362,9 @@ def tree_contributions(booster: Any, X: Any, features: Any = None,
     ndarray of shape (n_samples, len(features) + 1)
         The contributions of the requested features and, last, the expected value.
     """
+    if int(booster.num_model_per_iteration()) != 1:
+        raise ValueError("tree_contributions explains single-output boosters (binary, "
+                         "regression); use booster.predict(X, pred_contrib=True)")
     X = np.ascontiguousarray(X, dtype=float)
     tables = tables_of(booster) if tables is None else tables
     if tables is None or X.shape[0] == 0:
