@@ -199,14 +199,14 @@ def test_loyalty_counts_of_many_dates_match_one_query_per_date(ws, dates):
 
 def test_stage_inputs_match_the_window_query(ws, dates):
     from custdyn.pipeline._common import _align
-    from custdyn.pipeline.analysis import _stage_inputs
+    from custdyn.pipeline.analysis import _stage_inputs, _stage_tables
 
     ids = _ids(ws)
     kinds = list(ws.settings.purchase_kinds)
     for at in (dates[0], dates[-1]):
         ref = _align(ids, ws.con.execute(REFERENCE_STAGES_SQL, [kinds, kinds, at])
                      .to_arrow_table())
-        got = _stage_inputs(ws, ids, at)
+        got = _stage_inputs(ids, _stage_tables(ws, at))
         np.testing.assert_array_equal(got["cancelled"], ref["cancelled"] == 1.0)
         np.testing.assert_array_equal(got["max_gap_days"], ref["max_gap_days"])
         assert got["cancelled"].any() and np.isfinite(got["max_gap_days"]).any()

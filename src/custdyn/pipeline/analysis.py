@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from custdyn.pipeline._background import Background
 from custdyn.pipeline._common import (
     _align,
     _as_utc,
     _col,
     _days_since,
     _num,
-    _PurchaseModels,
     default_as_of,
     features_many,
 )
@@ -21,7 +21,6 @@ from custdyn.pipeline.health import (
     _day_key,
     _health_settings,
     _health_table,
-    _loyalty_counts,
     _scorecard_columns,
     health_trend,
     learned_health_card,
@@ -217,6 +216,7 @@ def analyze(
     progress : called with a short description of each step.
     """
     import datetime as dt
+    import hashlib
     import json
     import time
     import uuid
@@ -279,249 +279,257 @@ def analyze(
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
                                      if k in d})
 
-    say("computing features")
     trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
                 if as_of - dt.timedelta(days=d) > first]
-    # the trend's past tables: only the columns the scorecard reads
-    needed = sorted(_scorecard_columns(health_cfg))
-    # with the workspace's rolling feature state: a later run rolls it forward
-    many = features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at},
-                         state=True)
-    feats = many.pop(as_of)
-    ids = [str(x) for x in feats.column("customer_id").to_pylist()]
-    n = len(ids)
-    if n == 0:
-        raise CustdynError(f"no customer has an interaction before {as_of.date()}")
-    if n < 50:
-        warnings.append(f"only {n} customers: scores fall back to the scorecard; risk models "
-                        "need at least 50")
-
-    import hashlib
-
     settings_hash = hashlib.sha256(settings_key.encode()).hexdigest()[:24]
     kept = None if force else load_fitted(ws, as_of, settings_hash)
-    if kept is not None:
-        warnings.extend(w for w in kept.warnings if w not in warnings)
-    say("fitting purchase models" if kept is None else "purchase models (kept)")
-    pm = _PurchaseModels(ws, as_of, warnings)
-    pos = {c: i for i, c in enumerate(ids)}  # row of each customer
-    cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
-        "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
-        "clv_upper")}
-    if pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison):
-        pred = pm.predict()
-        idx = np.array([pos.get(c, -1) for c in pred["customer_id"]], dtype=np.int64)
-        ok = idx >= 0
-        for k in cols:
-            cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
-    n_orders = np.nan_to_num(np.asarray(_col(feats, "n_orders"), dtype=float), nan=0.0)
-    cols["clv"] = np.where(n_orders > 0, cols["clv"], 0.0)
-
-    say("scoring defection risk")
-    fit_warnings_from = len(warnings)
-    risk = 1.0 - cols["p_alive"]
-    reasons: dict[int, str] = {}  # JSON by row; the other rows have none
-    backtest_rows: list[dict[str, Any]] = []
-    risk_quiet = pywarnings.catch_warnings()
-    risk_quiet.__enter__()
-    pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
-    history: RiskHistory | None = None
-    model: Any = None
-    cm: Any = None
-    contract: set[str] = set()
+    # the purchase models, the loyalty counts and the stage rules' tables need only the log:
+    # they are computed in a second thread while the features are
+    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables)
     try:
-        if kept is None:
-            history, model, cm, contract, backtest_rows = _fit_risk(
-                ws, first, as_of, horizon, n, active_days, warnings)
-        else:
-            model, cm, backtest_rows = kept.risk, kept.contract, kept.backtest
-            contract = contractual_customers(ws) if cm is not None else set()
-        snap_now: RiskSnapshot | None = None
-        if model is not None or cm is not None:
-            # P(alive) of the snapshot is fitted on the purchase models' summary at as_of
-            snap_now = (history.score_snapshot(as_of, feats, pm.rfm) if history is not None
-                        else _risk_snapshot(ws, as_of, {}, active_days, feats,
-                                            rcfg["leaving_features"],
-                                            RiskHistory.purchase_model, rfm=pm.rfm))
-        if model is not None and snap_now is not None:
-            step = 100_000  # in slices: the model's working copies stay small
-            p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
-                                for i in range(0, max(len(snap_now.ids), 1), step)])
-            # reasons (tree contributions) for the riskiest customers: they are what the
-            # ranked lists show, and on a large base every customer's would cost minutes
-            top_n = rcfg["reasons_for"]
-            explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
-                       else np.argsort(-p, kind="stable")[:top_n])
-            which, values, pushes = model.top_reasons(snap_now.X[explain], top=3)
-            at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
-            risk[at_now] = p
-            names = [json.dumps(f) for f in model.features_used_]
-            reasons.update(zip(at_now[explain].tolist(),
-                               _reasons_texts(names, which, values, pushes), strict=True))
-        if cm is not None and snap_now is not None:
-            on = np.array([c in contract for c in snap_now.ids], dtype=bool)
-            if on.any():
-                pc = cm.predict(snap_now.X[on], horizon)
-                why_c = cm.reasons(snap_now.X[on], top=3)
-                for c, pr, rs in zip(np.asarray(snap_now.ids)[on], pc, why_c, strict=True):
-                    risk[pos[c]] = float(pr)
-                    reasons[pos[c]] = json.dumps(rs)
-        del snap_now
-    except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
-        warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
-    finally:
-        risk_quiet.__exit__(None, None, None)
+        say("computing features")
+        # the trend's past tables: only the columns the scorecard reads
+        needed = sorted(_scorecard_columns(health_cfg))
+        # with the workspace's rolling feature state: a later run rolls it forward
+        many = features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at},
+                             state=True)
+        feats = many.pop(as_of)
+        ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+        n = len(ids)
+        if n == 0:
+            raise CustdynError(f"no customer has an interaction before {as_of.date()}")
+        if n < 50:
+            warnings.append(f"only {n} customers: scores fall back to the scorecard; risk models "
+                            "need at least 50")
+        if kept is not None:
+            warnings.extend(w for w in kept.warnings if w not in warnings)
+        say("fitting purchase models" if kept is None else "purchase models (kept)")
+        bought = bg.purchase()
+        warnings.extend(bg.warnings)
+        pm = bought.pm
+        pm.warnings = warnings  # what it says later goes with the rest
+        pos = {c: i for i, c in enumerate(ids)}  # row of each customer
+        cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
+            "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
+            "clv_upper")}
+        if bought.pred is not None:
+            pred = bought.pred
+            idx = np.array([pos.get(c, -1) for c in pred["customer_id"]], dtype=np.int64)
+            ok = idx >= 0
+            for k in cols:
+                cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
+        n_orders = np.nan_to_num(np.asarray(_col(feats, "n_orders"), dtype=float), nan=0.0)
+        cols["clv"] = np.where(n_orders > 0, cols["clv"], 0.0)
 
-    say("scoring relationships")
-    # the loyalty counts of today and of the trend's dates in one pass
-    loyalty = _loyalty_counts(ws, [as_of, *trend_at])
-    table = _health_table(ws, as_of, feats, cols["p_alive"], pm, loyalty[as_of])
-    with pywarnings.catch_warnings(record=True) as caught:
-        pywarnings.simplefilter("always")
-        rel = relationship_scores(table)
-        card = Scorecard.from_config(health_cfg) if kept is None else kept.card
-        if health_mode == "learned" and kept is None:
-            if history is not None and n >= 50:
-                card = learned_health_card(card, history, as_of, horizon, warnings)
-            else:
-                warnings.append("learned health needs the risk history and 50 customers; "
-                                "the configured weights are used")
-        contrib = card.contributions(table)
-        health = contrib.sum(axis=1)
-    warnings.extend(sorted({str(w.message) for w in caught}))
-    if history is not None:
-        history.close()
-    fit_warnings = warnings[fit_warnings_from:]
-    trend: dict[str, Any] = {}
-    if trend_days:
-        say("health trend")
+        say("scoring defection risk")
+        fit_warnings_from = len(warnings)
+        risk = 1.0 - cols["p_alive"]
+        reasons: dict[int, str] = {}  # JSON by row; the other rows have none
+        backtest_rows: list[dict[str, Any]] = []
+        risk_quiet = pywarnings.catch_warnings()
+        risk_quiet.__enter__()
+        pywarnings.simplefilter("ignore", DataWarning)  # dropped constant features: expected
+        history: RiskHistory | None = None
+        model: Any = None
+        cm: Any = None
+        contract: set[str] = set()
         try:
-            trend = health_trend(ws, as_of, ids, health, card, trend_days,
-                                 type(pm.model).__name__ if pm.model is not None
-                                 else "BetaGeo", features_at=many, transactions=pm.tx,
-                                 loyalty=loyalty)
-        except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
-            warnings.append(f"health trend skipped ({e})")
-    quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
+            if kept is None:
+                history, model, cm, contract, backtest_rows = _fit_risk(
+                    ws, first, as_of, horizon, n, active_days, warnings)
+            else:
+                model, cm, backtest_rows = kept.risk, kept.contract, kept.backtest
+                contract = contractual_customers(ws) if cm is not None else set()
+            snap_now: RiskSnapshot | None = None
+            if model is not None or cm is not None:
+                # P(alive) of the snapshot is fitted on the purchase models' summary at as_of
+                snap_now = (history.score_snapshot(as_of, feats, pm.rfm) if history is not None
+                            else _risk_snapshot(ws, as_of, {}, active_days, feats,
+                                                rcfg["leaving_features"],
+                                                RiskHistory.purchase_model, rfm=pm.rfm))
+            if model is not None and snap_now is not None:
+                step = 100_000  # in slices: the model's working copies stay small
+                p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
+                                    for i in range(0, max(len(snap_now.ids), 1), step)])
+                # reasons (tree contributions) for the riskiest customers: they are what the
+                # ranked lists show, and on a large base every customer's would cost minutes
+                top_n = rcfg["reasons_for"]
+                explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
+                           else np.argsort(-p, kind="stable")[:top_n])
+                which, values, pushes = model.top_reasons(snap_now.X[explain], top=3)
+                at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
+                risk[at_now] = p
+                names = [json.dumps(f) for f in model.features_used_]
+                reasons.update(zip(at_now[explain].tolist(),
+                                   _reasons_texts(names, which, values, pushes), strict=True))
+            if cm is not None and snap_now is not None:
+                on = np.array([c in contract for c in snap_now.ids], dtype=bool)
+                if on.any():
+                    p_contract = cm.predict(snap_now.X[on], horizon)
+                    why_c = cm.reasons(snap_now.X[on], top=3)
+                    for c, pr, rs in zip(np.asarray(snap_now.ids)[on], p_contract, why_c,
+                                         strict=True):
+                        risk[pos[c]] = float(pr)
+                        reasons[pos[c]] = json.dumps(rs)
+            del snap_now
+        except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
+            warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
+        finally:
+            risk_quiet.__exit__(None, None, None)
 
-    say("assigning stages")
-    from custdyn.dynamics import assign_stages
+        say("scoring relationships")
+        # the loyalty counts of today and of the trend's dates in one pass
+        loyalty = bg.loyalty()
+        table = _health_table(ws, as_of, feats, cols["p_alive"], pm, loyalty[as_of])
+        with pywarnings.catch_warnings(record=True) as caught:
+            pywarnings.simplefilter("always")
+            rel = relationship_scores(table)
+            card = Scorecard.from_config(health_cfg) if kept is None else kept.card
+            if health_mode == "learned" and kept is None:
+                if history is not None and n >= 50:
+                    card = learned_health_card(card, history, as_of, horizon, warnings)
+                else:
+                    warnings.append("learned health needs the risk history and 50 customers; "
+                                    "the configured weights are used")
+            contrib = card.contributions(table)
+            health = contrib.sum(axis=1)
+        warnings.extend(sorted({str(w.message) for w in caught}))
+        if history is not None:
+            history.close()
+        fit_warnings = warnings[fit_warnings_from:]
+        trend: dict[str, Any] = {}
+        if trend_days:
+            say("health trend")
+            try:
+                trend = health_trend(ws, as_of, ids, health, card, trend_days,
+                                     type(pm.model).__name__ if pm.model is not None
+                                     else "BetaGeo", features_at=many, transactions=pm.tx,
+                                     loyalty=loyalty)
+            except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
+                warnings.append(f"health trend skipped ({e})")
+        quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
 
-    ex = _stage_inputs(ws, ids, as_of)
-    stages = assign_stages(
-        n_orders=n_orders,
-        has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
-        if "account_opened_at" in feats.column_names else np.zeros(n, bool),
-        days_since_account=_days_since(_col(feats, "account_opened_at"), as_of),
-        days_since_first_order=_days_since(_col(feats, "first_order_at"), as_of),
-        days_since_last_order=(np.asarray(_col(feats, "T"), dtype=float)
-                               - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0,
-        days_since_customer_contact=_col(feats, "days_since_customer_contact"),
-        p_alive=cols["p_alive"],
-        defection_risk=risk,
-        cancelled=ex["cancelled"],
-        max_gap_days=ex["max_gap_days"],
-        rules=extra.get("stages"),
-    )
+        say("assigning stages")
+        from custdyn.dynamics import assign_stages
 
-    say("writing scores")
-    run_id = "run-" + uuid.uuid4().hex[:12]
-    parts, contributions_sql = _json_columns({
-        "health": dict(zip(card.component_names, contrib.T, strict=True)),
-        "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
-                            strict=True)),
-        "attention": dict(zip(rel.attention_components,
-                              np.asarray(rel.attention_contributions).T, strict=True)),
-        "health_trend": trend,
-    })
-    out = pa.table({
-        "customer_id": ids,
-        "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
-        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
-        **{k: pa.array(v, pa.float64(), from_pandas=True) for k, v in cols.items()},
-        "defection_risk": pa.array(risk, pa.float64(), from_pandas=True),
-        "health": pa.array(health, pa.float64(), from_pandas=True),
-        "loyalty": pa.array(rel.loyalty, pa.float64(), from_pandas=True),
-        "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
-        "quadrant": list(quad.labels),
-        "stage": list(stages),
-        "reasons": _reasons_json(reasons, n),
-    })
-    score_columns = out.column_names
-    # scores keeps (customer_id, as_of) unique without an index: one row per customer here,
-    # and the as_of's earlier rows deleted in the transaction that writes these
-    if pa_compute.count_distinct(out.column("customer_id")).as_py() != n:
-        raise CustdynError("the features list a customer twice; scores were not written")
-    for name, values in parts.items():  # the contributions' numbers, turned into JSON below
-        out = out.append_column(name, values)
-    quad_rows = json.loads(quad.table.to_json(orient="records"))
-    warnings = list(dict.fromkeys(warnings))
-    stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
-    result = AnalysisResult(
-        as_of=as_of, run_id=run_id, reused=False, n_customers=n,
-        purchase_model=type(pm.model).__name__ if pm.model is not None else None,
-        model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
-        stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
-        step_seconds=steps, step_peak_mib=peaks,
-        models_from=None if kept is None else {"run_id": kept.run_id,
-                                               "as_of": kept.as_of.isoformat()})
-    if kept is None:  # kept for the runs of the next [analysis] refit_every_days
-        models_file = save_fitted(ws, FittedModels(
-            run_id=run_id, as_of=as_of, purchase=pm.model, spend=pm.spend,
-            comparison=pm.comparison, risk=model, contract=cm, card=card,
-            backtest=backtest_rows, warnings=fit_warnings))
-    else:
-        models_file = f"{FITTED_DIR}/{kept.run_id}.pkl"
-    con = ws.con
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
-        con.register("_scores", out)
-        # the columns in the table's order, the contributions JSON built as the rows go in
-        con.execute(f"INSERT INTO scores SELECT {', '.join(score_columns)}, "
-                    f"{contributions_sql} FROM _scores")
-        con.unregister("_scores")
-        now = dt.datetime.now(dt.UTC)
-        diag = result.to_dict()
-        diag.pop("as_of")
-        if pm.model is not None:
+        ex = _stage_inputs(ids, bg.stage_tables())
+        stages = assign_stages(
+            n_orders=n_orders,
+            has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
+            if "account_opened_at" in feats.column_names else np.zeros(n, bool),
+            days_since_account=_days_since(_col(feats, "account_opened_at"), as_of),
+            days_since_first_order=_days_since(_col(feats, "first_order_at"), as_of),
+            days_since_last_order=(np.asarray(_col(feats, "T"), dtype=float)
+                                   - np.asarray(_col(feats, "recency"), dtype=float)) * 7.0,
+            days_since_customer_contact=_col(feats, "days_since_customer_contact"),
+            p_alive=cols["p_alive"],
+            defection_risk=risk,
+            cancelled=ex["cancelled"],
+            max_gap_days=ex["max_gap_days"],
+            rules=extra.get("stages"),
+        )
+
+        say("writing scores")
+        run_id = "run-" + uuid.uuid4().hex[:12]
+        parts, contributions_sql = _json_columns({
+            "health": dict(zip(card.component_names, contrib.T, strict=True)),
+            "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
+                                strict=True)),
+            "attention": dict(zip(rel.attention_components,
+                                  np.asarray(rel.attention_contributions).T, strict=True)),
+            "health_trend": trend,
+        })
+        out = pa.table({
+            "customer_id": ids,
+            "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
+            "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+            **{k: pa.array(v, pa.float64(), from_pandas=True) for k, v in cols.items()},
+            "defection_risk": pa.array(risk, pa.float64(), from_pandas=True),
+            "health": pa.array(health, pa.float64(), from_pandas=True),
+            "loyalty": pa.array(rel.loyalty, pa.float64(), from_pandas=True),
+            "attention": pa.array(rel.attention, pa.float64(), from_pandas=True),
+            "quadrant": list(quad.labels),
+            "stage": list(stages),
+            "reasons": _reasons_json(reasons, n),
+        })
+        score_columns = out.column_names
+        # scores keeps (customer_id, as_of) unique without an index: one row per customer here,
+        # and the as_of's earlier rows deleted in the transaction that writes these
+        if pa_compute.count_distinct(out.column("customer_id")).as_py() != n:
+            raise CustdynError("the features list a customer twice; scores were not written")
+        for name, values in parts.items():  # the contributions' numbers, turned into JSON below
+            out = out.append_column(name, values)
+        quad_rows = json.loads(quad.table.to_json(orient="records"))
+        warnings = list(dict.fromkeys(warnings))
+        stage_counts = {s: int((stages == s).sum()) for s in sorted(set(stages))}
+        result = AnalysisResult(
+            as_of=as_of, run_id=run_id, reused=False, n_customers=n,
+            purchase_model=type(pm.model).__name__ if pm.model is not None else None,
+            model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
+            stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
+            step_seconds=steps, step_peak_mib=peaks,
+            models_from=None if kept is None else {"run_id": kept.run_id,
+                                                   "as_of": kept.as_of.isoformat()})
+        if kept is None:  # kept for the runs of the next [analysis] refit_every_days
+            models_file = save_fitted(ws, FittedModels(
+                run_id=run_id, as_of=as_of, purchase=pm.model, spend=pm.spend,
+                comparison=pm.comparison, risk=model, contract=cm, card=card,
+                backtest=backtest_rows, warnings=fit_warnings))
+        else:
+            models_file = f"{FITTED_DIR}/{kept.run_id}.pkl"
+        con = ws.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
+            con.register("_scores", out)
+            # the columns in the table's order, the contributions JSON built as the rows go in
+            con.execute(f"INSERT INTO scores SELECT {', '.join(score_columns)}, "
+                        f"{contributions_sql} FROM _scores")
+            con.unregister("_scores")
+            now = dt.datetime.now(dt.UTC)
+            diag = result.to_dict()
+            diag.pop("as_of")
+            if pm.model is not None:
+                con.execute(
+                    "INSERT INTO model_runs VALUES (?, ?, ?, 'purchase', ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id + "-purchase", as_of, now, type(pm.model).__name__,
+                     json.dumps({k: _num(v) for k, v in pm.model.params_.items()}),
+                     json.dumps({"log_likelihood": _num(pm.model.log_likelihood_),
+                                 "aic": _num(pm.model.aic_), "converged": bool(pm.model.converged_),
+                                 "comparison": pm.comparison}),
+                     first, as_of, fp, __version__])
+            if pm.spend is not None:
+                con.execute(
+                    "INSERT INTO model_runs VALUES "
+                    "(?, ?, ?, 'spend', 'GammaGamma', ?, ?, ?, ?, ?, ?)",
+                    [run_id + "-spend", as_of, now,
+                     json.dumps({k: _num(v) for k, v in pm.spend.params_.items()}),
+                     json.dumps({"log_likelihood": _num(pm.spend.log_likelihood_)}),
+                     first, as_of, fp, __version__])
             con.execute(
-                "INSERT INTO model_runs VALUES (?, ?, ?, 'purchase', ?, ?, ?, ?, ?, ?, ?)",
-                [run_id + "-purchase", as_of, now, type(pm.model).__name__,
-                 json.dumps({k: _num(v) for k, v in pm.model.params_.items()}),
-                 json.dumps({"log_likelihood": _num(pm.model.log_likelihood_),
-                             "aic": _num(pm.model.aic_), "converged": bool(pm.model.converged_),
-                             "comparison": pm.comparison}),
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'health', ?, ?, ?, ?, ?, ?, ?)",
+                [run_id + "-health", as_of, now, f"Scorecard ({health_mode})",
+                 json.dumps(card.to_config()), json.dumps({"trend_days": list(trend_days)}),
                  first, as_of, fp, __version__])
-        if pm.spend is not None:
             con.execute(
-                "INSERT INTO model_runs VALUES (?, ?, ?, 'spend', 'GammaGamma', ?, ?, ?, ?, ?, ?)",
-                [run_id + "-spend", as_of, now,
-                 json.dumps({k: _num(v) for k, v in pm.spend.params_.items()}),
-                 json.dumps({"log_likelihood": _num(pm.spend.log_likelihood_)}),
-                 first, as_of, fp, __version__])
-        con.execute(
-            "INSERT INTO model_runs VALUES (?, ?, ?, 'health', ?, ?, ?, ?, ?, ?, ?)",
-            [run_id + "-health", as_of, now, f"Scorecard ({health_mode})",
-             json.dumps(card.to_config()), json.dumps({"trend_days": list(trend_days)}),
-             first, as_of, fp, __version__])
-        con.execute(
-            "INSERT INTO model_runs VALUES (?, ?, ?, 'analysis', 'analyze', ?, ?, ?, ?, ?, ?)",
-            [run_id, as_of, now, json.dumps({"text_engine": text_engine,
-                                             "horizon_days": horizon,
-                                             "risk_label": rcfg["label"],
-                                             "health_mode": health_mode,
-                                             "settings_hash": settings_hash,
-                                             "models_file": models_file,
-                                             "models_from": result.models_from}, default=str),
-             json.dumps(diag, default=str), first, as_of, fp, __version__])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    say("")
-    result.seconds = time.perf_counter() - t0
-    return result
+                "INSERT INTO model_runs VALUES (?, ?, ?, 'analysis', 'analyze', ?, ?, ?, ?, ?, ?)",
+                [run_id, as_of, now, json.dumps({"text_engine": text_engine,
+                                                 "horizon_days": horizon,
+                                                 "risk_label": rcfg["label"],
+                                                 "health_mode": health_mode,
+                                                 "settings_hash": settings_hash,
+                                                 "models_file": models_file,
+                                                 "models_from": result.models_from}, default=str),
+                 json.dumps(diag, default=str), first, as_of, fp, __version__])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        say("")
+        result.seconds = time.perf_counter() - t0
+        return result
+    finally:
+        bg.close()
 
 
 def _peak_mib() -> float:
@@ -589,14 +597,10 @@ def _reasons_texts(names: list[str], which: Any, values: Any, pushes: Any) -> li
             for i in range(0, n * top, top)] if top else ["[]"] * n
 
 
-def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
-    """What the stage rules read from the log beyond the features, lined up with ``ids``:
-    ``cancelled`` (a cancellation before ``as_of``) and ``max_gap_days`` (the longest gap
-    between two purchases, in calendar days; NaN with fewer than two purchases)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+def _stage_tables(ws: Workspace, as_of: Any) -> tuple[Any, Any]:
+    """What the stage rules read from the log beyond the features: per customer the longest
+    gap between two purchases before ``as_of`` (calendar days), and the customers with a
+    cancellation before ``as_of`` (two Arrow tables; :func:`_stage_inputs` lines them up)."""
     con = ws.con
     day = _day_key(ws)
     gaps = con.execute(
@@ -608,10 +612,21 @@ def _stage_inputs(ws: Workspace, ids: list[str], as_of: Any) -> dict[str, Any]:
                   WHERE occurred_at < ? AND list_contains(?::VARCHAR[], kind))
             GROUP BY customer_id""",
         [as_of, list(ws.settings.purchase_kinds)]).to_arrow_table()
-    out = _align(ids, gaps)
     cancelled = con.execute(
         "SELECT DISTINCT customer_id FROM interactions "
         "WHERE kind = 'cancellation' AND occurred_at < ?", [as_of]).to_arrow_table()
+    return gaps, cancelled
+
+
+def _stage_inputs(ids: list[str], tables: tuple[Any, Any]) -> dict[str, Any]:
+    """The tables of :func:`_stage_tables` lined up with ``ids``: ``max_gap_days`` (NaN with
+    fewer than two purchases) and ``cancelled``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    gaps, cancelled = tables
+    out = _align(ids, gaps)
     out["cancelled"] = np.asarray(pc.is_in(pa.array(ids, pa.string()),
                                            value_set=cancelled.column(0).cast(pa.string()))
                                   .to_numpy(zero_copy_only=False), dtype=bool)

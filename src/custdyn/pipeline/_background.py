@@ -1,0 +1,91 @@
+"""The parts of :func:`custdyn.pipeline.analyze` that need only the log and ``as_of``, run in
+a second thread while the features are computed.
+
+The purchase models (fitted, or kept and only scored), the loyalty counts and the tables the
+stage rules read do not depend on the features. On two cores, computing them beside the
+features hides most of their time: both sides spend much of it in numpy, Arrow and DuckDB,
+which let the other thread run. The second thread has a database cursor of its own (DuckDB
+runs the two connections side by side); each result is taken when the analysis reaches it,
+and an error there is raised at that point, as if the step had run in line.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from custdyn.pipeline._common import _PurchaseModels
+from custdyn.store import Workspace
+
+
+def _reader(ws: Workspace) -> Workspace:
+    """``ws`` with a cursor of its own (the same database and settings; closing it is
+    closing the cursor)."""
+    view = copy.copy(ws)
+    view.con = ws.con.cursor()
+    view._ibis = None
+    view._lock = None
+    return view
+
+
+class PurchaseResult:
+    """The purchase models at ``as_of`` and their per-customer predictions (None when they
+    were skipped), with the warnings they gave."""
+
+    def __init__(self, pm: _PurchaseModels, pred: dict[str, Any] | None) -> None:
+        self.pm, self.pred = pm, pred
+
+
+class Background:
+    """Start the log-only parts of an analysis at ``as_of`` in a second thread.
+
+    ``kept``: the purchase and spend models kept from an earlier run and their comparison
+    (:class:`custdyn.pipeline.analysis.FittedModels`), or None to fit them. ``dates``: the
+    dates whose loyalty counts are needed. ``stage_tables``: reads what the stage rules need
+    from the log (a function of the workspace and ``as_of``).
+    """
+
+    def __init__(self, ws: Workspace, as_of: Any, kept: Any, dates: list[Any],
+                 stage_tables: Callable[[Workspace, Any], Any]) -> None:
+        from custdyn.pipeline.health import _loyalty_counts
+
+        self._view = _reader(ws)
+        self.warnings: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custdyn-analyze")
+        self._purchase = self._pool.submit(self._purchase_models, as_of, kept)
+        self._loyalty = self._pool.submit(_loyalty_counts, self._view, dates)
+        self._stages = self._pool.submit(stage_tables, self._view, as_of)
+
+    def _purchase_models(self, as_of: Any, kept: Any) -> PurchaseResult:
+        pm = _PurchaseModels(self._view, as_of, self.warnings)
+        ok = pm.fit() if kept is None else pm.reuse(kept.purchase, kept.spend, kept.comparison)
+        return PurchaseResult(pm, pm.predict() if ok else None)
+
+    def purchase(self) -> PurchaseResult:
+        return self._purchase.result()
+
+    def loyalty(self) -> dict[Any, Any]:
+        return self._loyalty.result()
+
+    def stage_tables(self) -> Any:
+        return self._stages.result()
+
+    def close(self) -> None:
+        """Wait for what is under way (what has not started is dropped) and close the
+        cursor."""
+        futures: list[Future[Any]] = [self._purchase, self._loyalty, self._stages]
+        for f in futures:
+            f.cancel()
+        self._pool.shutdown(wait=True)
+        try:
+            self._view.con.close()
+        except Exception:  # noqa: BLE001, S110 - already closed with the workspace
+            pass
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

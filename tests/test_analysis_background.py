@@ -1,0 +1,117 @@
+"""The log-only parts of analyze run in a second thread give what they give in line, and an
+error there reaches the caller."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import custdyn
+from custdyn.pipeline._background import Background
+from custdyn.pipeline._common import _PurchaseModels, default_as_of
+from custdyn.pipeline.analysis import _stage_tables
+from custdyn.pipeline.health import _loyalty_counts
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    d = tmp_path_factory.mktemp("demo") / "ws"
+    r = CliRunner().invoke(app, ["demo", str(d), "--customers", "150", "--seed", "11"])
+    assert r.exit_code in (0, 1), r.output
+    return d
+
+
+@pytest.fixture
+def ws(demo_dir: Path, tmp_path: Path) -> Any:
+    d = tmp_path / "ws"
+    shutil.copytree(demo_dir, d)
+    w = custdyn.Workspace.open(d)
+    yield w
+    w.close()
+
+
+def test_background_results_equal_those_computed_in_line(ws: Any) -> None:
+    import datetime as dt
+
+    as_of = default_as_of(ws)
+    dates = [as_of, as_of - dt.timedelta(days=30)]
+    with Background(ws, as_of, None, dates, _stage_tables) as bg:
+        # the main connection is used meanwhile, as the features step does
+        assert ws.con.execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
+        got = bg.purchase()
+        loyalty = bg.loyalty()
+        gaps, cancelled = bg.stage_tables()
+    pm = _PurchaseModels(ws, as_of, [])
+    assert pm.fit()
+    want = pm.predict()
+    assert got.pred is not None
+    assert type(got.pm.model) is type(pm.model)
+    assert list(got.pred["customer_id"]) == list(want["customer_id"])
+    for k in ("p_alive", "expected_purchases_90d", "clv"):
+        np.testing.assert_allclose(got.pred[k], want[k], rtol=1e-12)
+    assert bg.warnings == pm.warnings
+    ref = _loyalty_counts(ws, dates)
+    for d in dates:
+        assert loyalty[d].sort_by("customer_id").equals(ref[d].sort_by("customer_id"))
+    g2, c2 = _stage_tables(ws, as_of)
+    assert gaps.sort_by("customer_id").equals(g2.sort_by("customer_id"))
+    assert cancelled.sort_by("customer_id").equals(c2.sort_by("customer_id"))
+    # the cursor is closed with the helper; the workspace's own connection is not
+    assert ws.con.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_an_error_in_the_second_thread_is_raised_where_its_result_is_taken(ws: Any) -> None:
+    as_of = default_as_of(ws)
+
+    def broken(w: Any, at: Any) -> Any:
+        return w.con.execute("SELECT * FROM no_such_table").fetchall()
+
+    with Background(ws, as_of, None, [as_of], broken) as bg:
+        assert bg.purchase().pred is not None
+        with pytest.raises(Exception, match="no_such_table"):
+            bg.stage_tables()
+
+
+def test_analyze_result_unchanged_by_the_second_thread(ws: Any, monkeypatch: Any) -> None:
+    """analyze with the log-only parts in line (a helper that runs each at once, in the
+    calling thread) writes the same scores as with them in the second thread."""
+    from concurrent.futures import Future
+
+    import custdyn.pipeline._background as bgmod
+    from custdyn.pipeline import analyze
+
+    first = analyze(ws)
+    a = ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores ORDER BY customer_id"
+                       ).to_arrow_table()
+
+    class InLine:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def submit(self, fn: Any, *args: Any) -> Future[Any]:
+            f: Future[Any] = Future()
+            try:
+                f.set_result(fn(*args))
+            except Exception as e:  # noqa: BLE001
+                f.set_exception(e)
+            return f
+
+        def shutdown(self, wait: bool = True) -> None:
+            pass
+
+    monkeypatch.setattr(bgmod, "ThreadPoolExecutor", InLine)
+    second = analyze(ws, force=True)
+    b = ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores ORDER BY customer_id"
+                       ).to_arrow_table()
+    assert second.run_id != first.run_id and not second.reused
+    assert a.num_rows == b.num_rows > 100
+    assert a.equals(b)
+    assert first.warnings == second.warnings
