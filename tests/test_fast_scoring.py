@@ -198,3 +198,50 @@ def test_predictions_per_distinct_history_match_every_customer(fitted: dict) -> 
               horizon=12, discount_rate=0.01, time_unit="W", n_draws=50)
     for k in ("clv", "clv_lower", "clv_upper"):
         np.testing.assert_array_equal(got[k], ref[k].to_numpy())
+
+
+# ------------------------------------------------------------------- feature matrix
+
+
+def _matrix_reference(table: pa.Table, rows: np.ndarray | None) -> np.ndarray:
+    """Each column cast to float by Arrow as a whole (nulls: NaN), then the masked rows."""
+    cols = [np.asarray(table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False),
+                       dtype=float) for name in table.column_names[2:]]
+    m = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
+    return m if rows is None else m[rows]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.none() | st.integers(-10**9, 10**9),
+                          st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                          st.booleans(), st.integers(0, 10**12), st.booleans()),
+                max_size=50),
+       st.integers(1, 4), st.booleans())
+def test_numeric_matrix_matches_a_row_by_row_reading(rows: list[tuple], n_chunks: int,
+                                                     masked: bool) -> None:
+    import decimal
+
+    from custdyn.pipeline._common import _numeric_matrix
+
+    n = len(rows)
+    cols = {
+        "customer_id": pa.array([f"C{i:08d}" for i in range(n)], pa.string()),
+        "as_of": pa.array([0] * n, pa.int64()),  # an id column: left out
+        "ints_with_nulls": pa.array([r[0] for r in rows], pa.int64()),
+        "floats_with_nulls": pa.array([r[1] for r in rows], pa.float64()),
+        "flags": pa.array([r[2] for r in rows], pa.bool_()),
+        "counts": pa.array([r[3] % 2**31 for r in rows], pa.int32() if n % 2 else pa.int64()),
+        "money": pa.array([decimal.Decimal(r[3]) / 100 for r in rows], pa.decimal128(18, 2)),
+        "ratio": pa.array([float(r[3]) / 7 for r in rows], pa.float32()),
+        "label": pa.array(["x"] * n, pa.string()),  # not numeric: left out
+    }
+    table = pa.table(cols)
+    cut = sorted({0, n, *(min(n, (k * n) // n_chunks + k % 2) for k in range(1, n_chunks))})
+    table = pa.concat_tables([table.slice(a, b - a) for a, b in zip(cut, cut[1:], strict=False)]
+                             or [table])
+    keep = np.array([r[4] for r in rows], dtype=bool) if masked else None
+    got, names = _numeric_matrix(table, rows=keep, extra=2)
+    assert names == ["ints_with_nulls", "floats_with_nulls", "flags", "counts", "money", "ratio"]
+    assert got.shape == ((n if keep is None else int(keep.sum())), len(names) + 2)
+    ref = _matrix_reference(table.drop_columns(["label"]), keep)
+    np.testing.assert_array_equal(got[:, :len(names)], ref)

@@ -36,20 +36,58 @@ def _numeric_matrix(table: Any, exclude: tuple[str, ...] = (), rows: Any = None,
     left for the caller to fill."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     names = [f.name for f in table.schema
              if f.name not in ID_COLUMNS and f.name not in exclude
              and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                   or pa.types.is_decimal(f.type) or pa.types.is_boolean(f.type))]
-    n = table.num_rows if rows is None else int(np.count_nonzero(rows))
+    idx = None if rows is None else np.flatnonzero(rows)
+    n = table.num_rows if idx is None else len(idx)
     # filled column by column (no second copy), so stored column by column: writing the
     # columns of a row-major matrix costs seconds on a million rows
     out = np.empty((n, len(names) + extra), order="F")
+    pieces: dict[tuple[int, ...], list[tuple[int, int, Any]]] = {}
     for j, name in enumerate(names):
-        col = np.asarray(table.column(name).cast(pa.float64()).to_numpy(
-            zero_copy_only=False), dtype=float)
-        out[:, j] = col if rows is None else col[rows]
+        c = table.column(name)
+        if not (c.null_count == 0 and (pa.types.is_integer(c.type)
+                                       or pa.types.is_floating(c.type))):
+            c = c.cast(pa.float64())  # nulls (NaN), decimals, booleans: through Arrow
+            if c.null_count:
+                c = pc.fill_null(c, float("nan"))
+        # chunk by chunk, each read in place (numpy converts to float as it fills the
+        # column); the kept rows gathered by index, ten times a boolean mask's speed
+        lengths = tuple(len(ch) for ch in c.chunks)
+        if lengths not in pieces:
+            pieces[lengths] = _chunk_rows(lengths, idx)
+        for (lo, hi, sel), ch in zip(pieces[lengths], c.chunks, strict=True):
+            if hi > lo:
+                v = np.asarray(ch.to_numpy(zero_copy_only=False))
+                dst = out[lo:hi, j]
+                if sel is None:
+                    dst[:] = v
+                elif v.dtype == out.dtype:
+                    np.take(v, sel, out=dst)
+                else:
+                    dst[:] = np.take(v, sel)
     return out, names
+
+
+def _chunk_rows(lengths: tuple[int, ...], idx: Any) -> list[tuple[int, int, Any]]:
+    """For chunks of ``lengths`` rows: the output rows ``lo:hi`` each fills and the rows
+    of it to take (None: all of them), of the rows ``idx`` (sorted; None: all)."""
+    import numpy as np
+
+    out: list[tuple[int, int, Any]] = []
+    start = 0
+    for length in lengths:
+        if idx is None:
+            out.append((start, start + length, None))
+        else:
+            lo, hi = np.searchsorted(idx, [start, start + length])
+            out.append((int(lo), int(hi), idx[lo:hi] - start))
+        start += length
+    return out
 
 
 def _col(table: Any, name: str) -> Any:
