@@ -251,3 +251,13 @@ def test_top_reasons_identical_to_pred_contrib_path(sign, monkeypatch):
     monkeypatch.setattr(churn, "_PATHS_FROM_ROWS", 10**12)
     assert new_reasons == repr(model.reasons(X, top=2, sign=sign))
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_threads_over_row_blocks_give_the_same_bits(jobs, monkeypatch):
+    monkeypatch.setattr(tc, "_MIN_ROWS_PER_JOB", 300)  # blocks of a few hundred rows
+    X, y = data(seed=12, n=1000, p=5)
+    booster = train(X, y, 12, rounds=20)
+    got = exact(booster, X, n_jobs=jobs)
+    assert np.array_equal(got, booster.predict(X, pred_contrib=True))
+    assert np.array_equal(got, exact(booster, X, n_jobs=1))

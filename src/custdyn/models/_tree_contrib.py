@@ -26,6 +26,7 @@ averaged output, trees of more than 63 internal nodes) get ``None`` from
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -45,6 +46,8 @@ _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 # codes of trees up to this many internal nodes are grouped with a lookup table (2**bits
 # entries) instead of a sort
 _TABLE_BITS = 16
+# the fewest rows a thread adds terms to
+_MIN_ROWS_PER_JOB = 20_000
 # rows whose contributions are checked against LightGBM's own on every call
 _CHECK_ROWS = 8
 
@@ -341,7 +344,7 @@ def _plain(booster: Any, X: FloatArray, cols: IntArray | None) -> FloatArray:
 
 
 def tree_contributions(booster: Any, X: Any, features: Any = None,
-                       tables: TreeTables | None = None) -> FloatArray:
+                       tables: TreeTables | None = None, n_jobs: int = 1) -> FloatArray:
     """LightGBM's ``booster.predict(X, pred_contrib=True)``, computed per distinct path.
 
     Parameters
@@ -356,6 +359,9 @@ def tree_contributions(booster: Any, X: Any, features: Any = None,
         default all features.
     tables : TreeTables, optional
         The booster's split rules (default: :func:`tables_of` the booster).
+    n_jobs : int, default 1
+        Threads adding the terms to the rows (each takes a block of at least 20,000 rows);
+        the result does not depend on it.
 
     Returns
     -------
@@ -381,30 +387,61 @@ def tree_contributions(booster: Any, X: Any, features: Any = None,
     columns = _Columns(X, tables.used_features)
     out = np.zeros((cols.shape[0] + 1, n))  # by column: each add is one contiguous row
     started = np.zeros(p, dtype=bool)  # whether a feature's sums have a term yet
-    tmp = np.empty(n)
-    for t, tree in enumerate(tables.trees):
-        bits = tree.feature.shape[0]
-        if bits == 0:
-            continue
-        code = tables.codes(columns, t)
-        rep, group = _group(code, bits)
-        rep_code = code[rep]
-        hot_left = ((rep_code[None, :] >> np.arange(bits)[:, None]) & 1).astype(bool)
-        terms = _tree_terms(tree, hot_left)
-        for j, steps in terms.items():
-            if where[j] < 0:
-                continue
-            row = out[where[j]]
-            if not started[j]:  # the sums start at 0 for every row: add up per code
-                started[j] = True
-                first = np.zeros(steps.shape[1])
-                for step in steps:
-                    first += step
-                np.take(first, group, out=row, mode="clip")  # (valid: the fast mode)
+    # the rows in one contiguous block per thread; each block's adds run on a thread of its
+    # own, in tree order, while the next tree's codes and terms are worked out here
+    jobs = max(1, min(int(n_jobs), n // _MIN_ROWS_PER_JOB))
+    edges = np.linspace(0, n, jobs + 1).astype(np.intp)
+    blocks = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+    buffers = [np.empty(b - a) for a, b in blocks]
+
+    def add(block: int, group: IntArray, work: list[tuple[int, bool, FloatArray]]) -> None:
+        a, b = blocks[block]
+        g, tmp = group[a:b], buffers[block]
+        for r, fresh, steps in work:
+            row = out[r, a:b]
+            if fresh:  # the row's sums are all 0 yet: the steps were added up per code
+                np.take(steps[0], g, out=row, mode="clip")  # (valid: the fast mode)
                 continue
             for step in steps:  # one add per term, in LightGBM's order
-                np.take(step, group, out=tmp, mode="clip")
+                np.take(step, g, out=tmp, mode="clip")
                 np.add(row, tmp, out=row)
+
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in blocks] if jobs > 1 else []
+    pending: list[list[Future[None]]] = []
+    try:
+        for t, tree in enumerate(tables.trees):
+            bits = tree.feature.shape[0]
+            if bits == 0:
+                continue
+            code = tables.codes(columns, t)
+            rep, group = _group(code, bits)
+            rep_code = code[rep]
+            hot_left = ((rep_code[None, :] >> np.arange(bits)[:, None]) & 1).astype(bool)
+            work: list[tuple[int, bool, FloatArray]] = []
+            for j, steps in _tree_terms(tree, hot_left).items():
+                if where[j] < 0:
+                    continue
+                if not started[j]:  # from 0 for every row: add the terms up per code
+                    started[j] = True
+                    first = np.zeros(steps.shape[1])
+                    for step in steps:
+                        first += step
+                    work.append((int(where[j]), True, first[None, :]))
+                else:
+                    work.append((int(where[j]), False, steps))
+            if not pools:
+                add(0, group, work)
+                continue
+            if len(pending) >= 2:  # at most two trees queued (their row groups in memory)
+                for f in pending.pop(0):
+                    f.result()
+            pending.append([pool.submit(add, i, group, work) for i, pool in enumerate(pools)])
+        for fs in pending:
+            for f in fs:
+                f.result()
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True)
     # LightGBM's own answer for a few rows: the expected value (the same for every row) and
     # a check that this build of LightGBM adds up as reproduced here; if not, its answer
     sample = np.unique(np.linspace(0, n - 1, min(n, _CHECK_ROWS)).astype(np.intp))

@@ -501,7 +501,8 @@ class DefectionModel(SettingsMixin):
         tables = tables_of(self.booster_) if Xk.shape[0] >= _PATHS_FROM_ROWS else None
         if tables is not None:
             cols = tables.used_features
-            c = tree_contributions(self.booster_, Xk, cols, tables)[:, :-1]
+            c = tree_contributions(self.booster_, Xk, cols, tables,
+                                   n_jobs=int(getattr(self, "n_jobs", 1)))[:, :-1]
             if cols.size == 0:  # no splits at all: nothing pushes
                 cols, c = np.zeros(1, dtype=np.intp), np.zeros((Xk.shape[0], 1))
         else:
