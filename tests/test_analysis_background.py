@@ -81,16 +81,14 @@ def test_an_error_in_the_second_thread_is_raised_where_its_result_is_taken(ws: A
 
 
 def test_analyze_result_unchanged_by_the_second_thread(ws: Any, monkeypatch: Any) -> None:
-    """analyze with the log-only parts in line (a helper that runs each at once, in the
-    calling thread) writes the same scores as with them in the second thread."""
+    """analyze with the log-only parts in line (a pool that runs each task at once, in the
+    calling thread) writes the same scores as with them in the second thread: on a first
+    run (models fitted) and on a run that scores with the models kept from it."""
+    import datetime as dt
     from concurrent.futures import Future
 
     import custdyn.pipeline._background as bgmod
     from custdyn.pipeline import analyze
-
-    first = analyze(ws)
-    a = ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores ORDER BY customer_id"
-                       ).to_arrow_table()
 
     class InLine:
         def __init__(self, **_: Any) -> None:
@@ -107,11 +105,25 @@ def test_analyze_result_unchanged_by_the_second_thread(ws: Any, monkeypatch: Any
         def shutdown(self, wait: bool = True) -> None:
             pass
 
-    monkeypatch.setattr(bgmod, "ThreadPoolExecutor", InLine)
-    second = analyze(ws, force=True)
-    b = ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores ORDER BY customer_id"
-                       ).to_arrow_table()
-    assert second.run_id != first.run_id and not second.reused
-    assert a.num_rows == b.num_rows > 100
-    assert a.equals(b)
-    assert first.warnings == second.warnings
+    def scores(at: Any) -> Any:
+        return ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores WHERE as_of = ? "
+                              "ORDER BY customer_id", [at]).to_arrow_table()
+
+    later = default_as_of(ws)
+    early = later - dt.timedelta(days=7)
+    runs: dict[str, list[Any]] = {"thread": [], "in line": []}
+    for how in ("thread", "in line"):
+        if how == "in line":
+            monkeypatch.setattr(bgmod, "ThreadPoolExecutor", InLine)
+            # forget the runs (not their kept models' files): both are computed again
+            ws.con.execute("DELETE FROM model_runs")
+        fitted = analyze(ws, early)
+        rescored = analyze(ws, later)
+        assert fitted.models_from is None and not fitted.reused
+        assert rescored.models_from == {"run_id": fitted.run_id, "as_of": early.isoformat()}
+        runs[how] = [scores(early), scores(later), fitted.warnings, rescored.warnings]
+    for a, b in zip(runs["thread"], runs["in line"], strict=True):
+        if isinstance(a, list):
+            assert a == b
+        else:
+            assert a.num_rows > 100 and a.equals(b)

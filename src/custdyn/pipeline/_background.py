@@ -19,6 +19,9 @@ from typing import Any
 from custdyn.pipeline._common import _PurchaseModels
 from custdyn.store import Workspace
 
+#: In ``p_alive_at``: the model the purchase models chose (BG/NBD when they were skipped).
+CHOSEN = ""
+
 
 def _reader(ws: Workspace) -> Workspace:
     """``ws`` with a cursor of its own (the same database and settings; closing it is
@@ -44,11 +47,15 @@ class Background:
     ``kept``: the purchase and spend models kept from an earlier run and their comparison
     (:class:`custdyn.pipeline.analysis.FittedModels`), or None to fit them. ``dates``: the
     dates whose loyalty counts are needed. ``stage_tables``: reads what the stage rules need
-    from the log (a function of the workspace and ``as_of``).
+    from the log (a function of the workspace and ``as_of``). ``p_alive_at``: ``{date: model
+    name}``, the dates at which P(alive) alone is needed (:meth:`_PurchaseModels.p_alive_only`
+    on the purchases read for ``as_of``, or on their summary at ``as_of`` itself;
+    :data:`CHOSEN` for the model the purchase models chose).
     """
 
     def __init__(self, ws: Workspace, as_of: Any, kept: Any, dates: list[Any],
-                 stage_tables: Callable[[Workspace, Any], Any]) -> None:
+                 stage_tables: Callable[[Workspace, Any], Any],
+                 p_alive_at: dict[Any, str] | None = None) -> None:
         from custdyn.pipeline.health import _loyalty_counts
 
         self._view = _reader(ws)
@@ -57,6 +64,24 @@ class Background:
         self._purchase = self._pool.submit(self._purchase_models, as_of, kept)
         self._loyalty = self._pool.submit(_loyalty_counts, self._view, dates)
         self._stages = self._pool.submit(stage_tables, self._view, as_of)
+        self._p_alive = self._pool.submit(self._p_alive_only, as_of, dict(p_alive_at or {}))
+
+    def _p_alive_only(self, as_of: Any, at: dict[Any, str]) -> dict[Any, Any]:
+        import warnings as pywarnings
+
+        bought = self._purchase.result()  # done: the tasks run in order
+        out: dict[Any, Any] = {}
+        chosen = (type(bought.pm.model).__name__ if bought.pm.model is not None
+                  else "BetaGeo")
+        for d, model in at.items():
+            model = model or chosen
+            with pywarnings.catch_warnings():
+                pywarnings.simplefilter("ignore")
+                pm = _PurchaseModels(self._view, d, [])
+                got = (pm.p_alive_only(model, rfm=bought.pm.rfm) if d == as_of
+                       else pm.p_alive_only(model, transactions=bought.pm.tx))
+            out[d] = (got, pm)
+        return out
 
     def _purchase_models(self, as_of: Any, kept: Any) -> PurchaseResult:
         pm = _PurchaseModels(self._view, as_of, self.warnings)
@@ -72,10 +97,17 @@ class Background:
     def stage_tables(self) -> Any:
         return self._stages.result()
 
+    def p_alive(self) -> dict[Any, tuple[Any, _PurchaseModels]]:
+        """``{date: (Arrow table, models)}`` for the dates asked for: the table of
+        ``customer_id`` and ``p_alive``, and the :class:`_PurchaseModels` that made it (its
+        ``model`` and ``rfm``)."""
+        return self._p_alive.result()
+
     def close(self) -> None:
         """Wait for what is under way (what has not started is dropped) and close the
         cursor."""
-        futures: list[Future[Any]] = [self._purchase, self._loyalty, self._stages]
+        futures: list[Future[Any]] = [self._purchase, self._loyalty, self._stages,
+                                      self._p_alive]
         for f in futures:
             f.cancel()
         self._pool.shutdown(wait=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from custdyn.pipeline._background import Background
+from custdyn.pipeline._background import CHOSEN, Background
 from custdyn.pipeline._common import (
     _align,
     _as_utc,
@@ -285,7 +285,11 @@ def analyze(
     kept = None if force else load_fitted(ws, as_of, settings_hash)
     # the purchase models, the loyalty counts and the stage rules' tables need only the log:
     # they are computed in a second thread while the features are
-    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables)
+    # P(alive) alone: at the trend's dates, and today's for the kept defection model
+    p_alive_at = {d: CHOSEN for d in trend_at}
+    if kept is not None and (kept.risk is not None or kept.contract is not None):
+        p_alive_at[as_of] = RiskHistory.purchase_model
+    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables, p_alive_at)
     try:
         say("computing features")
         # the trend's past tables: only the columns the scorecard reads
@@ -344,7 +348,9 @@ def analyze(
             if model is not None or cm is not None:
                 # P(alive) of the snapshot is fitted on the purchase models' summary at as_of
                 snap_now = (history.score_snapshot(as_of, feats, pm.rfm) if history is not None
-                            else _risk_snapshot(ws, as_of, {}, active_days, feats,
+                            else _risk_snapshot(ws, as_of,
+                                                {as_of: bg.p_alive()[as_of][0]},
+                                                active_days, feats,
                                                 rcfg["leaving_features"],
                                                 RiskHistory.purchase_model, rfm=pm.rfm))
             if model is not None and snap_now is not None:
@@ -404,7 +410,7 @@ def analyze(
                 trend = health_trend(ws, as_of, ids, health, card, trend_days,
                                      type(pm.model).__name__ if pm.model is not None
                                      else "BetaGeo", features_at=many, transactions=pm.tx,
-                                     loyalty=loyalty)
+                                     loyalty=loyalty, p_alive_at=bg.p_alive())
             except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
                 warnings.append(f"health trend skipped ({e})")
         quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))

@@ -211,7 +211,8 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
                  purchase_model: str = "BetaGeo",
                  features_at: dict[Any, Any] | None = None, *,
                  transactions: Any = None,
-                 loyalty: dict[Any, Any] | None = None) -> dict[str, Any]:
+                 loyalty: dict[Any, Any] | None = None,
+                 p_alive_at: dict[Any, Any] | None = None) -> dict[str, Any]:
     """Change of each customer's health over the last ``days``: the score now minus the same
     scorecard's score ``d`` days before (from the features and the ``purchase_model`` fitted
     at that date; NaN for customers not known then or before the first data).
@@ -219,7 +220,9 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
     What was read already can be passed in (the results are the same): ``features_at``
     (``{date: feature table}``), ``transactions`` (the purchases before ``as_of`` or a later
     date, :meth:`_PurchaseModels.transactions`; each date's are taken from them) and
-    ``loyalty`` (``{date: table}`` of :func:`_loyalty_counts`)."""
+    ``loyalty`` (``{date: table}`` of :func:`_loyalty_counts`) and ``p_alive_at``
+    (``{date: (table, models)}``: :meth:`_PurchaseModels.p_alive_only`'s table with
+    ``purchase_model`` at that date, and the models object that made it)."""
     import datetime as dt
     import warnings as pywarnings
 
@@ -243,10 +246,13 @@ def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, car
         if feats is None:
             feats = cf.features(ws, at)
         then_ids = feats.column("customer_id")
-        pm = _PurchaseModels(ws, at, [])
-        with pywarnings.catch_warnings():
-            pywarnings.simplefilter("ignore")
-            got = pm.p_alive_only(purchase_model, transactions=transactions)
+        if p_alive_at is not None and at in p_alive_at:
+            got, pm = p_alive_at[at]
+        else:
+            pm = _PurchaseModels(ws, at, [])
+            with pywarnings.catch_warnings():
+                pywarnings.simplefilter("ignore")
+                got = pm.p_alive_only(purchase_model, transactions=transactions)
         p_alive = _align(then_ids, got)["p_alive"]
         table = _health_table(ws, at, feats, p_alive, pm, loyalty[at])
         then = pa.table({"customer_id": then_ids, "health": card.score(table)})
