@@ -54,7 +54,8 @@ _CHECK_ROWS = 8
 
 @dataclass(frozen=True)
 class _Tree:
-    """One tree's internal nodes in ``split_index`` order."""
+    """One tree: its internal nodes in ``split_index`` order (split rule, children, training
+    rows) and its leaves (value, training rows)."""
 
     feature: IntArray  # the split feature (the input column) of each internal node
     threshold: FloatArray
@@ -102,7 +103,8 @@ class TreeTables:
                 if "split_index" not in node:
                     leaves[int(node.get("leaf_index", 0))] = node
                     continue
-                if node.get("decision_type") != "<=":  # categorical split ("==")
+                if (node.get("decision_type") != "<="  # categorical split ("==")
+                        or str(node.get("missing_type")) not in _MISSING):
                     return None
                 nodes[int(node["split_index"])] = node
                 stack.extend((node["left_child"], node["right_child"]))

@@ -49,6 +49,7 @@ __all__ = [
 _PROB_CLIP = 1e-4
 _MIN_ROWS_PER_THREAD = 10_000
 # top_reasons explains this many rows or more once per distinct path through each tree
+# (about where the two routes cost the same for 100 trees of 15 leaves)
 _PATHS_FROM_ROWS = 2_000
 
 
