@@ -14,6 +14,7 @@ from custdyn.pipeline._common import (
     _col,
     _days_since,
     _num,
+    _positions,
     default_as_of,
     features_many,
 )
@@ -298,7 +299,8 @@ def analyze(
         many = features_many(ws, [as_of, *trend_at], columns={d: needed for d in trend_at},
                              state=True)
         feats = many.pop(as_of)
-        ids = [str(x) for x in feats.column("customer_id").to_pylist()]
+        id_arr = feats.column("customer_id").combine_chunks().cast(pa.string())
+        ids = id_arr.to_pylist()
         n = len(ids)
         if n == 0:
             raise CustdynError(f"no customer has an interaction before {as_of.date()}")
@@ -312,13 +314,17 @@ def analyze(
         warnings.extend(bg.warnings)
         pm = bought.pm
         pm.warnings = warnings  # what it says later goes with the rest
-        pos = {c: i for i, c in enumerate(ids)}  # row of each customer
+
+        def rows_of(customers: Any) -> Any:
+            """The row of each customer here (-1 for none)."""
+            return _positions(pa.array(customers, pa.string()), id_arr)
+
         cols: dict[str, Any] = {k: np.full(n, np.nan) for k in (
             "p_alive", "expected_purchases_90d", "expected_purchases_365d", "clv", "clv_lower",
             "clv_upper")}
         if bought.pred is not None:
             pred = bought.pred
-            idx = np.array([pos.get(c, -1) for c in pred["customer_id"]], dtype=np.int64)
+            idx = rows_of(pred["customer_id"])
             ok = idx >= 0
             for k in cols:
                 cols[k][idx[ok]] = np.asarray(pred[k], dtype=float)[ok]
@@ -363,7 +369,7 @@ def analyze(
                 explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
                            else np.argsort(-p, kind="stable")[:top_n])
                 which, values, pushes = model.top_reasons(snap_now.X[explain], top=3)
-                at_now = np.array([pos[c] for c in snap_now.ids], dtype=np.int64)
+                at_now = rows_of(snap_now.ids)
                 risk[at_now] = p
                 names = [json.dumps(f) for f in model.features_used_]
                 reasons.update(zip(at_now[explain].tolist(),
@@ -373,10 +379,10 @@ def analyze(
                 if on.any():
                     p_contract = cm.predict(snap_now.X[on], horizon)
                     why_c = cm.reasons(snap_now.X[on], top=3)
-                    for c, pr, rs in zip(np.asarray(snap_now.ids)[on], p_contract, why_c,
-                                         strict=True):
-                        risk[pos[c]] = float(pr)
-                        reasons[pos[c]] = json.dumps(rs)
+                    at_c = rows_of(np.asarray(snap_now.ids, dtype=object)[on].tolist())
+                    for row, pr, rs in zip(at_c.tolist(), p_contract, why_c, strict=True):
+                        risk[row] = float(pr)
+                        reasons[row] = json.dumps(rs)
             del snap_now
         except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
             warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
@@ -407,7 +413,7 @@ def analyze(
         if trend_days:
             say("health trend")
             try:
-                trend = health_trend(ws, as_of, ids, health, card, trend_days,
+                trend = health_trend(ws, as_of, id_arr, health, card, trend_days,
                                      type(pm.model).__name__ if pm.model is not None
                                      else "BetaGeo", features_at=many, transactions=pm.tx,
                                      loyalty=loyalty, p_alive_at=bg.p_alive())
@@ -418,7 +424,7 @@ def analyze(
         say("assigning stages")
         from custdyn.dynamics import assign_stages
 
-        ex = _stage_inputs(ids, bg.stage_tables())
+        ex = _stage_inputs(id_arr, bg.stage_tables())
         stages = assign_stages(
             n_orders=n_orders,
             has_account=np.asarray(feats.column("account_opened_at").is_valid(), dtype=bool)
@@ -624,8 +630,8 @@ def _stage_tables(ws: Workspace, as_of: Any) -> tuple[Any, Any]:
     return gaps, cancelled
 
 
-def _stage_inputs(ids: list[str], tables: tuple[Any, Any]) -> dict[str, Any]:
-    """The tables of :func:`_stage_tables` lined up with ``ids``: ``max_gap_days`` (NaN with
+def _stage_inputs(ids: Any, tables: tuple[Any, Any]) -> dict[str, Any]:
+    """The tables of :func:`_stage_tables` lined up with ``ids`` (a list or an Arrow array): ``max_gap_days`` (NaN with
     fewer than two purchases) and ``cancelled``."""
     import numpy as np
     import pyarrow as pa

@@ -206,7 +206,7 @@ def _health_table(ws: Workspace, at: Any, feats: Any, p_alive: Any, pm: Any,
     return table
 
 
-def health_trend(ws: Workspace, as_of: Any, ids: list[str], health_now: Any, card: Any,
+def health_trend(ws: Workspace, as_of: Any, ids: Any, health_now: Any, card: Any,
                  days: tuple[float, ...] = (30.0, 90.0),
                  purchase_model: str = "BetaGeo",
                  features_at: dict[Any, Any] | None = None, *,
