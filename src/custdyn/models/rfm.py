@@ -81,6 +81,32 @@ def _factorize(ids: np.ndarray) -> tuple[NDArray[np.int64], np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
+def _sorted_arrow_codes(frame: Any, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes 0..k-1 and the distinct ids of an Arrow table's string id column whose rows are
+    already in id order (a log read ordered by customer), from the runs of equal ids, without
+    a Python string per row; None for other input. Arrow compares strings by their UTF-8
+    bytes, which orders them as Python does: the codes are those of :func:`_factorize`."""
+    if type(frame).__module__.split(".")[0] != "pyarrow":
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(frame, pa.Table) or name not in frame.column_names:
+        return None
+    col = frame.column(name)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) or col.null_count or len(col) < 2:
+        return None
+    col = col.combine_chunks()
+    later, earlier = col.slice(1), col.slice(0, len(col) - 1)
+    if not pc.all(pc.greater_equal(later, earlier)).as_py():
+        return None
+    starts = np.empty(len(col), dtype=bool)
+    starts[0] = True
+    starts[1:] = np.asarray(pc.not_equal(later, earlier).to_numpy(zero_copy_only=False))
+    codes = np.cumsum(starts, dtype=np.int64) - 1
+    return codes, np.asarray(col.filter(pa.array(starts)).to_numpy(zero_copy_only=False))
+
+
 def _segments(sorted_keys: np.ndarray) -> NDArray[np.intp]:
     """Start index of each run of equal values in a sorted array."""
     if len(sorted_keys) == 0:
@@ -125,7 +151,7 @@ def _per_customer(
     """First/last time, count and repeat-spend mean per customer code (codes absent -> count 0)."""
     starts = _segments(ec)
     cust = ec[starts]
-    ends = np.append(starts[1:], len(ec)) - 1
+    ends = np.append(starts[1:], len(ec))[: len(starts)] - 1  # no events (an empty holdout): none
     count = np.zeros(n_customers)
     first = np.full(n_customers, np.nan)
     last = np.full(n_customers, np.nan)
@@ -186,15 +212,16 @@ def rfm_summary(
         as the first column.
     """
     unit = TIME_UNITS[time_unit] if isinstance(time_unit, str) else float(time_unit)
-    ids = _column(transactions, customer_col)
+    coded = _sorted_arrow_codes(transactions, customer_col)
+    ids = _column(transactions, customer_col) if coded is None else np.empty(0)
     raw_time = _column(transactions, time_col)
     amount = None if amount_col is None else _column(transactions, amount_col).astype(np.float64, copy=False)
     if merge_same_day:
         return _merged_summary(
-            transactions, customer_col, ids, raw_time, amount, observation_end, calibration_end, unit
+            transactions, customer_col, ids, raw_time, amount, observation_end, calibration_end, unit, coded
         )
     days = _to_days(raw_time)
-    codes, uniques = _factorize(ids)
+    codes, uniques = _factorize(ids) if coded is None else coded
     n_cust = len(uniques)
 
     end = float(days.max()) if observation_end is None else _scalar_days(observation_end)
@@ -330,11 +357,13 @@ def _merged_summary(
     observation_end: Any,
     calibration_end: Any,
     unit: float,
+    coded: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Any:
     """rfm_summary with same-day purchases merged: one sort of 32-bit (customer, day) keys,
-    per-customer statistics with bincount, amounts summed straight from the rows."""
+    per-customer statistics with bincount, amounts summed straight from the rows
+    (``coded``: the customer codes and distinct ids when already known)."""
     day = _day_numbers(raw_time)
-    dense = _dense_codes(ids)
+    dense = _dense_codes(ids) if coded is None else coded
     if dense is not None:
         codes, uniques = dense
     else:
