@@ -303,8 +303,14 @@ class _PurchaseModels:
         except Exception:  # noqa: BLE001 - a thin early snapshot: no P(alive)
             return none
         self.rfm, self.model = rfm, mod
-        return pa.table({"customer_id": pa.array(np.asarray(ids).astype(str), pa.string()),
-                         "p_alive": np.asarray(mod.p_alive(f, r, T), dtype=float)})
+        from custdyn.models._base import compress_rows
+
+        # once per distinct history, spread back; Arrow ids as they are (no Python strings)
+        (uf, ur, uT), _, inv = compress_rows([f, r, T])
+        id_col = (ids.cast(pa.string()) if isinstance(ids, pa.ChunkedArray | pa.Array)
+                  else pa.array(np.asarray(ids).astype(str), pa.string()))
+        return pa.table({"customer_id": id_col,
+                         "p_alive": np.asarray(mod.p_alive(uf, ur, uT), dtype=float)[inv]})
 
     def fit(self) -> bool:
         import datetime as dt

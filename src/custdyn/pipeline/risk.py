@@ -101,8 +101,11 @@ def defection_labels(ws: Workspace, ids: list[str], at: Any, horizon_days: float
 #: days (epoch arithmetic: ``date_diff`` on zoned timestamps goes through the calendar and
 #: costs seconds on millions of rows); rows older than 365 days are kept only where they
 #: can matter (competitor talk, an NPS); vendor messages outside threads are left out of
-#: the per-customer sums (none of them counts there). ``{signals}`` is the text signals
-#: of the busiest engine, one row per interaction.
+#: the per-customer sums (none of them counts there). The sums are plain aggregates of
+#: ``CASE`` expressions (``count(CASE WHEN c THEN 1 END)`` is ``count(*) FILTER (WHERE c)``):
+#: DuckDB computes them in one pass, where each ``FILTER`` clause costs a selection of its
+#: own (about half the query's time on a million customers). ``{signals}`` is the text
+#: signals of the busiest engine, one row per interaction.
 _LEAVING_SQL = """
 WITH {signals},
 raw AS (
@@ -121,35 +124,35 @@ raw AS (
   LEFT JOIN sig s ON s.interaction_id = i.interaction_id),
 ev AS (SELECT * FROM raw WHERE age <= 365 OR nps IS NOT NULL OR (inb AND (mention OR intent))),
 thr AS (
-  SELECT customer_id, thread_id, min(age) FILTER (WHERE inb) AS last_in,
-         min(age) FILTER (WHERE direction = 'outbound') AS last_out
+  SELECT customer_id, thread_id, min(CASE WHEN inb THEN age END) AS last_in,
+         min(CASE WHEN direction = 'outbound' THEN age END) AS last_out
   FROM ev WHERE thread_id IS NOT NULL AND age <= 90 GROUP BY customer_id, thread_id),
 unans AS (
   SELECT customer_id, count(*) AS unanswered_90d FROM thr
   WHERE last_in >= 2 AND (last_out IS NULL OR last_out > last_in) GROUP BY customer_id),
 agg AS (
 SELECT customer_id,
-  count(*) FILTER (WHERE is_order AND age <= 30) AS orders_30d,
-  count(*) FILTER (WHERE is_order AND age <= 90) AS orders_90d,
-  count(*) FILTER (WHERE is_order AND age > 90 AND age <= 365) AS orders_prev_275d,
-  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age <= 30) AS complaints_30d,
-  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age <= 90) AS complaints_90d,
-  count(*) FILTER (WHERE inb AND kind = 'feedback' AND age > 90 AND age <= 365)
+  count(CASE WHEN is_order AND age <= 30 THEN 1 END) AS orders_30d,
+  count(CASE WHEN is_order AND age <= 90 THEN 1 END) AS orders_90d,
+  count(CASE WHEN is_order AND age > 90 AND age <= 365 THEN 1 END) AS orders_prev_275d,
+  count(CASE WHEN inb AND kind = 'feedback' AND age <= 30 THEN 1 END) AS complaints_30d,
+  count(CASE WHEN inb AND kind = 'feedback' AND age <= 90 THEN 1 END) AS complaints_90d,
+  count(CASE WHEN inb AND kind = 'feedback' AND age > 90 AND age <= 365 THEN 1 END)
     AS complaints_prev_275d,
-  count(*) FILTER (WHERE inb AND kind IN ('support', 'contact') AND age <= 90)
+  count(CASE WHEN inb AND kind IN ('support', 'contact') AND age <= 90 THEN 1 END)
     AS service_messages_90d,
-  count(*) FILTER (WHERE inb AND sent < -0.2 AND age <= 30) AS negative_messages_30d,
-  count(*) FILTER (WHERE inb AND sent < -0.2 AND age <= 90) AS negative_messages_90d,
-  avg(sent) FILTER (WHERE inb AND age <= 30) AS sentiment_30d_recent,
-  avg(sent) FILTER (WHERE inb AND age <= 90) AS sentiment_90d_recent,
-  avg(sent) FILTER (WHERE inb AND age > 90 AND age <= 365) AS sentiment_prev_275d,
-  count(*) FILTER (WHERE inb AND mention AND age <= 30) AS competitor_mentions_30d,
-  count(*) FILTER (WHERE inb AND mention AND age <= 90) AS competitor_mentions_90d,
-  count(*) FILTER (WHERE inb AND intent AND age <= 90) AS switch_intent_90d,
-  min(age) FILTER (WHERE inb AND (mention OR intent)) AS days_since_competitor_talk,
-  count(*) FILTER (WHERE kind = 'order_issue' AND age <= 90) AS order_issues_90d,
-  count(*) FILTER (WHERE kind = 'return' AND age <= 90) AS returns_90d,
-  min(TRY_CAST(nps AS DOUBLE)) FILTER (WHERE kind = 'survey' AND age <= 180) AS nps_min_180d,
+  count(CASE WHEN inb AND sent < -0.2 AND age <= 30 THEN 1 END) AS negative_messages_30d,
+  count(CASE WHEN inb AND sent < -0.2 AND age <= 90 THEN 1 END) AS negative_messages_90d,
+  avg(CASE WHEN inb AND age <= 30 THEN sent END) AS sentiment_30d_recent,
+  avg(CASE WHEN inb AND age <= 90 THEN sent END) AS sentiment_90d_recent,
+  avg(CASE WHEN inb AND age > 90 AND age <= 365 THEN sent END) AS sentiment_prev_275d,
+  count(CASE WHEN inb AND mention AND age <= 30 THEN 1 END) AS competitor_mentions_30d,
+  count(CASE WHEN inb AND mention AND age <= 90 THEN 1 END) AS competitor_mentions_90d,
+  count(CASE WHEN inb AND intent AND age <= 90 THEN 1 END) AS switch_intent_90d,
+  min(CASE WHEN inb AND (mention OR intent) THEN age END) AS days_since_competitor_talk,
+  count(CASE WHEN kind = 'order_issue' AND age <= 90 THEN 1 END) AS order_issues_90d,
+  count(CASE WHEN kind = 'return' AND age <= 90 THEN 1 END) AS returns_90d,
+  min(CASE WHEN kind = 'survey' AND age <= 180 THEN TRY_CAST(nps AS DOUBLE) END) AS nps_min_180d,
   arg_min(TRY_CAST(nps AS DOUBLE), age) FILTER (WHERE nps IS NOT NULL) AS nps_last
 FROM ev WHERE inb OR is_order OR kind IN ('order_issue', 'return', 'survey')
 GROUP BY customer_id)
