@@ -287,3 +287,84 @@ def test_rfm_of_an_id_ordered_arrow_log_matches_pandas(rows: list[tuple], merge:
     for name in ref.columns:  # amounts of one day summed in another order: to rounding
         np.testing.assert_allclose(again.column(name).to_numpy(), ref[name].to_numpy(),
                                    rtol=1e-12, atol=1e-9)
+
+
+# ------------------------------------------------------------------- leaving features
+
+
+def _filter_form(sql: str) -> str:
+    """The leaving-phase query written with a ``FILTER`` clause per aggregate, as it was:
+    ``count(CASE WHEN c THEN 1 END)`` -> ``count(*) FILTER (WHERE c)``, ``f(CASE WHEN c THEN
+    x END)`` -> ``f(x) FILTER (WHERE c)``."""
+    import re
+
+    out, i = [], 0
+    pattern = re.compile(r"\b(count|avg|min)\(CASE WHEN ")
+    while (m := pattern.search(sql, i)) is not None:
+        out.append(sql[i:m.start()])
+        depth, j = 1, m.end()
+        while depth:  # the aggregate's closing parenthesis
+            depth += {"(": 1, ")": -1}.get(sql[j], 0)
+            j += 1
+        body = sql[m.end():j - 1]  # "cond THEN x END"
+        cond, value = body.rsplit(" THEN ", 1)
+        value = value.removesuffix(" END")
+        arg = "*" if m.group(1) == "count" else value
+        out.append(f"{m.group(1)}({arg}) FILTER (WHERE {cond})")
+        i = j
+    out.append(sql[i:])
+    return "".join(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leaving_sums_match_filtered_aggregates(tmp_path, seed: int) -> None:
+    """The one-pass sums give what a FILTER clause per sum gives, on a random log with
+    orders, complaints, threads with and without replies, surveys and competitor talk."""
+    import datetime as dt
+    import json
+
+    pytest.importorskip("custdyn.text")
+    from custdyn.pipeline import enrich
+    from custdyn.pipeline import risk as R
+    from custdyn.settings import Settings
+    from custdyn.store import Workspace
+
+    assert "FILTER (WHERE c)" not in _filter_form(R._LEAVING_SQL)
+    assert _filter_form(R._LEAVING_SQL).count("FILTER (WHERE") >= 20
+    texts = ["Nordvik offered me 20% off, I'm thinking of switching.", "Terrible, I'm furious.",
+             "Thanks, all good!", "Where is my refund?", "Meh."]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(400):
+        kind = str(rng.choice(["order", "feedback", "support", "contact", "survey",
+                               "order_issue", "return"]))
+        r = {"interaction_id": f"e{i}", "customer_id": f"C{rng.integers(0, 30):03d}",
+             "occurred_at": (dt.datetime(2023, 1, 1) + dt.timedelta(
+                 hours=int(rng.integers(0, 24 * 760)))).isoformat() + "Z",
+             "channel": "email", "kind": kind,
+             "direction": "outbound" if rng.random() < 0.2 else "inbound"}
+        if kind in ("feedback", "support", "contact") and rng.random() < 0.8:
+            r["text"] = str(rng.choice(texts))
+        if kind in ("support", "contact") and rng.random() < 0.7:
+            r["thread_id"] = f"T{rng.integers(0, 40)}"
+        if kind == "survey" and rng.random() < 0.8:
+            r["attributes"] = json.dumps({"nps": int(rng.integers(0, 11))})
+        rows.append(r)
+    w = Workspace.create(tmp_path / "log", Settings(
+        competitors=[{"name": "Nordvik", "aliases": ["nordvik.no"]}]))
+    try:
+        p = tmp_path / "log.jsonl"
+        p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        w.ingest(p)
+        enrich(w, "bulk")
+        params = {"at": dt.datetime(2025, 1, 20, tzinfo=dt.UTC),
+                  "kinds": list(w.settings.purchase_kinds)}
+        sql = R._LEAVING_SQL.replace("{signals}", R._LEAVING_SIGNALS)
+        got = w.con.execute(sql + " ORDER BY customer_id", params).to_arrow_table()
+        ref = w.con.execute(_filter_form(sql) + " ORDER BY customer_id",
+                            params).to_arrow_table()
+    finally:
+        w.close()
+    assert got.num_rows >= 20
+    assert got.schema == ref.schema
+    assert got.equals(ref)
