@@ -48,6 +48,10 @@ def test_positions_on_sliced_arrays_and_duplicates() -> None:
     keys = pa.array([f"C{i:08d}" for i in (4, 3, 21, 0, 19)]).slice(1, 4)
     np.testing.assert_array_equal(_positions(keys, vals),
                                   _index_in(keys.to_pylist(), vals.to_pylist()))
+    # 64-bit offsets: pyarrow's own lookup
+    np.testing.assert_array_equal(
+        _positions(keys.cast(pa.large_string()), vals.cast(pa.large_string())),
+        _index_in(keys.to_pylist(), vals.to_pylist()))
 
 
 def _align_reference(ids: list[str], table: pa.Table, fill: float) -> dict[str, np.ndarray]:

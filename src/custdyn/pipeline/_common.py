@@ -106,8 +106,9 @@ def _fixed_width(values: Any) -> Any:
     """The strings of an Arrow string array as a numpy ``S<width>`` view of its data (no
     copy) when they all have the same byte length (and none is null); else None."""
     import numpy as np
+    import pyarrow as pa
 
-    if len(values) == 0 or values.null_count:
+    if not pa.types.is_string(values.type) or len(values) == 0 or values.null_count:
         return None
     bufs = values.buffers()
     off = np.frombuffer(bufs[1], dtype=np.int32, count=len(values) + 1,
