@@ -104,8 +104,9 @@ def defection_labels(ws: Workspace, ids: list[str], at: Any, horizon_days: float
 #: the per-customer sums (none of them counts there). The sums are plain aggregates of
 #: ``CASE`` expressions (``count(CASE WHEN c THEN 1 END)`` is ``count(*) FILTER (WHERE c)``):
 #: DuckDB computes them in one pass, where each ``FILTER`` clause costs a selection of its
-#: own (about half the query's time on a million customers). ``{signals}`` is the text
-#: signals of the busiest engine, one row per interaction.
+#: own (about half the query's time on a million customers). The attributes (an NPS) are
+#: read for surveys only, not for every row of the log. ``{signals}`` is the text signals
+#: of the busiest engine, one row per interaction.
 _LEAVING_SQL = """
 WITH {signals},
 raw AS (
@@ -117,10 +118,16 @@ raw AS (
          list_contains($kinds::VARCHAR[], i.kind) AS is_order,
          i.direction = 'inbound' AS inb
   FROM (SELECT interaction_id, customer_id, kind, direction, thread_id, occurred_at,
-               CASE WHEN kind = 'survey' THEN json_extract_string(attributes, '$.nps') END
-                 AS nps
+               NULL::VARCHAR AS nps
         FROM interactions
-        WHERE occurred_at < $at AND occurred_at >= $at - INTERVAL 730 DAY) i
+        WHERE kind IS DISTINCT FROM 'survey'
+          AND occurred_at < $at AND occurred_at >= $at - INTERVAL 730 DAY
+        UNION ALL
+        SELECT interaction_id, customer_id, kind, direction, thread_id, occurred_at,
+               json_extract_string(attributes, '$.nps') AS nps
+        FROM interactions
+        WHERE kind = 'survey'
+          AND occurred_at < $at AND occurred_at >= $at - INTERVAL 730 DAY) i
   LEFT JOIN sig s ON s.interaction_id = i.interaction_id),
 ev AS (SELECT * FROM raw WHERE age <= 365 OR nps IS NOT NULL OR (inb AND (mention OR intent))),
 thr AS (
