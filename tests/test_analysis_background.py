@@ -80,30 +80,13 @@ def test_an_error_in_the_second_thread_is_raised_where_its_result_is_taken(ws: A
             bg.stage_tables()
 
 
-def test_analyze_result_unchanged_by_the_second_thread(ws: Any, monkeypatch: Any) -> None:
-    """analyze with the log-only parts in line (a pool that runs each task at once, in the
-    calling thread) writes the same scores as with them in the second thread: on a first
-    run (models fitted) and on a run that scores with the models kept from it."""
+def test_analyze_result_unchanged_by_the_second_thread(ws: Any) -> None:
+    """analyze with the log-only parts in line (``[analysis] background = false``) writes
+    the same scores as with them in the second thread: on a first run (models fitted) and
+    on a run that scores with the models kept from it."""
     import datetime as dt
-    from concurrent.futures import Future
 
-    import custdyn.pipeline._background as bgmod
     from custdyn.pipeline import analyze
-
-    class InLine:
-        def __init__(self, **_: Any) -> None:
-            pass
-
-        def submit(self, fn: Any, *args: Any) -> Future[Any]:
-            f: Future[Any] = Future()
-            try:
-                f.set_result(fn(*args))
-            except Exception as e:  # noqa: BLE001
-                f.set_exception(e)
-            return f
-
-        def shutdown(self, wait: bool = True) -> None:
-            pass
 
     def scores(at: Any) -> Any:
         return ws.con.execute("SELECT * EXCLUDE (run_id) FROM scores WHERE as_of = ? "
@@ -114,7 +97,7 @@ def test_analyze_result_unchanged_by_the_second_thread(ws: Any, monkeypatch: Any
     runs: dict[str, list[Any]] = {"thread": [], "in line": []}
     for how in ("thread", "in line"):
         if how == "in line":
-            monkeypatch.setattr(bgmod, "ThreadPoolExecutor", InLine)
+            ws.settings.extra.setdefault("analysis", {})["background"] = False
             # forget the runs (not their kept models' files): both are computed again
             ws.con.execute("DELETE FROM model_runs")
         fitted = analyze(ws, early)

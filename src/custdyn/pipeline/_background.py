@@ -33,6 +33,22 @@ def _reader(ws: Workspace) -> Workspace:
     return view
 
 
+class _InLine:
+    """An executor that runs each task at once, in the calling thread (``[analysis]
+    background = false``)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        f: Future[Any] = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - raised where the result is taken
+            f.set_exception(e)
+        return f
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
 class PurchaseResult:
     """The purchase models at ``as_of`` and their per-customer predictions (None when they
     were skipped), with the warnings they gave."""
@@ -50,17 +66,21 @@ class Background:
     from the log (a function of the workspace and ``as_of``). ``p_alive_at``: ``{date: model
     name}``, the dates at which P(alive) alone is needed (:meth:`_PurchaseModels.p_alive_only`
     on the purchases read for ``as_of``, or on their summary at ``as_of`` itself;
-    :data:`CHOSEN` for the model the purchase models chose).
+    :data:`CHOSEN` for the model the purchase models chose). ``background=False`` runs
+    each part at once, in the calling thread (``[analysis] background = false``: the same
+    results, one thing at a time).
     """
 
     def __init__(self, ws: Workspace, as_of: Any, kept: Any, dates: list[Any],
                  stage_tables: Callable[[Workspace, Any], Any],
-                 p_alive_at: dict[Any, str] | None = None) -> None:
+                 p_alive_at: dict[Any, str] | None = None, background: bool = True) -> None:
         from custdyn.pipeline.health import _loyalty_counts
 
         self._view = _reader(ws)
         self.warnings: list[str] = []
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custdyn-analyze")
+        self._pool: ThreadPoolExecutor | _InLine = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="custdyn-analyze")
+            if background else _InLine())
         self._purchase = self._pool.submit(self._purchase_models, as_of, kept)
         self._loyalty = self._pool.submit(_loyalty_counts, self._view, dates)
         self._stages = self._pool.submit(stage_tables, self._view, as_of)

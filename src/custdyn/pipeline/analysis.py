@@ -290,7 +290,8 @@ def analyze(
     p_alive_at = {d: CHOSEN for d in trend_at}
     if kept is not None and (kept.risk is not None or kept.contract is not None):
         p_alive_at[as_of] = RiskHistory.purchase_model
-    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables, p_alive_at)
+    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables, p_alive_at,
+                    background=bool(extra.get("analysis", {}).get("background", True)))
     try:
         say("computing features")
         # the trend's past tables: only the columns the scorecard reads
