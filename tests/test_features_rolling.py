@@ -281,3 +281,23 @@ def test_few_columns_kept_for_dates_that_need_few(ws: Any,
     got = cf.feature_tables(ws, at, state=True)
     assert all(rolls[i]["pairs"].get(at[0]) not in news[1:] for i in range(n, len(rolls)))
     assert_same(got, cf.feature_tables(ws, at))
+
+
+def test_touches_name_every_change_column_by_its_windows(ws: Any) -> None:
+    """The plan says which date-index column (entering, leaving a window, passing the reply
+    deadline) changes which columns: every change column is named, the 90-day sentiment
+    leaves only through the 90-day window, and the unanswered count changes only at the
+    deadline; a roll skips the bands that change none of a date's kept columns."""
+    from custdyn.features.backend import backend
+    from custdyn.features.incremental import WINDOWS_DAYS, plan
+
+    pl = plan(backend(ws, "duckdb"), [_last(ws).timestamp()], coded=True)
+    named = set().union(*pl.touches.values())
+    assert set(pl.how) - {"resp_k", "res_k"} <= named
+    for w in WINDOWS_DAYS:
+        assert f"n_email_inbound_{w}d" in pl.touches[f"k_l{w}"]
+        assert f"n_email_inbound_{w}d" in pl.touches["k_in"]
+    assert {"s90_sum", "s90_n"} <= pl.touches["k_l90"]
+    assert not {"s90_sum", "s90_n"} & (pl.touches["k_l180"] | pl.touches["k_l365"])
+    assert "unanswered_inbound" in pl.touches["k_late"]
+    assert [k for k, v in pl.touches.items() if "unanswered_inbound" in v] == ["k_late"]

@@ -23,7 +23,7 @@ planted log and on the demo world. The expression is plain Ibis (``CASE``, ``GRO
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
@@ -109,6 +109,9 @@ class Plan:
     #: which the value counts (:func:`snapshot_arrow` takes the medians in numpy)
     resp_values: ir.Table | None = None
     res_values: ir.Table | None = None
+    #: per date-index column (``k_in``, ``k_l30``, ..., ``k_late``) the change columns that
+    #: its events change: which look-back windows matter for some columns only
+    touches: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def delta(self) -> ir.Table:
         """All changes in one table, one row per (customer_id, k)."""
@@ -260,8 +263,11 @@ def plan(
     # summed (or maxed) in one query: (table, [(date index column, {column: expr}, how)])
     pending: dict[int, tuple[ir.Table, list[tuple[str, dict[str, Any], str]]]] = {}
 
+    touched: dict[str, set[str]] = {}
+
     def add(t: ir.Table, k: str, cols: dict[str, Any], how: str = "sum") -> None:
         pending.setdefault(id(t), (t, []))[1].append((k, cols, how))
+        touched.setdefault(k, set()).update(cols)
 
     def merged(t: ir.Table, adds: list[tuple[str, dict[str, Any], str]]
                ) -> tuple[ir.Table, dict[str, str]]:
@@ -305,6 +311,14 @@ def plan(
             for which, k in enumerate(ks)]
         u_ = ibis.union(*sides, distinct=False)
         counts = u_.group_by(["customer_id", "k", "code"]).aggregate(n=u_.count())
+        # the columns spread from the counts (snapshot_arrow), by the window they leave
+        for w in WINDOWS_DAYS:
+            window = {f"n_{ch}_{d}_{w}d" for ch in CHANNELS for d in DIRECTIONS}
+            window |= {f"n_inbound_{w}d", f"n_outbound_{w}d"}
+            touched.setdefault(f"k_l{w}", set()).update(
+                window | ({"meetings_365d"} if w == 365 else set()))
+            touched.setdefault("k_in", set()).update(window)
+        touched.setdefault("k_in", set()).update({"n_interactions", "meet_n", "meetings_365d"})
     else:
         enter.update(n_interactions=ONE, meet_n=_one(meeting), meetings_365d=_one(meeting))
         for w in WINDOWS_DAYS:
@@ -465,7 +479,8 @@ def plan(
                        "first_response_p90_h": lambda v: v.quantile(0.9)})
     res = medians(rs, {"ticket_resolve_median_h": lambda v: v.median()})
     return Plan(parts, how, cust, resp, res, unit_days, z is not None, has_created, counts,
-                resp_values=r, res_values=rs)
+                resp_values=r, res_values=rs,
+                touches={k: frozenset(v) for k, v in touched.items()})
 
 
 def derive(g: ir.Table, pl: Plan) -> ir.Table:
@@ -764,13 +779,13 @@ def pad_grid(g: pa.Table, schema: pa.Schema) -> pa.Table:
         return g
     nulls: dict[pa.DataType, pa.Array] = {}
     cols = []
-    for field in schema:
-        if field.name in g.column_names:
-            cols.append(g.column(field.name))
+    for f in schema:
+        if f.name in g.column_names:
+            cols.append(g.column(f.name))
         else:
-            if field.type not in nulls:
-                nulls[field.type] = pa.nulls(g.num_rows, field.type)
-            cols.append(nulls[field.type])
+            if f.type not in nulls:
+                nulls[f.type] = pa.nulls(g.num_rows, f.type)
+            cols.append(nulls[f.type])
     return pa.Table.from_arrays(cols, schema=schema.remove_metadata())
 
 

@@ -364,10 +364,19 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     for d in ds:
         f = serves[d]
         grid_cols[d] = keep[d] if f is wanted[d] or f is None else derive_inputs(f, pl)
+
+    def matters(d: dt.datetime, k: str) -> bool:
+        """Whether events placed by the date-index column ``k`` change a column kept at d."""
+        cols = grid_cols[d]
+        return cols is None or not pl.touches.get(k, frozenset()).isdisjoint(cols)
+
     enter = [(pairs[d], d) for d in ds]
+    # the windows an event leaves, and the reply deadline, only where they change a column
+    # kept at that date (a grid kept for a few features needs one or two of them)
     leave = [(s - dt.timedelta(days=w), d - dt.timedelta(days=w))
-             for s, d in enter for w in LEAVE_DAYS]
-    leave += [(s - dt.timedelta(hours=wait_h), d - dt.timedelta(hours=wait_h)) for s, d in enter]
+             for s, d in enter for w in LEAVE_DAYS if matters(d, f"k_l{w}")]
+    leave += [(s - dt.timedelta(hours=wait_h), d - dt.timedelta(hours=wait_h))
+              for s, d in enter if matters(d, "k_late")]
     latest_s = max(pairs.values())
     kind_list = "(" + ", ".join("'" + k.replace("'", "''") + "'" for k in kinds) + ")"
     temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
