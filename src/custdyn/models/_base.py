@@ -11,6 +11,7 @@ Data are compressed before fitting: customers with identical inputs become one w
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -702,6 +703,17 @@ def log_beta(a: ArrayLike, b: ArrayLike) -> FloatArray:
     return np.asarray(special.betaln(a, b), dtype=float)
 
 
+@functools.lru_cache(maxsize=8)
+def _legendre_unit(nodes: int) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights moved to [0, 1] (computed once per ``nodes``; read
+    only)."""
+    x, wq = special.roots_legendre(nodes)
+    u, w = 0.5 * (x + 1.0), 0.5 * wq
+    u.setflags(write=False)
+    w.setflags(write=False)
+    return u, w
+
+
 def beta_quantile_mean(
     fn: Callable[[FloatArray], FloatArray], a: FloatArray, b: FloatArray, nodes: int = 256
 ) -> FloatArray:
@@ -716,9 +728,7 @@ def beta_quantile_mean(
         Maps an array of ``p`` values, shape (m, nodes), to values of the same shape.
     a, b : arrays, shape (m,)
     """
-    x, wq = special.roots_legendre(nodes)
-    u = 0.5 * (x + 1.0)
-    wq = 0.5 * wq
+    u, wq = _legendre_unit(nodes)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     p = np.empty((a.shape[0], nodes))
     # With both shapes large the Beta is a narrow bump, normal to within its skewness
