@@ -15,3 +15,21 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(int(os.environ.get("CUSTDYN_TEST_SEED", "12345")))
+
+
+@pytest.fixture(scope="session")
+def make_demo(tmp_path_factory):
+    """``make_demo(customers, seed, ok=(0,))``: a demo workspace built by ``custdyn demo``
+    in a fresh folder (the command's exit code one of ``ok``); its path."""
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    def make(customers: int, seed: int, ok: tuple[int, ...] = (0,)):
+        d = tmp_path_factory.mktemp("demo") / "ws"
+        r = CliRunner().invoke(app, ["demo", str(d), "--customers", str(customers),
+                                     "--seed", str(seed)])
+        assert r.exit_code in ok, r.output
+        return d
+
+    return make

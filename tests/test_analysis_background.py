@@ -18,15 +18,8 @@ from custdyn.pipeline.health import _loyalty_counts
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from typer.testing import CliRunner
-
-    from custdyn.cli import app
-
-    d = tmp_path_factory.mktemp("demo") / "ws"
-    r = CliRunner().invoke(app, ["demo", str(d), "--customers", "150", "--seed", "11"])
-    assert r.exit_code in (0, 1), r.output
-    return d
+def demo_dir(make_demo: Any) -> Path:
+    return make_demo(150, 11, ok=(0, 1))
 
 
 @pytest.fixture

@@ -147,15 +147,8 @@ def test_v5_migration_keeps_the_scores_and_drops_only_the_index(tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    from typer.testing import CliRunner
-
-    from custdyn.cli import app
-
-    d = tmp_path_factory.mktemp("write") / "demo"
-    r = CliRunner().invoke(app, ["demo", str(d), "--customers", "300", "--seed", "11"])
-    assert r.exit_code == 0, r.output
-    return d
+def demo(make_demo) -> Path:
+    return make_demo(300, 11)
 
 
 @pytest.mark.slow

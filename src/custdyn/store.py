@@ -392,6 +392,11 @@ class Workspace:
             raise
         return ws
 
+    def on_own_cursor(self) -> Workspace:
+        """This workspace on a database cursor of its own (the same database, settings and
+        folder), for work in a second thread; closing it closes only the cursor."""
+        return Workspace(self.path, self.con.cursor(), self.settings, self.read_only, None)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.con.close()

@@ -11,7 +11,6 @@ and an error there is raised at that point, as if the step had run in line.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -21,16 +20,6 @@ from custdyn.store import Workspace
 
 #: In ``p_alive_at``: the model the purchase models chose (BG/NBD when they were skipped).
 CHOSEN = ""
-
-
-def _reader(ws: Workspace) -> Workspace:
-    """``ws`` with a cursor of its own (the same database and settings; closing it is
-    closing the cursor)."""
-    view = copy.copy(ws)
-    view.con = ws.con.cursor()
-    view._ibis = None
-    view._lock = None
-    return view
 
 
 class _InLine:
@@ -76,7 +65,7 @@ class Background:
                  p_alive_at: dict[Any, str] | None = None, background: bool = True) -> None:
         from custdyn.pipeline.health import _loyalty_counts
 
-        self._view = _reader(ws)
+        self._view = ws.on_own_cursor()
         self.warnings: list[str] = []
         self._pool: ThreadPoolExecutor | _InLine = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="custdyn-analyze")
@@ -131,10 +120,7 @@ class Background:
         for f in futures:
             f.cancel()
         self._pool.shutdown(wait=True)
-        try:
-            self._view.con.close()
-        except Exception:  # noqa: BLE001, S110 - already closed with the workspace
-            pass
+        self._view.close()
 
     def __enter__(self) -> Background:
         return self
