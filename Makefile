@@ -25,11 +25,14 @@ demo: $(STAMP)
 	$(BIN)/custdyn --workspace $(DEMO_DIR) risk --top 10
 	$(BIN)/custdyn --workspace $(DEMO_DIR) backlog --top 5
 
+# tests spread over the machine's cores, one test file per worker at a time (a file's
+# shared fixtures are built once); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
