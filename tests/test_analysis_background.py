@@ -15,6 +15,7 @@ from custdyn.pipeline._background import Background
 from custdyn.pipeline._common import _PurchaseModels, default_as_of
 from custdyn.pipeline.analysis import _stage_tables
 from custdyn.pipeline.health import _loyalty_counts
+from custdyn.pipeline.risk import leaving_table
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,13 @@ def test_background_results_equal_those_computed_in_line(ws: Any) -> None:
 
     as_of = default_as_of(ws)
     dates = [as_of, as_of - dt.timedelta(days=30)]
-    with Background(ws, as_of, None, dates, _stage_tables) as bg:
+    with Background(ws, as_of, None, dates, _stage_tables, leaving_at=as_of) as bg:
         # the main connection is used meanwhile, as the features step does
         assert ws.con.execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
         got = bg.purchase()
         loyalty = bg.loyalty()
         gaps, cancelled = bg.stage_tables()
+        leaving = bg.leaving()
     pm = _PurchaseModels(ws, as_of, [])
     assert pm.fit()
     want = pm.predict()
@@ -57,6 +59,9 @@ def test_background_results_equal_those_computed_in_line(ws: Any) -> None:
     g2, c2 = _stage_tables(ws, as_of)
     assert gaps.sort_by("customer_id").equals(g2.sort_by("customer_id"))
     assert cancelled.sort_by("customer_id").equals(c2.sort_by("customer_id"))
+    want_leaving = leaving_table(ws, as_of)
+    assert leaving.num_rows > 100
+    assert leaving.sort_by("customer_id").equals(want_leaving.sort_by("customer_id"))
     # the cursor is closed with the helper; the workspace's own connection is not
     assert ws.con.execute("SELECT 1").fetchone()[0] == 1
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from custdyn._keys import _positions
 from custdyn.models import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD, ShiftedBetaGeo, clv
-from custdyn.pipeline._common import _align, _positions, _PurchaseModels
+from custdyn.pipeline._common import _align, _PurchaseModels
 
 # --------------------------------------------------------------------------- id alignment
 

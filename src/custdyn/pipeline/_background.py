@@ -55,15 +55,18 @@ class Background:
     from the log (a function of the workspace and ``as_of``). ``p_alive_at``: ``{date: model
     name}``, the dates at which P(alive) alone is needed (:meth:`_PurchaseModels.p_alive_only`
     on the purchases read for ``as_of``, or on their summary at ``as_of`` itself;
-    :data:`CHOSEN` for the model the purchase models chose). ``background=False`` runs
+    :data:`CHOSEN` for the model the purchase models chose). ``leaving_at``: a date whose
+    leaving-phase counts (:func:`custdyn.pipeline.risk.leaving_table`) are read too. ``background=False`` runs
     each part at once, in the calling thread (``[analysis] background = false``: the same
     results, one thing at a time).
     """
 
     def __init__(self, ws: Workspace, as_of: Any, kept: Any, dates: list[Any],
                  stage_tables: Callable[[Workspace, Any], Any],
-                 p_alive_at: dict[Any, str] | None = None, background: bool = True) -> None:
+                 p_alive_at: dict[Any, str] | None = None, background: bool = True,
+                 leaving_at: Any = None) -> None:
         from custdyn.pipeline.health import _loyalty_counts
+        from custdyn.pipeline.risk import leaving_table
 
         self._view = ws.on_own_cursor()
         self.warnings: list[str] = []
@@ -74,6 +77,8 @@ class Background:
         self._loyalty = self._pool.submit(_loyalty_counts, self._view, dates)
         self._stages = self._pool.submit(stage_tables, self._view, as_of)
         self._p_alive = self._pool.submit(self._p_alive_only, as_of, dict(p_alive_at or {}))
+        self._leaving = (self._pool.submit(leaving_table, self._view, leaving_at)
+                         if leaving_at is not None else None)
 
     def _p_alive_only(self, as_of: Any, at: dict[Any, str]) -> dict[Any, Any]:
         import warnings as pywarnings
@@ -112,11 +117,18 @@ class Background:
         ``model`` and ``rfm``)."""
         return self._p_alive.result()
 
+    def leaving(self) -> Any:
+        """:func:`custdyn.pipeline.risk.leaving_table` at ``leaving_at`` (None when it was
+        not asked for)."""
+        return self._leaving.result() if self._leaving is not None else None
+
     def close(self) -> None:
         """Wait for what is under way (what has not started is dropped) and close the
         cursor."""
         futures: list[Future[Any]] = [self._purchase, self._loyalty, self._stages,
                                       self._p_alive]
+        if self._leaving is not None:
+            futures.append(self._leaving)
         for f in futures:
             f.cancel()
         self._pool.shutdown(wait=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from custdyn._keys import _positions
 from custdyn.pipeline._background import CHOSEN, Background
 from custdyn.pipeline._common import (
     _align,
@@ -14,7 +15,6 @@ from custdyn.pipeline._common import (
     _col,
     _days_since,
     _num,
-    _positions,
     default_as_of,
     features_many,
 )
@@ -286,12 +286,15 @@ def analyze(
     kept = None if force else load_fitted(ws, as_of, settings_hash)
     # the purchase models, the loyalty counts and the stage rules' tables need only the log:
     # they are computed in a second thread while the features are
-    # P(alive) alone: at the trend's dates, and today's for the kept defection model
+    # P(alive) alone at the trend's dates, and, for the kept defection model, today's and
+    # the leaving-phase counts: also there
     p_alive_at = {d: CHOSEN for d in trend_at}
-    if kept is not None and (kept.risk is not None or kept.contract is not None):
+    scores_kept = kept is not None and (kept.risk is not None or kept.contract is not None)
+    if scores_kept:
         p_alive_at[as_of] = RiskHistory.purchase_model
     bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables, p_alive_at,
-                    background=bool(extra.get("analysis", {}).get("background", True)))
+                    background=bool(extra.get("analysis", {}).get("background", True)),
+                    leaving_at=as_of if scores_kept and rcfg["leaving_features"] else None)
     try:
         say("computing features")
         # the trend's past tables: only the columns the scorecard reads
@@ -359,7 +362,8 @@ def analyze(
                                                 {as_of: bg.p_alive()[as_of][0]},
                                                 active_days, feats,
                                                 rcfg["leaving_features"],
-                                                RiskHistory.purchase_model, rfm=pm.rfm))
+                                                RiskHistory.purchase_model, rfm=pm.rfm,
+                                                leaving_read=bg.leaving()))
             if model is not None and snap_now is not None:
                 step = 100_000  # in slices: the model's working copies stay small
                 p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])

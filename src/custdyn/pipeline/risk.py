@@ -185,9 +185,21 @@ _LEAVING_NO_SIGNALS = ("sig AS (SELECT NULL::VARCHAR AS interaction_id, "
 LEAVING_DERIVED = ("order_pace_90d", "complaints_change_90d", "sentiment_change_90d")
 
 
-def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
+def leaving_table(ws: Workspace, at: Any) -> Any:
+    """The per-customer counts behind :func:`leaving_features` at ``at`` (an Arrow table,
+    one row per customer with something to count): what it reads from the log."""
+    kinds = list(ws.settings.purchase_kinds)
+    has_text = bool(ws.con.execute("SELECT count(*) FROM text_signals").fetchone()[0])  # type: ignore[index]
+    sql = _LEAVING_SQL.replace(
+        "{signals}", _LEAVING_SIGNALS if has_text else _LEAVING_NO_SIGNALS)
+    return ws.con.execute(sql, {"at": at, "kinds": kinds}).to_arrow_table()
+
+
+def leaving_features(ws: Workspace, at: Any, ids: list[str],
+                     table: Any = None) -> dict[str, Any]:
     """Leaving-phase signals per customer at ``at`` (lined up with ``ids``; NaN where a
-    customer has nothing to measure).
+    customer has nothing to measure). ``table``: :func:`leaving_table` at ``at`` when
+    already read (e.g. by the analysis's second thread).
 
     Counts over the last 30 and 90 days (orders, complaints, service messages, negative
     messages, competitor mentions, intent to switch, order problems, returns, threads whose
@@ -199,11 +211,7 @@ def leaving_features(ws: Workspace, at: Any, ids: list[str]) -> dict[str, Any]:
     """
     import numpy as np
 
-    kinds = list(ws.settings.purchase_kinds)
-    has_text = bool(ws.con.execute("SELECT count(*) FROM text_signals").fetchone()[0])  # type: ignore[index]
-    sql = _LEAVING_SQL.replace(
-        "{signals}", _LEAVING_SIGNALS if has_text else _LEAVING_NO_SIGNALS)
-    out = _align(ids, ws.con.execute(sql, {"at": at, "kinds": kinds}).to_arrow_table())
+    out = _align(ids, leaving_table(ws, at) if table is None else table)
     names = list(out)
     counts = [k for k in names if not k.startswith(("sentiment", "nps", "days_since"))]
     for k in counts:
@@ -228,12 +236,13 @@ class RiskSnapshot(NamedTuple):
 def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, Any],
                    active_within_days: float, feats: Any = None,
                    leaving: bool = True, purchase_model: str = "BetaGeo", *,
-                   rfm: Any = None) -> RiskSnapshot:
+                   rfm: Any = None, leaving_read: Any = None) -> RiskSnapshot:
     """Features, P(alive) and the baselines at ``at`` for the customers who can still drift
     away: those with a purchase and a purchase or contact of their own within
     ``active_within_days`` before ``at``. ``rfm``: the customers' purchase summary at
     ``at`` when already computed (P(alive) is then fitted on it instead of reading the
-    purchases again; the same values)."""
+    purchases again; the same values). ``leaving_read``: :func:`leaving_table` at ``at``
+    when already read."""
     import numpy as np
     import pyarrow as pa
 
@@ -255,7 +264,7 @@ def _risk_snapshot(ws: Workspace, at: Any, p_alive_cache: dict[Any, Any],
             p_alive_cache[at] = _PurchaseModels(ws, at, []).p_alive_only(purchase_model,
                                                                          rfm=rfm)
     p_alive = _align(ids, p_alive_cache[at])["p_alive"]
-    lf = leaving_features(ws, at, ids) if leaving else {}
+    lf = leaving_features(ws, at, ids, leaving_read) if leaving else {}
     lf_names = list(lf)
     # one matrix, filled column by column from the whole table's rows that are kept
     X, names = _numeric_matrix(feats, rows=keep, extra=1 + len(lf))
