@@ -226,12 +226,29 @@ def snapshots(
     return int(row[0]) if row else 0
 
 
+#: :func:`_feature_schema`'s answers in this process, by what the expression depends on.
+_SCHEMAS: dict[str, pa.Schema] = {}
+
+
 def _feature_schema(b: Backend, options: dict[str, Any]) -> pa.Schema:
-    """The schema :func:`features` returns, from the expression's types (nothing is run)."""
+    """The schema :func:`features` returns, from the expression's types (nothing is run;
+    remembered for the same tables, settings and options: building the expression takes a
+    second or two)."""
+    import json
+
     from custdyn.features.backend import _utc_timestamps
 
-    expr = feature_expr(b, as_of_table(as_utc("1970-01-01")), **options)
-    return _utc_timestamps(expr.schema().to_pyarrow().empty_table()).schema
+    key = json.dumps([b.engine, {t: str(b.table(t).schema()) for t in sorted(b.tables)},
+                      [b.has(t) for t in ("customers", "text_signals")], b.purchase_kinds,
+                      b.options, options], sort_keys=True, default=str)
+    hit = _SCHEMAS.get(key)
+    if hit is None:
+        expr = feature_expr(b, as_of_table(as_utc("1970-01-01")), **options)
+        hit = _utc_timestamps(expr.schema().to_pyarrow().empty_table()).schema
+        if len(_SCHEMAS) >= 32:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = hit
+    return hit
 
 
 def _customers(b: Backend) -> int:
@@ -290,21 +307,23 @@ def feature_tables(ws: Any, dates: list[Any], *,
     wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")
                   or d not in keep_cols or f.name in keep_cols[d]] for d in moments}
 
-    def sink(rows: pa.Table) -> None:
+    def sink(rows: pa.Table, only: dt.datetime | None = None) -> None:
+        """Rows of every date (``only``: rows of that date alone) to their tables."""
         at = rows.column("as_of")
-        for d in moments:
-            part = rows.filter(pc.equal(at, pa.scalar(d, at.type)))
+        for d in moments if only is None else [only]:
+            part = rows if only is not None else rows.filter(pc.equal(at, pa.scalar(d, at.type)))
             part = part.select(wanted[d])
             ids = part.column("customer_id")
             if part.num_rows > 1 and not pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py():
                 part = part.take(pc.sort_indices(ids))
-            pieces[d].append(part.cast(pa.schema([schema.field(c) for c in wanted[d]])))
+            target = pa.schema([schema.field(c) for c in wanted[d]])
+            pieces[d].append(part if part.schema.equals(target) else part.cast(target))
 
     with memory_limit(ws.con, MEMORY_LIMIT):
         if state and not ws.read_only:
             from custdyn.features import rolling
 
-            rolling.tables(ws, b, moments, lambda d, rows: sink(rows),
+            rolling.tables(ws, b, moments, lambda d, rows: sink(rows, d),
                            parts_for=lambda n_dates: parts or _parts(_customers(b), n_dates),
                            options=options, columns=keep_cols)
         else:
@@ -458,21 +477,26 @@ def materialize_events(b: Backend, con: Any, name: str,
 
 
 def events_scope(b: Backend, events: str, customers: str | None, options: dict[str, Any],
-                 whole: bool = False) -> Any:
+                 whole: bool = False, purchases: str | None = None) -> Any:
     """A plan's ``scope``: the events of the temporary table ``events`` (from
     :func:`materialize_events`); with ``customers`` (a table with ``customer_id``), only
     the customer records listed there. ``whole``: ``events`` holds every interaction (it
-    serves as "all events" too)."""
+    serves as "all events" too). ``purchases``: a table (as ``events``) holding every
+    purchase of the customers in scope, read as "all events" (the plan reads only the
+    purchases there, for each customer's first purchase day)."""
     from custdyn.features.build import _events_of, _settings
 
     kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
                       options.get("unanswered_after_hours"))[0]
     ev = _events_of(b.con.table(events), kinds)
     who = b.con.table(customers) if customers else None
+    bought = _events_of(b.con.table(purchases), kinds) if purchases else None
 
     def scope(name: str, t: ir.Table) -> ir.Table:
         if name == "events" or (name == "all events" and whole):
             return ev
+        if name == "all events" and bought is not None:
+            return bought
         if name == "all events":
             return t
         return t if who is None else t.filter(t.customer_id.isin(who.customer_id))

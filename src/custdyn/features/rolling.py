@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from custdyn._keys import _positions
 from custdyn.features.backend import Backend
 from custdyn.features.build import (
     DAY_S,
@@ -308,7 +309,8 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
     files: dict[dt.datetime, tuple[Path, list[str] | None]] = {}
     if pairs:
         try:
-            files.update(_roll(ws, b, pairs, man or {}, store, sink, options, wanted, keep))
+            files.update(_roll(ws, b, pairs, man or {}, store, sink, options, wanted, keep,
+                               pl if sorted(pairs) == sorted(moments) else None))
         except StateMismatch:
             pairs = {}
     fresh = [d for d in moments if d not in pairs]
@@ -335,12 +337,13 @@ def tables(ws: Any, b: Backend, moments: list[dt.datetime], sink: Sink, *,
 
 def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[str, Any],
           store: _Store, sink: Sink, options: dict[str, Any], wanted: Wanted,
-          keep: dict[dt.datetime, list[str] | None]
+          keep: dict[dt.datetime, list[str] | None], pl: Any = None
           ) -> dict[dt.datetime, tuple[Path, list[str] | None]]:
     """Roll the stored grids forward to the dates of ``pairs`` (``{new date: stored date}``);
     rows go to ``sink``. ``wanted``/``keep``: the features asked for at each date and the
-    grid columns they are made from (None: all). Returns the new grid files with the
-    features each serves."""
+    grid columns they are made from (None: all). ``pl``: the plan at the dates of ``pairs``
+    when already made (it is only read). Returns the new grid files with the features each
+    serves."""
     from custdyn.features.api import (
         _dates_k,
         _incremental_duckdb,
@@ -359,7 +362,8 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     # each new grid serves what its stored grid served, or less when less is asked for
     serves = {d: wanted[d] if entry[d].get("features") is None else entry[d]["features"]
               for d in ds}
-    pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
+    if pl is None:
+        pl = plan(b, _dates_k(ds)[1], coded=True, **options)  # for derive (nothing is run)
     grid_cols: dict[dt.datetime, list[str] | None] = {}
     for d in ds:
         f = serves[d]
@@ -380,7 +384,7 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     latest_s = max(pairs.values())
     kind_list = "(" + ", ".join("'" + k.replace("'", "''") + "'" for k in kinds) + ")"
     temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
-             "_cd_roll_ev"]
+             "_cd_roll_ev", "_cd_roll_buys"]
 
     def new_rows(batch: Any) -> str:
         return "batch_id IS NOT NULL" + (f" AND batch_id > {int(batch)}" if batch is not None
@@ -449,7 +453,9 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
             full_t = b.con.table("_cd_roll_full")
             materialize_events(b, con, "_cd_roll_ev",
                                lambda it: it.customer_id.isin(full_t.customer_id))
-            by_customer = events_scope(b, "_cd_roll_ev", "_cd_roll_full", options)
+            # every event of these customers: their own purchases give their first
+            # purchase day (no need to read everyone's)
+            by_customer = events_scope(b, "_cd_roll_ev", "_cd_roll_full", options, whole=True)
 
             def keep_full(grid: pa.Table) -> None:
                 k = grid.column("k")
@@ -539,7 +545,14 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
     sums = [c for c, h in pl.how.items() if h == "sum"]
     maxes = [c for c, h in pl.how.items() if h == "max"]
     materialize_events(b, con, "_cd_roll_ev", source="_cd_roll_scope")
-    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options)
+    # every purchase of these customers (their first purchase day), not everyone's
+    kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
+                      options.get("unanswered_after_hours"))[0]
+    delta = b.con.table("_cd_roll_delta")
+    materialize_events(b, con, "_cd_roll_buys", lambda it: it.kind.isin(kinds)
+                       & it.customer_id.isin(delta.customer_id))
+    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options,
+                         purchases="_cd_roll_buys")
 
     def rows_where(name: str, t: ir.Table) -> ir.BooleanValue | None:
         ks = [c for c in t.columns if c.startswith("k_")]
@@ -615,7 +628,7 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
              firsts: pa.Table | None, fresh: list[pa.Table], pl: Any) -> pa.Table:
     """The grid at ``d``: the stored rows with their changes, first times and the new
     ``as_of``, those computed afresh in their place (or added); sorted by customer."""
-    ids = old.column("customer_id")
+    ids = old.column("customer_id").combine_chunks()
     n = old.num_rows
     cols: dict[str, Any] = {c: old.column(c) for c in old.column_names}
     outside_full = pc.invert(pc.is_in(ids, value_set=full_ids)) if len(full_ids) else None
@@ -625,13 +638,13 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
         row here), and its rows' positions here."""
         if len(full_ids):
             t = t.filter(pc.invert(pc.is_in(t.column("customer_id"), value_set=full_ids)))
-        pos = pc.index_in(t.column("customer_id"), value_set=ids)
-        if pos.null_count and missing_ok:
-            found = pc.is_valid(pos)
-            t, pos = t.filter(found), pos.filter(found)
-        elif pos.null_count:  # checked before: cannot happen
+        pos = _positions(t.column("customer_id").combine_chunks(), ids)
+        found = pos >= 0
+        if missing_ok and not found.all():
+            t, pos = t.filter(pa.array(found)), pos[found]
+        elif not found.all():  # checked before: cannot happen
             raise RuntimeError("a customer with changes is not in the stored state")
-        return t, np.asarray(pos.to_numpy(zero_copy_only=False), np.int64)
+        return t, pos
 
     if changes is not None and changes.num_rows:
         changes, at = positions(changes)
@@ -681,13 +694,12 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
         return grid
     # rows computed afresh take the place of the stored ones; customers computed afresh
     # without a row at d (no longer described) leave; new customers are added in order
-    at_old = pc.index_in(got.column("customer_id"), value_set=ids)
+    at_old = _positions(got.column("customer_id").combine_chunks(), ids)
     take = np.arange(n, dtype=np.int64)
     keep = np.ones(n, bool) if outside_full is None else \
         np.asarray(outside_full.to_numpy(zero_copy_only=False), bool).copy()
-    found = np.asarray(pc.is_valid(at_old).to_numpy(zero_copy_only=False), bool)
-    where = np.asarray(at_old.to_numpy(zero_copy_only=False))[found].astype(np.int64) \
-        if found.any() else np.zeros(0, np.int64)
+    found = at_old >= 0
+    where = at_old[found]
     take[where] = n + np.flatnonzero(found)
     keep[where] = True
     both = pa.concat_tables([grid, got])
