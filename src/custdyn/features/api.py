@@ -477,26 +477,21 @@ def materialize_events(b: Backend, con: Any, name: str,
 
 
 def events_scope(b: Backend, events: str, customers: str | None, options: dict[str, Any],
-                 whole: bool = False, purchases: str | None = None) -> Any:
+                 whole: bool = False) -> Any:
     """A plan's ``scope``: the events of the temporary table ``events`` (from
     :func:`materialize_events`); with ``customers`` (a table with ``customer_id``), only
     the customer records listed there. ``whole``: ``events`` holds every interaction (it
-    serves as "all events" too). ``purchases``: a table (as ``events``) holding every
-    purchase of the customers in scope, read as "all events" (the plan reads only the
-    purchases there, for each customer's first purchase day)."""
+    serves as "all events" too)."""
     from custdyn.features.build import _events_of, _settings
 
     kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
                       options.get("unanswered_after_hours"))[0]
     ev = _events_of(b.con.table(events), kinds)
     who = b.con.table(customers) if customers else None
-    bought = _events_of(b.con.table(purchases), kinds) if purchases else None
 
     def scope(name: str, t: ir.Table) -> ir.Table:
         if name == "events" or (name == "all events" and whole):
             return ev
-        if name == "all events" and bought is not None:
-            return bought
         if name == "all events":
             return t
         return t if who is None else t.filter(t.customer_id.isin(who.customer_id))

@@ -384,7 +384,7 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
     latest_s = max(pairs.values())
     kind_list = "(" + ", ".join("'" + k.replace("'", "''") + "'" for k in kinds) + ")"
     temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
-             "_cd_roll_ev", "_cd_roll_buys"]
+             "_cd_roll_ev"]
 
     def new_rows(batch: Any) -> str:
         return "batch_id IS NOT NULL" + (f" AND batch_id > {int(batch)}" if batch is not None
@@ -545,14 +545,7 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
     sums = [c for c, h in pl.how.items() if h == "sum"]
     maxes = [c for c, h in pl.how.items() if h == "max"]
     materialize_events(b, con, "_cd_roll_ev", source="_cd_roll_scope")
-    # every purchase of these customers (their first purchase day), not everyone's
-    kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
-                      options.get("unanswered_after_hours"))[0]
-    delta = b.con.table("_cd_roll_delta")
-    materialize_events(b, con, "_cd_roll_buys", lambda it: it.kind.isin(kinds)
-                       & it.customer_id.isin(delta.customer_id))
-    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options,
-                         purchases="_cd_roll_buys")
+    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options)
 
     def rows_where(name: str, t: ir.Table) -> ir.BooleanValue | None:
         ks = [c for c in t.columns if c.startswith("k_")]
