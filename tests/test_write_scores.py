@@ -242,9 +242,9 @@ def test_enrich_scores_what_the_anti_join_finds_in_its_order(texts_ws):
     assert sorted(scored()) == sorted(want)
     again = enrich(ws, "bulk")
     assert again.pending == again.scored == 0
-    # the pending rows' temporary table went with the reader
-    assert ws.con.execute("SELECT count(*) FROM duckdb_tables() "
-                          "WHERE table_name = '_custdyn_pending'").fetchone()[0] == 0
+    # the pending rows' temporary tables went with the reader
+    assert ws.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN "
+                          "('_custdyn_pending', '_custdyn_unscored')").fetchone()[0] == 0
 
 
 def test_enrich_sees_messages_ingested_after_it_ran(texts_ws, tmp_path: Path):

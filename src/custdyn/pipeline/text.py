@@ -40,13 +40,20 @@ _PENDING = """
 # enrich finds the pending messages once: their row ids into a temporary table (a few MB
 # even when every message is pending), counted there and read back through it (the scan
 # of interactions skips all but the row groups those ids fall in)
+# the rows with a text and no signals first, then, among those only, the texts that are not
+# blank: a blank check on every text reads every text (about a second per million)
 _PENDING_IDS = """
-    CREATE OR REPLACE TEMP TABLE _custdyn_pending AS
+    CREATE OR REPLACE TEMP TABLE _custdyn_unscored AS
     SELECT i.rowid AS rid FROM interactions i
-    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
+    WHERE i.text IS NOT NULL
       AND (i.direction IS NULL OR i.direction IN ({dirs}))
       AND NOT EXISTS (SELECT 1 FROM text_signals s
                       WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
+"""
+_PENDING_TEXTS = """
+    CREATE OR REPLACE TEMP TABLE _custdyn_pending AS
+    SELECT u.rid FROM _custdyn_unscored u JOIN interactions i ON i.rowid = u.rid
+    WHERE length(trim(i.text)) > 0
 """
 _PENDING_READ = """
     SELECT i.interaction_id, i.text, c.language
@@ -119,6 +126,8 @@ def enrich(
     reader = ws.con.cursor()
     try:
         reader.execute(_PENDING_IDS.format(dirs=_dirs(directions)), [version])
+        reader.execute(_PENDING_TEXTS)
+        reader.execute("DROP TABLE _custdyn_unscored")
         total = int(reader.execute(
             "SELECT count(*) FROM _custdyn_pending").fetchone()[0])  # type: ignore[index]
     except BaseException:
