@@ -23,8 +23,10 @@ TEXTS = ["how much protein per day", "Péssimo serviço, quero o reembolso.",
          "Salamat po sa mabilis na delivery", "日本語のテキストです", "ﬁnal ÀÉÎ  café\tok"]  # fmt: skip
 
 
-@given(st.lists(st.floats(-3, 3, width=32), min_size=32, max_size=32 * 6).filter(
-    lambda v: len(v) % 32 == 0))  # fmt: skip
+# whole blocks of 32 drawn directly (filtering lists by length discards most of them and
+# trips Hypothesis's health check now and then)
+@given(st.integers(1, 6).flatmap(
+    lambda k: st.lists(st.floats(-3, 3, width=32), min_size=32 * k, max_size=32 * k)))  # fmt: skip
 @settings(max_examples=60, deadline=None)
 def test_q4_quantize_error_and_grid_round_trip(values):
     w = np.array(values, np.float32)
