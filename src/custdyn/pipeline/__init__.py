@@ -78,8 +78,6 @@ from custdyn.pipeline.risk import (  # noqa: F401
     sample_workspace,
 )
 from custdyn.pipeline.text import (  # noqa: F401
-    _PENDING,
-    _PENDING_COUNT,
     EnrichResult,
     _dirs,
     enrich,

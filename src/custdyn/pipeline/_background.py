@@ -56,9 +56,9 @@ class Background:
     name}``, the dates at which P(alive) alone is needed (:meth:`_PurchaseModels.p_alive_only`
     on the purchases read for ``as_of``, or on their summary at ``as_of`` itself;
     :data:`CHOSEN` for the model the purchase models chose). ``leaving_at``: a date whose
-    leaving-phase counts (:func:`custdyn.pipeline.risk.leaving_table`) are read too. ``background=False`` runs
-    each part at once, in the calling thread (``[analysis] background = false``: the same
-    results, one thing at a time).
+    leaving-phase counts (:func:`custdyn.pipeline.risk.leaving_table`) are read too.
+    ``background=False`` runs each part at once, in the calling thread (``[analysis]
+    background = false``: the same results, one thing at a time).
     """
 
     def __init__(self, ws: Workspace, as_of: Any, kept: Any, dates: list[Any],
@@ -125,12 +125,9 @@ class Background:
     def close(self) -> None:
         """Wait for what is under way (what has not started is dropped) and close the
         cursor."""
-        futures: list[Future[Any]] = [self._purchase, self._loyalty, self._stages,
-                                      self._p_alive]
-        if self._leaving is not None:
-            futures.append(self._leaving)
-        for f in futures:
-            f.cancel()
+        for f in (self._purchase, self._loyalty, self._stages, self._p_alive, self._leaving):
+            if f is not None:
+                f.cancel()
         self._pool.shutdown(wait=True)
         self._view.close()
 

@@ -639,8 +639,8 @@ def _stage_tables(ws: Workspace, as_of: Any) -> tuple[Any, Any]:
 
 
 def _stage_inputs(ids: Any, tables: tuple[Any, Any]) -> dict[str, Any]:
-    """The tables of :func:`_stage_tables` lined up with ``ids`` (a list or an Arrow array): ``max_gap_days`` (NaN with
-    fewer than two purchases) and ``cancelled``."""
+    """The tables of :func:`_stage_tables` lined up with ``ids`` (a list or an Arrow
+    array): ``max_gap_days`` (NaN with fewer than two purchases) and ``cancelled``."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc

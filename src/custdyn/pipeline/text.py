@@ -24,24 +24,18 @@ class EnrichResult:
 
 def pending_texts(ws: Workspace, engine_version: str, directions: tuple[str, ...]) -> int:
     """How many interactions with text still lack a signal row for ``engine_version``."""
-    row = ws.con.execute(_PENDING_COUNT.format(dirs=_dirs(directions)), [engine_version]).fetchone()
-    return int(row[0]) if row else 0
+    cur = ws.con.cursor()
+    try:
+        return _find_pending(cur, engine_version, directions)
+    finally:
+        cur.close()
 
 
-_PENDING = """
-    SELECT i.interaction_id, i.text, c.language
-    FROM interactions i LEFT JOIN customers c ON c.customer_id = i.customer_id
-    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
-      AND (i.direction IS NULL OR i.direction IN ({dirs}))
-      AND NOT EXISTS (SELECT 1 FROM text_signals s
-                      WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
-    ORDER BY i.occurred_at, i.interaction_id
-"""
-# enrich finds the pending messages once: their row ids into a temporary table (a few MB
-# even when every message is pending), counted there and read back through it (the scan
-# of interactions skips all but the row groups those ids fall in)
-# the rows with a text and no signals first, then, among those only, the texts that are not
-# blank: a blank check on every text reads every text (about a second per million)
+# the pending messages are found once: their row ids into a temporary table (a few MB even
+# when every message is pending), counted there and read back through it (the scan of
+# interactions skips all but the row groups those ids fall in). The rows with a text and no
+# signals come first, then, among those only, the texts that are not blank: a blank check
+# on every text reads every text (about a second per million)
 _PENDING_IDS = """
     CREATE OR REPLACE TEMP TABLE _custdyn_unscored AS
     SELECT i.rowid AS rid FROM interactions i
@@ -61,13 +55,16 @@ _PENDING_READ = """
     WHERE i.rowid IN (SELECT rid FROM _custdyn_pending)
     ORDER BY i.occurred_at, i.interaction_id
 """
-_PENDING_COUNT = """
-    SELECT count(*) FROM interactions i
-    WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
-      AND (i.direction IS NULL OR i.direction IN ({dirs}))
-      AND NOT EXISTS (SELECT 1 FROM text_signals s
-                      WHERE s.interaction_id = i.interaction_id AND s.engine = ?)
-"""
+
+
+def _find_pending(cur: Any, engine_version: str, directions: tuple[str, ...]) -> int:
+    """The pending messages' row ids into the temporary table ``_custdyn_pending`` of the
+    cursor ``cur`` (it goes when the cursor closes); how many there are."""
+    cur.execute(_PENDING_IDS.format(dirs=_dirs(directions)), [engine_version])
+    cur.execute(_PENDING_TEXTS)
+    cur.execute("DROP TABLE _custdyn_unscored")
+    row = cur.execute("SELECT count(*) FROM _custdyn_pending").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _dirs(directions: tuple[str, ...]) -> str:
@@ -125,11 +122,7 @@ def enrich(
     # rows is its own, and goes when it closes
     reader = ws.con.cursor()
     try:
-        reader.execute(_PENDING_IDS.format(dirs=_dirs(directions)), [version])
-        reader.execute(_PENDING_TEXTS)
-        reader.execute("DROP TABLE _custdyn_unscored")
-        total = int(reader.execute(
-            "SELECT count(*) FROM _custdyn_pending").fetchone()[0])  # type: ignore[index]
+        total = _find_pending(reader, version, directions)
     except BaseException:
         reader.close()
         raise
