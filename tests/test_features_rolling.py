@@ -159,6 +159,12 @@ def test_new_late_and_changed_data(ws: Any, rolls: list[dict[str, Any]]) -> None
     _copy_rows(ws, b, before, f"{ts} - INTERVAL 50 DAY", "LATE", 20)
     _copy_rows(ws, b, before, f"{ts} + INTERVAL 1 DAY", "NEWC", 5,
                customer="'NEWCUST-' || customer_id")
+    # the first purchase of a customer described at the stored dates (their first purchase
+    # day is not the stored one)
+    _copy_rows(ws, b, "kind = 'order'", f"{ts} + INTERVAL 3 DAY", "FIRSTBUY", 1,
+               customer=f"""(SELECT min(customer_id) FROM interactions
+                             WHERE occurred_at < {ts} - INTERVAL 95 DAY AND customer_id NOT IN
+                             (SELECT customer_id FROM interactions WHERE kind = 'order'))""")
     ws.con.execute(f"""UPDATE customers SET created_at = created_at - INTERVAL 3 DAY,
                        batch_id = {b} WHERE customer_id = (SELECT min(customer_id) FROM
                        customers WHERE created_at IS NOT NULL)""")
@@ -225,7 +231,8 @@ def test_any_roll_equals_fresh(ws: Any, back: int, shift: int, gap: tuple[int, .
 
 def test_each_feature_from_its_grid_columns(ws: Any) -> None:
     """Every feature made from only the grid columns ``derive_inputs`` names for it (the
-    others null) equals the feature made from the whole grid."""
+    others null), alone or with all the others, equals the feature made from the whole
+    grid."""
     from custdyn.features import incremental
     from custdyn.features.backend import backend
     from custdyn.features.incremental import derive_arrow, derive_inputs, pad_grid, plan
@@ -246,6 +253,10 @@ def test_each_feature_from_its_grid_columns(ws: Any) -> None:
         assert part.column_names == [c for c in grid.column_names if c in names]
         got = derive_arrow(pad_grid(part, rolling._whole_schema(part)), pl)
         assert got.column(f).equals(whole.column(f)), f
+        # only that feature asked for: the same values, and no other feature made
+        one = derive_arrow(pad_grid(part, rolling._whole_schema(part)), pl, only=[f])
+        assert one.column_names == list(dict.fromkeys(["customer_id", "as_of", f])), f
+        assert one.column(f).equals(whole.column(f)), f
         checked += whole.column(f).null_count < whole.num_rows  # a column with values
     assert checked > 100
     assert derive_inputs(["no_such_feature"], pl) == list(incremental.GRID_KEY)
@@ -301,3 +312,28 @@ def test_touches_name_every_change_column_by_its_windows(ws: Any) -> None:
     assert not {"s90_sum", "s90_n"} & (pl.touches["k_l180"] | pl.touches["k_l365"])
     assert "unanswered_inbound" in pl.touches["k_late"]
     assert [k for k, v in pl.touches.items() if "unanswered_inbound" in v] == ["k_late"]
+
+
+def test_feature_schema_kept_for_the_next_process(ws: Any, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    """The feature tables' schema is kept with the state: a later process reads it instead of
+    building the feature expression again (read-only workspaces write nothing)."""
+    from custdyn.features import api
+
+    d = _last(ws)
+    first = cf.feature_tables(ws, [d], state=True)
+    kept = list((Path(ws.path) / rolling.STATE_DIR).glob("schema-*.arrow"))
+    assert len(kept) == 1
+    api._SCHEMAS.clear()  # as in a new process
+
+    def built(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the feature expression was built again")
+
+    monkeypatch.setattr(api, "feature_expr", built)
+    again = cf.feature_tables(ws, [d + dt.timedelta(days=1)], state=True)
+    assert again[d + dt.timedelta(days=1)].schema.equals(first[d].schema)
+    # other options: another schema, built (and kept instead of the first)
+    monkeypatch.undo()
+    cf.feature_tables(ws, [d], state=True, unanswered_after_hours=12.0)
+    assert [p.name for p in (Path(ws.path) / rolling.STATE_DIR).glob("schema-*.arrow")] \
+        != [p.name for p in kept]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -230,24 +231,46 @@ def snapshots(
 _SCHEMAS: dict[str, pa.Schema] = {}
 
 
-def _feature_schema(b: Backend, options: dict[str, Any]) -> pa.Schema:
+def _feature_schema(b: Backend, options: dict[str, Any], keep_in: Path | None = None
+                    ) -> pa.Schema:
     """The schema :func:`features` returns, from the expression's types (nothing is run;
-    remembered for the same tables, settings and options: building the expression takes a
-    second or two)."""
+    remembered for the same tables, settings, options and version of custdyn: building the
+    expression takes a second or two). ``keep_in``: a folder where it is also kept as a
+    file, for the next process."""
+    import hashlib
     import json
+    import os
 
+    from custdyn import __version__
     from custdyn.features.backend import _utc_timestamps
 
-    key = json.dumps([b.engine, {t: str(b.table(t).schema()) for t in sorted(b.tables)},
+    key = json.dumps([__version__, b.engine,
+                      {t: str(b.table(t).schema()) for t in sorted(b.tables)},
                       [b.has(t) for t in ("customers", "text_signals")], b.purchase_kinds,
                       b.options, options], sort_keys=True, default=str)
+    kept = (None if keep_in is None else
+            keep_in / f"schema-{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow")
     hit = _SCHEMAS.get(key)
+    if hit is None and kept is not None and kept.exists():
+        try:
+            with pa.memory_map(str(kept), "rb") as f:
+                hit = pa.ipc.open_file(f).schema
+        except (OSError, pa.ArrowInvalid):
+            hit = None
     if hit is None:
         expr = feature_expr(b, as_of_table(as_utc("1970-01-01")), **options)
         hit = _utc_timestamps(expr.schema().to_pyarrow().empty_table()).schema
-        if len(_SCHEMAS) >= 32:
-            _SCHEMAS.clear()
-        _SCHEMAS[key] = hit
+    if kept is not None and not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        for old in kept.parent.glob("schema-*.arrow"):  # one kept: the latest
+            old.unlink(missing_ok=True)
+        tmp = kept.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, hit):
+            pass
+        os.replace(tmp, kept)
+    if len(_SCHEMAS) >= 32:
+        _SCHEMAS.clear()
+    _SCHEMAS[key] = hit
     return hit
 
 
@@ -301,7 +324,13 @@ def feature_tables(ws: Any, dates: list[Any], *,
     if not moments:
         raise FeatureError("no as_of dates given")
     keep_cols = {as_utc(d): c for d, c in (columns or {}).items()}
-    schema = _feature_schema(b, options)
+    state = state and not ws.read_only
+    if state:
+        from custdyn.features import rolling
+
+        schema = _feature_schema(b, options, Path(ws.path) / rolling.STATE_DIR)
+    else:
+        schema = _feature_schema(b, options)
     arrow, epochs = _dates_k(moments)
     pieces: dict[dt.datetime, list[pa.Table]] = {d: [] for d in moments}
     wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")
@@ -320,9 +349,7 @@ def feature_tables(ws: Any, dates: list[Any], *,
             pieces[d].append(part if part.schema.equals(target) else part.cast(target))
 
     with memory_limit(ws.con, MEMORY_LIMIT):
-        if state and not ws.read_only:
-            from custdyn.features import rolling
-
+        if state:
             rolling.tables(ws, b, moments, lambda d, rows: sink(rows, d),
                            parts_for=lambda n_dates: parts or _parts(_customers(b), n_dates),
                            options=options, columns=keep_cols)
@@ -477,11 +504,12 @@ def materialize_events(b: Backend, con: Any, name: str,
 
 
 def events_scope(b: Backend, events: str, customers: str | None, options: dict[str, Any],
-                 whole: bool = False) -> Any:
+                 whole: bool = False, first_days: str | None = None) -> Any:
     """A plan's ``scope``: the events of the temporary table ``events`` (from
     :func:`materialize_events`); with ``customers`` (a table with ``customer_id``), only
     the customer records listed there. ``whole``: ``events`` holds every interaction (it
-    serves as "all events" too)."""
+    serves as "all events" too). ``first_days``: a table of the customers' first purchase
+    days (``customer_id``, ``d0``), read instead of taking them over every purchase."""
     from custdyn.features.build import _events_of, _settings
 
     kinds = _settings(b, options.get("purchase_kinds"), options.get("time_unit"),
@@ -489,7 +517,9 @@ def events_scope(b: Backend, events: str, customers: str | None, options: dict[s
     ev = _events_of(b.con.table(events), kinds)
     who = b.con.table(customers) if customers else None
 
-    def scope(name: str, t: ir.Table) -> ir.Table:
+    def scope(name: str, t: ir.Table) -> ir.Table | None:
+        if name == "first days":
+            return b.con.table(first_days) if first_days else None
         if name == "events" or (name == "all events" and whole):
             return ev
         if name == "all events":

@@ -354,14 +354,23 @@ def _turns(ev: ir.Table) -> ir.Table:
     return turns.select("customer_id", "ts", "reply_s")
 
 
+def _is_support(t: ir.Table) -> ir.BooleanValue:
+    """Whether a row of the interactions is a support (ticket) row."""
+    return (t.kind == "support") | (t.channel == "ticket")
+
+
+def _ticket_of(t: ir.Table) -> ir.StringValue:
+    """A support row's ticket: its attributes' ``ticket_id``, else its thread, else the row."""
+    return ibis.coalesce(t.attributes.cast("string").re_extract(_TICKET_RE, 1).nullif(""),
+                         t.thread_id, t.interaction_id)
+
+
 def _ticket_events(ev: ir.Table) -> ir.Table:
-    """Support rows with their ticket (attributes, else thread, else the row) and status."""
-    tk = ev.filter((ev.kind == "support") | (ev.channel == "ticket"))
-    attr = tk.attributes.cast("string")
+    """Support rows with their ticket (:func:`_ticket_of`) and status."""
+    tk = ev.filter(_is_support(ev))
     tk = tk.mutate(
-        status=attr.re_extract(_STATUS_RE, 1).nullif(""),
-        ticket=ibis.coalesce(attr.re_extract(_TICKET_RE, 1).nullif(""), tk.thread_id,
-                             tk.interaction_id),
+        status=tk.attributes.cast("string").re_extract(_STATUS_RE, 1).nullif(""),
+        ticket=_ticket_of(tk),
     )
     return tk.select("customer_id", "ticket", "ts", "status")
 

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from custdyn._keys import _positions
 from custdyn.features.backend import Backend, FeatureError
 from custdyn.features.build import (
     DAY_S,
@@ -231,7 +232,9 @@ def plan(
         Called as ``scope("events", ev)``, ``scope("all events", ev)`` and
         ``scope("customers", customers)``; what it returns is read instead (e.g. some
         customers' events only). Each customer's first purchase day (``d0``) is taken over
-        the "all events" table (all the purchases, also those out of scope).
+        the "all events" table (all the purchases, also those out of scope), unless
+        ``scope("first days", None)`` returns a table of them (``customer_id``, ``d0``:
+        known already, e.g. kept from an earlier run).
     """
     kinds, unit_days, wait_h = _settings(b, purchase_kinds, time_unit, unanswered_after_hours)
     m = [float(x) for x in moments]
@@ -398,7 +401,10 @@ def plan(
     p = ev.filter(ev.kind.isin(kinds))
     p = p.select("customer_id", "ts", day=(p.ts / DAY_S).floor().cast("float64"),
                  amount=p.amount.fill_null(0.0))
-    if scope is None:
+    given = scope("first days", None) if scope is not None else None
+    if given is not None:
+        first_day = given.select("customer_id", d0=given.d0.cast("float64"))
+    elif scope is None:
         first_day = p.group_by("customer_id").aggregate(d0=p.day.min())
     else:  # the first purchase day over all the purchases, not only those in scope
         pa_ = ev_all.filter(ev_all.kind.isin(kinds))
@@ -574,15 +580,18 @@ def derive(g: ir.Table, pl: Plan) -> ir.Table:
     return _finish(out, unit_days, pl.has_text, pl.has_created)
 
 
-def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
+def derive_arrow(g: pa.Table, pl: Plan, only: Iterable[str] | None = None) -> pa.Table:
     """:func:`derive` in numpy: the feature table (its columns, order and types) from the
-    table :func:`snapshot_arrow` gives, ready to be written as it is.
+    table :func:`snapshot_arrow` gives, ready to be written as it is. ``only``: just these
+    features (with ``customer_id`` and ``as_of``); the counts by channel, direction and
+    window that are not asked for are not made.
 
     The same arithmetic in the same order as the SQL of :func:`derive` (a missing value is
     NaN here, null there, and stays missing through every operation)."""
     unit_days = pl.unit_days
     n_rows = g.num_rows
     names = set(g.column_names)
+    asked = None if only is None else {"customer_id", "as_of", *only}
 
     def f(col: str) -> np.ndarray:
         return _numpy(g.column(col), np.float64)
@@ -635,15 +644,18 @@ def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
     out["monetary_value"] = num(mv, buys)
     out["revenue"] = num(p_total, buys)
     counts = _Lazy(count)
-    out["n_orders"] = ints(counts["n_orders"])
-    out["n_interactions"] = ints(counts["n_interactions"])
+
+    def counted(*cols: str) -> None:
+        """The count columns of these names (those asked for)."""
+        for col in cols:
+            if asked is None or col in asked:
+                out[col] = ints(counts[col])
+
+    counted("n_orders", "n_interactions")
     for w in WINDOWS_DAYS:
-        out[f"n_inbound_{w}d"] = ints(counts[f"n_inbound_{w}d"])
-        out[f"n_outbound_{w}d"] = ints(counts[f"n_outbound_{w}d"])
+        counted(f"n_inbound_{w}d", f"n_outbound_{w}d")
     for w in WINDOWS_DAYS:
-        for ch in CHANNELS:
-            for d in DIRECTIONS:
-                out[f"n_{ch}_{d}_{w}d"] = ints(counts[f"n_{ch}_{d}_{w}d"])
+        counted(*[f"n_{ch}_{d}_{w}d" for ch in CHANNELS for d in DIRECTIONS])
     out["channel_breadth_365d"] = ints(np.sum(
         [counts[f"n_{ch}_inbound_365d"] > 0 for ch in CHANNELS], axis=0, dtype=np.int64))
     contacts = counts["contacts_365d"]
@@ -651,23 +663,23 @@ def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
     with np.errstate(invalid="ignore", divide="ignore"):
         share = counts["customer_started_365d"].astype(np.float64) / contacts.astype(np.float64)
     out["customer_started_share_365d"] = num(share, contacts > 0)
-    out["meetings_365d"] = ints(counts["meetings_365d"])
+    counted("meetings_365d")
     out["meeting_interval_days"] = span_per_gap(np.nan_to_num(f("meet_n")), f("meet_first"),
                                                 f("meet_last"))
     out["days_since_customer_contact"] = days(a, f("last_customer_contact_s"))
-    out["customer_turns"] = ints(counts["customer_turns"])
+    counted("customer_turns")
     out["first_response_median_h"] = num(f("first_response_median_h"))
     out["first_response_p90_h"] = num(f("first_response_p90_h"))
-    out["unanswered_inbound"] = ints(counts["unanswered_inbound"])
-    out["vendor_contacts_90d"] = ints(counts["vendor_contacts_90d"])
-    out["vendor_contacts_365d"] = ints(counts["vendor_contacts_365d"])
+    counted("unanswered_inbound")
+    counted("vendor_contacts_90d")
+    counted("vendor_contacts_365d")
     out["vendor_contact_interval_days"] = span_per_gap(np.nan_to_num(f("vend_n")),
                                                        f("vend_first"), f("vend_last"))
     out["days_since_vendor_contact"] = days(a, f("last_vendor_contact_s"))
     st = np.nan_to_num(f("tk_status"))
     known = st > 0
-    out["tickets_opened"] = ints(counts["tickets_opened"])
-    out["tickets_opened_365d"] = ints(counts["tickets_opened_365d"])
+    counted("tickets_opened")
+    counted("tickets_opened_365d")
     out["tickets_open"] = ints(
         np.rint(st - np.nan_to_num(f("tk_resolved"))).astype(np.int64), known)
     out["ticket_resolve_median_h"] = num(f("ticket_resolve_median_h"))
@@ -720,7 +732,7 @@ def derive_arrow(g: pa.Table, pl: Plan) -> pa.Table:
     out["first_order_at"] = before("first_order_at", f("first_order_s"))
     first_s = _numpy(before("ev_first_s", f("ev_first_s")), np.float64)
     out["tenure_days"] = days(a, np.fmin(first_s, opened))
-    return pa.table({c: out[c] for c in feature_columns()})
+    return pa.table({c: out[c] for c in feature_columns() if asked is None or c in asked})
 
 
 #: Grid columns every derived table reads (the row's key and date).
@@ -855,17 +867,17 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
     for col in cust.column_names:
         if col not in ("customer_id",):
             out[col] = cust.column(col).take(pa.array(rows))
-    ids = cust.column("customer_id")
+    ids = cust.column("customer_id").combine_chunks()
 
     size = n * n_k
 
     def locate(t: pa.Table) -> np.ndarray:
         """Flat (customer, date index) positions of the rows of ``t``."""
-        i = pc.index_in(t.column("customer_id"), value_set=ids)
-        if i.null_count:
+        i = _positions(t.column("customer_id").combine_chunks(), ids)
+        if (i < 0).any():
             raise FeatureError("a change belongs to a customer the plan does not describe")
         k = _numpy(t.column("k"), np.int64)
-        return _numpy(i, np.int64) * n_k + k
+        return i * n_k + k
 
     def values(t: pa.Table, col: str) -> np.ndarray:
         return _numpy(t.column(col), np.float64)
@@ -897,24 +909,42 @@ def snapshot_arrow(pl: Plan, dates: pa.Table, fetch: Callable[[str], pa.Table]) 
     if pl.counts is not None:
         out.update(_spread_counts(fetch("counts").combine_chunks(), locate, size, n, n_k,
                                   inside))
-    quantiles = {"resp": {"first_response_median_h": 0.5, "first_response_p90_h": 0.9},
-                 "res": {"ticket_resolve_median_h": 0.5}}
-    for name, named in quantiles.items():
+    for name in QUANTILES:
         t = fetch(name).combine_chunks()
-        at_v = locate(t)
-        # the medians at the positions where a value arrived, over the values so far
-        at, got = _running_quantiles(at_v, values(t, "v"), n_k, list(named.values()))
-        last = np.full(size, -1, np.int64)
-        last[at] = at % n_k
-        last = np.maximum.accumulate(last.reshape(n, n_k), axis=1)
-        rows_ = np.arange(n)[:, None] * n_k
-        for col, q_v in zip(named, got, strict=True):
-            m = np.full(size, np.nan)
-            m[at] = q_v
-            v = m[rows_ + np.maximum(last, 0)]
-            v[last < 0] = np.nan
+        for col, v in quantile_columns(name, locate(t), values(t, "v"), n, n_k).items():
             out[col] = pa.array(v[inside], pa.float64(), from_pandas=True)
     return pa.table(out)
+
+
+#: The quantile columns, by the table of values they are taken over (:func:`plan_tables`).
+QUANTILES: dict[str, dict[str, float]] = {
+    "resp": {"first_response_median_h": 0.5, "first_response_p90_h": 0.9},
+    "res": {"ticket_resolve_median_h": 0.5},
+}
+
+
+def quantile_columns(name: str, at_v: np.ndarray, v: np.ndarray, n: int, n_k: int
+                     ) -> dict[str, np.ndarray]:
+    """The :data:`QUANTILES` columns of the values table ``name`` (``resp`` or ``res``) as
+    customers x dates arrays (NaN before a customer's first value): each over the
+    customer's values so far. ``at_v``: each value's flat position ``customer * n_k + k``
+    (``k``: the date index from which it counts)."""
+    named = QUANTILES[name]
+    size = n * n_k
+    # the quantiles at the positions where a value arrived, over the values so far
+    at, got = _running_quantiles(at_v, v, n_k, list(named.values()))
+    last = np.full(size, -1, np.int64)
+    last[at] = at % n_k
+    last = np.maximum.accumulate(last.reshape(n, n_k), axis=1)
+    rows_ = np.arange(n)[:, None] * n_k
+    out: dict[str, np.ndarray] = {}
+    for col, q_v in zip(named, got, strict=True):
+        m = np.full(size, np.nan)
+        m[at] = q_v
+        x = m[rows_ + np.maximum(last, 0)]
+        x[last < 0] = np.nan
+        out[col] = x
+    return out
 
 
 def _running_quantiles(at: np.ndarray, v: np.ndarray, n_k: int, qs: Sequence[float]

@@ -12,13 +12,18 @@ date, and ``state.json`` saying which data it describes). A later call for a dat
   keep their row: only ``as_of`` moves, and the features that depend on it (days since,
   tenure, ...) follow from it;
 * customers with such events get their changes from the incremental method run over those
-  events and their context (the whole thread, the customer's tickets, the purchase day) at
-  the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s`` are added to the
-  stored sums, maxima and first times are combined with the stored ones;
+  events and their context (the whole thread, the rows of a ticket with such an event, the
+  purchase day) at the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s``
+  are added to the stored sums, maxima and first times are combined with the stored ones
+  (the first purchase day is the stored one, or that of a purchase added since);
+* those with a new first response or resolution time get their medians (not sums) taken
+  again over all their values;
 * customers for whom that is not exact are computed afresh from all their events: customers
-  new since ``s``, customers with a new first response or resolution time (a median over all
-  their values), rows ingested later but dated before ``s``, changed customer records, and
+  new since ``s``, rows ingested later but dated before ``s``, changed customer records, and
   messages of theirs scored after the state was stored.
+
+The feature tables' schema is kept beside the grids (``schema-*.arrow``), so that a later
+process need not build the feature expression to learn it.
 
 The state is used only if the data it describes is unchanged: the rows of the ingest batches
 it saw are all still there (counted), and the same settings and text engine apply; otherwise
@@ -38,6 +43,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
@@ -49,7 +55,10 @@ from custdyn.features.build import (
     DAY_S,
     WINDOWS_DAYS,
     _busiest_engine,
+    _epoch,
+    _is_support,
     _settings,
+    _ticket_of,
 )
 from custdyn.schema import CHANNELS, DIRECTIONS
 
@@ -199,9 +208,17 @@ class _Store:
         return feather.read_table(str(self.dir / name), columns=["customer_id"]) \
             .column("customer_id").combine_chunks()
 
-    def read(self, name: str) -> pa.Table:
+    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        if columns is not None:
+            import pyarrow.feather as feather
+
+            return feather.read_table(str(self.dir / name), columns=columns)
         with pa.OSFile(str(self.dir / name), "rb") as f:
             return pa.ipc.open_file(f).read_all()
+
+    def columns(self, name: str) -> list[str]:
+        with pa.memory_map(str(self.dir / name), "rb") as f:
+            return list(pa.ipc.open_file(f).schema.names)
 
     def save(self, key: str, marks: dict[str, Any],
              files: dict[dt.datetime, tuple[Path, list[str] | None]]) -> None:
@@ -383,8 +400,9 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
               for s, d in enter if matters(d, "k_late")]
     latest_s = max(pairs.values())
     kind_list = "(" + ", ".join("'" + k.replace("'", "''") + "'" for k in kinds) + ")"
-    temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_scope",
-             "_cd_roll_ev"]
+    temps = ["_cd_roll_full", "_cd_roll_band", "_cd_roll_delta", "_cd_roll_tick",
+             "_cd_roll_scope", "_cd_roll_ev", "_cd_roll_d0", "_cd_roll_again",
+             "_cd_roll_again_ev"]
 
     def new_rows(batch: Any) -> str:
         return "batch_id IS NOT NULL" + (f" AND batch_id > {int(batch)}" if batch is not None
@@ -415,13 +433,25 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
         con.execute("CREATE OR REPLACE TEMP TABLE _cd_roll_full AS " + " UNION ".join(full))
         # ---- customers whose changes are added: events in a band, and their context
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_band AS
-            SELECT interaction_id, customer_id, thread_id, kind, occurred_at FROM interactions
+            SELECT interaction_id, customer_id, thread_id, kind, channel, attributes, occurred_at
+            FROM interactions
             WHERE ({_band_sql('occurred_at', enter + leave)})
               AND customer_id NOT IN (SELECT customer_id FROM _cd_roll_full)""")
         con.execute("CREATE OR REPLACE TEMP TABLE _cd_roll_delta AS "
                     "SELECT DISTINCT customer_id FROM _cd_roll_band")
+        # the support rows of the tickets with a band event (a ticket's times are those of
+        # its first rows: a ticket without one changes nothing)
+        band = b.con.table("_cd_roll_band")
+        band = band.filter(_is_support(band))
+        band = band.select("customer_id", ticket=_ticket_of(band)).distinct()
+        it = b.table("interactions")
+        tk = it.filter(_is_support(it)
+                       & it.customer_id.isin(b.con.table("_cd_roll_delta").customer_id))
+        tk = tk.select("interaction_id", "customer_id", ticket=_ticket_of(tk))
+        tk = tk.join(band, ["customer_id", "ticket"]).select("interaction_id")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cd_roll_tick AS {b.con.compile(tk)}")
         # the band events with their context, in one pass over the delta customers' events:
-        # the whole thread, every ticket event, every purchase of the purchase day
+        # the whole thread, every row of the ticket, every purchase of the purchase day
         day = f"floor(epoch(i.occurred_at) / {DAY_S})"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_scope AS
             SELECT i.interaction_id, i.customer_id, i.channel, i.kind, i.direction,
@@ -435,15 +465,45 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
                        FROM _cd_roll_band WHERE kind IN {kind_list}) p
               ON p.customer_id = i.customer_id
              AND p.day = (CASE WHEN i.kind IN {kind_list} THEN {day} END)
+            LEFT JOIN _cd_roll_tick k ON k.interaction_id = i.interaction_id
             WHERE ({_band_sql('i.occurred_at', enter + leave)})
                OR t.customer_id IS NOT NULL OR p.customer_id IS NOT NULL
-               OR i.kind = 'support' OR i.channel = 'ticket'""")
-        changes, firsts, again = _changes(ws, b, pairs, options, grid_cols)
-        if again:
-            con.register("_cd_roll_again_arrow", pa.table({"customer_id": pa.array(
-                sorted(again), pa.string())}))
-            con.execute("INSERT INTO _cd_roll_full SELECT customer_id FROM _cd_roll_again_arrow")
-            con.unregister("_cd_roll_again_arrow")
+               OR k.interaction_id IS NOT NULL""")
+        # their first purchase days (over all of a customer's purchases, whatever the
+        # date), instead of reading every purchase again: that of their row in the grid of
+        # the latest stored date, or a purchase added since, if earlier (added purchases
+        # dated before the stored dates put their customer among those computed afresh).
+        # When that grid was kept without the day, or lacks a customer, all are read.
+        latest = max(ds, key=lambda d: pairs[d])
+        have_d0 = (entry[latest]["file"] if "d0" in store.columns(entry[latest]["file"])
+                   else None)
+        if have_d0 is not None:
+            it = b.table("interactions")
+            added = it.filter(it.kind.isin(kinds) & it.batch_id.notnull()
+                              & (it.batch_id > int(old["batch"]) if old["batch"] is not None
+                                 else ibis.literal(True)))
+            added = b.con.compile(added.select(
+                "customer_id", d0=(_epoch(added.occurred_at) / DAY_S).floor()
+                .cast("int64").cast("float64")))
+            con.register("_cd_roll_d0_arrow", store.read(have_d0, ["customer_id", "d0"]))
+            try:
+                con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_d0 AS
+                    SELECT customer_id, min(d0) AS d0 FROM (
+                      SELECT customer_id, d0 FROM _cd_roll_d0_arrow
+                      WHERE d0 IS NOT NULL AND NOT isnan(d0)
+                      UNION ALL SELECT customer_id, d0 FROM ({added})) a
+                    SEMI JOIN _cd_roll_delta d ON d.customer_id = a.customer_id
+                    GROUP BY customer_id""")
+                row = con.execute("""SELECT count(*) FROM _cd_roll_delta d
+                    ANTI JOIN _cd_roll_d0_arrow a ON a.customer_id = d.customer_id""").fetchone()
+                if row is None or row[0]:  # a customer without a stored row: not known
+                    have_d0 = None
+            finally:
+                con.unregister("_cd_roll_d0_arrow")
+        changes, firsts, again = _changes(ws, b, pairs, options, grid_cols, pl,
+                                          "_cd_roll_d0" if have_d0 is not None else None)
+        # the customers with a new reply or resolution: their medians over all their values
+        medians = _medians(ws, b, sorted(again), ds, options) if again else {}
         # ---- the customers computed afresh, at the new dates
         fresh_rows: dict[dt.datetime, list[pa.Table]] = {d: [] for d in ds}
         n_full = int(con.execute("SELECT count(DISTINCT customer_id) FROM _cd_roll_full")
@@ -469,21 +529,27 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
                                 scope=by_customer, grid_sink=keep_full)
         full_ids = pa.array([r[0] for r in con.execute(
             "SELECT DISTINCT customer_id FROM _cd_roll_full").fetchall()], pa.string())
-        # every customer with changes has a stored row (checked before any row is given out)
+        # every customer with changes has a stored row (checked before any row is given out);
+        # their rows' positions in the stored grid, kept for the combining
+        located: dict[dt.datetime, tuple[pa.Table, np.ndarray]] = {}
         for d in ds:
-            stored_ids = store.read_ids(entry[d]["file"])
             got = changes.get(d)
-            if got is not None and len(full_ids):
+            if got is None:
+                continue
+            if len(full_ids):
                 got = got.filter(pc.invert(pc.is_in(got.column("customer_id"),
                                                     value_set=full_ids)))
-            if got is not None and got.num_rows and not pc.all(
-                    pc.is_in(got.column("customer_id"), value_set=stored_ids)).as_py():
+            at = _positions(got.column("customer_id").combine_chunks(),
+                            store.read_ids(entry[d]["file"]))
+            if (at < 0).any():
                 raise StateMismatch("a customer with changes is not in the stored state")
+            located[d] = (got, at)
         files: dict[dt.datetime, tuple[Path, list[str] | None]] = {}
         for d in ds:
             stored = _keep_columns(store.read(entry[d]["file"]), grid_cols[d])
             meta = stored.schema.metadata
-            grid = _combine(stored, d, full_ids, changes.get(d), firsts, fresh_rows.pop(d), pl)
+            grid = _combine(stored, d, full_ids, located.pop(d, None), firsts,
+                            fresh_rows.pop(d), pl, medians.pop(d, None))
             del stored
             grid = grid.replace_schema_metadata(meta)
             path = store.new_file()
@@ -491,7 +557,7 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
             opts = pa.ipc.IpcWriteOptions(compression="lz4")
             with pa.ipc.new_file(str(path), grid.schema, options=opts) as w:
                 w.write_table(grid)
-            sink(d, derive_arrow(pad_grid(grid, _whole_schema(grid)), pl))
+            sink(d, derive_arrow(pad_grid(grid, _whole_schema(grid)), pl, only=wanted[d]))
             del grid
         return files
     finally:
@@ -500,12 +566,15 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
 
 
 def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
-             options: dict[str, Any], grid_cols: dict[dt.datetime, list[str] | None]
+             options: dict[str, Any], grid_cols: dict[dt.datetime, list[str] | None],
+             pl: Any, first_days: str | None = None
              ) -> tuple[dict[dt.datetime, pa.Table], pa.Table | None, set[str]]:
     """The incremental method over the band events and their context, at the stored and the
     new dates: per new date the changes of the customers (sums to add, maxima to combine)
     in the grid columns kept at that date (``grid_cols``, None: all), their first times,
-    and the customers with a new median value (computed afresh)."""
+    and the customers with a new median value (computed afresh). ``pl``: a plan with the
+    same options (only read: which columns are sums and which maxima). ``first_days``: a
+    table of the customers' first purchase days, if known."""
     from custdyn.features.api import (
         ROWS_PER_PART,
         _dates_k,
@@ -513,7 +582,6 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
         events_scope,
         materialize_events,
     )
-    from custdyn.features.incremental import plan
 
     con = ws.con
     n = int(con.execute("SELECT count(*) FROM _cd_roll_delta").fetchone()[0])
@@ -541,11 +609,10 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
     if len(lut):
         arrow = _dates_k(ordered)[0]
         at = {d: (p_ - 1, p_) for p_, d in enumerate(ordered)}
-    pl = plan(b, epochs, coded=True, **options)  # which columns are sums (nothing is run)
     sums = [c for c, h in pl.how.items() if h == "sum"]
     maxes = [c for c, h in pl.how.items() if h == "max"]
     materialize_events(b, con, "_cd_roll_ev", source="_cd_roll_scope")
-    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options)
+    scope = events_scope(b, "_cd_roll_ev", "_cd_roll_delta", options, first_days=first_days)
 
     def rows_where(name: str, t: ir.Table) -> ir.BooleanValue | None:
         ks = [c for c in t.columns if c.startswith("k_")]
@@ -617,36 +684,75 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
     return changes, firsts, again
 
 
-def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Table | None,
-             firsts: pa.Table | None, fresh: list[pa.Table], pl: Any) -> pa.Table:
-    """The grid at ``d``: the stored rows with their changes, first times and the new
-    ``as_of``, those computed afresh in their place (or added); sorted by customer."""
+def _medians(ws: Any, b: Backend, ids: list[str], ds: list[dt.datetime],
+             options: dict[str, Any]) -> dict[dt.datetime, pa.Table]:
+    """The quantile columns (:data:`~custdyn.features.incremental.QUANTILES`) of the
+    customers ``ids`` at each of the dates ``ds``, over all their values (only the values'
+    tables are run)."""
+    from custdyn.features.api import _dates_k, events_scope, materialize_events
+    from custdyn.features.incremental import QUANTILES, plan, plan_tables, quantile_columns
+
+    con = ws.con
+    ids_arr = pa.array(ids, pa.string())
+    con.register("_cd_roll_again_arrow", pa.table({"customer_id": ids_arr}))
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cd_roll_again AS "
+                    "SELECT customer_id FROM _cd_roll_again_arrow")
+    finally:
+        con.unregister("_cd_roll_again_arrow")
+    who = b.con.table("_cd_roll_again")
+    materialize_events(b, con, "_cd_roll_again_ev",
+                       lambda it: it.customer_id.isin(who.customer_id))
+    scope = events_scope(b, "_cd_roll_again_ev", "_cd_roll_again", options, whole=True)
+    epochs = _dates_k(ds)[1]
+    tables = plan_tables(plan(b, epochs, coded=True, scope=scope, **options))
+    n, n_k = len(ids), len(ds)
+    cols: dict[str, np.ndarray] = {}
+    for name in QUANTILES:
+        t = con.execute(b.con.compile(tables[name])).to_arrow_table()
+        pos = _positions(t.column("customer_id").combine_chunks(), ids_arr)
+        if (pos < 0).any():
+            raise RuntimeError("a value belongs to a customer not asked for")
+        k = np.asarray(t.column("k").to_numpy(zero_copy_only=False), np.int64)
+        v = np.asarray(t.column("v").to_numpy(zero_copy_only=False), np.float64)
+        cols.update(quantile_columns(name, pos * n_k + k, v, n, n_k))
+    return {d: pa.table({"customer_id": ids_arr,
+                         **{c: pa.array(x[:, i], pa.float64(), from_pandas=True)
+                            for c, x in cols.items()}})
+            for i, d in enumerate(ds)}
+
+
+def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array,
+             changes: tuple[pa.Table, np.ndarray] | None, firsts: pa.Table | None,
+             fresh: list[pa.Table], pl: Any, medians: pa.Table | None = None) -> pa.Table:
+    """The grid at ``d``: the stored rows with their changes, first times, new quantiles
+    (``medians``, in place of the stored ones) and the new ``as_of``, those computed afresh
+    in their place (or added); sorted by customer. ``changes``: the changes of the customers
+    not computed afresh, with their rows' positions in ``old``."""
     ids = old.column("customer_id").combine_chunks()
     n = old.num_rows
     cols: dict[str, Any] = {c: old.column(c) for c in old.column_names}
     outside_full = pc.invert(pc.is_in(ids, value_set=full_ids)) if len(full_ids) else None
 
-    def positions(t: pa.Table, missing_ok: bool = False) -> tuple[pa.Table, np.ndarray]:
-        """``t`` less the customers computed afresh (and, ``missing_ok``, those without a
-        row here), and its rows' positions here."""
+    def positions(t: pa.Table) -> tuple[pa.Table, np.ndarray]:
+        """``t`` less the customers computed afresh and those without a row here, and its
+        rows' positions here."""
         if len(full_ids):
             t = t.filter(pc.invert(pc.is_in(t.column("customer_id"), value_set=full_ids)))
         pos = _positions(t.column("customer_id").combine_chunks(), ids)
         found = pos >= 0
-        if missing_ok and not found.all():
+        if not found.all():
             t, pos = t.filter(pa.array(found)), pos[found]
-        elif not found.all():  # checked before: cannot happen
-            raise RuntimeError("a customer with changes is not in the stored state")
         return t, pos
 
-    if changes is not None and changes.num_rows:
-        changes, at = positions(changes)
+    if changes is not None and changes[0].num_rows:
+        changes_t, at = changes
         maxes = {c for c, h in pl.how.items() if h == "max"}
-        for c in changes.column_names:
+        for c in changes_t.column_names:
             if c == "customer_id" or c not in cols:
                 continue
             v = np.array(cols[c].to_numpy(zero_copy_only=False))  # a copy to change
-            x = np.asarray(changes.column(c).to_numpy(zero_copy_only=False))
+            x = np.asarray(changes_t.column(c).to_numpy(zero_copy_only=False))
             if c in maxes:
                 v[at] = np.fmax(v[at], x)
             else:
@@ -654,7 +760,7 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
             cols[c] = pa.array(v, cols[c].type, from_pandas=True)
     if firsts is not None and firsts.num_rows:
         # customers described from a later date on have no row here (and no change)
-        firsts, at = positions(firsts, missing_ok=True)
+        firsts, at = positions(firsts)
         for c in FIRSTS:
             if c in cols and c in firsts.column_names:
                 v = np.array(cols[c].to_numpy(zero_copy_only=False), np.float64)
@@ -673,6 +779,13 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array, changes: pa.Tabl
                 miss = np.isnan(v)
                 cols[c] = pa.array(np.where(miss, 0, v).astype(np.int64), pa.int64(),
                                    mask=miss).cast(typ)
+    if medians is not None and medians.num_rows:
+        medians, at = positions(medians)
+        for c in medians.column_names:
+            if c in cols and c != "customer_id":
+                v = np.array(cols[c].to_numpy(zero_copy_only=False), np.float64)
+                v[at] = np.asarray(medians.column(c).to_numpy(zero_copy_only=False), np.float64)
+                cols[c] = pa.array(v, pa.float64(), from_pandas=True)
     stamp = pa.scalar(d, old.schema.field("as_of").type)
     cols["as_of"] = pa.repeat(stamp, n) if n else pa.array([], stamp.type)
     cols["as_of_s"] = pa.array(np.full(n, d.timestamp()))
