@@ -4,6 +4,7 @@ the models kept between runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -362,6 +363,8 @@ def analyze(
         model: Any = None
         cm: Any = None
         contract: set[str] = set()
+        supervised: Future[tuple[Any, ...]] | None = None
+        contract_risk: tuple[Any, Any, Any] | None = None
         try:
             if kept is None:
                 history, model, cm, contract, backtest_rows = _fit_risk(
@@ -380,29 +383,20 @@ def analyze(
                                                 RiskHistory.purchase_model, rfm=pm.rfm,
                                                 leaving_read=bg.leaving()))
             if model is not None and snap_now is not None:
-                step = 100_000  # in slices: the model's working copies stay small
-                p = np.concatenate([model.predict_proba(snap_now.X[i:i + step])
-                                    for i in range(0, max(len(snap_now.ids), 1), step)])
-                # reasons (tree contributions) for the riskiest customers: they are what the
-                # ranked lists show, and on a large base every customer's would cost minutes
-                top_n = rcfg["reasons_for"]
-                explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
-                           else np.argsort(-p, kind="stable")[:top_n])
-                which, values, pushes = model.top_reasons(snap_now.X[explain], top=3)
+                # scored in a thread of its own while the relationships and the trend are
+                # computed (the model's predictions and contributions are numpy and C++);
+                # taken, with the contractual customers' survival risk, before the stages
                 at_now = rows_of(snap_now.ids)
-                risk[at_now] = p
-                names = [json.dumps(f) for f in model.features_used_]
-                reasons.update(zip(at_now[explain].tolist(),
-                                   _reasons_texts(names, which, values, pushes), strict=True))
+                scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custdyn-risk")
+                supervised = scoring.submit(_supervised_risk, model, snap_now.X,
+                                            rcfg["reasons_for"])
+                scoring.shutdown(wait=False)
             if cm is not None and snap_now is not None:
                 on = np.array([c in contract for c in snap_now.ids], dtype=bool)
                 if on.any():
-                    p_contract = cm.predict(snap_now.X[on], horizon)
-                    why_c = cm.reasons(snap_now.X[on], top=3)
-                    at_c = rows_of(np.asarray(snap_now.ids, dtype=object)[on].tolist())
-                    for row, pr, rs in zip(at_c.tolist(), p_contract, why_c, strict=True):
-                        risk[row] = float(pr)
-                        reasons[row] = json.dumps(rs)
+                    contract_risk = (
+                        rows_of(np.asarray(snap_now.ids, dtype=object)[on].tolist()),
+                        cm.predict(snap_now.X[on], horizon), cm.reasons(snap_now.X[on], top=3))
             del snap_now
         except Exception as e:  # noqa: BLE001 - thin data falls back to P(alive)
             warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
@@ -440,6 +434,21 @@ def analyze(
             except Exception as e:  # noqa: BLE001 - the trend is a nicety; thin data skips it
                 warnings.append(f"health trend skipped ({e})")
         quad = quadrants(rel.loyalty, rel.attention, np.nan_to_num(cols["clv"], nan=0.0))
+
+        if supervised is not None:
+            try:
+                p, explain, which, values, pushes = supervised.result()
+                risk[at_now] = p
+                names = [json.dumps(f) for f in model.features_used_]
+                reasons.update(zip(at_now[explain].tolist(),
+                                   _reasons_texts(names, which, values, pushes), strict=True))
+            except Exception as e:  # noqa: BLE001 - as above: risk = 1 - P(alive)
+                warnings.append(f"supervised risk model skipped ({e}); risk = 1 - P(alive)")
+        if contract_risk is not None:  # the contractual customers: their survival risk
+            at_c, p_contract, why_c = contract_risk
+            for row, pr, rs in zip(at_c.tolist(), p_contract, why_c, strict=True):
+                risk[row] = float(pr)
+                reasons[row] = json.dumps(rs)
 
         say("assigning stages")
         from custdyn.dynamics import assign_stages
@@ -605,6 +614,22 @@ def _reasons_text(names: list[str], which: list[int], values: list[float],
         f'{{"feature": {names[j]}, "value": {_json_number(v)}, '
         f'"contribution": {_json_number(x)}}}'
         for j, v, x in zip(which, values, pushes, strict=True) if j >= 0) + "]"
+
+
+def _supervised_risk(model: Any, X: Any, top_n: int) -> tuple[Any, Any, Any, Any, Any]:
+    """The defection model's risk for every row of ``X`` and the top three reasons (tree
+    contributions) of the ``top_n`` riskiest (all when ``top_n`` <= 0): ``(risk, rows
+    explained, which, values, pushes)``. The reasons are what the ranked lists show; on a
+    large base every customer's would cost minutes."""
+    import numpy as np
+
+    step = 100_000  # in slices: the model's working copies stay small
+    p = np.concatenate([model.predict_proba(X[i:i + step])
+                        for i in range(0, max(len(X), 1), step)])
+    explain = (np.arange(len(p)) if top_n <= 0 or len(p) <= top_n
+               else np.argsort(-p, kind="stable")[:top_n])
+    which, values, pushes = model.top_reasons(X[explain], top=3)
+    return p, explain, which, values, pushes
 
 
 def _reasons_texts(names: list[str], which: Any, values: Any, pushes: Any) -> list[str]:
