@@ -66,6 +66,19 @@ def test_background_results_equal_those_computed_in_line(ws: Any) -> None:
     assert ws.con.execute("SELECT 1").fetchone()[0] == 1
 
 
+def test_the_purchase_models_start_first_the_rest_when_asked(ws: Any) -> None:
+    """The purchase models start with the helper (the analysis starts it before scoring the
+    new messages); the parts that read the messages' signals start with ``rest``."""
+    as_of = default_as_of(ws)
+    with Background(ws, as_of, None) as bg:
+        assert bg.purchase().pred is not None
+        with pytest.raises(RuntimeError, match="rest"):
+            bg.loyalty()
+        bg.rest([as_of], _stage_tables)
+        assert bg.loyalty()[as_of].sort_by("customer_id").equals(
+            _loyalty_counts(ws, [as_of])[as_of].sort_by("customer_id"))
+
+
 def test_an_error_in_the_second_thread_is_raised_where_its_result_is_taken(ws: Any) -> None:
     as_of = default_as_of(ws)
 

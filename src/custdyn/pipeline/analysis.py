@@ -268,35 +268,50 @@ def analyze(
     warnings: list[str] = []
 
     say("scoring new messages")
-    enrich(ws, text_engine)
     settings_key = json.dumps([text_engine, horizon, ws.settings.to_dict()], sort_keys=True,
                               default=str)
-    fp = _fingerprint(ws, as_of, settings_key)
-    if not force:
-        run = ws.latest_run("analysis", fp)
+    settings_hash = hashlib.sha256(settings_key.encode()).hexdigest()[:24]
+    in_background = bool(extra.get("analysis", {}).get("background", True))
+    # the purchase models, the loyalty counts and the stage rules' tables need only the log:
+    # they are computed in a second thread. The purchase models read only the purchases:
+    # when this run will compute (data came since the last run), they start now, beside
+    # the scoring of the new messages
+    early: Background | None = None
+    kept: FittedModels | None = None
+    try:
+        if force or ws.latest_run("analysis", _fingerprint(ws, as_of, settings_key)) is None:
+            kept = None if force else load_fitted(ws, as_of, settings_hash)
+            early = Background(ws, as_of, kept, background=in_background)
+        enrich(ws, text_engine)
+        fp = _fingerprint(ws, as_of, settings_key)
+        run = None if force else ws.latest_run("analysis", fp)
         if run is not None:
+            if early is not None:
+                early.close()
             d = run[2]
-            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of, step_seconds={},
-                     step_peak_mib={})
+            d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of,
+                     step_seconds={}, step_peak_mib={})
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
                                      if k in d})
+        if early is None:
+            kept = None if force else load_fitted(ws, as_of, settings_hash)
+        bg = early or Background(ws, as_of, kept, background=in_background)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
 
     trend_at = [as_of - dt.timedelta(days=d) for d in trend_days
                 if as_of - dt.timedelta(days=d) > first]
-    settings_hash = hashlib.sha256(settings_key.encode()).hexdigest()[:24]
-    kept = None if force else load_fitted(ws, as_of, settings_hash)
-    # the purchase models, the loyalty counts and the stage rules' tables need only the log:
-    # they are computed in a second thread while the features are
     # P(alive) alone at the trend's dates, and, for the kept defection model, today's and
-    # the leaving-phase counts: also there
+    # the leaving-phase counts: also in the second thread, while the features are computed
     p_alive_at = {d: CHOSEN for d in trend_at}
     scores_kept = kept is not None and (kept.risk is not None or kept.contract is not None)
     if scores_kept:
         p_alive_at[as_of] = RiskHistory.purchase_model
-    bg = Background(ws, as_of, kept, [as_of, *trend_at], _stage_tables, p_alive_at,
-                    background=bool(extra.get("analysis", {}).get("background", True)),
-                    leaving_at=as_of if scores_kept and rcfg["leaving_features"] else None)
     try:
+        bg.rest([as_of, *trend_at], _stage_tables, p_alive_at,
+                leaving_at=as_of if scores_kept and rcfg["leaving_features"] else None)
         say("computing features")
         # the trend's past tables: only the columns the scorecard reads
         needed = sorted(_scorecard_columns(health_cfg))
