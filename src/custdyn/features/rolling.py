@@ -572,9 +572,10 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
     """The incremental method over the band events and their context, at the stored and the
     new dates: per new date the changes of the customers (sums to add, maxima to combine)
     in the grid columns kept at that date (``grid_cols``, None: all), their first times,
-    and the customers with a new median value (computed afresh). ``pl``: a plan with the
-    same options (only read: which columns are sums and which maxima). ``first_days``: a
-    table of the customers' first purchase days, if known."""
+    and the customers with a new reply or resolution (whose medians :func:`_medians` takes
+    again). ``pl``: a plan with the same options (only read: which columns are sums and
+    which maxima). ``first_days``: a table of the customers' first purchase days, if
+    known."""
     from custdyn.features.api import (
         ROWS_PER_PART,
         _dates_k,
