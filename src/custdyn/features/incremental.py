@@ -204,7 +204,7 @@ def plan(
     unanswered_after_hours: float | None = None,
     text_engine: str | None = None,
     coded: bool = False,
-    scope: Callable[[str, ir.Table], ir.Table] | None = None,
+    scope: Callable[[str, Any], Any] | None = None,
 ) -> Plan:
     """Every event placed on the date axis: the changes per (customer, date index).
 

@@ -203,10 +203,7 @@ class _Store:
         return self.dir / f"grid-{uuid.uuid4().hex[:12]}.arrow"
 
     def read_ids(self, name: str) -> pa.Array:
-        import pyarrow.feather as feather
-
-        return feather.read_table(str(self.dir / name), columns=["customer_id"]) \
-            .column("customer_id").combine_chunks()
+        return self.read(name, ["customer_id"]).column("customer_id").combine_chunks()
 
     def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
         if columns is not None:
@@ -583,6 +580,7 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
         events_scope,
         materialize_events,
     )
+    from custdyn.features.incremental import QUANTILES
 
     con = ws.con
     n = int(con.execute("SELECT count(*) FROM _cd_roll_delta").fetchone()[0])
@@ -632,7 +630,7 @@ def _changes(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime],
             cust_parts.append(t)
             i = t.schema.get_field_index("start_s")
             return t.set_column(i, "start_s", pa.array(np.full(t.num_rows, -np.inf)))
-        if name in ("resp", "res"):
+        if name in QUANTILES:  # medians are not sums: taken again by _medians
             return t.slice(0, 0)
         if len(lut) and "k" in t.column_names:
             k = lut[np.asarray(t.column("k").to_numpy(zero_copy_only=False), np.int64)]
