@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custdyn._keys import _positions
+from custdyn._keys import _merged_order, _positions
 from custdyn.models import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD, ShiftedBetaGeo, clv
 from custdyn.pipeline._common import _align, _PurchaseModels
 
@@ -53,6 +53,29 @@ def test_positions_on_sliced_arrays_and_duplicates() -> None:
     np.testing.assert_array_equal(
         _positions(keys.cast(pa.large_string()), vals.cast(pa.large_string())),
         _index_in(keys.to_pylist(), vals.to_pylist()))
+
+
+high_bytes = st.text("a\x00\x7fé€", min_size=3, max_size=3).filter(
+    lambda t: len(t.encode()) == 6)  # one byte length, bytes above 0x7f and NUL
+
+
+@settings(max_examples=150)
+@given(st.sampled_from([numbered, spread, lettered, mixed, long_ids, high_bytes]).flatmap(
+    lambda ids: st.tuples(st.lists(ids, max_size=60), st.lists(ids, max_size=20))))
+def test_merged_order_matches_sorting_the_concatenation(case: tuple[list[str], list[str]]
+                                                        ) -> None:
+    ordered = pa.array(sorted(case[0], key=str.encode), pa.string())
+    added = pa.array(case[1], pa.string())
+    got = _merged_order(ordered, added)
+    both = pa.concat_arrays([ordered, added])
+    # the same ids in the same order as a stable sort (ties: the ordered ones first)
+    want = np.asarray(pc.sort_indices(both))
+    assert both.take(pa.array(got)).to_pylist() == both.take(pa.array(want)).to_pylist()
+    assert sorted(got.tolist()) == list(range(len(both)))
+    firsts = {}
+    for i in got.tolist():
+        firsts.setdefault(both[i].as_py(), i)
+    assert all(i < len(ordered) for k, i in firsts.items() if k in set(case[0]))
 
 
 def _align_reference(ids: list[str], table: pa.Table, fill: float) -> dict[str, np.ndarray]:

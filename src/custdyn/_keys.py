@@ -58,6 +58,24 @@ def _packed_keys(a: Any, b: Any) -> tuple[Any, Any] | None:
     return out[0], out[1]
 
 
+def _merged_order(ordered: Any, added: Any) -> Any:
+    """The indices that sort the concatenation of ``ordered`` (Arrow string ids, already in
+    ascending byte order) and ``added`` (others): ``pyarrow.compute.sort_indices`` of
+    ``concat([ordered, added])``, found by binary search of the few added ids in the ordered
+    ones when both hold ids of one byte length (else by sorting everything)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    a, b = _fixed_width(ordered), _fixed_width(added)
+    if a is None or b is None or a.dtype != b.dtype:
+        return np.asarray(pc.sort_indices(pa.concat_arrays([ordered, added])), np.int64)
+    n = len(a)
+    border = np.argsort(b, kind="stable")
+    at = np.searchsorted(a, b[border], side="right")  # after equal ids, as a stable sort
+    return np.insert(np.arange(n, dtype=np.int64), at, n + border.astype(np.int64))
+
+
 def _positions(keys: Any, value_set: Any) -> Any:
     """For each of ``keys`` (an Arrow string array) the index of its first occurrence in
     ``value_set`` (another), -1 where it has none: ``pyarrow.compute.index_in``, on integer

@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from custdyn._keys import _positions
+from custdyn._keys import _merged_order, _positions
 from custdyn.features.backend import Backend
 from custdyn.features.build import (
     DAY_S,
@@ -808,8 +808,11 @@ def _combine(old: pa.Table, d: dt.datetime, full_ids: pa.Array,
     take[where] = n + np.flatnonzero(found)
     keep[where] = True
     both = pa.concat_tables([grid, got])
-    out = both.take(pa.array(take[keep]))
-    if not found.all():  # new customers: after the others, then everything in order
-        out = pa.concat_tables([out, got.filter(pa.array(~found))])
-        out = out.take(pc.sort_indices(out.column("customer_id")))
-    return out
+    rows = take[keep]
+    if not found.all():  # new customers: put in order among the others (which are)
+        new = n + np.flatnonzero(~found)
+        both_ids = both.column("customer_id")
+        order = _merged_order(both_ids.take(pa.array(rows)).combine_chunks(),
+                              both_ids.take(pa.array(new)).combine_chunks())
+        rows = np.concatenate([rows, new])[order]
+    return both.take(pa.array(rows))
