@@ -45,7 +45,7 @@ def test_every_customer_gets_scores_whose_parts_sum(analysed):
     assert {s["stage"] for s in scores} <= set(STAGES)
     assert {"active", "lost", "prospect"} <= {s["stage"] for s in scores}
     for s in scores[:200]:
-        parts = json.loads(s["contributions"])
+        parts = s["contributions"]
         for side in ("health", "loyalty", "attention"):
             total = sum(v for v in parts[side].values() if v is not None)
             assert total == pytest.approx(s[side], abs=1e-6)
@@ -278,7 +278,7 @@ def test_learned_health_and_trend(demo, analysed, tmp_path):
     assert learned["p_alive"] > 0  # the customer-base model's P(alive) carries signal
     changes = {"30d": [], "90d": []}
     for row in scores:
-        parts = json.loads(row["contributions"])
+        parts = row["contributions"]
         assert sum(v for v in parts["health"].values() if v is not None) == pytest.approx(
             row["health"], abs=1e-6)
         for k in changes:

@@ -78,6 +78,11 @@ def test_configuration_errors():
         Scorecard.from_config({"bands": {}})
     with pytest.raises(ValueError, match="unique"):
         Scorecard([{"name": "x", "good": 1, "bad": 0}] * 2).score({"x": [1]})
+    with pytest.raises(ValueError, match="ignoring case"):  # they name the score's parts
+        Scorecard([{"name": "x", "good": 1, "bad": 0},
+                   {"name": "X", "column": "x", "good": 1, "bad": 0}]).score({"x": [1]})
+    with pytest.raises(ValueError, match="empty"):
+        Scorecard([{"name": "", "column": "x", "good": 1, "bad": 0}]).score({"x": [1]})
 
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)

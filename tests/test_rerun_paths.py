@@ -283,46 +283,6 @@ def test_health_trend_from_what_was_read_equals_the_reference(ws, dates):
     assert list(far) == ["10000d", "30d"] and np.isnan(far["10000d"]).all()
 
 
-def test_contributions_built_on_insert_equal_the_json_rows(ws):
-    from custdyn.pipeline.analysis import _json_columns, _json_rows
-
-    n = 500
-    rng = np.random.default_rng(1)
-    vals = rng.normal(0, 30, (n, 4))
-    vals[::7, 1] = np.nan
-    vals[::11, 2] = np.inf
-    groups = {"health": {"p_alive": vals[:, 0], "it's \"quoted\"": vals[:, 1]},
-              "health_trend": {"30d": vals[:, 2], "90d": vals[:, 3] * 1e-9}}
-    old = _json_rows(ws.con, groups, n)
-    cols, sql = _json_columns(groups)
-    cur = ws.con.cursor()
-    try:
-        cur.execute("CREATE TEMP TABLE _a (k BIGINT, j JSON)")
-        cur.execute("CREATE TEMP TABLE _b (k BIGINT, j JSON)")
-        cur.register("_old", pa.table({"k": np.arange(n), "j": old}))
-        cur.execute("INSERT INTO _a SELECT * FROM _old")
-        cur.register("_new", pa.table({"k": np.arange(n), **cols}))
-        cur.execute(f"INSERT INTO _b SELECT k, {sql} FROM _new")
-        a = [r[0] for r in cur.execute("SELECT j FROM _a ORDER BY k").fetchall()]
-        b = [r[0] for r in cur.execute("SELECT j FROM _b ORDER BY k").fetchall()]
-    finally:
-        cur.close()
-    assert a == b
-    # and each row is the numbers themselves (non-finite as null), group by group
-    for i in (0, 7, 11, 77, n - 1):
-        got = json.loads(b[i])
-        for group, members in groups.items():
-            for name, v in members.items():
-                x = got[group][name]
-                if np.isfinite(v[i]):
-                    assert x == pytest.approx(v[i], rel=1e-12)
-                else:
-                    assert x is None
-    first = json.loads(b[7])
-    assert first["health"]["it's \"quoted\""] is None
-    assert first["health"]["p_alive"] == pytest.approx(vals[7, 0])
-
-
 def test_numeric_matrix_holds_the_columns_of_the_kept_rows(ws, dates):
     import custdyn.features as cf
     from custdyn.pipeline._common import _numeric_matrix

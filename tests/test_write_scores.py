@@ -1,5 +1,5 @@
-"""Writing analyze's results: the reasons and contributions JSON built in bulk equal the
-row-by-row texts, ``scores`` (no primary-key index since schema v5) keeps one row per
+"""Writing analyze's results: the reasons JSON built in bulk equals the row-by-row texts,
+the parts (a STRUCT column) read as the JSON text they were written as, ``scores`` (no primary-key index since schema v5) keeps one row per
 customer and as_of, the v5 migration keeps the rows, and ``enrich`` reads the pending
 messages the straightforward anti-join finds, in its order."""
 
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from custdyn.pipeline.analysis import _json_columns, _reasons_text, _reasons_texts
+from custdyn.pipeline.analysis import _reasons_text, _reasons_texts
 from custdyn.store import Workspace
 
 # ---------------------------------------------------------------- reasons, in bulk
@@ -50,7 +50,7 @@ def test_reasons_texts_refuses_a_flat_array():
         _reasons_texts(['"a"'], np.zeros(3, np.int64), np.zeros(3), np.zeros(3))
 
 
-# ---------------------------------------------------------------- contributions JSON
+# ---------------------------------------------------------------- contributions (parts)
 
 def _reference_sql(groups: dict[str, dict[str, object]]) -> str:
     """The contributions SQL as first written: json_object at every level."""
@@ -67,44 +67,99 @@ def _reference_sql(groups: dict[str, dict[str, object]]) -> str:
     return f"json_object({', '.join(parts)})"
 
 
-def _build(sql: str, cols: dict[str, pa.Array], n: int) -> list[str]:
+def _build(sql: str, groups: dict[str, dict[str, np.ndarray]], n: int) -> list[str]:
+    cols = {}
+    for members in groups.values():
+        for v in members.values():
+            cols[f"c{len(cols) + 1}"] = pa.array(np.where(np.isfinite(v), v, np.nan),
+                                                 pa.float64(), from_pandas=True)
     con = duckdb.connect()
     con.register("t", pa.table({"_row": np.arange(n, dtype=np.int64), **cols}))
     return [r[0] for r in con.execute(f"SELECT ({sql})::VARCHAR FROM t ORDER BY _row")
             .fetchall()]
 
 
-_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=6)
+_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1,
+                 max_size=6)
+_level = st.lists(_names, min_size=1, max_size=4, unique_by=str.casefold)
 
 
-@given(layout=st.dictionaries(_names, st.lists(_names, max_size=4), max_size=4),
-       n=st.integers(1, 6), data=st.data())
-def test_contributions_sql_writes_the_json_object_text(layout, n, data):
-    groups = {g: {name: data.draw(hnp.arrays(np.float64, n, elements=_floats))
+@given(groups=_level.flatmap(lambda gs: st.tuples(st.just(gs), st.lists(
+    _level, min_size=len(gs), max_size=len(gs)))), n=st.integers(1, 6), data=st.data())
+def test_parts_struct_writes_the_json_object_text(groups, n, data):
+    """The parts as a STRUCT column: ``to_json`` of a row is the text json_object wrote
+    when the column was JSON, with the numbers themselves (non-finite as null)."""
+    from custdyn.pipeline.analysis import _json_rows
+
+    layout = dict(zip(groups[0], groups[1], strict=True))
+    values = {g: {name: data.draw(hnp.arrays(np.float64, n, elements=_floats))
                   for name in names} for g, names in layout.items()}
-    cols, sql = _json_columns(groups)
-    got = _build(sql, cols, n)
-    assert got == _build(_reference_sql(groups), cols, n)
-    for i, text in enumerate(got):  # and the numbers themselves, non-finite as null
+    got = _json_rows(duckdb.connect(), values, n).to_pylist()
+    assert got == _build(_reference_sql(values), values, n)
+    for i, text in enumerate(got):
         parsed = json.loads(text)
-        assert list(parsed) == list(groups)
-        for g, members in groups.items():
+        assert list(parsed) == list(values)
+        for g, members in values.items():
             assert list(parsed[g]) == list(members)
             for name, v in members.items():
-                want = float(v[i]) if math.isfinite(v[i]) else None
-                assert parsed[g][name] == want
+                assert parsed[g][name] == (float(v[i]) if math.isfinite(v[i]) else None)
 
 
-def test_contributions_sql_takes_the_struct_path_where_it_can():
-    one = np.array([1.5, -0.0, 1e-5, 1e20, np.nan])
-    _, sql = _json_columns({"health": {"p_alive": one, "it's": one}, "trend": {"30d": one}})
-    assert sql.startswith("to_json({")
-    # names a struct cannot hold: the level falls back to json_object, the text unchanged
-    groups = {"a": {"x": one, "X": one}, "b": {}, "": {"": one}}
-    cols, sql = _json_columns(groups)
-    assert _build(sql, cols, 5) == _build(_reference_sql(groups), cols, 5)
-    assert json.loads(_build(sql, cols, 5)[0]) == {"a": {"x": 1.5, "X": 1.5}, "b": {},
-                                                   "": {"": 1.5}}
+def test_parts_refuse_names_a_struct_cannot_hold():
+    from custdyn.errors import CustdynError
+    from custdyn.store import check_part_names
+
+    check_part_names({"health": ["p_alive", "it's \"q\"", "caf\u00e9"], "trend": ["30d"]})
+    for bad in ({"health": ["x", "X"]}, {"health": [""]}, {"a": ["x"], "A": ["y"]}):
+        with pytest.raises(CustdynError, match="distinct, non-empty"):
+            check_part_names(bad)
+
+
+def _kind(w: Workspace) -> str:
+    return w.con.execute("SELECT data_type FROM information_schema.columns WHERE "
+                         "table_name = 'scores' AND column_name = 'contributions'").fetchone()[0]
+
+
+def test_parts_column_takes_the_json_rows_and_widens_for_new_parts(tmp_path: Path):
+    """A workspace with JSON parts (before they were a struct) keeps them: the column
+    becomes a STRUCT of every part written so far; another scorecard widens it again."""
+    from custdyn.store import fit_parts_column, part_sql
+
+    at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    with Workspace.create(tmp_path / "w") as w:
+        assert _kind(w) == "JSON"
+        old = [{"health": {"a": 1.5, "b": None}, "health_trend": {"30d": -2.0}},
+               {"health": {"a": 3.0}, "health_trend": {}}]
+        w.con.executemany("INSERT INTO scores (customer_id, as_of, contributions) "
+                          "VALUES (?, ?, ?)", [[f"C{i}", at, json.dumps(p)]
+                                               for i, p in enumerate(old)])
+        trend = part_sql(w.con, "health_trend", "30d")
+        assert [r[0] for r in w.con.execute(f"SELECT {trend} FROM scores ORDER BY 1")
+                .fetchall()] == [-2.0, None]
+        w.con.execute("BEGIN TRANSACTION")
+        layout = fit_parts_column(w.con, {"health": ["a", "c"], "loyalty": ["x"]})
+        w.con.execute("COMMIT")
+        assert layout == {"health": ["a", "b", "c"], "health_trend": ["30d"], "loyalty": ["x"]}
+        assert _kind(w).startswith("STRUCT(")
+        rows = [json.loads(r[0]) for r in w.con.execute(
+            "SELECT to_json(contributions) FROM scores ORDER BY customer_id").fetchall()]
+        assert rows[0] == {"health": {"a": 1.5, "b": None, "c": None},
+                           "health_trend": {"30d": -2.0}, "loyalty": None}
+        assert rows[1]["health"] == {"a": 3.0, "b": None, "c": None}
+        trend = part_sql(w.con, "health_trend", "30d")
+        assert [r[0] for r in w.con.execute(f"SELECT {trend} FROM scores ORDER BY 1")
+                .fetchall()] == [-2.0, None]
+        assert part_sql(w.con, "health_trend", "90d") == "NULL::DOUBLE"
+        # the same parts again: nothing to change; fewer: the column keeps them all
+        before = _kind(w)
+        assert fit_parts_column(w.con, {"health": ["c", "a"]}) == layout
+        assert _kind(w) == before
+        # a part the column lacks, then a rollback: as it was
+        w.con.execute("BEGIN TRANSACTION")
+        fit_parts_column(w.con, {"attention": ["reply"]})
+        assert "attention" in _kind(w)
+        w.con.execute("ROLLBACK")
+        assert _kind(w) == before
 
 
 # ---------------------------------------------------------------- the scores table
@@ -177,7 +232,7 @@ def test_rewriting_an_as_of_keeps_one_row_per_customer(demo: Path):
         risky = [json.loads(r[-2]) for r in rows2 if r[-2] != "[]"]
         assert risky and all({"feature", "value", "contribution"} <= set(x)
                              for rs in risky for x in rs)
-        contrib = json.loads(rows2[0][-1])
+        contrib = rows2[0][-1]  # a struct: {group: {name: value}}
         assert {"health", "loyalty", "attention"} <= set(contrib)
 
 

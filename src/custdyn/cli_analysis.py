@@ -89,11 +89,14 @@ def _print_analysis(r: AnalysisResult) -> None:
 
 _SCORE_COLUMNS = ("customer_id", "stage", "quadrant", "p_alive", "expected_purchases_365d",
                   "clv", "defection_risk", "health", "loyalty", "attention")
-#: The health trend, read from the contributions (change over the last 30 and 90 days).
-_TREND_SQL = ("CAST(json_extract(contributions, '$.health_trend.\"30d\"') AS DOUBLE) "
-              "AS health_change_30d, "
-              "CAST(json_extract(contributions, '$.health_trend.\"90d\"') AS DOUBLE) "
-              "AS health_change_90d")
+
+
+def _trend_sql(ws) -> str:
+    """The health trend, read from the parts (change over the last 30 and 90 days)."""
+    from custdyn.store import part_sql
+
+    return ", ".join(f"{part_sql(ws.con, 'health_trend', k)} AS health_change_{k}"
+                     for k in ("30d", "90d"))
 
 
 def _latest(ws, as_of: str | None) -> object:
@@ -118,13 +121,15 @@ def scores(
     with _workspace() as ws:
         at = _latest(ws, as_of)
         if customer_id:
-            t = ws.query("SELECT * FROM scores WHERE customer_id = ? AND as_of = ?",
+            # the parts as JSON text, whichever type the column has
+            t = ws.query("SELECT * REPLACE (to_json(contributions)::VARCHAR AS contributions) "
+                         "FROM scores WHERE customer_id = ? AND as_of = ?",
                          [customer_id, at])
             if t.num_rows == 0:
                 raise CustdynError(f"no scores for {customer_id!r} at {at}")
         else:
             lim = f"LIMIT {int(limit)}" if limit else ""
-            t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)}, {_TREND_SQL} "
+            t = ws.query(f"SELECT {', '.join(_SCORE_COLUMNS)}, {_trend_sql(ws)} "
                          "FROM scores WHERE as_of = ? "
                          f"ORDER BY clv DESC NULLS LAST {lim}", [at])
     if customer_id and not as_json and not out:
@@ -136,7 +141,7 @@ def scores(
         trend = parts.pop("health_trend", None) or {}
         for side, comps in parts.items():
             console.print(f"[bold]{side}[/] = " + " + ".join(
-                f"{name} {val:.1f}" for name, val in comps.items() if val is not None))
+                f"{name} {val:.1f}" for name, val in (comps or {}).items() if val is not None))
         if trend:
             console.print("[bold]health trend[/]: " + ", ".join(
                 f"{val:+.1f} over {k}" if val is not None else f"n/a over {k}"

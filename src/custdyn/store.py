@@ -18,7 +18,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Mapping as Layout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,126 @@ MIGRATIONS.append((
     ],
 ))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --------------------------------------------------------------------------- score parts
+# ``scores.contributions`` holds each score's parts, ``{group: {name: value}}`` (health,
+# loyalty, attention, health_trend). The tables are created with a JSON column; the first
+# analysis writes a STRUCT of DOUBLE fields there instead (about 3x faster to write than the
+# JSON text at 1M customers, and 40% smaller), converting any rows already there. Its
+# fields are those of every analysis written so far: when a run brings parts the column
+# lacks (another scorecard), the column is widened and older rows read null for them.
+# ``to_json(contributions)`` gives the JSON text either way.
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parts_type(layout: Layout[str, Sequence[str]]) -> str:
+    """The STRUCT type of the parts ``layout`` (``{group: [names]}``; groups without names
+    left out)."""
+    groups = [f"{_quoted(g)} STRUCT({', '.join(f'{_quoted(n)} DOUBLE' for n in names)})"
+              for g, names in layout.items() if names]
+    return f"STRUCT({', '.join(groups)})"
+
+
+def check_part_names(layout: Layout[str, Sequence[str]]) -> None:
+    """Raise :class:`CustdynError` unless the names can be a STRUCT's fields: at each level
+    not empty and distinct ignoring case."""
+    for level, names in [("groups", list(layout)), *[(f"parts of {g!r}", list(v))
+                                                      for g, v in layout.items()]]:
+        folded = [str(n).casefold() for n in names]
+        bad = sorted({str(n) for n, f in zip(names, folded, strict=True)
+                      if not f or folded.count(f) > 1})
+        if bad:
+            raise CustdynError(f"score parts: the {level} need distinct, non-empty names "
+                               f"(ignoring case); these are not: {bad}")
+
+
+def _parts_kind(con: duckdb.DuckDBPyConnection) -> str:
+    """The type of ``scores.contributions``, as DuckDB writes it."""
+    row = con.execute("SELECT data_type FROM duckdb_columns() WHERE database_name = "
+                      "current_database() AND schema_name = 'main' AND table_name = 'scores' "
+                      "AND column_name = 'contributions'").fetchone()
+    if row is None:
+        raise CustdynError("the workspace has no scores table")
+    return str(row[0])
+
+
+def _stored_parts(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, list[str]]:
+    """The parts the contributions column holds (``{group: [names]}``): its STRUCT's
+    fields, or the keys of its rows' JSON."""
+    if kind != "JSON":
+        typ = con.execute("SELECT contributions FROM scores LIMIT 0").to_arrow_table(
+            ).schema.field("contributions").type
+        return {typ.field(i).name: [typ.field(i).type.field(j).name
+                                    for j in range(typ.field(i).type.num_fields)]
+                for i in range(typ.num_fields)}
+
+    def keys(path: str) -> list[str]:
+        """The keys of the objects at ``path``, in the order the rows give them (each
+        distinct list of keys read once: memory stays small on a million rows)."""
+        out: list[str] = []
+        for (ks,) in con.execute(
+                f"SELECT ks FROM (SELECT json_keys(contributions, {_sql_str(path)}) AS ks, "
+                f"min(rowid) AS first FROM scores WHERE json_type(contributions, "
+                f"{_sql_str(path)}) = 'OBJECT' GROUP BY ks) ORDER BY first").fetchall():
+            out += [k for k in ks if k not in out]
+        return out
+
+    return {g: keys("/" + _pointer(g)) for g in keys("")}
+
+
+def fit_parts_column(con: duckdb.DuckDBPyConnection,
+                     layout: Layout[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Make ``scores.contributions`` a STRUCT holding the parts ``layout`` (``{group:
+    [names]}``) and those of the rows already there (kept: the column is converted in
+    place, new fields null in older rows); returns the column's parts in its order (rows
+    written there give every one, null where they have none). Run it inside the
+    transaction that writes the scores."""
+
+    def canonical(typ: str) -> str:
+        row = con.execute(f"SELECT typeof(NULL::{typ})").fetchone()
+        return str(row[0]) if row else typ
+
+    check_part_names(layout)
+    if not any(layout.values()):
+        raise CustdynError("score parts: there are none to write")
+    kind = _parts_kind(con)
+    if canonical(parts_type(layout)) == kind:
+        return {g: list(v) for g, v in layout.items() if v}
+    merged = _stored_parts(con, kind)
+    for g, names in layout.items():
+        merged.setdefault(g, [])
+        merged[g] += [n for n in names if n not in merged[g]]
+    merged = {g: v for g, v in merged.items() if v}
+    check_part_names(merged)
+    typ = parts_type(merged)
+    if canonical(typ) != kind:
+        shape = json.dumps({g: {n: "DOUBLE" for n in v} for g, v in merged.items()})
+        src = "contributions" if kind == "JSON" else "to_json(contributions)"
+        con.execute(f"ALTER TABLE scores ALTER contributions SET DATA TYPE {typ} "
+                    f"USING json_transform({src}, {_sql_str(shape)})")
+    return merged
+
+
+def part_sql(con: duckdb.DuckDBPyConnection, group: str, name: str) -> str:
+    """A SQL expression of ``scores`` for one part (a DOUBLE; NULL where no row has it),
+    whichever type the contributions column has."""
+    if _parts_kind(con) == "JSON":
+        path = "/" + _pointer(group) + "/" + _pointer(name)
+        return f"CAST(json_extract(contributions, {_sql_str(path)}) AS DOUBLE)"
+    expr = f"contributions.{_quoted(group)}.{_quoted(name)}"
+    try:
+        con.execute(f"SELECT {expr} FROM scores LIMIT 0")
+    except duckdb.BinderException:
+        return "NULL::DOUBLE"
+    return expr
+
+
+def _pointer(key: str) -> str:
+    """One key of a JSON pointer (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 # --------------------------------------------------------------------------- results

@@ -299,9 +299,13 @@ class Scorecard:
         if not comps:
             raise ValueError("a scorecard needs at least one component")
         names = [c.name for c in comps]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        # unique ignoring case: they name the parts of each score (the fields of a struct)
+        folded = [n.casefold() for n in names]
+        dup = sorted({n for n, f in zip(names, folded, strict=True) if folded.count(f) > 1})
         if dup:
-            raise ValueError(f"component names must be unique; repeated: {dup}")
+            raise ValueError(f"component names must be unique (ignoring case); repeated: {dup}")
+        if "" in names:
+            raise ValueError("component names must not be empty")
         w = np.array([c.weight for c in comps], dtype=float)
         if w.sum() <= 0:
             raise ValueError("at least one component weight must be > 0")

@@ -36,7 +36,7 @@ from custdyn.pipeline.risk import (
     contractual_customers,
 )
 from custdyn.pipeline.text import enrich, resolve_text_engine
-from custdyn.store import Workspace
+from custdyn.store import Workspace, check_part_names, fit_parts_column
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -472,14 +472,15 @@ def analyze(
 
         say("writing scores")
         run_id = "run-" + uuid.uuid4().hex[:12]
-        parts, contributions_sql = _json_columns({
+        parts = {
             "health": dict(zip(card.component_names, contrib.T, strict=True)),
             "loyalty": dict(zip(rel.loyalty_components, np.asarray(rel.loyalty_contributions).T,
                                 strict=True)),
             "attention": dict(zip(rel.attention_components,
                                   np.asarray(rel.attention_contributions).T, strict=True)),
             "health_trend": trend,
-        })
+        }
+        check_part_names({g: list(v) for g, v in parts.items()})
         out = pa.table({
             "customer_id": ids,
             "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
@@ -493,13 +494,10 @@ def analyze(
             "stage": list(stages),
             "reasons": _reasons_json(reasons, n),
         })
-        score_columns = out.column_names
         # scores keeps (customer_id, as_of) unique without an index: one row per customer here,
         # and the as_of's earlier rows deleted in the transaction that writes these
         if pa_compute.count_distinct(out.column("customer_id")).as_py() != n:
             raise CustdynError("the features list a customer twice; scores were not written")
-        for name, values in parts.items():  # the contributions' numbers, turned into JSON below
-            out = out.append_column(name, values)
         # one chunk: the insert then writes full row groups (chunks end row groups early, and
         # the next checkpoint rewrites them: ~20 s at 1M rows on a loaded machine)
         out = out.combine_chunks()
@@ -525,10 +523,12 @@ def analyze(
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
+            # the parts as a STRUCT column holding these and those of earlier runs
+            layout = fit_parts_column(con, {g: list(v) for g, v in parts.items()})
+            out = out.append_column("contributions", _parts_struct(parts, layout, n))
             con.register("_scores", out)
-            # the columns in the table's order, the contributions JSON built as the rows go in
-            con.execute(f"INSERT INTO scores SELECT {', '.join(score_columns)}, "
-                        f"{contributions_sql} FROM _scores")
+            con.execute(f"INSERT INTO scores ({', '.join(out.column_names)}) "
+                        "SELECT * FROM _scores")
             con.unregister("_scores")
             now = dt.datetime.now(dt.UTC)
             diag = result.to_dict()
@@ -693,53 +693,43 @@ def _stage_inputs(ids: Any, tables: tuple[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def _json_columns(groups: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
-    """Columns (``c1``, ``c2``, ...) and the SQL that turns each row of them into one JSON
-    object ``{group: {name: value}}`` (non-finite values become null): the columns of
-    ``groups`` (``{group: {name: numbers}}``) as the database is to build them.
-
-    The objects are written as a struct cast to JSON (about twice as fast as
-    ``json_object`` at 1M rows, the same text); a level whose names a struct cannot hold
-    (none, an empty one, two equal but for case) is written by ``json_object``."""
+def _parts_struct(groups: dict[str, dict[str, Any]], layout: dict[str, list[str]],
+                  n: int) -> Any:
+    """The parts ``groups`` (``{group: {name: n numbers}}``) as an Arrow struct array of
+    structs of float64 in the order of ``layout`` (``{group: [names]}``; parts it names that
+    ``groups`` lacks are null; non-finite values become null)."""
     import numpy as np
     import pyarrow as pa
 
-    def lit(text: str) -> str:
-        return "'" + str(text).replace("'", "''") + "'"
-
-    def obj(pairs: list[tuple[str, str]]) -> str:
-        keys = [str(k) for k, _ in pairs]
-        if keys and all(keys) and len({k.casefold() for k in keys}) == len(keys):
-            return "{" + ", ".join(f"{lit(k)}: {v}" for k, v in pairs) + "}"
-        return f"json_object({', '.join(f'{lit(k)}, {v}' for k, v in pairs)})"
-
-    cols: dict[str, Any] = {}
-    parts = []
-    for group, members in groups.items():
-        inner = []
-        for name, values in members.items():
-            v = np.asarray(values, dtype=float).reshape(-1)
-            col = f"c{len(cols) + 1}"
-            cols[col] = pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
-                                 from_pandas=True)
-            inner.append((name, col))
-        parts.append((group, obj(inner)))
-    top = obj(parts)
-    return cols, top if top.startswith("json_object(") else f"to_json({top})"
+    outer = []
+    for g, names in layout.items():
+        members = groups.get(g, {})
+        cols = []
+        for name in names:
+            if name in members:
+                v = np.asarray(members[name], dtype=float).reshape(-1)
+                cols.append(pa.array(np.where(np.isfinite(v), v, np.nan), pa.float64(),
+                                     from_pandas=True))
+            else:
+                cols.append(pa.nulls(n, pa.float64()))
+        outer.append(pa.StructArray.from_arrays(cols, names))
+    return pa.StructArray.from_arrays(outer, list(layout))
 
 
 def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
     """One JSON object per row, ``{group: {name: value}}``, from columns of ``n`` numbers
-    (non-finite values become null), built by the database rather than row by row."""
+    (non-finite values become null; groups without names left out), built by the
+    database rather than row by row."""
     import numpy as np
     import pyarrow as pa
 
-    cols, sql = _json_columns(groups)
+    layout = {g: list(v) for g, v in groups.items() if v}
+    check_part_names(layout)
     cur = con.cursor()
     try:
         cur.register("_json_rows", pa.table({"_row": pa.array(np.arange(n, dtype=np.int64)),
-                                             **cols}))
-        out = cur.execute(f"SELECT {sql}::VARCHAR FROM _json_rows ORDER BY _row"
+                                             "p": _parts_struct(groups, layout, n)}))
+        out = cur.execute("SELECT to_json(p)::VARCHAR FROM _json_rows ORDER BY _row"
                           ).to_arrow_table().column(0)
     finally:
         cur.close()
