@@ -236,6 +236,45 @@ def test_rewriting_an_as_of_keeps_one_row_per_customer(demo: Path):
         assert {"health", "loyalty", "attention"} <= set(contrib)
 
 
+@pytest.mark.slow
+def test_another_scorecard_widens_the_parts_and_keeps_the_earlier_ones(demo: Path,
+                                                                       tmp_path: Path):
+    """A run with a scorecard of other components: its parts are written beside those of
+    the earlier run, whose rows read null for the new ones; `custdyn scores` reads both."""
+    import shutil
+
+    from custdyn.pipeline import analyze
+    from custdyn.pipeline.health import DEFAULT_HEALTH
+    from custdyn.settings import Settings
+
+    d = tmp_path / "card"
+    shutil.copytree(demo, d, ignore=shutil.ignore_patterns("custdyn.lock"))
+    with Workspace.open(d) as ws:
+        first = analyze(ws)
+    s = Settings.load(d)
+    extra = {"name": "Tenure (days)", "column": "tenure_days", "weight": 0.1, "good": 365,
+             "bad": 0}
+    s.extra["health"] = {"components": [*DEFAULT_HEALTH["components"][:3], extra]}
+    s.save(d)
+    with Workspace.open(d) as ws:
+        later = analyze(ws, first.as_of - dt.timedelta(days=7))
+        rows = {(r[0], r[1]): json.loads(r[2]) for r in ws.con.execute(
+            "SELECT as_of, customer_id, to_json(contributions) FROM scores").fetchall()}
+        health = dict(((r[0], r[1]), r[2]) for r in ws.con.execute(
+            "SELECT as_of, customer_id, health FROM scores").fetchall())
+    names_then = [c["name"] for c in DEFAULT_HEALTH["components"]]
+    names_now = [c["name"] for c in s.extra["health"]["components"]]
+    assert len(rows) == first.n_customers + later.n_customers
+    for (at, _cid), parts in rows.items():
+        assert list(parts["health"]) == [*names_then, "Tenure (days)"]
+        own = names_then if at == first.as_of else names_now
+        assert all(parts["health"][k] is None for k in parts["health"] if k not in own)
+        assert sum(v for v in parts["health"].values() if v is not None) == pytest.approx(
+            health[(at, _cid)], abs=1e-6)
+    assert any(p["health"]["Tenure (days)"] for (at, _), p in rows.items()
+               if at != first.as_of)
+
+
 # ---------------------------------------------------------------- pending messages
 
 _REFERENCE_PENDING = """

@@ -56,15 +56,19 @@ class Backend:
     purchase_kinds: list[str] = field(default_factory=lambda: list(PURCHASE_KINDS))
     options: dict[str, Any] = field(default_factory=dict)
     workspace: Any = None
+    #: :meth:`has`'s answers, asked once per backend (one computation's lifetime)
+    _has: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def has(self, name: str) -> bool:
-        """Whether the contract table ``name`` exists and has at least one row."""
+        """Whether the contract table ``name`` exists and has at least one row (asked of the
+        database once per backend)."""
         if name not in self.tables:
             return False
         if name == "interactions":
             return True
-        t = self.table(name)
-        return bool(self.execute_scalar(t.count()) > 0)
+        if name not in self._has:
+            self._has[name] = bool(self.execute_scalar(self.table(name).count()) > 0)
+        return self._has[name]
 
     def table(self, name: str) -> Any:
         """The Ibis table expression of contract table ``name``."""

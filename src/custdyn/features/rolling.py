@@ -121,8 +121,16 @@ def _ts(x: dt.datetime) -> str:
 
 
 def _band_sql(col: str, bands: list[tuple[dt.datetime, dt.datetime]]) -> str:
+    """``col`` in any of ``bands`` widened by :data:`MARGIN_S` (overlapping ones merged:
+    the windows' bands of the dates often meet or repeat)."""
     m = dt.timedelta(seconds=MARGIN_S)
-    parts = [f"({col} >= {_ts(lo - m)} AND {col} < {_ts(hi + m)})" for lo, hi in bands]
+    merged: list[list[dt.datetime]] = []
+    for lo, hi in sorted((lo - m, hi + m) for lo, hi in bands):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    parts = [f"({col} >= {_ts(lo)} AND {col} < {_ts(hi)})" for lo, hi in merged]
     return " OR ".join(parts) if parts else "FALSE"
 
 
