@@ -176,6 +176,39 @@ def test_new_late_and_changed_data(ws: Any, rolls: list[dict[str, Any]]) -> None
     assert_same(got, cf.feature_tables(ws, _dates(d)))
 
 
+def test_ticket_across_threads_reads_no_part_of_a_thread(ws: Any,
+                                                        rolls: list[dict[str, Any]]) -> None:
+    """A ticket with rows in two threads and a band event in one: the other thread must not
+    be read in part, or its first row read would pass for the thread's start (here an
+    outbound reply would count as a contact the vendor started, and move the customer's
+    vendor contact interval)."""
+    s = _last(ws) - dt.timedelta(days=40)
+    rows = [  # (id, days before s, channel, kind, direction, thread, ticket)
+        ("TX1", 100, "email", "contact", "outbound", None, None),
+        ("TX2", 60, "email", "contact", "outbound", None, None),
+        ("TX3", 140, "email", "contact", "inbound", "TB", None),
+        ("TX4", 139, "ticket", "contact", "outbound", "TB", "TK1"),
+        ("TX5", 87, "ticket", "contact", "inbound", "TA", "TK1"),  # leaves the 90-day window
+    ]
+    b = _batch(ws)
+    for iid, back, channel, kind, direction, thread, ticket in rows:
+        ws.con.execute(
+            "INSERT INTO interactions (interaction_id, customer_id, occurred_at, channel, kind, "
+            "direction, thread_id, attributes, source, batch_id) VALUES (?, 'TICKETX', ?, ?, ?, "
+            "?, ?, ?, 'test', ?)",
+            [iid, s - dt.timedelta(days=back), channel, kind, direction, thread,
+             None if ticket is None else json.dumps({"ticket_id": ticket}), b])
+    cf.feature_tables(ws, _dates(s), state=True)
+    d = s + dt.timedelta(days=7)
+    got = cf.feature_tables(ws, _dates(d), state=True)
+    assert rolls and rolls[-1]["done"]
+    want = cf.feature_tables(ws, _dates(d))
+    row = want[d].filter(pa.compute.equal(want[d].column("customer_id"), "TICKETX"))
+    assert row.num_rows == 1
+    assert row.column("vendor_contact_interval_days")[0].as_py() == pytest.approx(40.0)
+    assert_same(got, want)
+
+
 def test_state_not_used_when_old_data_changed(ws: Any, rolls: list[dict[str, Any]]) -> None:
     s = _last(ws) - dt.timedelta(days=40)
     cf.feature_tables(ws, _dates(s), state=True)

@@ -12,8 +12,8 @@ date, and ``state.json`` saying which data it describes). A later call for a dat
   keep their row: only ``as_of`` moves, and the features that depend on it (days since,
   tenure, ...) follow from it;
 * customers with such events get their changes from the incremental method run over those
-  events and their context (the whole thread, the rows of a ticket with such an event, the
-  purchase day) at the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s``
+  events and their context (the whole thread, the rows of a ticket with such an event and
+  their whole threads, the purchase day) at the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s``
   are added to the stored sums, maxima and first times are combined with the stored ones
   (the first purchase day is the stored one, or that of a purchase added since);
 * those with a new first response or resolution time get their medians (not sums) taken
@@ -452,18 +452,26 @@ def _roll(ws: Any, b: Backend, pairs: dict[dt.datetime, dt.datetime], man: dict[
         it = b.table("interactions")
         tk = it.filter(_is_support(it)
                        & it.customer_id.isin(b.con.table("_cd_roll_delta").customer_id))
-        tk = tk.select("interaction_id", "customer_id", ticket=_ticket_of(tk))
-        tk = tk.join(band, ["customer_id", "ticket"]).select("interaction_id")
+        tk = tk.select("interaction_id", "customer_id", "thread_id", ticket=_ticket_of(tk))
+        tk = tk.join(band, ["customer_id", "ticket"]).select("interaction_id", "customer_id",
+                                                            "thread_id")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cd_roll_tick AS {b.con.compile(tk)}")
         # the band events with their context, in one pass over the delta customers' events:
-        # the whole thread, every row of the ticket, every purchase of the purchase day
+        # the whole thread, every row of the ticket, every purchase of the purchase day.
+        # The threads of the ticket's rows are read whole too: a ticket can span threads,
+        # and a thread read in part would pass its first row read for the thread's start
+        # (a contact the vendor started, say, where the customer did). Tickets read in part
+        # that way change nothing: none of their rows is in a band (it would have brought
+        # its whole ticket), so their changes between the dates are none.
         day = f"floor(epoch(i.occurred_at) / {DAY_S})"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _cd_roll_scope AS
             SELECT i.interaction_id, i.customer_id, i.channel, i.kind, i.direction,
                    i.thread_id, i.occurred_at, i.attributes, i.amount
             FROM interactions i
             SEMI JOIN _cd_roll_delta d ON d.customer_id = i.customer_id
-            LEFT JOIN (SELECT DISTINCT customer_id, thread_id FROM _cd_roll_band
+            LEFT JOIN (SELECT customer_id, thread_id FROM _cd_roll_band
+                       WHERE thread_id IS NOT NULL
+                       UNION SELECT customer_id, thread_id FROM _cd_roll_tick
                        WHERE thread_id IS NOT NULL) t
               ON t.customer_id = i.customer_id AND t.thread_id = i.thread_id
             LEFT JOIN (SELECT DISTINCT customer_id, {day.replace('i.', '')} AS day
