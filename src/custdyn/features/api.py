@@ -324,13 +324,10 @@ def feature_tables(ws: Any, dates: list[Any], *,
     if not moments:
         raise FeatureError("no as_of dates given")
     keep_cols = {as_utc(d): c for d, c in (columns or {}).items()}
-    state = state and not ws.read_only
-    if state:
-        from custdyn.features import rolling
+    from custdyn.features import rolling
 
-        schema = _feature_schema(b, options, Path(ws.path) / rolling.STATE_DIR)
-    else:
-        schema = _feature_schema(b, options)
+    state = state and not ws.read_only
+    schema = _feature_schema(b, options, Path(ws.path) / rolling.STATE_DIR if state else None)
     arrow, epochs = _dates_k(moments)
     pieces: dict[dt.datetime, list[pa.Table]] = {d: [] for d in moments}
     wanted = {d: [f.name for f in schema if f.name in ("customer_id", "as_of")

@@ -57,7 +57,8 @@ class Backend:
     options: dict[str, Any] = field(default_factory=dict)
     workspace: Any = None
     #: :meth:`has`'s answers, asked once per backend (one computation's lifetime)
-    _has: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
+    _has: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                 compare=False)
 
     def has(self, name: str) -> bool:
         """Whether the contract table ``name`` exists and has at least one row (asked of the

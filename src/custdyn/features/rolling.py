@@ -13,9 +13,10 @@ date, and ``state.json`` saying which data it describes). A later call for a dat
   tenure, ...) follow from it;
 * customers with such events get their changes from the incremental method run over those
   events and their context (the whole thread, the rows of a ticket with such an event and
-  their whole threads, the purchase day) at the dates ``s`` and ``d``: the running sums at ``d`` minus those at ``s``
-  are added to the stored sums, maxima and first times are combined with the stored ones
-  (the first purchase day is the stored one, or that of a purchase added since);
+  their whole threads, the purchase day) at the dates ``s`` and ``d``: the running sums at
+  ``d`` minus those at ``s`` are added to the stored sums, maxima and first times are
+  combined with the stored ones (the first purchase day is the stored one, or that of a
+  purchase added since);
 * those with a new first response or resolution time get their medians (not sums) taken
   again over all their values;
 * customers for whom that is not exact are computed afresh from all their events: customers

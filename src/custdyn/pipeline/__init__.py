@@ -25,7 +25,6 @@ from custdyn.pipeline.analysis import (  # noqa: F401
     AnalysisResult,
     FittedModels,
     _fingerprint,
-    _json_rows,
     _peak_mib,
     _refit_every_days,
     _under_memory_limit,

@@ -36,7 +36,7 @@ from custdyn.pipeline.risk import (
     contractual_customers,
 )
 from custdyn.pipeline.text import enrich, resolve_text_engine
-from custdyn.store import Workspace, check_part_names, fit_parts_column
+from custdyn.store import Workspace, fit_parts_column
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -480,7 +480,6 @@ def analyze(
                                   np.asarray(rel.attention_contributions).T, strict=True)),
             "health_trend": trend,
         }
-        check_part_names({g: list(v) for g, v in parts.items()})
         out = pa.table({
             "customer_id": ids,
             "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), n),
@@ -715,22 +714,3 @@ def _parts_struct(groups: dict[str, dict[str, Any]], layout: dict[str, list[str]
         outer.append(pa.StructArray.from_arrays(cols, names))
     return pa.StructArray.from_arrays(outer, list(layout))
 
-
-def _json_rows(con: Any, groups: dict[str, dict[str, Any]], n: int) -> Any:
-    """One JSON object per row, ``{group: {name: value}}``, from columns of ``n`` numbers
-    (non-finite values become null; groups without names left out), built by the
-    database rather than row by row."""
-    import numpy as np
-    import pyarrow as pa
-
-    layout = {g: list(v) for g, v in groups.items() if v}
-    check_part_names(layout)
-    cur = con.cursor()
-    try:
-        cur.register("_json_rows", pa.table({"_row": pa.array(np.arange(n, dtype=np.int64)),
-                                             "p": _parts_struct(groups, layout, n)}))
-        out = cur.execute("SELECT to_json(p)::VARCHAR FROM _json_rows ORDER BY _row"
-                          ).to_arrow_table().column(0)
-    finally:
-        cur.close()
-    return out
