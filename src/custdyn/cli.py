@@ -60,6 +60,10 @@ WorkspaceOpt = Annotated[
                  help="Workspace folder (default: this folder or a parent holding custdyn.toml)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LabelSchemeOpt = Annotated[str, typer.Option(
+    "--label-scheme", help="How numeric labels read: auto (told apart by the values present), "
+    "signed (-1/0/1), 012 (0/1/2 = negative, neutral, positive) or stars (1-5: 1-2 negative, "
+    "3 neutral, 4-5 positive).")]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Also write the table to FILE (.parquet, .csv or .json).")
 ]

@@ -18,6 +18,7 @@ from custdyn.cli import (
     EXIT_REFUSED,
     EXIT_WARN,
     JsonOpt,
+    LabelSchemeOpt,
     _fail,
     _workspace,
     app,
@@ -69,12 +70,14 @@ def label(
     export: Annotated[Path | None, typer.Option(
         "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead.")] = None,
     import_: Annotated[Path | None, typer.Option(
-        "--import", help="Add the labels of FILE (CSV/TSV: text, label, optional language).")
+        "--import", help="Add the labels of FILE (CSV, TSV, JSON Lines, JSON or Parquet: text, "
+        "label, optional language).")
     ] = None,
     engine: Annotated[str | None, typer.Option(
         help="Engine whose uncertainty chooses the texts (default: the workspace default).")
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who labels (default: the system user).")] = None,
+    label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Label texts of the workspace, one key per answer: n (negative), u (neutral),
@@ -96,7 +99,7 @@ def label(
 
             who = _user()
         if import_ is not None:
-            r = import_labels(ws, import_, labelled_by=who)
+            r = import_labels(ws, import_, labelled_by=who, scheme=label_scheme)
             total = label_count(ws)
             if as_json:
                 print_json({"added": r.added, "labels": total,
@@ -271,8 +274,8 @@ def text_models(
 @app.command("learning-curve")
 def learning_curve(
     labels_file: Annotated[Path | None, typer.Option(
-        "--labels", help="Labelled CSV/TSV (text, label, optional language) instead of the "
-        "workspace's labels.")] = None,
+        "--labels", help="Labelled file (CSV, TSV, JSON Lines, JSON, Parquet: text, label, "
+        "optional language) instead of the workspace's labels.")] = None,
     heldout: Annotated[Path | None, typer.Option(
         help="Score on this labelled file instead of cross-validating.")] = None,
     sizes: Annotated[str, typer.Option(help="Label counts to try, comma-separated.")] =
@@ -281,6 +284,7 @@ def learning_curve(
     html: Annotated[Path | None, typer.Option(help="Write the Plotly figure to FILE.html.")] =
         None,
     no_ngrams: Annotated[bool, typer.Option("--no-ngrams", help="Embedding only.")] = False,
+    label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Sentiment macro-F1 per language against the number of labels a workspace model is
@@ -295,7 +299,7 @@ def learning_curve(
         with _progress("learning curve", as_json) as bar:
             task = bar.add_task("curve", total=None)
             if labels_file is not None:
-                texts, labs, langs = read_labelled(labels_file)
+                texts, labs, langs = read_labelled(labels_file, label_scheme)
                 feats = build_features(texts, langs, bits=cfg.bits)
                 y = [normalize_label(v) for v in labs]
             else:
@@ -306,7 +310,7 @@ def learning_curve(
                 y = yy.tolist()
             ho = None
             if heldout is not None:
-                ht, hl, hg = read_labelled(heldout)
+                ht, hl, hg = read_labelled(heldout, label_scheme)
                 import numpy as np
 
                 ho = (build_features(ht, hg, bits=cfg.bits),

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from custdyn.cli import EXIT_REFUSED, JsonOpt, _fail, _workspace, app, console, err, print_json
+from custdyn.cli import (
+    EXIT_REFUSED,
+    JsonOpt,
+    LabelSchemeOpt,
+    _fail,
+    _workspace,
+    app,
+    console,
+    err,
+    print_json,
+)
 from custdyn.errors import CustdynError
 
 
@@ -57,7 +67,9 @@ def enrich(
 
 @app.command("eval-text")
 def eval_text(
-    file: Annotated[Path, typer.Argument(help="CSV/TSV with text, label and optional language.")],
+    file: Annotated[Path, typer.Argument(
+        help="Labelled file (CSV, TSV, JSON Lines, JSON, Parquet): text, label, optional "
+        "language.")],
     engine: Annotated[str, typer.Option(help="Text engine to evaluate.")] = "default",
     train_on: Annotated[Path | None, typer.Option(
         "--train-on", help="First train a model as train-text would, on this labelled file "
@@ -65,17 +77,21 @@ def eval_text(
     no_ngrams: Annotated[bool, typer.Option(
         "--no-ngrams", help="With --train-on: sentence embedding only.")] = False,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
+    label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Sentiment macro-F1 per language, with a 95% bootstrap interval, on a labelled file.
-    With --train-on LABELS, the engine evaluated is a model trained on LABELS (never on FILE)."""
+    With --train-on LABELS, the engine evaluated is a model trained on LABELS (never on FILE).
+
+    Files: CSV, TSV, JSON Lines, JSON or Parquet; labels as negative/neutral/positive (or
+    neg/neu/pos, or numbers: see --label-scheme); languages as ISO 639-1 codes or names."""
     from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
 
     try:
-        texts, labels, langs = read_labelled(file)
+        texts, labels, langs = read_labelled(file, label_scheme)
         chosen: object = engine
         if train_on is not None:
-            chosen = _train_on_file(train_on, no_ngrams, quiet=as_json)
+            chosen = _train_on_file(train_on, no_ngrams, quiet=as_json, scheme=label_scheme)
         report = evaluate_sentiment(texts, labels, langs, engine=chosen, n_boot=n_boot)
     except (CustdynError, ValueError, OSError) as e:
         raise _fail(e, EXIT_REFUSED) from None
@@ -90,13 +106,13 @@ def eval_text(
         console.print(render_report(report), highlight=False)
 
 
-def _train_on_file(path: Path, no_ngrams: bool, quiet: bool) -> object:
+def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto") -> object:
     """A workspace engine trained on a labelled file, exactly as ``train-text`` trains."""
     from custdyn.text import WorkspaceEngine, read_labelled
     from custdyn.text.evaluation import normalize_label
     from custdyn.text.train import HeadConfig, build_features, train_head
 
-    texts, labels, langs = read_labelled(path)
+    texts, labels, langs = read_labelled(path, scheme)
     y = [normalize_label(v) for v in labels]
     cfg = HeadConfig(use_ngrams=not no_ngrams)
     with Progress(TextColumn("[bold]embedding training texts"), BarColumn(), MofNCompleteColumn(),

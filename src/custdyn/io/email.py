@@ -352,7 +352,7 @@ def html_to_text(html: str) -> str:
     """Visible text of an HTML body: no tags, scripts, styles or quoted blocks.
 
     >>> html_to_text("<p>Hello&nbsp;<b>there</b></p><style>p{}</style><p>Bye</p>")
-    'Hello\\xa0there\\nBye'
+    'Hello\\xa0there\\n\\nBye'
     """
     p = _TextExtractor()
     p.feed(html)

@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+from custdyn.text._langid import canonical_language
 from custdyn.text._langid import detect as detect_language
 from custdyn.text.analyzer import ANALYSIS_SCHEMA, TextAnalyzer
 from custdyn.text.competitors import CompetitorMatcher, intent_to_switch
@@ -19,6 +20,7 @@ from custdyn.text.evaluation import (
     render_report,
     report_to_json,
 )
+from custdyn.text.labelled import label_scheme, read_label_rows
 from custdyn.text.signals import enrich_batches, score_interactions
 from custdyn.text.themes import ThemeModel, adjusted_rand_index, purity
 from custdyn.text.workspace_models import WorkspaceEngine, default_engine_name
@@ -30,14 +32,17 @@ __all__ = [
     "ThemeModel",
     "WorkspaceEngine",
     "adjusted_rand_index",
+    "canonical_language",
     "default_engine_name",
     "detect_language",
     "enrich_batches",
     "eval_text_main",
     "evaluate_sentiment",
     "intent_to_switch",
+    "label_scheme",
     "make_engine",
     "purity",
+    "read_label_rows",
     "read_labelled",
     "render_report",
     "report_to_json",

@@ -25,6 +25,50 @@ _URL = re.compile(r"https?://\S+|www\.\S+|@\w+|#", re.UNICODE)
 #: Codes folded together: Norwegian Nynorsk and Bokmål are reported as "no".
 ALIASES = {"nb": "no", "nn": "no", "zxx": None}
 
+#: Other spellings of languages that users give (ISO 639-2/3 codes, English and native
+#: names), by the code custdyn reports.
+_SPELLINGS = {
+    "en": "eng english",
+    "pt": "por portuguese português portugues",
+    "no": "nor nob nno norwegian norsk bokmål bokmal nynorsk",
+    "tl": "tgl fil filipino tagalog taglish",
+    "es": "spa spanish español espanol",
+    "fr": "fra fre french français francais",
+    "de": "deu ger german deutsch",
+    "it": "ita italian italiano",
+    "nl": "nld dut dutch nederlands",
+    "sv": "swe swedish svenska",
+    "da": "dan danish dansk",
+    "fi": "fin finnish suomi",
+    "id": "ind indonesian",
+    "pcm": "pidgin",
+}
+_CANONICAL = {w: code for code, words in _SPELLINGS.items() for w in words.split()}
+
+
+def canonical_language(code: str | None) -> str | None:
+    """The code custdyn uses for a language given in another spelling: any case, with a
+    region (``pt-BR``, ``pt_br``), an ISO 639-2/3 code (``nob``, ``fil``) or a name
+    (``Norwegian``, ``Tagalog``). Norwegian Bokmål and Nynorsk are ``no``, Filipino is ``tl``.
+    Other two- or three-letter codes are returned in lower case; anything else (or an empty
+    string) gives None.
+
+    >>> [canonical_language(c) for c in ["nb", "pt-BR", "FIL", "Norwegian", "sw", "??"]]
+    ['no', 'pt', 'tl', 'no', 'sw', None]
+    """
+    if code is None:
+        return None
+    s = str(code).strip().lower()
+    if s in _CANONICAL:
+        return _CANONICAL[s]
+    base = s.replace("_", "-").split("-")[0]
+    base = ALIASES.get(base, base) or base
+    base = _CANONICAL.get(base, base)
+    if 2 <= len(base) <= 3 and base.isascii() and base.isalpha():
+        return base
+    return None
+
+
 #: Tagalog function words: code-switched Taglish is reported as Tagalog when these appear.
 _TAGALOG_MARKERS = frozenset(
     "ang ng mga sa na ako ko mo siya niya namin natin kami tayo sila nila po opo hindi "

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from custdyn.schema import EMOTIONS, SENTIMENTS
-from custdyn.text._langid import detect_many
+from custdyn.text._langid import canonical_language, detect_many
 from custdyn.text.engines import Engine, make_engine
 
 __all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer"]
@@ -85,6 +85,8 @@ class TextAnalyzer:
                 raise ValueError(f"got {len(given)} languages for {n} texts")
         else:
             given = [None] * n
+        # codes in other spellings (nb, pt-BR, fil, "Norwegian") as the engines know them
+        given = [(canonical_language(g) or g) if g else g for g in given]
         langs: list[str | None] = [None] * n
         lconf: list[float] = [0.0] * n
         sent = np.full((n, 3), np.nan, np.float32)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.schema import SENTIMENTS
+from custdyn.text.labelled import normalize_label, read_labelled
 
 __all__ = [
     "eval_text_main",
@@ -26,21 +27,6 @@ __all__ = [
     "render_report",
     "report_to_json",
 ]
-
-_LABELS = {
-    "negative": 0, "neg": 0, "-1": 0, "bad": 0, "negativo": 0, "negativ": 0, "negatibo": 0,
-    "neutral": 1, "neu": 1, "0": 1, "neutro": 1, "nøytral": 1, "mixed": 1,
-    "positive": 2, "pos": 2, "1": 2, "+1": 2, "good": 2, "positivo": 2, "positiv": 2, "positibo": 2,
-}  # fmt: skip
-
-
-def normalize_label(label: object) -> int:
-    """Index into SENTIMENTS of a label spelt as a name, abbreviation or -1/0/1."""
-    key = str(label).strip().lower()
-    if key in _LABELS:
-        return _LABELS[key]
-    raise ValueError(f"unknown sentiment label {label!r}: use negative, neutral or positive")
-
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 3) -> float:
     """Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred``."""
@@ -176,49 +162,6 @@ def report_to_json(report: dict[str, Any]) -> str:
         return o
 
     return json.dumps(clean(report), indent=2, ensure_ascii=False)
-
-
-def read_labelled(path: str | Path) -> tuple[list[str], list[str], list[str | None] | None]:
-    """Texts, labels and (if the file has a ``language`` column) languages from a labelled file.
-
-    Formats by extension: .csv, .tsv/.txt (tab-separated), .jsonl/.ndjson, .json (a list of
-    objects), .parquet. Columns: ``text``, ``label`` and optionally ``language``
-    (``lang`` also accepted).
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        records = pq.read_table(p).to_pylist()
-    elif suffix in (".jsonl", ".ndjson"):
-        records = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
-    elif suffix == ".json":
-        records = json.loads(p.read_text(encoding="utf-8"))
-    else:
-        import csv
-
-        delim = "," if suffix == ".csv" else "\t"
-        with open(p, encoding="utf-8", newline="") as f:
-            records = list(
-                csv.DictReader(
-                    f,
-                    delimiter=delim,
-                    quoting=csv.QUOTE_MINIMAL if delim == "," else csv.QUOTE_NONE,
-                )
-            )
-    if not records:
-        raise ValueError(f"{p}: no rows")
-    keys = {k.lower(): k for k in records[0]}
-    tk = keys.get("text") or keys.get("tweet") or keys.get("sentence")
-    lk = keys.get("label") or keys.get("sentiment")
-    if tk is None or lk is None:
-        raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(records[0])}")
-    gk = keys.get("language") or keys.get("lang")
-    texts = [str(r[tk] or "") for r in records]
-    labels = [str(r[lk]) for r in records]
-    langs = [(str(r[gk]) if r[gk] else None) for r in records] if gk else None
-    return texts, labels, langs
 
 
 def eval_text_main(argv: list[str] | None = None) -> int:

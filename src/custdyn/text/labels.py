@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.schema import SENTIMENTS
-from custdyn.text.evaluation import normalize_label
+from custdyn.text.labelled import BadRow, normalize_label, read_label_rows
 
 __all__ = [
     "BadRow",
@@ -58,12 +58,6 @@ class Candidate:
     predicted: str | None
     confidence: float | None
     context: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BadRow:
-    row: int
-    reason: str
 
 
 @dataclass
@@ -124,55 +118,26 @@ def read_labels(ws: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- files
 
 
-def read_label_file(path: str | Path) -> tuple[list[dict[str, Any]], list[BadRow]]:
-    """Rows of a CSV/TSV label file (``text``, ``label``, optional ``language`` and
-    ``interaction_id``) and the rows refused, with their row number (the header is row 1) and
-    the reason. A row with an empty label is a text still to label and is skipped quietly."""
-    p = Path(path)
-    delim = "\t" if p.suffix.lower() in (".tsv", ".tab", ".txt") else ","
-    good: list[dict[str, Any]] = []
-    bad: list[BadRow] = []
-    with open(p, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delim)
-        try:
-            header = [h.strip().lower() for h in next(reader)]
-        except StopIteration:
-            raise ValueError(f"{p}: empty file") from None
-        tk = next((header.index(k) for k in ("text", "tweet", "sentence") if k in header), None)
-        lk = next((header.index(k) for k in ("label", "sentiment") if k in header), None)
-        if tk is None or lk is None:
-            raise ValueError(f"{p}: needs 'text' and 'label' columns, found {header}")
-        gk = next((header.index(k) for k in ("language", "lang") if k in header), None)
-        ik = header.index("interaction_id") if "interaction_id" in header else None
-        for n, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                bad.append(BadRow(n, f"{len(row)} fields, expected {len(header)}"))
-                continue
-            text, label = row[tk], row[lk].strip()
-            if not text.strip():
-                bad.append(BadRow(n, "empty text"))
-                continue
-            if not label:
-                continue
-            try:
-                k = normalize_label(label)
-            except ValueError:
-                bad.append(BadRow(n, f"unknown label {label!r} (use negative, neutral, positive)"))
-                continue
-            lang = row[gk].strip().lower() if gk is not None and row[gk].strip() else None
-            if lang is not None and not (2 <= len(lang) <= 3 and lang.isalpha()):
-                bad.append(BadRow(n, f"language {lang!r} is not an ISO 639 code"))
-                continue
-            iid = row[ik].strip() or None if ik is not None else None
-            good.append({"text": text, "sentiment": k, "language": lang, "interaction_id": iid})
-    return good, bad
+def read_label_file(path: str | Path, scheme: str = "auto"
+                    ) -> tuple[list[dict[str, Any]], list[BadRow]]:
+    """Rows of a label file (``text``, ``label``, optional ``language`` and
+    ``interaction_id``; every format and spelling :mod:`custdyn.text.labelled` reads) and the
+    rows refused, with their row number (the header is row 1) and the reason. A row with an
+    empty label is a text still to label and is skipped quietly."""
+    got = read_label_rows(path, scheme)
+    good = []
+    for i, text in enumerate(got.texts):
+        extra = {k.strip().lower(): v for k, v in got.extra[i].items()}
+        good.append({"text": text, "sentiment": got.labels[i],
+                     "language": got.languages[i] if got.languages is not None else None,
+                     "interaction_id": extra.get("interaction_id", "").strip() or None})
+    return good, got.bad
 
 
-def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None) -> ImportResult:
-    """Add the labels of a CSV/TSV file; bad rows are returned, not stored."""
-    good, bad = read_label_file(path)
+def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
+                  scheme: str = "auto") -> ImportResult:
+    """Add the labels of a file (:func:`read_label_file`); bad rows are returned, not stored."""
+    good, bad = read_label_file(path, scheme)
     now = datetime.now(UTC)
     for r in good:
         add_label(ws, r["text"], r["sentiment"], interaction_id=r["interaction_id"],

@@ -218,12 +218,13 @@ def build_features(
     ``languages`` None (or None entries) are detected. ``emb``: precomputed embeddings.
     """
     from custdyn.text._hashing import sparse_features
-    from custdyn.text._langid import detect_many
+    from custdyn.text._langid import canonical_language, detect_many
 
     texts = [str(t) for t in texts]
     langs: list[str | None] = list(languages) if languages is not None else [None] * len(texts)
     if len(langs) != len(texts):
         raise ValueError(f"got {len(langs)} languages for {len(texts)} texts")
+    langs = [(canonical_language(g) or g) if g else None for g in langs]
     if any(lang is None for lang in langs):
         detected = detect_many(texts)[0]
         langs = [g or d for g, d in zip(langs, detected, strict=True)]

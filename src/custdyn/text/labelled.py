@@ -1,0 +1,324 @@
+"""Reading labelled text files: the one reader behind ``eval-text``, ``eval-text --train-on``,
+``learning-curve`` and ``label --import``.
+
+Files come from spreadsheets, notebooks and public datasets, so the reader is lenient about
+form and strict about meaning:
+
+- formats by extension: CSV, TSV (``.tsv``/``.tab``/``.txt``), JSON Lines, JSON (a list of
+  objects) and Parquet; a byte-order mark is ignored, and a file whose header holds the other
+  delimiter (a comma-separated ``.txt``, say) is read with that one;
+- columns by name, in any case: the text (``text``, ``sentence``, ``tweet``, ``review``,
+  ``content``, ``message``, ``body``), the label (``label``, ``sentiment``, ``polarity``,
+  ``class``) and, optionally, the language (``language``, ``lang``, ``locale``);
+- labels as names (negative / neutral / positive, their abbreviations and their Portuguese,
+  Norwegian and Tagalog words) or as numbers in one of three schemes, told apart by the values
+  the file holds (:func:`label_scheme`): ``-1/0/1``, ``0/1/2`` (negative, neutral, positive,
+  as many published datasets number them) and star ratings ``1..5`` (1-2 negative, 3 neutral,
+  4-5 positive). A file whose numbers fit more than one scheme (only 0 and 1, say) is refused
+  unless the scheme is named: a misread scheme would score a model on the wrong answers;
+- languages as ISO 639-1 codes or other common spellings, made canonical
+  (:func:`custdyn.text.canonical_language`: ``nb`` and ``Norwegian`` are ``no``, ``fil`` is
+  ``tl``, ``pt-BR`` is ``pt``).
+
+A row with an empty label is a text still to label and is skipped. Any other row that cannot be
+read (an empty text, an unknown label, a wrong number of fields, a language that is not one)
+is returned with its row number and reason (:class:`BadRow`); :func:`read_labelled` refuses
+the file naming them, :func:`read_label_rows` returns them beside the good rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custdyn.text._langid import canonical_language
+
+__all__ = [
+    "SCHEMES",
+    "BadRow",
+    "LabelledRows",
+    "label_scheme",
+    "normalize_label",
+    "read_label_rows",
+    "read_labelled",
+]
+
+#: Label names (lower case) and their index into ``SENTIMENTS`` (negative, neutral, positive).
+_NAMES = {
+    "negative": 0, "neg": 0, "bad": 0, "negativo": 0, "negativ": 0, "negativt": 0,
+    "negatibo": 0, "negatif": 0,
+    "neutral": 1, "neu": 1, "neutro": 1, "nøytral": 1, "nøytralt": 1, "noytral": 1,
+    "mixed": 1, "none": 1,
+    "positive": 2, "pos": 2, "good": 2, "positivo": 2, "positiv": 2, "positivt": 2,
+    "positibo": 2, "positif": 2,
+}  # fmt: skip
+
+#: Numeric label schemes: the class of each number.
+SCHEMES: dict[str, dict[int, int]] = {
+    "signed": {-1: 0, 0: 1, 1: 2},
+    "012": {0: 0, 1: 1, 2: 2},
+    "stars": {1: 0, 2: 0, 3: 1, 4: 2, 5: 2},
+}
+_SCHEME_WORDS = {"signed": "-1/0/1", "012": "0/1/2", "stars": "1-5 stars"}
+
+#: Column names accepted, in order of preference.
+_TEXT_COLS = ("text", "sentence", "tweet", "review", "content", "message", "body")
+_LABEL_COLS = ("label", "sentiment", "polarity", "class")
+_LANG_COLS = ("language", "lang", "locale")
+
+
+@dataclass
+class BadRow:
+    """A row that was not read: its number (CSV/TSV: the header is row 1, as in a
+    spreadsheet; JSON Lines: the line; JSON and Parquet: the record, from 1) and why."""
+
+    row: int
+    reason: str
+
+
+@dataclass
+class LabelledRows:
+    """The rows of a labelled file that were read, and those that were not."""
+
+    path: Path
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)  # index into SENTIMENTS
+    languages: list[str | None] | None = None  # None: the file has no language column
+    rows: list[int] = field(default_factory=list)  # each good row's number
+    extra: list[dict[str, str]] = field(default_factory=list)  # the other columns, as text
+    bad: list[BadRow] = field(default_factory=list)
+    unlabelled: int = 0  # rows with an empty label (texts still to label)
+    scheme: str | None = None  # the numeric scheme used, if the labels had numbers
+
+    def refuse_bad(self, limit: int = 5) -> None:
+        """Raise ValueError naming the bad rows (the first ``limit``) and their reasons."""
+        if not self.bad:
+            return
+        shown = "; ".join(f"row {b.row}: {b.reason}" for b in self.bad[:limit])
+        more = f" (and {len(self.bad) - limit} more)" if len(self.bad) > limit else ""
+        raise ValueError(f"{self.path}: {len(self.bad)} row(s) could not be read: {shown}{more}")
+
+
+def _number(s: str) -> int | None:
+    """The integer a label spells (``1``, ``+1``, ``-1``, ``2.0``), or None."""
+    try:
+        x = float(s)
+    except ValueError:
+        return None
+    return int(x) if math.isfinite(x) and x == int(x) else None
+
+
+def label_scheme(values: Iterable[object], scheme: str = "auto") -> str | None:
+    """The numeric scheme of a file's labels: ``"signed"`` (-1/0/1), ``"012"`` (0/1/2) or
+    ``"stars"`` (1..5); None when no label is a number.
+
+    ``scheme="auto"`` tells them apart by the numbers present: a -1 means signed, a 0 with a 2
+    means 0/1/2, a 4 or a 5 (without 0 or -1) means stars. Numbers that fit several schemes
+    (only 0 and 1; only 1, 2 and 3; ...) raise ValueError: name the scheme, or spell the labels
+    out. A named scheme is returned as it is (after checking the name).
+
+    >>> label_scheme(["2", "0", "1"]), label_scheme(["-1", "1"]), label_scheme(["5", "3"])
+    ('012', 'signed', 'stars')
+    >>> label_scheme(["positive", "neg"]) is None
+    True
+    """
+    if scheme != "auto":
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown label scheme {scheme!r}: use auto, "
+                             + ", ".join(SCHEMES))  # fmt: skip
+        return scheme
+    nums = {n for v in values if str(v).strip().lower() not in _NAMES
+            and (n := _number(str(v).strip())) is not None}  # fmt: skip
+    if not nums:
+        return None
+    if -1 in nums:
+        return "signed"
+    if 0 in nums and 2 in nums:
+        return "012"
+    if 0 not in nums and nums & {4, 5}:
+        return "stars"
+    fits = [name for name, m in SCHEMES.items() if nums <= set(m)]
+    if len(fits) == 1:  # pragma: no cover - every single fit is caught above
+        return fits[0]
+    listed = ", ".join(str(n) for n in sorted(nums))
+    if not fits:
+        raise ValueError(f"numeric labels {listed} fit no scheme (-1/0/1, 0/1/2, 1-5 stars)")
+    raise ValueError(
+        f"numeric labels {listed} are ambiguous: they could be "
+        + " or ".join(_SCHEME_WORDS[f] for f in fits)
+        + "; write them as negative/neutral/positive, or name the scheme "
+        "(--label-scheme signed, 012 or stars)")
+
+
+def normalize_label(label: object, scheme: str | None = "signed") -> int:
+    """Index into ``SENTIMENTS`` of a label spelt as a name or abbreviation (in English,
+    Portuguese, Norwegian or Tagalog) or as a number in ``scheme`` (see :data:`SCHEMES`;
+    -1/0/1 by default).
+
+    >>> normalize_label("NEG"), normalize_label("+1"), normalize_label(2, "012")
+    (0, 2, 2)
+    """
+    key = str(label).strip().lower()
+    if key in _NAMES:
+        return _NAMES[key]
+    n = _number(key)
+    if n is not None and scheme is not None and n in SCHEMES[scheme]:
+        return SCHEMES[scheme][n]
+    allowed = "negative, neutral or positive"
+    if scheme is not None:
+        allowed += f", or {_SCHEME_WORDS[scheme]}"
+    raise ValueError(f"unknown sentiment label {label!r}: use {allowed}")
+
+
+def _unquote(s: str) -> str:
+    """A TSV field as a CSV writer quoted it (in double quotes, inner quotes doubled) back
+    to its text; a raw field (a tweet that merely starts with a quote) is left as it is."""
+    if len(s) >= 2 and s[0] == s[-1] == '"' and '"' not in s[1:-1].replace('""', ""):
+        return s[1:-1].replace('""', '"')
+    return s
+
+
+def _records(p: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """``(row number, record, problem)`` for each record of the file (header excluded)."""
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, r in enumerate(pq.read_table(p).to_pylist(), start=1):
+            yield i, r, None
+        return
+    if suffix in (".jsonl", ".ndjson"):
+        with open(p, encoding="utf-8-sig") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield i, None, f"not JSON ({e.msg})"
+                    continue
+                yield (i, r, None) if isinstance(r, dict) else (i, None, "not a JSON object")
+        return
+    if suffix == ".json":
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
+        if isinstance(data, dict):  # {"data": [...]} and the like
+            lists = [v for v in data.values() if isinstance(v, list)]
+            data = lists[0] if len(lists) == 1 else data
+        if not isinstance(data, list):
+            raise ValueError(f"{p}: expected a list of objects")
+        for i, r in enumerate(data, start=1):
+            yield (i, r, None) if isinstance(r, dict) else (i, None, "not a JSON object")
+        return
+    delim = "\t" if suffix in (".tsv", ".tab", ".txt") else ","
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(p, encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+        other = "," if delim == "\t" else "\t"
+        if delim not in first and other in first:
+            delim = other
+        f.seek(0)
+        tsv = delim == "\t"
+        reader = csv.reader(f, delimiter=delim,
+                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)  # fmt: skip
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            return
+        for n, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                yield n, None, f"{len(row)} fields, expected {len(header)}"
+                continue
+            yield n, dict(zip(header, (_unquote(c) for c in row) if tsv else row,
+                              strict=True)), None
+
+
+def _pick(keys: Iterable[str], names: tuple[str, ...]) -> str | None:
+    by_lower: dict[str, str] = {}
+    for k in keys:
+        by_lower.setdefault(str(k).strip().lower(), k)
+    return next((by_lower[n] for n in names if n in by_lower), None)
+
+
+def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
+    """Every row of a labelled file, read or refused (see the module's text).
+
+    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012`` or ``stars``).
+    Raises ValueError (naming the file) when it lacks a text or label column or its numeric
+    labels are ambiguous; bad rows are returned, not raised."""
+    p = Path(path)
+    records = list(_records(p))
+    out = LabelledRows(p)
+    keys = next((r.keys() for _, r, _ in records if r is not None), None)
+    if keys is None:  # no rows (a header alone is a file with nothing to read yet)
+        out.bad = [BadRow(n, why or "unreadable") for n, _, why in records]
+        return out
+    tk, lk, gk = _pick(keys, _TEXT_COLS), _pick(keys, _LABEL_COLS), _pick(keys, _LANG_COLS)
+    if tk is None or lk is None:
+        raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(keys)}")
+    try:
+        out.scheme = label_scheme(
+            (r.get(lk) for _, r, _ in records if r is not None and r.get(lk) is not None),
+            scheme)
+    except ValueError as e:
+        raise ValueError(f"{p}: field '{lk}': {e}") from None
+    out.languages = [] if gk is not None else None
+    for n, r, why in records:
+        if r is None:
+            out.bad.append(BadRow(n, why or "unreadable"))
+            continue
+        raw_label = r.get(lk)
+        label = "" if raw_label is None else str(raw_label).strip()
+        if not label or label.lower() == "nan":
+            out.unlabelled += 1
+            continue
+        text = r.get(tk)
+        text = "" if text is None else str(text)
+        if not text.strip():
+            out.bad.append(BadRow(n, f"field '{tk}' is empty"))
+            continue
+        try:
+            k = normalize_label(label, out.scheme)
+        except ValueError as e:
+            out.bad.append(BadRow(n, f"field '{lk}': {e}"))
+            continue
+        lang = None
+        if gk is not None:
+            raw = r.get(gk)
+            given = "" if raw is None else str(raw).strip()
+            if given:
+                lang = canonical_language(given)
+                if lang is None:
+                    out.bad.append(BadRow(n, f"field '{gk}': {given!r} is not a language"))
+                    continue
+        out.texts.append(text)
+        out.labels.append(k)
+        out.rows.append(n)
+        out.extra.append({str(c): "" if v is None else str(v) for c, v in r.items()
+                          if c not in (tk, lk, gk)})  # fmt: skip
+        if out.languages is not None:
+            out.languages.append(lang)
+    return out
+
+
+def read_labelled(path: str | Path, scheme: str = "auto"
+                  ) -> tuple[list[str], list[str], list[str | None] | None]:
+    """Texts, labels (``negative``/``neutral``/``positive``) and, if the file has a language
+    column, languages (ISO 639-1) of a labelled file; rows with an empty label are skipped.
+    Raises ValueError naming the file and its bad rows, if any (see the module's text).
+
+    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012`` or ``stars``)."""
+    from custdyn.schema import SENTIMENTS
+
+    got = read_label_rows(path, scheme)
+    got.refuse_bad()
+    if not got.texts:
+        raise ValueError(f"{got.path}: no labelled rows")
+    return got.texts, [SENTIMENTS[k] for k in got.labels], got.languages

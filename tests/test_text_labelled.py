@@ -1,0 +1,183 @@
+"""Reading labelled files (custdyn.text.labelled): the formats, column names, numeric label
+schemes and language spellings that users' and public datasets' files come in, and the bad
+rows, named by row and field."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from custdyn.cli import app
+from custdyn.schema import SENTIMENTS
+from custdyn.text import TextAnalyzer, canonical_language, label_scheme, read_labelled
+from custdyn.text.labelled import SCHEMES, normalize_label, read_label_rows
+
+ENCODE = {  # class index -> the number each scheme writes for it
+    "signed": {0: "-1", 1: "0", 2: "1"},
+    "012": {0: "0", 1: "1", 2: "2"},
+    "stars": {0: "1", 1: "3", 2: "5"},
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(SCHEMES)), st.lists(st.integers(0, 2), min_size=1, max_size=40),
+       st.booleans())
+def test_numeric_labels_read_back_in_every_scheme(scheme, classes, float_spelling):
+    """Written in a scheme, labels read back as the classes written: named, always; told
+    apart automatically whenever the numbers present fit one scheme only."""
+    written = [ENCODE[scheme][c] for c in classes]
+    if float_spelling:  # as pandas writes integers held in a float column
+        written = [f"{float(w):.1f}" for w in written]
+    assert [normalize_label(w, label_scheme(written, scheme)) for w in written] == classes
+    present = set(classes)
+    distinct = {"signed": 0 in present, "012": {0, 2} <= present,
+                "stars": bool(present & {1, 2})}[scheme]  # fmt: skip
+    if distinct:
+        assert label_scheme(written) == scheme
+    else:
+        try:
+            auto = label_scheme(written)
+        except ValueError as e:
+            assert "ambiguous" in str(e) or "fit no scheme" in str(e)
+        else:  # whatever it picked reads the same classes
+            assert [normalize_label(w, auto) for w in written] == classes
+
+
+def test_ambiguous_and_unknown_numbers_are_refused():
+    with pytest.raises(ValueError, match="ambiguous.*-1/0/1 or 0/1/2"):
+        label_scheme(["0", "1", "1"])
+    with pytest.raises(ValueError, match="fit no scheme"):
+        label_scheme(["7", "1"])
+    with pytest.raises(ValueError, match="unknown label scheme"):
+        label_scheme(["1"], "percent")
+    assert label_scheme(["0", "1"], "012") == "012"
+    with pytest.raises(ValueError, match="unknown sentiment label '3'"):
+        normalize_label("3", "012")
+
+
+def _write_csv(path, header, rows, delimiter=",", bom=False):
+    with open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+ROWS = [("Adorei o atendimento", "2", "pt-BR"), ("Pakke kom aldri fram", "0", "nb"),
+        ("Hvor er kontoret?", "1", "Norwegian"), ("Ang bagal ng delivery", "0", "fil"),
+        ("Salamat po, ang ganda!", "2", "TL")]  # fmt: skip
+WANT_LABELS = ["positive", "negative", "neutral", "negative", "positive"]
+WANT_LANGS = ["pt", "no", "no", "tl", "tl"]
+
+
+@pytest.mark.parametrize("form", ["csv-bom", "txt-comma", "tsv", "jsonl", "json-wrapped",
+                                  "parquet"])
+def test_formats_column_names_schemes_and_languages(tmp_path, form):
+    """A 0/1/2 file with the columns named as in public datasets, in every format read."""
+    header = ["Sentence", "Polarity", "Lang"]
+    records = [dict(zip(header, r, strict=True)) for r in ROWS]
+    if form == "csv-bom":
+        p = tmp_path / "f.csv"
+        _write_csv(p, header, ROWS, bom=True)
+    elif form == "txt-comma":  # a .txt reads as TSV unless its header holds commas only
+        p = tmp_path / "f.txt"
+        _write_csv(p, header, ROWS)
+    elif form == "tsv":
+        p = tmp_path / "f.tsv"
+        _write_csv(p, header, ROWS, delimiter="\t")
+    elif form == "jsonl":
+        p = tmp_path / "f.jsonl"
+        p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n\n")
+    elif form == "json-wrapped":
+        p = tmp_path / "f.json"
+        p.write_text(json.dumps({"data": records}))
+    else:
+        p = tmp_path / "f.parquet"
+        pq.write_table(pa.Table.from_pylist(
+            [{**r, "Polarity": int(r["Polarity"])} for r in records]), p)
+    texts, labels, langs = read_labelled(p)
+    assert texts == [r[0] for r in ROWS]
+    assert labels == WANT_LABELS
+    assert langs == WANT_LANGS
+
+
+def test_tsv_fields_quoted_by_a_writer_and_raw_tweets(tmp_path):
+    p = tmp_path / "q.tsv"
+    texts = ['she said "never again"', '"quoted" start and end "x"', '"whole"']
+    with open(p, "w", encoding="utf-8", newline="") as f:
+        f.write("text\tlabel\n")
+        f.write('"she said ""never again"""\tneg\n')  # as csv.writer quotes it
+        f.write('"quoted" start and end "x"\tneu\n')  # a raw tweet: left as it is
+        f.write('"""whole"""\tpos\n')
+    assert read_labelled(p)[0] == texts
+
+
+def test_bad_rows_are_named_by_row_and_field(tmp_path):
+    p = tmp_path / "bad.csv"
+    _write_csv(p, ["text", "label", "language"], [
+        ("fine", "positive", "en"),  # row 2
+        ("", "negative", "en"),  # row 3: empty text
+        ("hmm", "furious", "en"),  # row 4: unknown label
+        ("later", "", "pt"),  # row 5: unlabelled, skipped
+        ("ok", "neg", "12"),  # row 6: not a language
+    ])
+    got = read_label_rows(p)
+    assert got.rows == [2] and got.unlabelled == 1
+    assert [(b.row, b.reason.split(":")[0]) for b in got.bad] == [
+        (3, "field 'text' is empty"), (4, "field 'label'"), (6, "field 'language'")]
+    with pytest.raises(ValueError, match=r"bad\.csv: 3 row\(s\) could not be read: row 3: "):
+        read_labelled(p)
+    jl = tmp_path / "bad.jsonl"
+    jl.write_text('{"text": "ok", "label": "pos"}\n{not json\n[1, 2]\n')
+    got = read_label_rows(jl)
+    assert [b.row for b in got.bad] == [2, 3] and got.texts == ["ok"]
+    mixed = tmp_path / "mixed.csv"
+    _write_csv(mixed, ["text", "label"], [("a", "-1"), ("b", "2")])
+    got = read_label_rows(mixed)  # -1 says signed: the 2 is the bad row
+    assert got.scheme == "signed" and [b.row for b in got.bad] == [3]
+
+
+def test_canonical_language_spellings():
+    assert [canonical_language(c) for c in
+            ["nb", "NN", "nob", "Bokmål", "pt_BR", "por", "fil", "Filipino", "Tagalog", "EN-us",
+             "sw", "", None, "12", "not a language"]] == [
+        "no", "no", "no", "no", "pt", "pt", "tl", "tl", "tl", "en", "sw", None, None, None,
+        None]  # fmt: skip
+
+
+def test_given_languages_reach_the_engine_in_their_canonical_spelling():
+    texts = ["Pakken kom aldri, og ingen svarer.", "Tusen takk, veldig fornøyd!"]
+    ta = TextAnalyzer(engine="bulk")
+    as_no = ta.analyze(texts, language=["no", "no"])
+    as_nb = ta.analyze(texts, language=["nb", "Norwegian"])
+    assert as_nb.column("language").to_pylist() == ["no", "no"]
+    assert as_nb.column("sentiment_score").to_pylist() == as_no.column(
+        "sentiment_score").to_pylist()
+
+
+def test_eval_text_reads_numeric_schemes_and_refuses_ambiguous_ones(tmp_path):
+    p = tmp_path / "held.tsv"
+    rows = [("I love it, thank you so much!", "2", "en"), ("Awful, never again.", "0", "en"),
+            ("What time do you open?", "1", "en"), ("Muito bom, obrigado!", "2", "pt-BR")]
+    _write_csv(p, ["text", "label", "language"], rows, delimiter="\t")
+    run = CliRunner()
+    r = run.invoke(app, ["eval-text", str(p), "--engine", "bulk", "--json", "--n-boot", "20"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["n"] == {"en": 3, "pt": 1}
+    support = out["per_language"]["en"]["support"]
+    assert [support[s] for s in SENTIMENTS] == [1, 1, 1]  # 0/1/2 read as neg/neu/pos
+    amb = tmp_path / "amb.csv"
+    _write_csv(amb, ["text", "label"], [("fine", "1"), ("meh", "0")])
+    r = run.invoke(app, ["eval-text", str(amb), "--engine", "bulk"])
+    assert r.exit_code == 2 and "amb.csv" in r.output and "ambiguous" in r.output
+    r = run.invoke(app, ["eval-text", str(amb), "--engine", "bulk", "--label-scheme", "012",
+                         "--json", "--n-boot", "20"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["overall"]["n"] == 2
