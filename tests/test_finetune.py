@@ -213,3 +213,44 @@ def test_finetune_without_torch_names_the_extra(monkeypatch, tmp_path):
     r = CliRunner().invoke(app, ["-w", str(tmp_path / "nows"), "train-text", "--finetune"])
     assert r.exit_code == 2
     assert "text-models" in r.output
+    held = tmp_path / "held.csv"
+    held.write_text("text,label\ngood,positive\nbad,negative\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["eval-text", str(held), "--train-on", str(held), "--finetune"])
+    assert r.exit_code == 2 and "text-models" in r.output
+
+
+@needs_torch
+def test_eval_text_train_on_with_finetune(demo_ws, tmp_path):
+    """`eval-text HELDOUT --train-on LABELS --finetune` trains as `train-text --finetune`
+    (its own encoder, in a folder that goes away) and scores the held-out file with it."""
+    import csv
+
+    from custdyn.store import Workspace
+    from custdyn.text.labels import read_labels
+
+    ws = Workspace.open(demo_ws)
+    try:
+        rows = read_labels(ws)
+    finally:
+        ws.close()
+    train, held = tmp_path / "train.csv", tmp_path / "held.tsv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label", "language"])
+        w.writerows([(r["text"], r["sentiment"], r["language"]) for r in rows])
+    with open(held, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t")
+        w.writerow(["text", "label"])
+        w.writerows([("Thank you so much, it works perfectly!", "2"),
+                     ("Still no refund, this is a scandal.", "0"),
+                     ("What are your opening hours?", "1")])  # fmt: skip
+    run = CliRunner()
+    r = run.invoke(app, ["eval-text", str(held), "--train-on", str(train), "--finetune",
+                         "--max-minutes", "0.2", "--layers", "1", "--folds", "2", "--json",
+                         "--n-boot", "20"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{"):])
+    assert out["engine"] == "trained-on:train.csv+finetune"
+    assert out["overall"]["n"] == 3
+    r = run.invoke(app, ["eval-text", str(held), "--finetune"])
+    assert r.exit_code == 2 and "--train-on" in r.output

@@ -126,12 +126,15 @@ def test_bad_rows_are_named_by_row_and_field(tmp_path):
         ("hmm", "furious", "en"),  # row 4: unknown label
         ("later", "", "pt"),  # row 5: unlabelled, skipped
         ("ok", "neg", "12"),  # row 6: not a language
+        ("fine too", "neu", "NaN"),  # row 7: a missing language, as pandas writes it
+        ("what", "None", "en"),  # row 8: "None" is no label name
     ])
     got = read_label_rows(p)
-    assert got.rows == [2] and got.unlabelled == 1
+    assert got.rows == [2, 7] and got.unlabelled == 1 and got.languages == ["en", None]
     assert [(b.row, b.reason.split(":")[0]) for b in got.bad] == [
-        (3, "field 'text' is empty"), (4, "field 'label'"), (6, "field 'language'")]
-    with pytest.raises(ValueError, match=r"bad\.csv: 3 row\(s\) could not be read: row 3: "):
+        (3, "field 'text' is empty"), (4, "field 'label'"), (6, "field 'language'"),
+        (8, "field 'label'")]
+    with pytest.raises(ValueError, match=r"bad\.csv: 4 row\(s\) could not be read: row 3: "):
         read_labelled(p)
     jl = tmp_path / "bad.jsonl"
     jl.write_text('{"text": "ok", "label": "pos"}\n{not json\n[1, 2]\n')

