@@ -127,13 +127,14 @@ class Texts:
         out = tmpl.format(**c)
         return out[:1].upper() + out[1:] if out[:1].islower() else out
 
-    def emotion_phrase(self, lang: str, emotion: str, sentiment: str) -> str:
+    def emotion_phrase(self, lang: str, emotion: str, sentiment: str,
+                       c: dict[str, Any]) -> str:
         emo = self.bank(lang)["emotion"]
         if emotion == "surprise":
             key = "surprise_neg" if sentiment == "negative" else "surprise_pos"
         else:
             key = emotion
-        return self.pick(emo[key]) if key in emo else ""
+        return self.fill(self.pick(emo[key]), c) if key in emo else ""
 
     def sample_emotion(self, theme: str, s: float) -> tuple[str, str]:
         """(sentiment, emotion) for a themed message by a customer whose satisfaction is s."""
@@ -161,7 +162,7 @@ class Texts:
         if self.r.random() < detail:
             parts.append(self.fill(self.pick(b["theme_extra"][theme]), c))
         if emotion != "neutral" and self.r.random() < emotion_p:
-            e = self.emotion_phrase(lang, emotion, sentiment)
+            e = self.emotion_phrase(lang, emotion, sentiment, c)
             if e:
                 if self.r.random() < 0.3:
                     parts.insert(0, e)
@@ -189,7 +190,7 @@ class Texts:
         items = b[key]
         parts = [self.fill(t, c) for t in self.r.sample(items, min(n, len(items)))]
         if emotion != "neutral":
-            e = self.emotion_phrase(lang, emotion, sentiment)
+            e = self.emotion_phrase(lang, emotion, sentiment, c)
             if e:
                 parts.append(e)
         return self._letter(lang, parts, c, letter)
@@ -202,7 +203,7 @@ class Texts:
             parts.append(self.fill(self.pick(b["theme"][theme]), c))
         parts.append(self.fill(self.pick(b["switch" if intent else "compare"]), c))
         if emotion != "neutral":
-            e = self.emotion_phrase(lang, emotion, sentiment)
+            e = self.emotion_phrase(lang, emotion, sentiment, c)
             if e:
                 parts.append(e)
         return self._letter(lang, parts, c, letter)
