@@ -42,5 +42,20 @@ def test_demo_command_ingests_every_file_and_truth_joins(tmp_path: Path) -> None
                        "'crm_activities.csv'").to_pylist()
         assert crm and {c["kind"] for c in crm} <= {"contact", "cancellation"}
         assert all("Outcome" in json.loads(c["attributes"]) for c in crm if c["attributes"])
+        # every template slot was filled (emotion phrases once kept Portuguese "{o}" endings)
+        slots = ws.con.execute(r"SELECT count(*) FROM interactions "
+                               r"WHERE regexp_matches(text, '\{[a-z_]*\}')").fetchone()
+        assert slots[0] == 0
+        # the labelled sample: inbound texts as ingested, with their true sentiment
+        from custdyn.text import read_labelled
+
+        texts, labels, langs = read_labelled(d / "sources" / "truth" / "labelled.csv")
+        assert 0 < len(texts) <= 2000 and set(labels) <= {"negative", "neutral", "positive"}
+        assert langs is not None and set(langs) <= {"en", "pt", "no", "tl"}
+        ws.con.register("_truth_msgs", truth)
+        inbound = dict(ws.con.execute(
+            "SELECT i.text, t.sentiment FROM interactions i JOIN _truth_msgs t USING "
+            "(interaction_id) WHERE i.direction = 'inbound'").fetchall())
+        assert all(inbound[t] == y for t, y in zip(texts, labels, strict=True))
     r = CliRunner().invoke(app, ["demo", str(d), "--customers", "50"])
     assert r.exit_code == 2 and "--force" in r.output

@@ -468,7 +468,7 @@ def demo(
 ) -> None:
     """Simulate a vendor and its customers, write the world as real files (CSV, .mbox,
     JSON Lines) under DIR/sources and ingest them through the readers."""
-    from custdyn.demo import write_world
+    from custdyn.demo import write_labelled_sample, write_world
     from custdyn.settings import Settings
     from custdyn.store import DB_FILE, Workspace
 
@@ -499,10 +499,12 @@ def demo(
             _print_batch(r)
             if r.rows_rejected:
                 code = EXIT_WARN
+        labelled = write_labelled_sample(ws.con, world.truth_dir)
     finally:
         ws.close()
     console.print(f"demo workspace ready: [bold]{directory}[/] (truth in {world.truth_dir}); try "
-                  f"`custdyn -w {directory} status`")
+                  f"`custdyn -w {directory} status`; `custdyn eval-text {labelled}` measures "
+                  "the text engines on its messages")
     raise typer.Exit(code)
 
 

@@ -9,6 +9,7 @@ truth (labels, parameters, churn times, themes) beside them in ``truth/``. See d
 
 from __future__ import annotations
 
+from custdyn.demo.labelled import write_labelled_sample
 from custdyn.demo.writers import SourceFile, World, write_world
 
-__all__ = ["SourceFile", "World", "write_world"]
+__all__ = ["SourceFile", "World", "write_labelled_sample", "write_world"]
