@@ -70,3 +70,20 @@ def test_rare_languages_pool_as_other_and_the_rest_stay(langs: list[str], min_n:
     assert len(pooled) == len(langs)
     for before, after in zip(langs, pooled, strict=True):
         assert after == (before if langs.count(before) >= min_n else "other")
+
+
+def test_progress_reaches_every_text_in_order(monkeypatch):
+    import custdyn.text.analyzer as an
+
+    monkeypatch.setattr(an, "_DETECT_CHUNK", 7)  # several chunks, several batches in each
+    texts = [f"Muito bom, obrigado {i}!" if i % 5 else "" for i in range(30)]
+    seen: list[tuple[int, int]] = []
+    ta = an.TextAnalyzer(engine="bulk", batch_size=3)
+    table = ta.analyze(texts, progress=lambda d, t: seen.append((d, t)))
+    assert table.num_rows == 30
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == 30 and {t for _, t in seen} == {30}
+    assert len(seen) > 10  # per batch, not only at the end
+    report = evaluate_sentiment(texts[1:4], ["positive"] * 3, engine=ta, n_boot=10,
+                                progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (3, 3) and report["overall"]["n"] == 3

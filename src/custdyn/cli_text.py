@@ -109,7 +109,13 @@ def eval_text(
                 ft = (max_minutes, layers, Path(tmp)) if finetune else None
                 chosen = _train_on_file(train_on, no_ngrams, quiet=as_json, scheme=label_scheme,
                                         finetune=ft, folds=folds)  # fmt: skip
-            report = evaluate_sentiment(texts, labels, langs, engine=chosen, n_boot=n_boot)
+            with Progress(TextColumn("[bold]scoring held-out texts"), BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                          transient=True, disable=as_json or not err.is_terminal) as bar:
+                task = bar.add_task("score", total=len(texts))
+                report = evaluate_sentiment(
+                    texts, labels, langs, engine=chosen, n_boot=n_boot,
+                    progress=lambda d, t: bar.update(task, completed=d, total=t))
     except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e, EXIT_REFUSED) from None
     if as_json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ class TextAnalyzer:
         self,
         texts: Iterable[str | None],
         language: str | Sequence[str | None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> pa.Table:
         """One row per text with :data:`ANALYSIS_SCHEMA`'s columns.
 
@@ -72,6 +73,7 @@ class TextAnalyzer:
         or one code (or None, to detect) per text. Empty texts get null sentiment and emotions.
         ``sentiment_score`` is P(positive) - P(negative), in [-1, 1]; ``confidence`` is the
         probability of the chosen sentiment; emotion columns are independent probabilities.
+        ``progress(done, total)`` is called after each batch of texts.
         """
         items = ["" if t is None else str(t) for t in texts]
         n = len(items)
@@ -108,6 +110,10 @@ class TextAnalyzer:
                 sent[idx] = out.sentiment
                 if out.emotions is not None:
                     emo[idx] = out.emotions
+                if progress is not None:
+                    progress(idx[-1] + 1, n)  # every text up to the batch's last one
+            if progress is not None:
+                progress(hi, n)
         return _to_table(langs, lconf, sent, emo)
 
 

@@ -91,6 +91,7 @@ def evaluate_sentiment(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Score an engine on labelled texts.
 
@@ -99,6 +100,7 @@ def evaluate_sentiment(
     :class:`~custdyn.text.TextAnalyzer`. Returns ``{"engine", "overall", "per_language"}``, each
     score a dict with ``n``, ``macro_f1``, the 95 % percentile-bootstrap interval
     ``ci_low``/``ci_high`` (``n_boot`` resamples), ``accuracy`` and per-class ``support``.
+    ``progress(done, total)`` is called as the texts are scored.
     """
     from custdyn.text.analyzer import TextAnalyzer
 
@@ -106,7 +108,8 @@ def evaluate_sentiment(
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     ta = engine if isinstance(engine, TextAnalyzer) else TextAnalyzer(engine=engine)
     y_true = np.array([normalize_label(x) for x in labels], np.int64)
-    table = ta.analyze(list(texts), language=list(languages) if languages is not None else None)
+    table = ta.analyze(list(texts), language=list(languages) if languages is not None else None,
+                       progress=progress)
     pred = table.column("sentiment").to_pylist()
     y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
     langs = [lang or "und" for lang in table.column("language").to_pylist()]
