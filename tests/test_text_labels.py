@@ -140,10 +140,20 @@ def test_export_then_import_round_trip(ws, tmp_path):
     filled = [lines[0]] + [line.replace("\t\t", "\tneutral\t", 1) for line in lines[1:]]
     p.write_text("\n".join(filled) + "\n", encoding="utf-8")
     r = import_labels(ws, p)
-    assert r.added == len(cands) and r.bad == []
+    assert r.added == len(cands) and r.bad == [] and r.replaced == 0
     got = ws.con.execute("SELECT interaction_id, sentiment FROM labels").fetchall()
     assert {g[0] for g in got} == {c.interaction_id for c in cands}
     assert {g[1] for g in got} == {"neutral"}
+    # the same file again, one answer changed, one new free text twice: replaced, not added
+    again = [filled[0], *[line.replace("\tneutral\t", "\tpositive\t", 1) if i == 0 else line
+                          for i, line in enumerate(filled[1:])],
+             "Brand new text\tnegative\ten\t\t\t", "Brand new text\tpositive\ten\t\t\t"]
+    p.write_text("\n".join(again) + "\n", encoding="utf-8")
+    r = import_labels(ws, p)
+    assert (r.added, r.replaced, r.bad) == (1, len(cands) + 1, [])
+    got = dict(ws.con.execute("SELECT coalesce(interaction_id, text), sentiment FROM labels"
+                              ).fetchall())  # fmt: skip
+    assert got[cands[0].interaction_id] == "positive" and got["Brand new text"] == "positive"
 
 
 def _invoke(ws_path: Path, args: list[str], keys: str = ""):

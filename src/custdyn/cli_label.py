@@ -102,10 +102,13 @@ def label(
             r = import_labels(ws, import_, labelled_by=who, scheme=label_scheme)
             total = label_count(ws)
             if as_json:
-                print_json({"added": r.added, "labels": total,
+                print_json({"added": r.added, "replaced": r.replaced, "labels": total,
                             "bad_rows": [{"row": b.row, "reason": b.reason} for b in r.bad]})
             else:
-                console.print(f"added {r.added:,} labels from {import_} ({total:,} in all)")
+                again = (f"; {r.replaced:,} rows replaced an earlier answer for the same text"
+                         if r.replaced else "")
+                console.print(f"added {r.added:,} labels from {import_} ({total:,} in all)"
+                              f"{again}", highlight=False)
                 for b in r.bad:
                     err.print(f"  row {b.row}: {escape(b.reason)}", highlight=False)
             if r.bad:

@@ -62,8 +62,9 @@ class Candidate:
 
 @dataclass
 class ImportResult:
-    added: int
+    added: int  # labels that are new to the workspace
     bad: list[BadRow]
+    replaced: int = 0  # rows whose text (or message) was labelled already: the answer replaced
 
 
 def _label_id(interaction_id: str | None, text: str) -> str:
@@ -139,11 +140,13 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
     """Add the labels of a file (:func:`read_label_file`); bad rows are returned, not stored."""
     good, bad = read_label_file(path, scheme)
     now = datetime.now(UTC)
+    before = label_count(ws)
     for r in good:
         add_label(ws, r["text"], r["sentiment"], interaction_id=r["interaction_id"],
                   language=r["language"], labelled_by=labelled_by,
                   source=f"import:{Path(path).name}", when=now)  # fmt: skip
-    return ImportResult(len(good), bad)
+    added = label_count(ws) - before
+    return ImportResult(added, bad, replaced=len(good) - added)
 
 
 def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
