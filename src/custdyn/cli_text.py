@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +94,7 @@ def eval_text(
 
     Files: CSV, TSV, JSON Lines, JSON or Parquet; labels as negative/neutral/positive (or
     neg/neu/pos, or numbers: see --label-scheme); languages as ISO 639-1 codes or names."""
+    import contextlib
     import tempfile
 
     from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
@@ -102,7 +102,9 @@ def eval_text(
     if finetune and train_on is None:
         raise _fail(ValueError("--finetune needs --train-on LABELS"), EXIT_REFUSED)
     try:
-        with tempfile.TemporaryDirectory(prefix="custdyn-eval-") as tmp:
+        # a fine-tune's encoder lives in a folder that goes when the evaluation is done
+        with (tempfile.TemporaryDirectory(prefix="custdyn-eval-") if finetune
+              else contextlib.nullcontext("")) as tmp:
             texts, labels, langs = read_labelled(file, label_scheme)
             chosen: object = engine
             if train_on is not None:
@@ -131,42 +133,23 @@ def eval_text(
 
 def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto",
                    finetune: tuple[float, int, Path] | None = None, folds: int = 5) -> object:
-    """A workspace engine trained on a labelled file, exactly as ``train-text`` trains (with
-    ``finetune=(max_minutes, layers, folder)``: as ``train-text --finetune`` does, the
-    encoder written into the folder)."""
-    import numpy as np
+    """:func:`~custdyn.text.workspace_models.train_from_file` with a progress bar (with
+    ``finetune=(max_minutes, layers, folder)``: fine-tuned, the encoder in the folder)."""
+    from custdyn.text.train import HeadConfig
+    from custdyn.text.workspace_models import train_from_file
 
-    from custdyn.text import WorkspaceEngine, read_labelled
-    from custdyn.text.evaluation import normalize_label
-    from custdyn.text.train import HeadConfig, build_features, train_head
-
+    ft_config, folder = None, None
     if finetune is not None:
-        from custdyn.text.finetune import require_torch
+        from custdyn.text.finetune import FinetuneConfig
 
-        require_torch()
-    started = time.perf_counter()
-    texts, labels, langs = read_labelled(path, scheme)
-    y = np.array([normalize_label(v) for v in labels], np.int64)
-    cfg = HeadConfig(use_ngrams=not no_ngrams)
+        minutes, layers, folder = finetune
+        ft_config = FinetuneConfig(max_minutes=minutes, layers=layers)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True,
                   disable=quiet or not err.is_terminal) as bar:
-        task = bar.add_task("embedding training texts", total=len(texts))
-        feats = build_features(texts, langs, bits=cfg.bits,
-                               progress=lambda d, t: bar.update(task, completed=d, total=t))
-        if finetune is None:
-            head, _, _ = train_head(feats, y, cfg, folds=folds)
-            return WorkspaceEngine(head=head, version=f"trained-on:{path.name}")
-        from custdyn.text.finetune import FinetuneConfig
-        from custdyn.text.workspace_models import finetune_model
-
-        if len(np.unique(y)) < 2:
-            raise ValueError(f"{path}: all labels are the same sentiment; nothing to learn")
-        minutes, layers, folder = finetune
-        got = finetune_model(
-            texts, feats, y, folder / "encoder.bin", cfg,
-            FinetuneConfig(max_minutes=minutes, layers=layers), folds=folds, started=started,
+        task = bar.add_task("embedding labels", total=None)
+        return train_from_file(
+            path, HeadConfig(use_ngrams=not no_ngrams), ft_config, scheme=scheme, folds=folds,
+            encoder_dir=folder,
             progress=lambda d, t, stage: bar.update(task, completed=d, total=t,
                                                     description=stage))  # fmt: skip
-    return WorkspaceEngine(head=got["head"], encoder=got["encoder"],
-                           version=f"trained-on:{path.name}+finetune")

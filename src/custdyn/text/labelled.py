@@ -91,7 +91,8 @@ class LabelledRows:
     labels: list[int] = field(default_factory=list)  # index into SENTIMENTS
     languages: list[str | None] | None = None  # None: the file has no language column
     rows: list[int] = field(default_factory=list)  # each good row's number
-    extra: list[dict[str, str]] = field(default_factory=list)  # the other columns, as text
+    #: each good row's ``interaction_id`` (None where empty); None: the file has no such column
+    interaction_ids: list[str | None] | None = None
     bad: list[BadRow] = field(default_factory=list)
     unlabelled: int = 0  # rows with an empty label (texts still to label)
     scheme: str | None = None  # the numeric scheme used, if the labels had numbers
@@ -261,6 +262,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         out.bad = [BadRow(n, why or "unreadable") for n, _, why in records]
         return out
     tk, lk, gk = _pick(keys, _TEXT_COLS), _pick(keys, _LABEL_COLS), _pick(keys, _LANG_COLS)
+    ik = _pick(keys, ("interaction_id",))
     if tk is None or lk is None:
         raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(keys)}")
     try:
@@ -270,6 +272,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
     except ValueError as e:
         raise ValueError(f"{p}: field '{lk}': {e}") from None
     out.languages = [] if gk is not None else None
+    out.interaction_ids = [] if ik is not None else None
     for n, r, why in records:
         if r is None:
             out.bad.append(BadRow(n, why or "unreadable"))
@@ -303,8 +306,8 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         out.texts.append(text)
         out.labels.append(k)
         out.rows.append(n)
-        out.extra.append({str(c): "" if v is None else str(v) for c, v in r.items()
-                          if c not in (tk, lk, gk)})  # fmt: skip
+        if out.interaction_ids is not None and ik is not None:
+            out.interaction_ids.append(str(r.get(ik) or "").strip() or None)
         if out.languages is not None:
             out.languages.append(lang)
     return out

@@ -126,12 +126,11 @@ def read_label_file(path: str | Path, scheme: str = "auto"
     rows refused, with their row number (the header is row 1) and the reason. A row with an
     empty label is a text still to label and is skipped quietly."""
     got = read_label_rows(path, scheme)
-    good = []
-    for i, text in enumerate(got.texts):
-        extra = {k.strip().lower(): v for k, v in got.extra[i].items()}
-        good.append({"text": text, "sentiment": got.labels[i],
-                     "language": got.languages[i] if got.languages is not None else None,
-                     "interaction_id": extra.get("interaction_id", "").strip() or None})
+    n = len(got.texts)
+    langs = got.languages if got.languages is not None else [None] * n
+    ids = got.interaction_ids if got.interaction_ids is not None else [None] * n
+    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i}
+            for t, k, g, i in zip(got.texts, got.labels, langs, ids, strict=True)]
     return good, got.bad
 
 

@@ -517,6 +517,52 @@ def finetune_model(
             "extra": extra}
 
 
+def train_from_file(
+    path: str | Path,
+    config: Any = None,
+    ft_config: Any = None,
+    *,
+    scheme: str = "auto",
+    folds: int = 5,
+    encoder_dir: str | Path | None = None,
+    progress: Any = None,
+) -> WorkspaceEngine:
+    """A workspace engine trained on a labelled file (:func:`custdyn.text.read_labelled`)
+    exactly as ``train-text`` trains on the workspace's labels; with ``ft_config`` (a
+    :class:`~custdyn.text.finetune.FinetuneConfig`) as ``train-text --finetune`` does, the
+    fine-tuned encoder written into ``encoder_dir``. Nothing is registered anywhere: this is
+    what ``eval-text HELDOUT --train-on LABELS`` scores. ``progress(done, total, stage)`` is
+    called as work advances."""
+    from custdyn.text.labelled import normalize_label, read_labelled
+    from custdyn.text.train import HeadConfig, train_head
+
+    p = Path(path)
+    enc_dir = Path(encoder_dir) if encoder_dir is not None else None
+    if ft_config is not None:
+        from custdyn.text.finetune import require_torch
+
+        require_torch()
+        if enc_dir is None:
+            raise ValueError("a fine-tune needs a folder for its encoder (encoder_dir)")
+    started = time.perf_counter()  # a fine-tune's budget counts the embedding too
+    texts, labels, langs = read_labelled(p, scheme)
+    y = np.array([normalize_label(v) for v in labels], np.int64)
+    cfg = config or HeadConfig()
+    feats = build_features(
+        texts, langs, bits=cfg.bits,
+        progress=None if progress is None else lambda d, t: progress(d, t, "embedding labels"))
+    if ft_config is None:
+        head, _, _ = train_head(feats, y, cfg, folds=folds)
+        return WorkspaceEngine(head=head, version=f"trained-on:{p.name}")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{p}: all labels are the same sentiment; nothing to learn")
+    assert enc_dir is not None  # checked before the work began
+    got = finetune_model(texts, feats, y, enc_dir / ENCODER_FILE, cfg, ft_config,
+                         folds=folds, started=started, progress=progress)  # fmt: skip
+    return WorkspaceEngine(head=got["head"], encoder=got["encoder"],
+                           version=f"trained-on:{p.name}+finetune")
+
+
 def finetune_workspace(
     ws: Any,
     config: Any = None,
