@@ -71,6 +71,38 @@ def test_enrich_all_directions_adds_the_vendors_messages(ws):
     assert more.scored == 1
 
 
+def test_enrich_detects_among_the_workspace_languages(tmp_path):
+    from custdyn.pipeline import enrich
+
+    rows = [{"interaction_id": f"d{i}", "customer_id": "C1",
+             "occurred_at": f"2024-01-0{1 + i}T10:00:00Z", "channel": "chat", "kind": "feedback",
+             "direction": "inbound", "text": t}
+            for i, t in enumerate(["Tak for hjælpen", "Thanks, all good"])]  # fmt: skip
+    found = {}
+    for name, extra in [("plain", {}), ("known", {"text": {"languages": ["Norwegian", "en"]}})]:
+        w = _log(tmp_path / name, rows, Settings(extra=extra))
+        try:
+            enrich(w, "bulk")
+            found[name] = dict(w.con.execute(
+                "SELECT interaction_id, language FROM text_signals").fetchall())
+        finally:
+            w.close()
+    assert found["plain"] == {"d0": "da", "d1": "en"}  # a short Norwegian line reads Danish
+    assert found["known"] == {"d0": "no", "d1": "en"}
+
+
+def test_unknown_workspace_language_is_refused_naming_the_file(tmp_path):
+    from custdyn.pipeline import enrich
+
+    w = _log(tmp_path, [_ev(1, "C1", "2024-01-01", "feedback", text="hei")],
+             Settings(extra={"text": {"languages": ["no", "elvish"]}}))
+    try:
+        with pytest.raises(ValueError, match=r"custdyn.toml: \[text\] languages: language 'elvish'"):
+            enrich(w, "bulk")
+    finally:
+        w.close()
+
+
 def _log(tmp_path: Path, rows: list[dict], settings: Settings | None = None) -> Workspace:
     w = Workspace.create(tmp_path / "log", settings or Settings(
         competitors=[{"name": "Nordvik", "aliases": ["nordvik.no"]}]))

@@ -184,3 +184,32 @@ def test_eval_text_reads_numeric_schemes_and_refuses_ambiguous_ones(tmp_path):
                          "--json", "--n-boot", "20"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["overall"]["n"] == 2
+
+
+def test_eval_text_languages_option_for_files_without_a_language(tmp_path):
+    p = tmp_path / "no.csv"
+    _write_csv(p, ["text", "label"], [("Tak for hjælpen", "positive"),
+                                      ("Leveransen kom for sent.", "negative"),
+                                      ("Hva koster frakten?", "neutral")])  # fmt: skip
+    run = CliRunner()
+    base = ["eval-text", str(p), "--engine", "bulk", "--json", "--n-boot", "20"]
+    r = run.invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n"] != {"no": 3}  # detected alone, the first reads Danish
+    r = run.invoke(app, [*base, "--languages", "no"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n"] == {"no": 3}
+    r = run.invoke(app, [*base, "--languages", "no,elvish"])
+    assert r.exit_code == 2 and "'elvish'" in r.output
+
+
+def test_training_features_detect_among_given_languages():
+    import numpy as np
+
+    from custdyn.text.train import build_features
+
+    texts = ["Tak for hjælpen", "Thanks a lot", "Obrigado pela ajuda"]
+    emb = np.eye(3, 384, dtype=np.float32)
+    given = build_features(texts, [None, None, "pt"], emb=emb, among=["no", "en"]).languages
+    assert given == ["no", "en", "pt"]  # a given language stays as it is
+    assert build_features(texts, None, emb=emb).languages[0] == "da"

@@ -64,6 +64,22 @@ LabelSchemeOpt = Annotated[str, typer.Option(
     "--label-scheme", help="How numeric labels read: auto (told apart by the values present), "
     "signed (-1/0/1), 012 (0/1/2 = negative, neutral, positive) or stars (1-5: 1-2 negative, "
     "3 neutral, 4-5 positive).")]
+LanguagesOpt = Annotated[str | None, typer.Option(
+    "--languages", help="The languages the files' texts are written in, comma-separated "
+    "(e.g. no,en): texts without a language column are detected among these only (short "
+    "texts in close languages, Norwegian and Danish say, are otherwise often confused).")]
+
+
+def split_languages(value: str | None) -> list[str] | None:
+    """``--languages no,en`` as a list (None when not given)."""
+    if value is None:
+        return None
+    got = [v.strip() for v in value.split(",") if v.strip()]
+    if not got:
+        raise ValueError("--languages needs at least one language, e.g. --languages no,en")
+    return got
+
+
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Also write the table to FILE (.parquet, .csv or .json).")
 ]

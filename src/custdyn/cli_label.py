@@ -19,12 +19,14 @@ from custdyn.cli import (
     EXIT_WARN,
     JsonOpt,
     LabelSchemeOpt,
+    LanguagesOpt,
     _fail,
     _workspace,
     app,
     console,
     err,
     print_json,
+    split_languages,
     write_figure,
 )
 from custdyn.errors import CustdynError
@@ -288,6 +290,7 @@ def learning_curve(
         None,
     no_ngrams: Annotated[bool, typer.Option("--no-ngrams", help="Embedding only.")] = False,
     label_scheme: LabelSchemeOpt = "auto",
+    languages: LanguagesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sentiment macro-F1 per language against the number of labels a workspace model is
@@ -299,11 +302,12 @@ def learning_curve(
     cfg = _config(no_ngrams)
     try:
         size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        among = split_languages(languages)
         with _progress("learning curve", as_json) as bar:
             task = bar.add_task("curve", total=None)
             if labels_file is not None:
                 texts, labs, langs = read_labelled(labels_file, label_scheme)
-                feats = build_features(texts, langs, bits=cfg.bits)
+                feats = build_features(texts, langs, bits=cfg.bits, among=among)
                 y = [normalize_label(v) for v in labs]
             else:
                 from custdyn.text.workspace_models import label_features
@@ -316,7 +320,7 @@ def learning_curve(
                 ht, hl, hg = read_labelled(heldout, label_scheme)
                 import numpy as np
 
-                ho = (build_features(ht, hg, bits=cfg.bits),
+                ho = (build_features(ht, hg, bits=cfg.bits, among=among),
                       np.array([normalize_label(v) for v in hl]))  # fmt: skip
             import numpy as np
 

@@ -12,12 +12,14 @@ from custdyn.cli import (
     EXIT_REFUSED,
     JsonOpt,
     LabelSchemeOpt,
+    LanguagesOpt,
     _fail,
     _workspace,
     app,
     console,
     err,
     print_json,
+    split_languages,
 )
 from custdyn.errors import CustdynError
 
@@ -87,6 +89,7 @@ def eval_text(
         min=2, help="With --train-on: cross-validation folds (model choice, thresholds).")] = 5,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1000,
     label_scheme: LabelSchemeOpt = "auto",
+    languages: LanguagesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sentiment macro-F1 per language, with a 95% bootstrap interval, on a labelled file.
@@ -105,18 +108,19 @@ def eval_text(
         # a fine-tune's encoder lives in a folder that goes when the evaluation is done
         with (tempfile.TemporaryDirectory(prefix="custdyn-eval-") if finetune
               else contextlib.nullcontext("")) as tmp:
+            among = split_languages(languages)
             texts, labels, langs = read_labelled(file, label_scheme)
             chosen: object = engine
             if train_on is not None:
                 ft = (max_minutes, layers, Path(tmp)) if finetune else None
                 chosen = _train_on_file(train_on, no_ngrams, quiet=as_json, scheme=label_scheme,
-                                        finetune=ft, folds=folds)  # fmt: skip
+                                        finetune=ft, folds=folds, among=among)  # fmt: skip
             with Progress(TextColumn("[bold]scoring held-out texts"), BarColumn(),
                           MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                           transient=True, disable=as_json or not err.is_terminal) as bar:
                 task = bar.add_task("score", total=len(texts))
                 report = evaluate_sentiment(
-                    texts, labels, langs, engine=chosen, n_boot=n_boot,
+                    texts, labels, langs, engine=chosen, n_boot=n_boot, among=among,
                     progress=lambda d, t: bar.update(task, completed=d, total=t))
     except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e, EXIT_REFUSED) from None
@@ -129,10 +133,14 @@ def eval_text(
         print_json(out)
     else:
         console.print(render_report(report), highlight=False)
+        if among is None and (langs is None or None in langs):
+            err.print("[dim]languages were detected from the texts; where you know them, "
+                      "--languages (e.g. no,en) keeps close languages apart[/dim]")
 
 
 def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto",
-                   finetune: tuple[float, int, Path] | None = None, folds: int = 5) -> object:
+                   finetune: tuple[float, int, Path] | None = None, folds: int = 5,
+                   among: list[str] | None = None) -> object:
     """:func:`~custdyn.text.workspace_models.train_from_file` with a progress bar (with
     ``finetune=(max_minutes, layers, folder)``: fine-tuned, the encoder in the folder)."""
     from custdyn.text.train import HeadConfig
@@ -150,6 +158,6 @@ def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto
         task = bar.add_task("embedding labels", total=None)
         return train_from_file(
             path, HeadConfig(use_ngrams=not no_ngrams), ft_config, scheme=scheme, folds=folds,
-            encoder_dir=folder,
+            encoder_dir=folder, among=among,
             progress=lambda d, t, stage: bar.update(task, completed=d, total=t,
                                                     description=stage))  # fmt: skip

@@ -127,5 +127,7 @@ _HEADER = """\
 # for amounts without one; vendor_domains: your e-mail domains (mail from them is outbound);
 # engine: duckdb (this folder's database) or spark.
 # [[competitors]] name and aliases: matched in customers' messages.
+# [text] languages: the languages your customers write in (e.g. ["no", "en"]); language
+# detection then chooses among them only (optional).
 
 """

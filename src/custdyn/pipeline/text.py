@@ -108,9 +108,11 @@ def enrich(
     import time
 
     from custdyn.text import CompetitorMatcher, TextAnalyzer, enrich_batches
+    from custdyn.text.analyzer import workspace_languages
 
     t0 = time.perf_counter()
-    analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"))
+    analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"),
+                            languages=workspace_languages(ws))
     version = analyzer.version
     if batch_size is None:
         batch_size = 8192 if version.startswith("bulk:") else 512

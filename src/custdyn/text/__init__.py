@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from custdyn.text._langid import canonical_language
 from custdyn.text._langid import detect as detect_language
+from custdyn.text._langid import detect_many as detect_languages
 from custdyn.text.analyzer import ANALYSIS_SCHEMA, TextAnalyzer
 from custdyn.text.competitors import CompetitorMatcher, intent_to_switch
 from custdyn.text.engines import make_engine
@@ -35,6 +36,7 @@ __all__ = [
     "canonical_language",
     "default_engine_name",
     "detect_language",
+    "detect_languages",
     "enrich_batches",
     "eval_text_main",
     "evaluate_sentiment",

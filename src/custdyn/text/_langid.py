@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,11 +69,18 @@ def canonical_language(code: str | None) -> str | None:
     return None
 
 
-#: Tagalog function words: code-switched Taglish is reported as Tagalog when these appear.
+#: Tagalog words: code-switched Taglish is reported as Tagalog when these appear.
 _TAGALOG_MARKERS = frozenset(
     "ang ng mga sa na ako ko mo siya niya namin natin kami tayo sila nila po opo hindi "
     "talaga naman lang yung yun kasi pero sobrang grabe ba nga pa din rin dito diyan "
-    "wala may meron kayo ninyo natin pag kung para nang lahat sana ulit".split()
+    "wala may meron kayo ninyo natin pag kung para nang lahat sana ulit "
+    "salamat akong inyo walang parang pang pwede kaya ito iyan bakit paano".split()
+)
+#: Markers that are also common words of other languages (Norwegian, Danish and Swedish
+#: "din", "sa", "pa", "na"; Spanish and Portuguese "para", "pero", "na"; Indonesian "kami",
+#: "sana"; English "may"): they count towards the share only beside at least one other marker.
+_SHARED_MARKERS = frozenset(
+    "sa na pa ba may para pero din rin mo lang kami sana dito kung pag nga".split()
 )
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
@@ -89,34 +96,50 @@ _SEP = "\x1f"
 
 
 def _taglish_share(text: str) -> float:
+    """Of the words of ``text``, the fraction that are Tagalog markers; 0 when all of them are
+    markers other languages share (:data:`_SHARED_MARKERS`)."""
     words = _WORD.findall(text.lower())
-    if not words:
+    found = [w for w in words if w in _TAGALOG_MARKERS]
+    if not any(w not in _SHARED_MARKERS for w in found):
         return 0.0
-    return sum(w in _TAGALOG_MARKERS for w in words) / len(words)
+    return len(found) / len(words)
 
 
-def detect(text: str | None) -> tuple[str | None, float]:
+def detect(
+    text: str | None, among: Collection[str] | None = None
+) -> tuple[str | None, float]:
     """``(language, confidence)`` for one text; ``(None, 0.0)`` when it has no letters.
 
     Code-switched Tagalog-English (Taglish) is reported as ``"tl"`` when at least a fifth of
-    its words are Tagalog function words, since a character model often calls it English.
+    its words are Tagalog words (with at least one that other languages do not share), since
+    a character model often calls it English. ``among``: see :func:`detect_many`.
 
     >>> detect("A entrega atrasou e ninguém respondeu.")[0]
     'pt'
     """
-    langs, confs = detect_many([text])
+    langs, confs = detect_many([text], among)
     return langs[0], confs[0]
 
 
-def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[float]]:
+def detect_many(
+    texts: Sequence[str | None], among: Collection[str] | None = None
+) -> tuple[list[str | None], list[float]]:
     """Languages and confidences for many texts: the same answers as :func:`detect` per text.
 
     The whole batch is cleaned, encoded and scored at once (see :class:`_BatchModel`).
+    ``among``: the languages the texts are known to be written in (codes or names, see
+    :func:`canonical_language`); each text gets the likeliest of them, its confidence
+    renormalised over them. Short texts in close languages are often confused (Norwegian
+    read as Danish, Portuguese as Galician); a workspace that knows its customers' languages
+    avoids that.
 
     >>> langs, confs = detect_many(["Leveransen kom for sent.", "", "Grabe, sobrang late ng order ko"])
     >>> langs
     ['no', None, 'tl']
+    >>> detect_many(["Tak for hjælpen"])[0], detect_many(["Tak for hjælpen"], among=["no", "en"])[0]
+    (['da'], ['no'])
     """
+    allowed = None if among is None else _batch_model().allowed(among)
     n = len(texts)
     langs: list[str | None] = [None] * n
     confs: list[float] = [0.0] * n
@@ -127,7 +150,7 @@ def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[flo
             idx.append(i)
             size += len(t)
         if idx and (len(idx) == _CHUNK or size >= _CHUNK_CHARS or i == n - 1):
-            la, co = _detect_batch([texts[j] for j in idx])  # type: ignore[misc]
+            la, co = _detect_batch([texts[j] for j in idx], allowed)  # type: ignore[misc]
             for k, j in enumerate(idx):
                 langs[j] = la[k]
                 confs[j] = co[k]
@@ -135,11 +158,14 @@ def detect_many(texts: Sequence[str | None]) -> tuple[list[str | None], list[flo
     return langs, confs
 
 
-def _detect_batch(texts: list[str]) -> tuple[list[str | None], list[float]]:
-    """:func:`detect` for non-empty texts, vectorised over the batch.
+def _detect_batch(
+    texts: list[str], allowed: np.ndarray | None = None
+) -> tuple[list[str | None], list[float]]:
+    """:func:`detect` for non-empty texts, vectorised over the batch; ``allowed``: a mask of
+    the model's columns (:meth:`_BatchModel.allowed`).
 
     Cleaning: URLs, @names and "#" become spaces; a text without letters has no language; one
-    whose words are at least a fifth Tagalog function words is Tagalog (Taglish).
+    whose words are at least a fifth Tagalog markers is Tagalog (Taglish).
     """
     model = _batch_model()
     joined = _SEP.join(texts)
@@ -148,15 +174,17 @@ def _detect_batch(texts: list[str]) -> tuple[list[str | None], list[float]]:
         cleaned = [_URL.sub(" ", t) for t in texts]
         letters = np.array([_HAS_LETTER.search(c) is not None for c in cleaned], bool)
         shares = np.array([_taglish_share(c) for c in cleaned], np.float64)
-        best, prob = model.classify_few(cleaned)
+        best, prob = model.classify_few(cleaned, allowed)
     else:
         # The separator is whitespace and no word character: no URL, @name or word crosses it.
         cleaned_joined = _URL.sub(" ", joined)
         cleaned = cleaned_joined.split(_SEP)
         letters, shares = _letters_and_shares(cleaned_joined, len(texts))
-        best, prob = model.classify(cleaned)
+        best, prob = model.classify(cleaned, allowed)
     code = model.codes[best]
     taglish = (code != "tl") & (shares >= 0.2)
+    if allowed is not None and not allowed[model.codes == "tl"].any():
+        taglish[:] = False
     conf = np.where(taglish, np.clip(shares * 2.5, 0.5, 0.99), prob.astype(np.float64))
     code[taglish] = "tl"
     none = ~letters
@@ -189,7 +217,7 @@ def _letters_and_shares(joined: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per text of ``joined`` (texts separated by :data:`_SEP`): has it a letter; its Taglish share.
 
     The share is :func:`_taglish_share`: of the words (letter runs) of the lower-cased text,
-    the fraction that are Tagalog function words.
+    the fraction that are Tagalog markers (0 when every marker found is a shared one).
     """
     sep = ord(_SEP) if n > 1 else -1  # one text: nothing separates
     cp = _codepoints(joined)
@@ -220,10 +248,13 @@ def _letters_and_shares(joined: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         key |= ch << (7 * w)
     at = np.minimum(np.searchsorted(_MARKER_KEYS, key), len(_MARKER_KEYS) - 1)
     marker = (_MARKER_KEYS[at] == key) & ascii_only
+    at = np.minimum(np.searchsorted(_SHARED_KEYS, key), len(_SHARED_KEYS) - 1)
+    own = marker & (_SHARED_KEYS[at] != key)
     n_words = np.bincount(word_doc, minlength=n)
     n_mark = np.bincount(word_doc[cand[marker]], minlength=n)
+    n_own = np.bincount(word_doc[cand[own]], minlength=n)
     share = np.zeros(n, np.float64)
-    np.divide(n_mark, n_words, out=share, where=n_words > 0)
+    np.divide(n_mark, n_words, out=share, where=(n_words > 0) & (n_own > 0))
     return letters, share
 
 
@@ -233,6 +264,7 @@ def _marker_key(w: str) -> int:
 
 _MAX_MARKER = max(len(w) for w in _TAGALOG_MARKERS)
 _MARKER_KEYS = np.array(sorted(_marker_key(w) for w in _TAGALOG_MARKERS), np.int64)
+_SHARED_KEYS = np.array(sorted(_marker_key(w) for w in _SHARED_MARKERS), np.int64)
 _LETTER_BMP: np.ndarray | None = None
 
 
@@ -457,16 +489,40 @@ class _BatchModel:
         cols = cols.astype(np.int32)
         return sparse.csr_matrix((counts, cols, indptr), shape=(n, n_feat))
 
-    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Best class index and its probability for each text, as py3langid's ``classify``."""
+    def allowed(self, among: Collection[str]) -> np.ndarray:
+        """Mask of the columns whose reported code is one of ``among`` (codes or names), plus
+        the "no language" column; an unknown language is refused, naming the known ones."""
+        if isinstance(among, str):
+            among = [among]
+        wanted: set[str] = set()
+        known = {str(c) for c in self.codes.tolist() if c is not None}
+        for g in among:
+            code = canonical_language(g)
+            if code not in known:
+                raise ValueError(
+                    f"language {g!r} is not one the language identifier knows; known: "
+                    + ", ".join(sorted(known))
+                )
+            wanted.add(code)
+        if not wanted:
+            raise ValueError("no languages given to choose among")
+        return np.array([c is None or c in wanted for c in self.codes.tolist()], bool)
+
+    def classify(
+        self, texts: list[str], allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best class index and its probability for each text, as py3langid's ``classify``
+        (among the ``allowed`` columns only, when given)."""
         buf, starts, lens = self.encode(texts)
         mat = self.counts(buf, starts, lens)
         np.log1p(mat.data, out=mat.data)
         scores = np.asarray(mat @ self.ptc, np.float32) + self.pc
         scores[np.diff(mat.indptr) == 0] = 0.0  # no features: py3langid scores all classes 0
-        return self._decide(scores, lens)
+        return self._decide(scores, lens, allowed)
 
-    def classify_few(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def classify_few(
+        self, texts: list[str], allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`classify`, walking the automaton in Python one text at a time."""
         nm = self.nextmove.data
         rowbase = self.rowbase.data
@@ -485,11 +541,16 @@ class _BatchModel:
             if found:
                 feat, count = np.unique(np.array(found, np.int64), return_counts=True)
                 scores[k] = np.log1p(count.astype(np.float32)) @ self.ptc[feat] + self.pc
-        return self._decide(scores, lens)
+        return self._decide(scores, lens, allowed)
 
-    def _decide(self, scores: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Temperature sqrt(bytes), softmax, script columns folded; best class and probability."""
+    def _decide(
+        self, scores: np.ndarray, lens: np.ndarray, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Temperature sqrt(bytes), softmax (over the allowed columns), script columns folded;
+        best class and probability."""
         scores *= (1.0 / np.sqrt(np.maximum(lens, 1))).astype(np.float32)[:, None]
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
         scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)

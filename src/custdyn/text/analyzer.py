@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ from custdyn.schema import EMOTIONS, SENTIMENTS
 from custdyn.text._langid import canonical_language, detect_many
 from custdyn.text.engines import Engine, make_engine
 
-__all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer"]
+__all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer", "workspace_languages"]
 
 #: Texts whose languages are identified together, then scored (bounds the working memory).
 _DETECT_CHUNK = 2048
@@ -38,6 +39,8 @@ class TextAnalyzer:
     sequence-classification model) or "onnx:PATH" (an ONNX export with its tokenizer.json).
     ``batch_size``: texts handed to the engine at once. "workspace:vN" names a model trained
     on a workspace's labels (``custdyn train-text``), looked up in ``workspace`` (a folder).
+    ``languages``: the languages the texts are written in, when known (``["no", "en"]``):
+    detection then chooses among them only (see :func:`~custdyn.text.detect_languages`).
 
     >>> ta = TextAnalyzer(engine="bulk")
     >>> t = ta.analyze(["I love it, thank you!", "Isto é péssimo, quero o meu dinheiro"])
@@ -51,8 +54,10 @@ class TextAnalyzer:
         *,
         batch_size: int = 256,
         workspace: str | Path | None = None,
+        languages: Collection[str] | None = None,
     ) -> None:
         self.engine_name = engine if isinstance(engine, str) else getattr(engine, "name", "custom")
+        self.languages = _checked_languages(languages)
         self.engine: Engine = make_engine(engine, workspace)
         self.batch_size = int(batch_size)
 
@@ -97,7 +102,8 @@ class TextAnalyzer:
         for lo in range(0, n, _DETECT_CHUNK):
             hi = min(lo + _DETECT_CHUNK, n)
             todo = [] if forced else [i for i in range(lo, hi) if not given[i]]
-            found, conf = detect_many([items[i] for i in todo]) if todo else ([], [])
+            found, conf = (detect_many([items[i] for i in todo], self.languages) if todo
+                           else ([], []))  # fmt: skip
             for i, f, c in zip(todo, found, conf, strict=True):
                 langs[i], lconf[i] = f, c
             for i in range(lo, hi):
@@ -115,6 +121,37 @@ class TextAnalyzer:
             if progress is not None:
                 progress(hi, n)
         return _to_table(langs, lconf, sent, emo)
+
+
+def _checked_languages(languages: Collection[str] | None) -> tuple[str, ...] | None:
+    """``languages`` as canonical codes (refusing any the language identifier does not know)."""
+    if languages is None:
+        return None
+    if isinstance(languages, str):
+        languages = [languages]
+    detect_many([], languages)  # refuses unknown codes, naming the known ones
+    return tuple(dict.fromkeys(str(canonical_language(g)) for g in languages))
+
+
+def workspace_languages(ws: Any) -> tuple[str, ...] | None:
+    """The languages a workspace's customers write in, from ``custdyn.toml``
+    (``[text] languages = ["no", "en"]``), as canonical codes; None when not set.
+
+    Language detection in the workspace (``custdyn enrich``, ``label``, ``train-text``)
+    then chooses among them only.
+    """
+    raw = (ws.settings.extra.get("text") or {}).get("languages")
+    if raw is None:
+        return None
+    where = Path(ws.path) / "custdyn.toml"
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f'{where}: [text] languages must be a list of codes, e.g. ["no", "en"]')
+    try:
+        return _checked_languages([str(g) for g in raw])
+    except ValueError as e:
+        raise ValueError(f"{where}: [text] languages: {e}") from None
 
 
 def _to_table(

@@ -1,15 +1,17 @@
 """Evaluation harness: three-class sentiment macro-F1 per language with bootstrap intervals.
 
-``custdyn eval-text FILE`` calls :func:`eval_text_main`; the Python API is
-:func:`evaluate_sentiment`, :func:`render_report` (a plain-text table) and
-:func:`report_to_json`.
+The Python API is :func:`evaluate_sentiment`, :func:`render_report` (a plain-text table) and
+:func:`report_to_json`. ``custdyn eval-text`` is the full command (``--train-on``,
+``--languages``, ``--label-scheme``, a progress bar); :func:`eval_text_main`
+(``python -m custdyn.text.evaluation FILE``) is a minimal runner of the text room alone, for
+scripts that do not install the command-line face.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +94,12 @@ def evaluate_sentiment(
     n_boot: int = 1000,
     seed: int = 0,
     progress: Any = None,
+    among: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Score an engine on labelled texts.
 
     ``labels``: negative / neutral / positive (or neg/neu/pos, -1/0/1). ``languages``: ISO
-    639-1 per text; None detects them. ``engine``: a name, an engine or a
+    639-1 per text; None detects them (``among`` these languages, when given). ``engine``: a name, an engine or a
     :class:`~custdyn.text.TextAnalyzer`. Returns ``{"engine", "overall", "per_language"}``, each
     score a dict with ``n``, ``macro_f1``, the 95 % percentile-bootstrap interval
     ``ci_low``/``ci_high`` (``n_boot`` resamples), ``accuracy`` and per-class ``support``.
@@ -106,14 +109,15 @@ def evaluate_sentiment(
 
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    ta = engine if isinstance(engine, TextAnalyzer) else TextAnalyzer(engine=engine)
+    ta = (engine if isinstance(engine, TextAnalyzer)
+          else TextAnalyzer(engine=engine, languages=among))  # fmt: skip
     y_true = np.array([normalize_label(x) for x in labels], np.int64)
     table = ta.analyze(list(texts), language=list(languages) if languages is not None else None,
                        progress=progress)
     pred = table.column("sentiment").to_pylist()
     y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
     langs = [lang or "und" for lang in table.column("language").to_pylist()]
-    if languages is None:  # detected, not given: a few texts land on rare codes
+    if languages is None and among is None:  # detected freely: a few land on rare codes
         langs = pool_rare_languages(langs)
     per: dict[str, Any] = {}
     for lang in sorted(set(langs)):
@@ -174,9 +178,12 @@ def eval_text_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="default")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--languages", help="comma-separated languages of the texts, e.g. no,en")
     args = ap.parse_args(argv)
     texts, labels, langs = read_labelled(args.file)
-    report = evaluate_sentiment(texts, labels, langs, engine=args.engine, n_boot=args.n_boot)
+    among = args.languages.split(",") if args.languages else None
+    report = evaluate_sentiment(texts, labels, langs, engine=args.engine, n_boot=args.n_boot,
+                                among=among)
     print(report_to_json(report) if args.json else render_report(report))
     return 0
 

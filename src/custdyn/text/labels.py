@@ -256,7 +256,7 @@ def select_for_labelling(
     Predictions come from ``text_signals`` for ``engine`` (the workspace default when None)
     where the message was scored, else from the fast ``bulk`` engine.
     """
-    from custdyn.text.analyzer import TextAnalyzer
+    from custdyn.text.analyzer import TextAnalyzer, workspace_languages
     from custdyn.text.workspace_models import default_engine_name
 
     name = engine or default_engine_name(ws)
@@ -273,7 +273,8 @@ def select_for_labelling(
     missing = [i for i, r in enumerate(rows) if r["sentiment"] is None]
     probs = np.zeros((len(rows), 3))
     if missing:
-        t = TextAnalyzer("bulk").analyze([texts[i] for i in missing])
+        t = TextAnalyzer("bulk", languages=workspace_languages(ws)).analyze(
+            [texts[i] for i in missing])
         conf = t.column("confidence").to_pylist()
         labs = t.column("sentiment").to_pylist()
         langs = t.column("language").to_pylist()

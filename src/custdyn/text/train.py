@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,12 @@ def build_features(
     bits: int = 16,
     cache: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    among: Collection[str] | None = None,
 ) -> Features:
     """Embeddings, hashed n-grams and the shipped engine's log-probabilities of ``texts``.
 
-    ``languages`` None (or None entries) are detected. ``emb``: precomputed embeddings.
+    ``languages`` None (or None entries) are detected (``among`` these languages, when
+    given). ``emb``: precomputed embeddings.
     """
     from custdyn.text._hashing import sparse_features
     from custdyn.text._langid import canonical_language, detect_many
@@ -230,7 +232,7 @@ def build_features(
         raise ValueError(f"got {len(langs)} languages for {len(texts)} texts")
     langs = [(canonical_language(g) or g) if g else None for g in langs]
     if any(lang is None for lang in langs):
-        detected = detect_many(texts)[0]
+        detected = detect_many(texts, among)[0]
         langs = [g or d for g, d in zip(langs, detected, strict=True)]
     if emb is None:
         emb = embed_texts(texts, cache, progress)

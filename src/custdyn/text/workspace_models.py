@@ -305,6 +305,7 @@ def label_features(
     """Features and sentiment indices of every label in the workspace (embeddings cached in
     ``text-models/embeddings.npz``)."""
     from custdyn.schema import SENTIMENTS
+    from custdyn.text.analyzer import workspace_languages
     from custdyn.text.labels import read_labels
 
     rows = read_labels(ws)
@@ -315,6 +316,7 @@ def label_features(
     feats = build_features(
         texts, [r["language"] for r in rows], bits=bits,
         cache=Path(ws.path) / MODELS_DIR / "embeddings.npz", progress=progress,
+        among=workspace_languages(ws),
     )  # fmt: skip
     y = np.array([SENTIMENTS.index(r["sentiment"]) for r in rows], np.int64)
     return feats, y, rows
@@ -526,13 +528,15 @@ def train_from_file(
     folds: int = 5,
     encoder_dir: str | Path | None = None,
     progress: Any = None,
+    among: Any = None,
 ) -> WorkspaceEngine:
     """A workspace engine trained on a labelled file (:func:`custdyn.text.read_labelled`)
     exactly as ``train-text`` trains on the workspace's labels; with ``ft_config`` (a
     :class:`~custdyn.text.finetune.FinetuneConfig`) as ``train-text --finetune`` does, the
     fine-tuned encoder written into ``encoder_dir``. Nothing is registered anywhere: this is
     what ``eval-text HELDOUT --train-on LABELS`` scores. ``progress(done, total, stage)`` is
-    called as work advances."""
+    called as work advances. ``among``: the languages the file's texts are in, for those
+    without a language (see :func:`~custdyn.text.detect_languages`)."""
     from custdyn.text.labelled import normalize_label, read_labelled
     from custdyn.text.train import HeadConfig, train_head
 
@@ -549,7 +553,7 @@ def train_from_file(
     y = np.array([normalize_label(v) for v in labels], np.int64)
     cfg = config or HeadConfig()
     feats = build_features(
-        texts, langs, bits=cfg.bits,
+        texts, langs, bits=cfg.bits, among=among,
         progress=None if progress is None else lambda d, t: progress(d, t, "embedding labels"))
     if ft_config is None:
         head, _, _ = train_head(feats, y, cfg, folds=folds)
