@@ -213,3 +213,40 @@ def test_training_features_detect_among_given_languages():
     given = build_features(texts, [None, None, "pt"], emb=emb, among=["no", "en"]).languages
     assert given == ["no", "en", "pt"]  # a given language stays as it is
     assert build_features(texts, None, emb=emb).languages[0] == "da"
+
+
+TEXTS_WITH_ACCENTS = ["Leveransen kom for sent, jeg er sur på dere", "Tusen takk, veldig fornøyd",
+                      "Hvorfor koster frakten så mye?", "Não recebi o pedido, péssimo"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoding", "suffix", "expect"), [
+    ("utf-8", ".csv", "utf-8-sig"), ("utf-8-sig", ".csv", "utf-8-sig"),
+    ("cp1252", ".csv", "cp1252"),  # Excel's "CSV" on Western-European Windows
+    ("utf-16", ".txt", "utf-16"),  # Excel's "Unicode text": tab-separated UTF-16
+])  # fmt: skip
+def test_spreadsheet_encodings_read_the_same_text(tmp_path, encoding, suffix, expect):
+    from custdyn.text.labelled import text_encoding
+
+    delim = "\t" if suffix == ".txt" else ","
+    p = tmp_path / f"labels{suffix}"
+    rows = zip(TEXTS_WITH_ACCENTS, ["neg", "pos", "neu", "neg"], strict=True)
+    with open(p, "w", encoding=encoding, newline="") as f:
+        w = csv.writer(f, delimiter=delim)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    assert text_encoding(p) == expect
+    texts, labels, _ = read_labelled(p)
+    assert texts == TEXTS_WITH_ACCENTS
+    assert labels == ["negative", "positive", "neutral", "negative"]
+
+
+def test_eval_text_says_when_a_file_is_not_utf8(tmp_path):
+    p = tmp_path / "excel.csv"
+    with open(p, "w", encoding="cp1252", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(zip(TEXTS_WITH_ACCENTS, ["neg", "pos", "neu", "neg"], strict=True))
+    r = CliRunner().invoke(app, ["eval-text", str(p), "--engine", "bulk", "--n-boot", "10",
+                                 "--languages", "no,pt"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "is not UTF-8: read as Windows-1252" in " ".join(r.output.split())

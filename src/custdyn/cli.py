@@ -80,6 +80,19 @@ def split_languages(value: str | None) -> list[str] | None:
     return got
 
 
+def note_encoding(*paths: Path | None) -> None:
+    """Say so on stderr when a labelled text file was not UTF-8 (read as Windows-1252)."""
+    from custdyn.text.labelled import text_encoding
+
+    for p in paths:
+        if p is None or p.suffix.lower() == ".parquet" or not p.is_file():
+            continue
+        enc = text_encoding(p)
+        if enc in ("cp1252", "latin-1"):
+            name = "Windows-1252" if enc == "cp1252" else "Latin-1"
+            err.print(f"[dim]{escape(str(p))} is not UTF-8: read as {name}[/dim]")
+
+
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Also write the table to FILE (.parquet, .csv or .json).")
 ]

@@ -25,6 +25,7 @@ from custdyn.cli import (
     app,
     console,
     err,
+    note_encoding,
     print_json,
     split_languages,
     write_figure,
@@ -101,6 +102,7 @@ def label(
 
             who = _user()
         if import_ is not None:
+            note_encoding(import_)
             r = import_labels(ws, import_, labelled_by=who, scheme=label_scheme)
             total = label_count(ws)
             if as_json:
@@ -303,6 +305,7 @@ def learning_curve(
     try:
         size_list = [int(s) for s in sizes.split(",") if s.strip()]
         among = split_languages(languages)
+        note_encoding(labels_file, heldout)
         with _progress("learning curve", as_json) as bar:
             task = bar.add_task("curve", total=None)
             if labels_file is not None:

@@ -18,6 +18,7 @@ from custdyn.cli import (
     app,
     console,
     err,
+    note_encoding,
     print_json,
     split_languages,
 )
@@ -109,6 +110,7 @@ def eval_text(
         with (tempfile.TemporaryDirectory(prefix="custdyn-eval-") if finetune
               else contextlib.nullcontext("")) as tmp:
             among = split_languages(languages)
+            note_encoding(file, train_on)
             texts, labels, langs = read_labelled(file, label_scheme)
             chosen: object = engine
             if train_on is not None:

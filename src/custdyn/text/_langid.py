@@ -490,8 +490,9 @@ class _BatchModel:
         return sparse.csr_matrix((counts, cols, indptr), shape=(n, n_feat))
 
     def allowed(self, among: Collection[str]) -> np.ndarray:
-        """Mask of the columns whose reported code is one of ``among`` (codes or names), plus
-        the "no language" column; an unknown language is refused, naming the known ones."""
+        """Mask of the columns whose reported code is one of ``among`` (codes or names): a
+        text with letters then always gets one of them; an unknown language is refused,
+        naming the known ones."""
         if isinstance(among, str):
             among = [among]
         wanted: set[str] = set()
@@ -506,7 +507,7 @@ class _BatchModel:
             wanted.add(code)
         if not wanted:
             raise ValueError("no languages given to choose among")
-        return np.array([c is None or c in wanted for c in self.codes.tolist()], bool)
+        return np.array([c in wanted for c in self.codes.tolist()], bool)
 
     def classify(
         self, texts: list[str], allowed: np.ndarray | None = None

@@ -7,6 +7,9 @@ form and strict about meaning:
 - formats by extension: CSV, TSV (``.tsv``/``.tab``/``.txt``), JSON Lines, JSON (a list of
   objects) and Parquet; a byte-order mark is ignored, and a file whose header holds the other
   delimiter (a comma-separated ``.txt``, say) is read with that one;
+- text encodings as spreadsheets write them (:func:`text_encoding`): UTF-8 (with or without
+  a byte-order mark), UTF-16 with its byte-order mark (Excel's "Unicode text"), and
+  otherwise Windows-1252 (Excel's CSV on a Western-European Windows: æ, ø, å, ç, ã, ñ);
 - columns by name, in any case: the text (``text``, ``sentence``, ``tweet``, ``review``,
   ``content``, ``message``, ``body``), the label (``label``, ``sentiment``, ``polarity``,
   ``class``) and, optionally, the language (``language``, ``lang``, ``locale``);
@@ -47,6 +50,7 @@ __all__ = [
     "normalize_label",
     "read_label_rows",
     "read_labelled",
+    "text_encoding",
 ]
 
 #: Label names (lower case) and their index into ``SENTIMENTS`` (negative, neutral, positive).
@@ -185,8 +189,37 @@ def _unquote(s: str) -> str:
     return s
 
 
+def text_encoding(path: str | Path) -> str:
+    """The encoding a labelled text file is read with: ``utf-8-sig`` (UTF-8, with or without
+    a byte-order mark), ``utf-16`` (a UTF-16 byte-order mark: Excel's "Unicode text"), else
+    ``cp1252`` (Windows-1252, what Excel writes as "CSV" on Western-European Windows), or
+    ``latin-1`` when even that cannot read every byte.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as f:
+    ...     _ = f.write("text,label\\nFornøyd,pos\\n".encode("cp1252"))
+    >>> text_encoding(f.name)
+    'cp1252'
+    >>> os.remove(f.name)
+    """
+    return _decode(Path(path).read_bytes())[1]
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "utf-16"
+    for enc in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
 def _records(p: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """``(row number, record, problem)`` for each record of the file (header excluded)."""
+    import io
+
     suffix = p.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -194,8 +227,9 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
         for i, r in enumerate(pq.read_table(p).to_pylist(), start=1):
             yield i, r, None
         return
+    content, _ = _decode(p.read_bytes())
     if suffix in (".jsonl", ".ndjson"):
-        with open(p, encoding="utf-8-sig") as f:
+        with io.StringIO(content) as f:
             for i, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -207,7 +241,7 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
                 yield (i, r, None) if isinstance(r, dict) else (i, None, "not a JSON object")
         return
     if suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8-sig"))
+        data = json.loads(content)
         if isinstance(data, dict):  # {"data": [...]} and the like
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else data
@@ -218,7 +252,7 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
         return
     delim = "\t" if suffix in (".tsv", ".tab", ".txt") else ","
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(p, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(content, newline="") as f:
         first = f.readline()
         other = "," if delim == "\t" else "\t"
         if delim not in first and other in first:
