@@ -250,3 +250,16 @@ def test_eval_text_says_when_a_file_is_not_utf8(tmp_path):
                                  "--languages", "no,pt"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "is not UTF-8: read as Windows-1252" in " ".join(r.output.split())
+
+
+def test_product_review_columns_rating_as_stars(tmp_path):
+    p = tmp_path / "reviews.csv"
+    _write_csv(p, ["review_text", "rating", "product"],
+               [("Ang ganda, sulit!", "5", "a"), ("Sira pagdating", "1", "b"),
+                ("Okay lang", "3", "c"), ("Medyo maganda", "4", "d")])  # fmt: skip
+    got = read_label_rows(p)
+    assert got.scheme == "stars"
+    assert [SENTIMENTS[k] for k in got.labels] == ["positive", "negative", "neutral", "positive"]
+    both = tmp_path / "both.csv"
+    _write_csv(both, ["comment", "rating", "label"], [("fine", "1", "positive")])
+    assert read_labelled(both)[1] == ["positive"]  # 'label' comes before 'rating'

@@ -11,8 +11,10 @@ form and strict about meaning:
   a byte-order mark), UTF-16 with its byte-order mark (Excel's "Unicode text"), and
   otherwise Windows-1252 (Excel's CSV on a Western-European Windows: æ, ø, å, ç, ã, ñ);
 - columns by name, in any case: the text (``text``, ``sentence``, ``tweet``, ``review``,
-  ``content``, ``message``, ``body``), the label (``label``, ``sentiment``, ``polarity``,
-  ``class``) and, optionally, the language (``language``, ``lang``, ``locale``);
+  ``review_text``, ``content``, ``message``, ``body``, ``comment``, ``feedback``,
+  ``document``), the label (``label``, ``sentiment``, ``polarity``, ``class``, ``labels``,
+  ``sentiment_label``, ``rating``, ``stars``, ``target``; the first found, in that order) and,
+  optionally, the language (``language``, ``lang``, ``locale``);
 - labels as names (negative / neutral / positive, their abbreviations and their Portuguese,
   Norwegian and Tagalog words) or as numbers in one of three schemes, told apart by the values
   the file holds (:func:`label_scheme`): ``-1/0/1``, ``0/1/2`` (negative, neutral, positive,
@@ -72,8 +74,10 @@ SCHEMES: dict[str, dict[int, int]] = {
 _SCHEME_WORDS = {"signed": "-1/0/1", "012": "0/1/2", "stars": "1-5 stars"}
 
 #: Column names accepted, in order of preference.
-_TEXT_COLS = ("text", "sentence", "tweet", "review", "content", "message", "body")
-_LABEL_COLS = ("label", "sentiment", "polarity", "class")
+_TEXT_COLS = ("text", "sentence", "tweet", "review", "review_text", "content", "message",
+              "body", "comment", "feedback", "document")
+_LABEL_COLS = ("label", "sentiment", "polarity", "class", "labels", "sentiment_label",
+               "rating", "stars", "target")
 _LANG_COLS = ("language", "lang", "locale")
 
 
