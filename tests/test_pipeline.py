@@ -71,6 +71,30 @@ def test_enrich_all_directions_adds_the_vendors_messages(ws):
     assert more.scored == 1
 
 
+def test_status_names_engines_that_now_score_differently(ws):
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+    from custdyn.pipeline import enrich, text_status
+
+    enrich(ws, "bulk")
+    current = text_status(ws)[0]["current"]
+    assert current.startswith("bulk:") and current.endswith("+body")
+    # rows of an earlier version of the engine (before messages were read without greetings)
+    ws.con.execute("UPDATE text_signals SET engine = 'bulk:1' WHERE interaction_id IN "
+                   "(SELECT interaction_id FROM text_signals ORDER BY 1 LIMIT 10)")
+    got = {e["engine"]: e for e in text_status(ws)}
+    assert got["bulk:1"]["rows"] == 10 and got["bulk:1"]["current"] == current
+    assert got[current]["rows"] == 20 and got[current]["current"] == current
+    path = ws.path
+    ws.close()
+    r = CliRunner().invoke(app, ["-w", str(path), "status"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert f"bulk:1 is an earlier version of the bulk engine (now {current})" in out
+    assert "custdyn enrich --engine bulk" in out
+
+
 def test_enrich_detects_among_the_workspace_languages(tmp_path):
     from custdyn.pipeline import enrich
 

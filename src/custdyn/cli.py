@@ -359,9 +359,13 @@ def _print_batch(r: Any) -> None:
 
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """What the workspace holds: counts by channel, kind and direction, and every batch."""
+    """What the workspace holds: counts by channel, kind and direction, every batch, and the
+    text signals scored by each engine (and whether that engine now scores differently)."""
+    from custdyn.pipeline.text import text_status
+
     with _workspace() as ws:
         s = ws.status()
+        s["text_signals"] = text_status(ws)
     if as_json:
         print_json(s)
         return
@@ -391,6 +395,15 @@ def status(as_json: JsonOpt = False) -> None:
             for b in s["batches"]
         ]
         print_table(pa.Table.from_pylist(rows), title="batches", widths={"source": 32})
+    for e in s["text_signals"]:
+        when = (e["last_scored"] or "")[:16].replace("T", " ")
+        console.print(f"text signals: {e['rows']:,} messages scored by {e['engine']} "
+                      f"(last {when})", highlight=False)
+        if e["current"] is not None and e["current"] != e["engine"]:
+            name = e["current"].split(":")[0]
+            console.print(f"  [yellow]{e['engine']} is an earlier version of the {name} engine "
+                          f"(now {e['current']}): `custdyn enrich --engine {name}` scores the "
+                          "messages again[/yellow]", highlight=False)
 
 
 @app.command()

@@ -82,6 +82,7 @@ from custdyn.pipeline.text import (  # noqa: F401
     enrich,
     pending_texts,
     resolve_text_engine,
+    text_status,
     text_summary,
 )
 
@@ -125,5 +126,6 @@ __all__ = [
     "sample_workspace",
     "save_fitted",
     "stage_flow_table",
+    "text_status",
     "text_summary",
 ]

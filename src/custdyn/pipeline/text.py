@@ -161,6 +161,41 @@ def enrich(
     return EnrichResult(version, total, done, already, time.perf_counter() - t0)
 
 
+def text_status(ws: Workspace) -> list[dict[str, Any]]:
+    """Per engine version in ``text_signals``: ``engine``, ``rows``, ``last_scored`` (ISO
+    time) and ``current``: the version the engine of that name scores with now (equal to
+    ``engine`` when up to date; another string when custdyn has changed how it scores, so
+    ``custdyn enrich --engine NAME`` would score the messages again; None for an engine
+    this workspace cannot load here)."""
+    from custdyn.text.analyzer import TextAnalyzer
+
+    rows = ws.con.execute(
+        "SELECT engine, count(*), max(scored_at) FROM text_signals GROUP BY engine "
+        "ORDER BY count(*) DESC, engine").fetchall()
+    out: list[dict[str, Any]] = []
+    for version, n, last in rows:
+        name = _engine_name(str(version))
+        try:
+            current: str | None = TextAnalyzer(name, workspace=ws.path).version
+        except Exception:  # a model folder gone, an optional extra missing
+            current = None
+        out.append({"engine": str(version), "rows": int(n),
+                    "last_scored": last.isoformat() if last is not None else None,
+                    "current": current})  # fmt: skip
+    return out
+
+
+def _engine_name(version: str) -> str:
+    """The name an engine is chosen by, from a stored version: ``bulk:1`` and
+    ``bulk:1+body`` -> ``bulk``; ``hf:NAME:HASH`` -> ``hf:NAME``; ``workspace:v2`` as it is."""
+    if version.startswith("workspace:"):
+        return version
+    head, _, rest = version.partition(":")
+    if head in ("hf", "onnx"):
+        return f"{head}:{rest.split(':')[0]}"
+    return head
+
+
 def text_summary(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
     """Counts of scored texts by engine, language and sentiment."""
     where = "WHERE engine = ?" if engine else ""
