@@ -52,6 +52,10 @@ def test_demo_command_ingests_every_file_and_truth_joins(tmp_path: Path) -> None
         texts, labels, langs = read_labelled(d / "sources" / "truth" / "labelled.csv")
         assert 0 < len(texts) <= 2000 and set(labels) <= {"negative", "neutral", "positive"}
         assert langs is not None and set(langs) <= {"en", "pt", "no", "tl"}
+        # the workspace knows its customers' languages: detection chooses among them
+        from custdyn.text.analyzer import workspace_languages
+
+        assert workspace_languages(ws) == ("en", "no", "pt", "tl")
         ws.con.register("_truth_msgs", truth)
         inbound = dict(ws.con.execute(
             "SELECT i.text, t.sentiment FROM interactions i JOIN _truth_msgs t USING "

@@ -511,8 +511,10 @@ def demo(
     """Simulate a vendor and its customers, write the world as real files (CSV, .mbox,
     JSON Lines) under DIR/sources and ingest them through the readers."""
     from custdyn.demo import write_labelled_sample, write_world
+    from custdyn.demo.texts import LANGS as DEMO_LANGS
     from custdyn.settings import Settings
     from custdyn.store import DB_FILE, Workspace
+    from custdyn.text import canonical_language
 
     directory = directory.expanduser().resolve()
     if (directory / DB_FILE).exists():
@@ -528,7 +530,9 @@ def demo(
         "timezone": world.settings.get("timezone", "UTC"),
         "currency": world.settings.get("currency", "EUR"),
         "vendor_domains": world.settings.get("vendor_domains", []),
-    }, "competitors": world.settings.get("competitors", [])})
+    }, "competitors": world.settings.get("competitors", []),
+        # the vendor knows its markets: detection chooses among its customers' languages
+        "text": {"languages": sorted({str(canonical_language(g)) for g in DEMO_LANGS})}})
     try:
         ws = Workspace.create(directory, s)
     except CustdynError as e:
