@@ -78,7 +78,8 @@ _TAGALOG_MARKERS = frozenset(
 )
 #: Markers that are also common words of other languages (Norwegian, Danish and Swedish
 #: "din", "sa", "pa", "na"; Spanish and Portuguese "para", "pero", "na"; Indonesian "kami",
-#: "sana"; English "may"): they count towards the share only beside at least one other marker.
+#: "sana"; English "may"): they count towards the share only beside a marker that is Tagalog's
+#: alone.
 _SHARED_MARKERS = frozenset(
     "sa na pa ba may para pero din rin mo lang kami sana dito kung pag nga".split()
 )
