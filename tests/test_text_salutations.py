@@ -33,6 +33,8 @@ from custdyn.text.salutations import strip_salutations
     ("Dear Lumora team,\nI want a refund.\n-- \nJohn Smith\nACME Corp", "I want a refund."),
     ("Great product, works well\n\nSent from my iPhone", "Great product, works well"),
     ("Hi there,\n\nIt's been days.\n\nMia", "It's been days."),  # a letter signed by name
+    ("Larry,\n\nThe invoice is wrong again.\n\nThank you,\n\nJeff",
+     "The invoice is wrong again."),  # a name alone opens many e-mails
 ])  # fmt: skip
 def test_greetings_and_sign_offs_are_set_aside(text, body):
     assert strip_salutations(text) == body
@@ -45,6 +47,7 @@ def test_greetings_and_sign_offs_are_set_aside(text, body):
     "The order was late.\n\nThanks for nothing.",  # not a closing phrase alone
     "The delivery was quick.\n\nExcellent",  # no greeting: a last word is not a signature
     "Hiking boots arrived.\nLove them",  # "Hi" only as a word
+    "Sadly,\nthe order never came.",  # one sentence, wrapped: not a name opening a letter
 ])  # fmt: skip
 def test_content_is_kept(text):
     assert strip_salutations(text) == text

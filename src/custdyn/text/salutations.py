@@ -9,7 +9,8 @@ The rule is conservative: only whole lines are set aside, and only these:
 
 - at the start, a line that is a greeting alone (a greeting word of English, Portuguese,
   Norwegian, Danish, Swedish, Tagalog, Spanish, French, German, Italian or Dutch, then at
-  most three more words, e.g. a name or "po", and no sentence: "Hi, it broke." stays);
+  most three more words, e.g. a name or "po", and no sentence: "Hi, it broke." stays), or a
+  name alone with a comma ("Larry,");
 - at the end, a closing phrase alone on its line ("Thanks,", "Kind regards", "Salamat po
   ulit,", "Com os melhores cumprimentos,"; "Thanks for nothing." stays), with at most three
   short lines after it (a name, a title, a company); a "Sent from my phone" line; a name
@@ -107,6 +108,10 @@ _NAME_LINE = re.compile(
     r"^\s*[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+(?:\s+(?:de|da|do|dos|das|dela|del|van|von|der|"
     r"[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+)){0,2}\s*$"
 )
+# a name alone with a comma, as e-mails open ("Larry,", "Ana Sofia,")
+_NAME_COMMA = re.compile(
+    r"^\s*[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+(?:\s+[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+){0,2}\s*,\s*$"
+)
 _SIG_DELIM = re.compile(r"^-- ?$")
 # the most lines a sign-off block may hold after its closing phrase, and their most words
 _AFTER_CLOSING, _SHORT = 3, 5
@@ -141,8 +146,10 @@ def _cut_start(lines: list[str]) -> list[str]:
     content = [i for i, line in enumerate(lines) if line.strip()]
     if len(content) < 2:
         return lines
-    first = lines[content[0]]
-    if _GREETING_LINE.match(first) or _HOW_ARE_YOU.match(first):
+    first, after = lines[content[0]], lines[content[1]].lstrip()
+    # "Larry," opens a letter; "Sadly,\nthe order never came." is one sentence, wrapped
+    named = _NAME_COMMA.match(first) is not None and not after[:1].islower()
+    if _GREETING_LINE.match(first) or _HOW_ARE_YOU.match(first) or named:
         return lines[content[0] + 1 :]
     return lines
 
