@@ -31,6 +31,9 @@ from custdyn.text.salutations import strip_salutations
     ("Hello po,\n\nNagde-deliver po ba kayo ng Saturday?\n\nThank you po! Lea",
      "Nagde-deliver po ba kayo ng Saturday?"),
     ("Dear Lumora team,\nI want a refund.\n-- \nJohn Smith\nACME Corp", "I want a refund."),
+    ("Boa tarde,\n\nA fatura veio com o NIF errado.\n\nCom os melhores cumprimentos,\n"
+     "Marta Sousa\nDiretora Financeira\nSousa & Filhos, Lda.\nTel.: +351 912 345 678\n"
+     "www.sousaefilhos.pt", "A fatura veio com o NIF errado."),  # a company signature
     ("Great product, works well\n\nSent from my iPhone", "Great product, works well"),
     ("Hi there,\n\nIt's been days.\n\nMia", "It's been days."),  # a letter signed by name
     ("Larry,\n\nThe invoice is wrong again.\n\nThank you,\n\nJeff",

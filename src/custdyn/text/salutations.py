@@ -12,9 +12,10 @@ The rule is conservative: only whole lines are set aside, and only these:
   most three more words, e.g. a name or "po", and no sentence: "Hi, it broke." stays), or a
   name alone with a comma ("Larry,");
 - at the end, a closing phrase alone on its line ("Thanks,", "Kind regards", "Salamat po
-  ulit,", "Com os melhores cumprimentos,"; "Thanks for nothing." stays), with at most three
-  short lines after it (a name, a title, a company); a "Sent from my phone" line; a name
-  alone on the last line after a blank line; and anything after a ``-- `` signature line.
+  ulit,", "Com os melhores cumprimentos,"; "Thanks for nothing." stays), with at most six
+  short lines after it (a name, a title, a company, a telephone number, a web address); a
+  "Sent from my phone" line; a name alone on the last line of a message that opened with a
+  greeting, after a blank line; and anything after a ``-- `` signature line.
 
 A message that is nothing but courtesy ("Thanks!", "Salamat po") is left whole. Applying the
 rule again changes nothing (it runs to a fixed point).
@@ -114,7 +115,7 @@ _NAME_COMMA = re.compile(
 )
 _SIG_DELIM = re.compile(r"^-- ?$")
 # the most lines a sign-off block may hold after its closing phrase, and their most words
-_AFTER_CLOSING, _SHORT = 3, 5
+_AFTER_CLOSING, _SHORT = 6, 6
 
 
 def _cut_end(lines: list[str], letter: bool) -> list[str]:
