@@ -59,7 +59,8 @@ def test_content_is_kept(text):
 LINES = st.one_of(
     st.sampled_from(["Hi team,", "Thanks,", "Mia", "", "Med vennlig hilsen", "Salamat po,",
                      "Olá, tudo bem?", "Sent from my phone", "-- ", "Kind regards", "Ana Silva",
-                     "It broke.", "Great, thanks for the help!", "Hei!", "po"]),
+                     "It broke.", "Great, thanks for the help!", "Hei!", "po", "Larry,",
+                     "Sadly,", "the order", "Tel.: +351 912", "Thanks, Mia", "Hello po,"]),
     st.text(max_size=30),
 )  # fmt: skip
 
