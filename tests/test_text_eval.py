@@ -87,3 +87,34 @@ def test_progress_reaches_every_text_in_order(monkeypatch):
     report = evaluate_sentiment(texts[1:4], ["positive"] * 3, engine=ta, n_boot=10,
                                 progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (3, 3) and report["overall"]["n"] == 3
+
+
+class _Fixed:
+    """An engine that answers the given sentiments, in order."""
+
+    name, version = "fixed", "fixed:1"
+
+    def __init__(self, answers: list[int]) -> None:
+        self.answers = answers
+
+    def predict(self, texts, languages):  # type: ignore[no-untyped-def]
+        from custdyn.text.engines import EngineOutput
+
+        out = np.zeros((len(texts), 3), np.float32)
+        out[np.arange(len(texts)), self.answers[: len(texts)]] = 1.0
+        return EngineOutput(out, None)
+
+
+def test_confusion_matrix_and_per_class_f1():
+    truth = ["negative", "negative", "neutral", "neutral", "positive", "positive"]
+    answers = [0, 1, 1, 1, 2, 0]  # one negative read neutral, one positive read negative
+    report = evaluate_sentiment([f"text {i}" for i in range(6)], truth, ["en"] * 6,
+                                engine=_Fixed(answers), n_boot=20)  # fmt: skip
+    s = report["overall"]
+    assert s["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert s["predicted"] == {"negative": 2, "neutral": 3, "positive": 1}
+    assert s["f1"] == pytest.approx({"negative": 0.5, "neutral": 0.8, "positive": 2 / 3})
+    assert np.mean(list(s["f1"].values())) == pytest.approx(s["macro_f1"])
+    text = render_report(report)
+    assert "true (rows) against predicted (columns)" in text
+    assert text.splitlines()[-1].split() == ["positive", "1", "0", "1", "0.667"]

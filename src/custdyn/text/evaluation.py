@@ -60,6 +60,13 @@ def _bootstrap(
 
 def _score(y_true: np.ndarray, y_pred: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     lo, hi = _bootstrap(y_true, y_pred, n_boot, seed)
+    k = len(SENTIMENTS)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    f1 = {}
+    for c, s in enumerate(SENTIMENTS):
+        denom = confusion[c].sum() + confusion[:, c].sum()
+        f1[s] = float(2 * confusion[c, c] / denom) if denom else float("nan")
     return {
         "n": int(len(y_true)),
         "macro_f1": macro_f1(y_true, y_pred),
@@ -67,6 +74,10 @@ def _score(y_true: np.ndarray, y_pred: np.ndarray, n_boot: int, seed: int) -> di
         "ci_high": hi,
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
         "support": {s: int(np.sum(y_true == k)) for k, s in enumerate(SENTIMENTS)},
+        "predicted": {s: int(np.sum(y_pred == k)) for k, s in enumerate(SENTIMENTS)},
+        "f1": f1,
+        #: rows: the true sentiment, columns: the predicted one (negative, neutral, positive)
+        "confusion": confusion.tolist(),
     }
 
 
@@ -140,7 +151,8 @@ def render_report(report: dict[str, Any]) -> str:
                 lang,
                 str(s["n"]),
                 f"{s['macro_f1']:.3f}",
-                f"{s['ci_low']:.3f}-{s['ci_high']:.3f}",
+                (f"{s['ci_low']:.3f}-{s['ci_high']:.3f}"
+                 if np.isfinite(s["ci_low"]) and np.isfinite(s["ci_high"]) else "-"),
                 f"{s['accuracy']:.3f}",
             )
         )
@@ -155,6 +167,15 @@ def render_report(report: dict[str, Any]) -> str:
         )
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
+    overall = report["overall"]
+    if "confusion" in overall:
+        w = max(len(s) for s in SENTIMENTS)
+        lines += ["", "all languages, true (rows) against predicted (columns):",
+                  " " * w + "".join(f"  {s:>{w}}" for s in SENTIMENTS) + f"  {'F1':>5}"]
+        for c, s in enumerate(SENTIMENTS):
+            f1 = overall["f1"][s]
+            cells = "".join(f"  {v:>{w},}" for v in overall["confusion"][c])
+            lines.append(f"{s:<{w}}{cells}  " + (f"{f1:>5.3f}" if np.isfinite(f1) else "    -"))
     return "\n".join(lines)
 
 
