@@ -36,6 +36,8 @@ from custdyn.text.salutations import strip_salutations
      "www.sousaefilhos.pt", "A fatura veio com o NIF errado."),  # a company signature
     ("Great product, works well\n\nSent from my iPhone", "Great product, works well"),
     ("Hi there,\n\nIt's been days.\n\nMia", "It's been days."),  # a letter signed by name
+    ("Dear Sir or Madam,\n\nThe invoice is wrong.", "The invoice is wrong."),
+    ("Hi Lumora customer service,\n\nThe invoice is wrong.", "The invoice is wrong."),
     ("Larry,\n\nThe invoice is wrong again.\n\nThank you,\n\nJeff",
      "The invoice is wrong again."),  # a name alone opens many e-mails
 ])  # fmt: skip
@@ -50,6 +52,7 @@ def test_greetings_and_sign_offs_are_set_aside(text, body):
     "The order was late.\n\nThanks for nothing.",  # not a closing phrase alone
     "The delivery was quick.\n\nExcellent",  # no greeting: a last word is not a signature
     "Hiking boots arrived.\nLove them",  # "Hi" only as a word
+    "To be honest,\nthe invoice is wrong.",  # "to" opens letters only before a name
     "Sadly,\nthe order never came.",  # one sentence, wrapped: not a name opening a letter
 ])  # fmt: skip
 def test_content_is_kept(text):

@@ -400,10 +400,9 @@ def status(as_json: JsonOpt = False) -> None:
         console.print(f"text signals: {e['rows']:,} messages scored by {e['engine']} "
                       f"(last {when})", highlight=False)
         if e["current"] is not None and e["current"] != e["engine"]:
-            name = e["current"].split(":")[0]
-            console.print(f"  [yellow]{e['engine']} is an earlier version of the {name} engine "
-                          f"(now {e['current']}): `custdyn enrich --engine {name}` scores the "
-                          "messages again[/yellow]", highlight=False)
+            console.print(f"  [yellow]{e['engine']} is an earlier version of the {e['name']} "
+                          f"engine (now {e['current']}): `custdyn enrich --engine {e['name']}` "
+                          "scores the messages again[/yellow]", highlight=False)
 
 
 @app.command()

@@ -162,8 +162,8 @@ def enrich(
 
 
 def text_status(ws: Workspace) -> list[dict[str, Any]]:
-    """Per engine version in ``text_signals``: ``engine``, ``rows``, ``last_scored`` (ISO
-    time) and ``current``: the version the engine of that name scores with now (equal to
+    """Per engine version in ``text_signals``: ``engine``, ``name`` (what ``--engine`` takes),
+    ``rows``, ``last_scored`` (ISO time) and ``current``: the version the engine of that name scores with now (equal to
     ``engine`` when up to date; another string when custdyn has changed how it scores, so
     ``custdyn enrich --engine NAME`` would score the messages again; None for an engine
     this workspace cannot load here)."""
@@ -179,7 +179,7 @@ def text_status(ws: Workspace) -> list[dict[str, Any]]:
             current: str | None = TextAnalyzer(name, workspace=ws.path).version
         except Exception:  # a model folder gone, an optional extra missing
             current = None
-        out.append({"engine": str(version), "rows": int(n),
+        out.append({"engine": str(version), "name": name, "rows": int(n),
                     "last_scored": last.isoformat() if last is not None else None,
                     "current": current})  # fmt: skip
     return out

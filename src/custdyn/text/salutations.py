@@ -80,10 +80,10 @@ _CLOSINGS = [
 ]  # fmt: skip
 
 # A name or title after a greeting or on a sign-off line: capitalised words (and particles).
-_NAMEWORD = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-Ž][\w'.\-]*|de|da|do|dos|das|dela|del|van|von|der|den|la|le)"
+_NAMEWORD = r"(?-i:[A-ZÀ-ÖØ-ÞĀ-Ž][\w'./\-]*|de|da|do|dos|das|dela|del|van|von|der|den|la|le)"
 _TAIL = r"(?:\s+(?:po|team|all|everyone|there|everybody|folks|sir|madam|ma'am|again|good day|" \
         r"alle|igjen|igen|todos|pessoal|equipa|equipe|senhores|senhoras|de novo|ulit|" \
-        rf"kundeservice|support|{_NAMEWORD}))"  # fmt: skip
+        rf"kundeservice|support|customer|service|care|sales|or|and|og|e|{_NAMEWORD}))"  # fmt: skip
 _GREETING_LINE = re.compile(
     r"^\s*(?:" + "|".join(_GREETINGS) + r")(?!\w)(?:[,!]?" + _TAIL + r"){0,3}\s*[,!:.]?\s*$",
     re.IGNORECASE,

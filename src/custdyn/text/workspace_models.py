@@ -158,6 +158,8 @@ class WorkspaceEngine:
         return encode(texts)
 
     def features(self, texts: list[str], languages: list[str | None]) -> Features:
+        if self.message_body:  # the encoder reads the bodies too (stripping twice is a no-op)
+            texts = strip_all(texts)
         return build_features(
             texts, [g or "und" for g in languages], bits=self.head.config.bits,
             emb=self.embed(texts), message_body=self.message_body,
