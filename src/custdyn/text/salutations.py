@@ -5,17 +5,22 @@ Mia", "Med vennlig hilsen" or "Maraming salamat po". Those lines are courtesy, n
 a sentiment model reads "thanks" and "salamat" as praise: an angry complaint that ends "Thank
 you" comes out positive. The engines therefore score the body only.
 
-The rule is conservative: only whole lines are set aside, and only these:
+The rule is conservative. Whole lines are set aside, and only these:
 
 - at the start, a line that is a greeting alone (a greeting word of English, Portuguese,
   Norwegian, Danish, Swedish, Tagalog, Spanish, French, German, Italian or Dutch, then at
-  most three more words, e.g. a name or "po", and no sentence: "Hi, it broke." stays), or a
-  name alone with a comma ("Larry,");
+  most three more words, e.g. a name or "po", and no sentence: of "Hi, it broke." only the
+  greeting clause goes, see below), or a name alone with a comma ("Larry,");
 - at the end, a closing phrase alone on its line ("Thanks,", "Kind regards", "Salamat po
   ulit,", "Com os melhores cumprimentos,"; "Thanks for nothing." stays), with at most six
   short lines after it (a name, a title, a company, a telephone number, a web address); a
   "Sent from my phone" line; a name alone on the last line of a message that opened with a
   greeting, after a blank line; and anything after a ``-- `` signature line.
+
+Within a line, as chats and one-line e-mails carry them: a greeting clause opening the first
+line ("Hi team, my order ...": the greeting then a comma, "!" or colon) and a closing
+sentence ending the last ("... arrived broken. Thanks, Mia"; "Thanks, that solved it." is a
+sentence of its own and stays).
 
 A message that is nothing but courtesy ("Thanks!", "Salamat po") is left whole. Applying the
 rule again changes nothing (it runs to a fixed point).
@@ -114,6 +119,12 @@ _NAME_COMMA = re.compile(
     r"^\s*[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+(?:\s+[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'\-]+){0,2}\s*,\s*$"
 )
 _SIG_DELIM = re.compile(r"^-- ?$")
+# a greeting opening a line that goes on: "Hi team, my order ...", "Magandang hapon po! ..."
+_GREETING_CLAUSE = re.compile(
+    r"^\s*(?:" + "|".join(_GREETINGS) + r")(?!\w)(?:[,!]?" + _TAIL + r"){0,3}\s*[,!:]\s+(?=\S)",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # the most lines a sign-off block may hold after its closing phrase, and their most words
 _AFTER_CLOSING, _SHORT = 6, 6
 
@@ -155,17 +166,38 @@ def _cut_start(lines: list[str]) -> list[str]:
     return lines
 
 
+def _cut_inline(lines: list[str]) -> tuple[list[str], bool]:
+    """``lines`` without a greeting clause opening the first line ("Hi team, my order ...")
+    and a closing sentence ending the last ("... arrived broken. Thanks, Mia"), as chat
+    messages and one-line e-mails carry them; whether a greeting went."""
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    if not content:
+        return lines, False
+    out = list(lines)
+    greeted = False
+    first = content[0]
+    m = _GREETING_CLAUSE.match(out[first])
+    if m and out[first][m.end() :].strip():
+        out[first] = out[first][m.end() :]
+        greeted = True
+    last = content[-1]
+    pieces = _SENTENCE_END.split(out[last].rstrip())
+    if len(pieces) >= 2 and _CLOSING_LINE.match(pieces[-1]):
+        kept = out[last].rstrip()[: -len(pieces[-1])].rstrip()
+        if kept.strip():
+            out[last] = kept
+    return out, greeted
+
+
 def strip_salutations(text: str) -> str:
     """``text`` without its opening greeting and its sign-off (see the module's text); the
     text unchanged when nothing else would be left."""
-    if "\n" not in text:
-        return text
     lines = text.strip().split("\n")
     letter = False
     while True:
         start = _cut_start(lines)
-        letter = letter or start != lines
-        cut = _cut_end(start, letter)
+        cut, greeted = _cut_inline(_cut_end(start, letter or start != lines))
+        letter = letter or start != lines or greeted
         if cut == lines or not any(line.strip() for line in cut):
             break
         lines = cut
