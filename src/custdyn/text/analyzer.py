@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from custdyn.schema import EMOTIONS, SENTIMENTS
-from custdyn.text._langid import canonical_language, detect_many
+from custdyn.text._langid import _batch_model, canonical_language, detect_many
 from custdyn.text.engines import Engine, make_engine
 from custdyn.text.salutations import strip_all
 
@@ -138,7 +138,7 @@ def _checked_languages(languages: Collection[str] | None) -> tuple[str, ...] | N
         return None
     if isinstance(languages, str):
         languages = [languages]
-    detect_many([], languages)  # refuses unknown codes, naming the known ones
+    _batch_model().allowed(languages)  # refuses unknown codes, naming the known ones
     return tuple(dict.fromkeys(str(canonical_language(g)) for g in languages))
 
 

@@ -196,8 +196,9 @@ def strip_salutations(text: str) -> str:
     letter = False
     while True:
         start = _cut_start(lines)
-        cut, greeted = _cut_inline(_cut_end(start, letter or start != lines))
-        letter = letter or start != lines or greeted
+        letter = letter or start != lines
+        cut, greeted = _cut_inline(_cut_end(start, letter))
+        letter = letter or greeted
         if cut == lines or not any(line.strip() for line in cut):
             break
         lines = cut

@@ -158,11 +158,11 @@ class WorkspaceEngine:
         return encode(texts)
 
     def features(self, texts: list[str], languages: list[str | None]) -> Features:
-        if self.message_body:  # the encoder reads the bodies too (stripping twice is a no-op)
+        if self.message_body:  # once, for the encoder and the n-grams alike
             texts = strip_all(texts)
         return build_features(
             texts, [g or "und" for g in languages], bits=self.head.config.bits,
-            emb=self.embed(texts), message_body=self.message_body,
+            emb=self.embed(texts), message_body=False,
         )  # fmt: skip
 
     def logits(self, feats: Features, texts: list[str]) -> np.ndarray:
