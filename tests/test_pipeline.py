@@ -79,7 +79,7 @@ def test_status_names_engines_that_now_score_differently(ws):
 
     enrich(ws, "bulk")
     current = text_status(ws)[0]["current"]
-    assert current.startswith("bulk:") and current.endswith("+body")
+    assert current.startswith("bulk:") and current.endswith("+body+long")
     # rows of an earlier version of the engine (before messages were read without greetings)
     ws.con.execute("UPDATE text_signals SET engine = 'bulk:1' WHERE interaction_id IN "
                    "(SELECT interaction_id FROM text_signals ORDER BY 1 LIMIT 10)")
@@ -93,6 +93,48 @@ def test_status_names_engines_that_now_score_differently(ws):
     out = " ".join(r.output.split())
     assert f"bulk:1 is an earlier version of the bulk engine (now {current})" in out
     assert "custdyn enrich --engine bulk" in out
+
+
+def test_a_new_version_takes_over_the_scores_of_texts_it_reads_as_before(tmp_path):
+    """An engine that now reads long texts through scores again only the long ones; the short
+    ones' rows of the version before are taken over, not scored again."""
+    from custdyn.pipeline import enrich
+
+    w = Workspace.create(tmp_path / "ws")
+    long_text = "The parcel came a week late and the box was crushed. " * 40  # 2,120 bytes
+    texts = [t for _, t in TEXTS] + [long_text, long_text.replace("late", "early")]
+    rows = [{"interaction_id": f"m{i}", "customer_id": "C1", "channel": "email",
+             "occurred_at": f"2024-01-{1 + i:02d}T10:00:00Z", "text": t}
+            for i, t in enumerate(texts)]  # fmt: skip
+    p = tmp_path / "msgs.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w.ingest(p)
+    try:
+        first = enrich(w, "bulk")
+        assert first.scored == 8 and first.carried == 0
+        new, (old, max_bytes) = first.engine, w_engine_carries("bulk")
+        assert new == old + "+long" and max_bytes == 600
+        # make the rows an earlier version's, with a mark that shows whether they were copied
+        w.con.execute("UPDATE text_signals SET engine = ?, sentiment_score = 0.125", [old])
+        again = enrich(w, "bulk")
+        assert again.carried == 6 and again.pending == 2 and again.scored == 2
+        got = dict(w.con.execute(
+            "SELECT interaction_id, sentiment_score FROM text_signals WHERE engine = ?",
+            [new]).fetchall())  # fmt: skip
+        assert len(got) == 8
+        assert all(got[f"m{i}"] == 0.125 for i in range(6))  # taken over
+        assert got["m6"] != 0.125 and got["m7"] != 0.125  # scored again
+        n_old = w.con.execute("SELECT count(*) FROM text_signals WHERE engine = ?", [old])
+        assert n_old.fetchone()[0] == 8  # the earlier rows stay
+        assert enrich(w, "bulk").carried == 0  # nothing left to take over
+    finally:
+        w.close()
+
+
+def w_engine_carries(name: str) -> tuple[str, int]:
+    from custdyn.text import TextAnalyzer
+
+    return TextAnalyzer(name).engine.carries_from
 
 
 def test_enrich_detects_among_the_workspace_languages(tmp_path):

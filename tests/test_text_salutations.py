@@ -123,7 +123,7 @@ def test_reading_the_body_scores_letters_better_on_the_demo_world():
 
 def test_engines_say_they_read_the_body_and_score_it_alone():
     ta = TextAnalyzer("bulk")
-    assert ta.version.endswith("+body")
+    assert "+body" in ta.version.split(":")[-1]
     letter = "Hei!\n\nPakken kom aldri fram, jeg er sint.\n\nTusen takk,\nKari"
     a, b = ta.analyze([letter, "Pakken kom aldri fram, jeg er sint."], language="no").to_pylist()
     assert a["sentiment_score"] == b["sentiment_score"] and a["sentiment"] == "negative"

@@ -164,6 +164,7 @@ def test_versions_default_rollback_and_resolution(ws):
         wm.rollback(ws)
     ta = TextAnalyzer("workspace:v2", workspace=ws.path)
     assert ta.version == "workspace:v2"
+    assert ta.engine.long_texts and ta.engine.message_body  # what new models read, from the card
     t = ta.analyze(POS[:2] + NEG[:2])
     assert t.column("sentiment").to_pylist()[:1] == ["positive"]
     assert t.column("sentiment").to_pylist()[2] == "negative"

@@ -59,11 +59,14 @@ def enrich(
         summary = text_summary(ws, r.engine)
     if as_json:
         print_json({"engine": r.engine, "scored": r.scored, "already_scored": r.already_scored,
-                    "seconds": r.seconds, "by_language": summary.get(r.engine, {})})
+                    "carried": r.carried, "seconds": r.seconds, "by_language": summary.get(r.engine, {})})
         return
     rate = r.scored / r.seconds if r.seconds > 0 else 0.0
     console.print(f"{r.engine}: scored {r.scored:,} texts ({rate:,.0f}/s); "
                   f"{r.already_scored:,} were already scored")
+    if r.carried:
+        console.print(f"  {r.carried:,} of those are short texts it reads as its previous "
+                      "version did: their scores were taken over")
     for lang, counts in summary.get(r.engine, {}).items():
         console.print(f"  {lang}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 

@@ -20,6 +20,8 @@ class EnrichResult:
     scored: int
     already_scored: int
     seconds: float
+    #: rows of the engine's previous version taken over for texts it scores as before
+    carried: int = 0
 
 
 def pending_texts(ws: Workspace, engine_version: str, directions: tuple[str, ...]) -> int:
@@ -116,6 +118,7 @@ def enrich(
     version = analyzer.version
     if batch_size is None:
         batch_size = 8192 if version.startswith("bulk:") else 512
+    carried = _carry_over(ws, analyzer.engine, version)
     already = int(ws.con.execute(
         "SELECT count(*) FROM text_signals WHERE engine = ?", [version]).fetchone()[0])  # type: ignore[index]
     matcher = CompetitorMatcher(ws.settings.competitors) if ws.settings.competitors else None
@@ -158,7 +161,34 @@ def enrich(
                 progress(done, total)
     finally:
         reader.close()  # its temporary table goes with it
-    return EnrichResult(version, total, done, already, time.perf_counter() - t0)
+    return EnrichResult(version, total, done, already, time.perf_counter() - t0, carried)
+
+
+def _carry_over(ws: Workspace, engine: Any, version: str) -> int:
+    """Copy the rows of the engine's previous version for texts the new one scores exactly as
+    before (the short ones: ``engine.carries_from`` names the version and the longest text in
+    bytes), so a new version scores again only what it reads differently. Returns the count."""
+    spec = getattr(engine, "carries_from", None)
+    if not spec:
+        return 0
+    old, max_bytes = spec
+    count = "SELECT count(*) FROM text_signals WHERE engine = ?"
+    if not ws.con.execute(count, [old]).fetchone()[0]:  # type: ignore[index]
+        return 0
+    before = int(ws.con.execute(count, [version]).fetchone()[0])  # type: ignore[index]
+    ws.con.execute("BEGIN TRANSACTION")
+    try:
+        ws.con.execute(
+            "INSERT OR IGNORE INTO text_signals SELECT s.* REPLACE (CAST(? AS VARCHAR) AS engine) "
+            "FROM text_signals s JOIN interactions i USING (interaction_id) "
+            "WHERE s.engine = ? AND strlen(coalesce(i.text, '')) <= ?",
+            [version, old, int(max_bytes)],
+        )
+        ws.con.execute("COMMIT")
+    except BaseException:
+        ws.con.execute("ROLLBACK")
+        raise
+    return int(ws.con.execute(count, [version]).fetchone()[0]) - before  # type: ignore[index]
 
 
 def text_status(ws: Workspace) -> list[dict[str, Any]]:

