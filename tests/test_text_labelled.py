@@ -23,6 +23,8 @@ ENCODE = {  # class index -> the number each scheme writes for it
     "signed": {0: "-1", 1: "0", 2: "1"},
     "012": {0: "0", 1: "1", 2: "2"},
     "stars": {0: "1", 1: "3", 2: "5"},
+    "binary": {0: "0", 2: "1"},
+    "123": {0: "1", 1: "2", 2: "3"},
 }
 
 
@@ -32,13 +34,14 @@ ENCODE = {  # class index -> the number each scheme writes for it
 def test_numeric_labels_read_back_in_every_scheme(scheme, classes, float_spelling):
     """Written in a scheme, labels read back as the classes written: named, always; told
     apart automatically whenever the numbers present fit one scheme only."""
+    classes = [c for c in classes if c in ENCODE[scheme]] or [0]  # binary: no neutral
     written = [ENCODE[scheme][c] for c in classes]
     if float_spelling:  # as pandas writes integers held in a float column
         written = [f"{float(w):.1f}" for w in written]
     assert [normalize_label(w, label_scheme(written, scheme)) for w in written] == classes
     present = set(classes)
     distinct = {"signed": 0 in present, "012": {0, 2} <= present,
-                "stars": bool(present & {1, 2})}[scheme]  # fmt: skip
+                "stars": 2 in present, "binary": False, "123": False}[scheme]  # fmt: skip
     if distinct:
         assert label_scheme(written) == scheme
     else:
@@ -58,6 +61,16 @@ def test_ambiguous_and_unknown_numbers_are_refused():
     with pytest.raises(ValueError, match="unknown label scheme"):
         label_scheme(["1"], "percent")
     assert label_scheme(["0", "1"], "012") == "012"
+    with pytest.raises(ValueError, match="--label-scheme signed, 012 or binary"):
+        label_scheme(["0", "1"])
+    assert [normalize_label(v, "binary") for v in ("0", "1", "1.0")] == [0, 2, 2]
+    # SentiTaglish numbers negative, neutral, positive, mixed as 1-4: not stars without a 5
+    with pytest.raises(ValueError, match="without a single 5"):
+        label_scheme(["1", "2", "3", "4"])
+    with pytest.raises(ValueError, match="stars or 123"):
+        label_scheme(["1", "2", "3"])
+    assert [normalize_label(v, "123") for v in ("1", "2", "3")] == [0, 1, 2]
+    assert label_scheme(["1", "2", "3", "4", "5"]) == "stars"
     with pytest.raises(ValueError, match="unknown sentiment label '3'"):
         normalize_label("3", "012")
 
@@ -263,3 +276,28 @@ def test_product_review_columns_rating_as_stars(tmp_path):
     both = tmp_path / "both.csv"
     _write_csv(both, ["comment", "rating", "label"], [("fine", "1", "positive")])
     assert read_labelled(both)[1] == ["positive"]  # 'label' comes before 'rating'
+
+
+def test_review_datasets_html_is_read_as_plain_text(tmp_path):
+    from custdyn.text.labelled import plain_text
+
+    p = tmp_path / "reviews.csv"
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review_text", "rating"])
+        w.writerow(["Great phone!<br /><br />Battery &amp; screen are <b>superb</b>.", 5])
+        w.writerow(["Sira agad.<br>Hindi ko &quot;recommend&quot;.&nbsp;", 1])
+        w.writerow(["5 < 10 & R&D said ok", 3])
+    got = read_label_rows(p)
+    assert got.texts == ["Great phone!\n\nBattery & screen are superb.",
+                         'Sira agad.\nHindi ko "recommend".', "5 < 10 & R&D said ok"]  # fmt: skip
+    assert [SENTIMENTS[k] for k in got.labels] == ["positive", "negative", "neutral"]
+    assert plain_text("<br/>") == "<br/>"  # markup alone is kept, not emptied
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(blacklist_characters="<&")))
+def test_text_without_markup_is_left_as_it_is(text):
+    from custdyn.text.labelled import plain_text
+
+    assert plain_text(text) == text

@@ -62,8 +62,9 @@ WorkspaceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LabelSchemeOpt = Annotated[str, typer.Option(
     "--label-scheme", help="How numeric labels read: auto (told apart by the values present), "
-    "signed (-1/0/1), 012 (0/1/2 = negative, neutral, positive) or stars (1-5: 1-2 negative, "
-    "3 neutral, 4-5 positive).")]
+    "signed (-1/0/1), 012 (0/1/2 = negative, neutral, positive), stars (1-5: 1-2 negative, "
+    "3 neutral, 4-5 positive), binary (0/1 = negative, positive) or 123 (1/2/3 = negative, "
+    "neutral, positive).")]
 LanguagesOpt = Annotated[str | None, typer.Option(
     "--languages", help="The languages the files' texts are written in, comma-separated "
     "(e.g. no,en): texts without a language column are detected among these only (short "

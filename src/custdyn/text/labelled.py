@@ -23,7 +23,10 @@ form and strict about meaning:
   unless the scheme is named: a misread scheme would score a model on the wrong answers;
 - languages as ISO 639-1 codes or other common spellings, made canonical
   (:func:`custdyn.text.canonical_language`: ``nb`` and ``Norwegian`` are ``no``, ``fil`` is
-  ``tl``, ``pt-BR`` is ``pt``).
+  ``tl``, ``pt-BR`` is ``pt``);
+- texts scraped from web pages as review datasets keep them (:func:`plain_text`): line-break
+  and paragraph tags become line breaks, inline tags go, and entities such as ``&amp;`` and
+  ``&#39;`` become their characters. A text without markup is left exactly as it is.
 
 A row with an empty label is a text still to label and is skipped. Any other row that cannot be
 read (an empty text, an unknown label, a wrong number of fields, a language that is not one)
@@ -34,8 +37,10 @@ the file naming them, :func:`read_label_rows` returns them beside the good rows.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -70,8 +75,14 @@ SCHEMES: dict[str, dict[int, int]] = {
     "signed": {-1: 0, 0: 1, 1: 2},
     "012": {0: 0, 1: 1, 2: 2},
     "stars": {1: 0, 2: 0, 3: 1, 4: 2, 5: 2},
+    # two classes, as binary datasets (NoReC_sentence's binary set, SST-2, IMDb) number them;
+    # never told apart from the others by the values alone, so it is named when meant
+    "binary": {0: 0, 1: 2},
+    # 1/2/3 = negative, neutral, positive (SentiTaglish numbers its classes so)
+    "123": {1: 0, 2: 1, 3: 2},
 }
-_SCHEME_WORDS = {"signed": "-1/0/1", "012": "0/1/2", "stars": "1-5 stars"}
+_SCHEME_WORDS = {"signed": "-1/0/1", "012": "0/1/2", "stars": "1-5 stars",
+                 "binary": "0/1 = negative/positive", "123": "1/2/3"}  # fmt: skip
 
 #: Column names accepted, in order of preference.
 _TEXT_COLS = ("text", "sentence", "tweet", "review", "review_text", "content", "message",
@@ -79,6 +90,34 @@ _TEXT_COLS = ("text", "sentence", "tweet", "review", "review_text", "content", "
 _LABEL_COLS = ("label", "sentiment", "polarity", "class", "labels", "sentiment_label",
                "rating", "stars", "target")
 _LANG_COLS = ("language", "lang", "locale")
+
+
+_MARKUP = re.compile(
+    r"</?(?:br|p|div|li|ul|ol|b|i|u|em|strong|span|a|font|h[1-6])\b[^<>]{0,500}>"
+    r"|&(?:[a-z][a-z0-9]{1,30}|#\d{1,7}|#x[0-9a-f]{1,6});",
+    re.IGNORECASE,
+)
+_BREAK = re.compile(r"<br\b[^<>]{0,500}>|</?(?:p|div|li|ul|ol|h[1-6])\b[^<>]{0,500}>", re.IGNORECASE)
+_INLINE = re.compile(r"</?(?:b|i|u|em|strong|span|a|font)\b[^<>]{0,500}>", re.IGNORECASE)
+
+
+def plain_text(text: str) -> str:
+    """``text`` without the HTML that review datasets scraped from web pages keep: line-break
+    and block tags become line breaks, inline tags go, entities become their characters.
+    Text without markup comes back unchanged ("3 < 5" stays).
+
+    >>> plain_text("Great phone!<br /><br />Battery &amp; screen are <b>superb</b>.")
+    'Great phone!\\n\\nBattery & screen are superb.'
+    >>> plain_text("Sulit!! 5 < 10 pesos")
+    'Sulit!! 5 < 10 pesos'
+    """
+    if not _MARKUP.search(text):
+        return text
+    t = _INLINE.sub("", _BREAK.sub("\n", text))
+    t = html.unescape(t).replace("\xa0", " ")
+    t = re.sub(r"[ \t]*\n[ \t]*", "\n", t)
+    t = re.sub(r"\n{3,}", "\n\n", t)
+    return t.strip() or text
 
 
 @dataclass
@@ -125,10 +164,11 @@ def _number(s: str) -> int | None:
 
 def label_scheme(values: Iterable[object], scheme: str = "auto") -> str | None:
     """The numeric scheme of a file's labels: ``"signed"`` (-1/0/1), ``"012"`` (0/1/2) or
-    ``"stars"`` (1..5); None when no label is a number.
+    ``"stars"`` (1..5); None when no label is a number. ``"binary"`` (0/1 = negative,
+    positive) and ``"123"`` (1/2/3) are read only when named.
 
     ``scheme="auto"`` tells them apart by the numbers present: a -1 means signed, a 0 with a 2
-    means 0/1/2, a 4 or a 5 (without 0 or -1) means stars. Numbers that fit several schemes
+    means 0/1/2, a 5 (without 0 or -1) means stars. Numbers that fit several schemes
     (only 0 and 1; only 1, 2 and 3; ...) raise ValueError: name the scheme, or spell the labels
     out. A named scheme is returned as it is (after checking the name).
 
@@ -150,19 +190,25 @@ def label_scheme(values: Iterable[object], scheme: str = "auto") -> str | None:
         return "signed"
     if 0 in nums and 2 in nums:
         return "012"
-    if 0 not in nums and nums & {4, 5}:
+    if 0 not in nums and 5 in nums:
         return "stars"
     fits = [name for name, m in SCHEMES.items() if nums <= set(m)]
+    listed = ", ".join(str(n) for n in sorted(nums))
+    if fits == ["stars"]:  # a 4 and no 5: stars, or classes numbered 1, 2, 3 and 4
+        raise ValueError(
+            f"numeric labels {listed} are ambiguous: 1-5 stars without a single 5, or four "
+            "classes numbered from 1 (SentiTaglish's 4 is 'mixed'); write them as "
+            "negative/neutral/positive, or name the scheme (--label-scheme stars)")
     if len(fits) == 1:  # pragma: no cover - every single fit is caught above
         return fits[0]
-    listed = ", ".join(str(n) for n in sorted(nums))
     if not fits:
-        raise ValueError(f"numeric labels {listed} fit no scheme (-1/0/1, 0/1/2, 1-5 stars)")
+        raise ValueError(f"numeric labels {listed} fit no scheme (-1/0/1, 0/1/2, 1-5 stars, "
+                         "0/1 binary, 1/2/3)")
     raise ValueError(
         f"numeric labels {listed} are ambiguous: they could be "
         + " or ".join(_SCHEME_WORDS[f] for f in fits)
         + "; write them as negative/neutral/positive, or name the scheme "
-        "(--label-scheme signed, 012 or stars)")
+        "(--label-scheme " + ", ".join(fits[:-1]) + f" or {fits[-1]})")
 
 
 def normalize_label(label: object, scheme: str | None = "signed") -> int:
@@ -289,7 +335,8 @@ def _pick(keys: Iterable[str], names: tuple[str, ...]) -> str | None:
 def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
     """Every row of a labelled file, read or refused (see the module's text).
 
-    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012`` or ``stars``).
+    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012``, ``stars``,
+    ``binary`` or ``123``).
     Raises ValueError (naming the file) when it lacks a text or label column or its numeric
     labels are ambiguous; bad rows are returned, not raised."""
     p = Path(path)
@@ -321,7 +368,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
             out.unlabelled += 1
             continue
         text = r.get(tk)
-        text = "" if text is None else str(text)
+        text = "" if text is None else plain_text(str(text))
         if not text.strip():
             out.bad.append(BadRow(n, f"field '{tk}' is empty"))
             continue
@@ -357,7 +404,8 @@ def read_labelled(path: str | Path, scheme: str = "auto"
     column, languages (ISO 639-1) of a labelled file; rows with an empty label are skipped.
     Raises ValueError naming the file and its bad rows, if any (see the module's text).
 
-    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012`` or ``stars``)."""
+    ``scheme``: how numeric labels read (``auto``, ``signed``, ``012``, ``stars``,
+    ``binary`` or ``123``)."""
     from custdyn.schema import SENTIMENTS
 
     got = read_label_rows(path, scheme)
