@@ -70,6 +70,7 @@ def test_ambiguous_and_unknown_numbers_are_refused():
     with pytest.raises(ValueError, match="stars or 123"):
         label_scheme(["1", "2", "3"])
     assert [normalize_label(v, "123") for v in ("1", "2", "3")] == [0, 1, 2]
+    assert [normalize_label(v, None) for v in ("Negative", "fair", "Mixed", "POS")] == [0, 1, 1, 2]
     assert label_scheme(["1", "2", "3", "4", "5"]) == "stars"
     with pytest.raises(ValueError, match="unknown sentiment label '3'"):
         normalize_label("3", "012")

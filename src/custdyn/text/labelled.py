@@ -65,7 +65,7 @@ _NAMES = {
     "negative": 0, "neg": 0, "bad": 0, "negativo": 0, "negativ": 0, "negativt": 0,
     "negatibo": 0, "negatif": 0,
     "neutral": 1, "neu": 1, "neutro": 1, "nøytral": 1, "nøytralt": 1, "noytral": 1,
-    "mixed": 1,
+    "mixed": 1, "fair": 1,  # NoReC_document's three classes: negative, fair, positive
     "positive": 2, "pos": 2, "good": 2, "positivo": 2, "positiv": 2, "positivt": 2,
     "positibo": 2, "positif": 2,
 }  # fmt: skip
