@@ -302,3 +302,20 @@ def test_text_without_markup_is_left_as_it_is(text):
     from custdyn.text.labelled import plain_text
 
     assert plain_text(text) == text
+
+
+def test_eval_text_on_a_seeded_sample_of_a_large_file(tmp_path):
+    p = tmp_path / "big.csv"
+    rows = [(f"Order {i} arrived {'late and broken' if i % 2 else 'early, thank you'}",
+             "negative" if i % 2 else "positive", "en") for i in range(200)]  # fmt: skip
+    _write_csv(p, ["text", "label", "language"], rows)
+    run = CliRunner()
+    base = ["eval-text", str(p), "--engine", "bulk", "--json", "--n-boot", "20"]
+    a = json.loads(run.invoke(app, [*base, "--sample", "50"]).output)
+    b = json.loads(run.invoke(app, [*base, "--sample", "50"]).output)
+    assert a["sample"] == {"n": 50, "of": 200, "seed": 0} and a["n"] == {"en": 50}
+    assert a["per_language"] == b["per_language"]  # the same sample every run
+    whole = json.loads(run.invoke(app, [*base, "--sample", "500"]).output)
+    assert "sample" not in whole and whole["n"] == {"en": 200}
+    r = run.invoke(app, ["eval-text", str(p), "--engine", "bulk", "--sample", "50"])
+    assert r.exit_code == 0 and "a random sample of 50 of the 200 texts in big.csv" in r.output
