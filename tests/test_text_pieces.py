@@ -36,6 +36,9 @@ def test_pieces_keep_every_character_within_the_size(text, size):
     if len(text) <= size:
         assert got == [text]
         return
+    if not text.strip():
+        assert got == [" "]
+        return
     assert got and all(0 < len(p) <= size for p in got)
     assert all(p == p.strip() for p in got)
     assert _ink("".join(got)) == _ink(text)  # nothing lost, nothing added, order kept
@@ -62,6 +65,7 @@ def test_sentences_stay_whole_and_a_sentence_longer_than_a_piece_is_cut_at_a_spa
     got = split_pieces(long_sentence, size=100)
     assert all(p.startswith("ord") and p.endswith("ord") for p in got)
     assert split_pieces("x" * 250, size=100) == ["x" * 100, "x" * 100, "x" * 50]
+    assert split_pieces(" \n " * 100, size=100) == [" "]
 
 
 def test_a_long_text_is_the_mean_of_its_pieces_and_short_ones_are_read_as_they_are():

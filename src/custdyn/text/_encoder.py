@@ -46,7 +46,8 @@ def _clean(text: str | None) -> str:
 def split_pieces(text: str, size: int = PIECE_CHARS, limit: int = MAX_PIECES) -> list[str]:
     """``text`` as runs of whole sentences of at most ``size`` characters (a longer sentence is
     cut at a space, or mid-word when it has none); only the first and last ``limit // 2`` runs
-    when there are more than ``limit``. A text of ``size`` characters or fewer is one piece.
+    when there are more than ``limit``. A text of ``size`` characters or fewer is one piece;
+    a longer one of nothing but white space is ``[" "]``.
 
     >>> split_pieces("Good shoes. " * 3, size=25)
     ['Good shoes. Good shoes.', 'Good shoes.']
@@ -74,8 +75,8 @@ def split_pieces(text: str, size: int = PIECE_CHARS, limit: int = MAX_PIECES) ->
             cur = f"{cur} {s}" if cur else s
     if cur:
         out.append(cur)
-    if not out:
-        return [text[:size]]
+    if not out:  # nothing but spaces and line breaks
+        return [" "]
     if len(out) > limit:
         out = out[: limit // 2] + out[len(out) - (limit - limit // 2) :]
     return out
