@@ -118,3 +118,40 @@ def test_confusion_matrix_and_per_class_f1():
     text = render_report(report)
     assert "true (rows) against predicted (columns)" in text
     assert text.splitlines()[-1].split() == ["positive", "1", "0", "1", "0.667"]
+
+
+def test_a_two_class_file_is_scored_as_two_classes(tmp_path):
+    """Labels without 'neutral' (binary datasets): each text is the likelier of negative and
+    positive, so an engine's 'neutral' answers are not all counted as errors."""
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+    from custdyn.text import TextAnalyzer
+
+    rows = [("I love it, fantastic service", "positive"), ("Great, thank you!", "positive"),
+            ("The parcel came on Tuesday.", "positive"), ("We ordered two chairs.", "negative"),
+            ("Terrible, I want my money back", "negative"), ("Awful support.", "negative"),
+            ("It is a phone.", "positive"), ("Broken on arrival, never again", "negative")]  # fmt: skip
+    texts, labels = [r[0] for r in rows], [r[1] for r in rows]
+    ta = TextAnalyzer("bulk")
+    t = ta.analyze(texts, language="en")
+    assert "neutral" in t["sentiment"].to_pylist()  # the engine answers neutral for some
+    two = evaluate_sentiment(texts, labels, ["en"] * 8, engine=ta, n_boot=20)
+    three = evaluate_sentiment(texts, labels, ["en"] * 8, engine=ta, n_boot=20, two_class=False)
+    assert two["classes"] == ["negative", "positive"] and len(three["classes"]) == 3
+    pos = sum(s > 0 for s in t["sentiment_score"].to_pylist())
+    assert two["overall"]["predicted"] == {"negative": 8 - pos, "neutral": 0, "positive": pos}
+    assert three["overall"]["predicted"]["neutral"] > 0
+    assert two["overall"]["macro_f1"] > three["overall"]["macro_f1"]
+    assert "two classes" in render_report(two) and "two classes" not in render_report(three)
+    with pytest.raises(ValueError, match="without 'neutral'"):
+        evaluate_sentiment(texts[:2], ["positive", "neutral"], engine=ta, two_class=True)
+    p = tmp_path / "binary.csv"
+    p.write_text("text,label\n" + "".join(f'"{a}",{b}\n' for a, b in rows))
+    base = ["eval-text", str(p), "--engine", "bulk", "--json", "--n-boot", "20",
+            "--languages", "en"]  # fmt: skip
+    r2 = CliRunner().invoke(app, base)
+    r3 = CliRunner().invoke(app, [*base, "--three-way"])
+    assert r2.exit_code == 0 and r3.exit_code == 0, r2.output + r3.output
+    assert json.loads(r2.output)["classes"] == ["negative", "positive"]
+    assert json.loads(r3.output)["classes"] == ["negative", "neutral", "positive"]

@@ -96,6 +96,10 @@ def eval_text(
         "--sample", min=1, help="Score a random sample of N texts of FILE (seeded, the same "
         "every run): an estimate in minutes on a large file, its interval as wide as N makes "
         "it.")] = None,
+    three_way: Annotated[bool, typer.Option(
+        "--three-way", help="Score a file labelled negative/positive only as three classes "
+        "too, counting 'neutral' answers as errors (by default such a file is scored as a "
+        "two-class task: each text the likelier of the two).")] = False,
     label_scheme: LabelSchemeOpt = "auto",
     languages: LanguagesOpt = None,
     as_json: JsonOpt = False,
@@ -137,6 +141,7 @@ def eval_text(
                 task = bar.add_task("score", total=len(texts))
                 report = evaluate_sentiment(
                     texts, labels, langs, engine=chosen, n_boot=n_boot, among=among,
+                    two_class=False if three_way else None,
                     progress=lambda d, t: bar.update(task, completed=d, total=t))
     except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e, EXIT_REFUSED) from None

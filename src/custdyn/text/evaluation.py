@@ -106,6 +106,7 @@ def evaluate_sentiment(
     seed: int = 0,
     progress: Any = None,
     among: Collection[str] | None = None,
+    two_class: bool | None = None,
 ) -> dict[str, Any]:
     """Score an engine on labelled texts.
 
@@ -115,6 +116,11 @@ def evaluate_sentiment(
     score a dict with ``n``, ``macro_f1``, the 95 % percentile-bootstrap interval
     ``ci_low``/``ci_high`` (``n_boot`` resamples), ``accuracy`` and per-class ``support``.
     ``progress(done, total)`` is called as the texts are scored.
+
+    ``two_class``: labels of two classes only (negative and positive, as binary datasets have
+    them) are scored as a two-class task, each text read as the likelier of the two
+    (``sentiment_score`` > 0 is positive); None does so when no label is neutral, False counts
+    "neutral" answers as errors. The report's ``classes`` names the classes scored.
     """
     from custdyn.text.analyzer import TextAnalyzer
 
@@ -123,10 +129,18 @@ def evaluate_sentiment(
     ta = (engine if isinstance(engine, TextAnalyzer)
           else TextAnalyzer(engine=engine, languages=among))  # fmt: skip
     y_true = np.array([normalize_label(x) for x in labels], np.int64)
+    has_neutral = bool(np.any(y_true == 1))
+    if two_class and has_neutral:
+        raise ValueError("a two-class evaluation needs labels without 'neutral'")
+    two = (not has_neutral and len(y_true) > 0) if two_class is None else two_class
     table = ta.analyze(list(texts), language=list(languages) if languages is not None else None,
                        progress=progress)
-    pred = table.column("sentiment").to_pylist()
-    y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
+    if two:
+        score = table.column("sentiment_score").to_numpy(zero_copy_only=False)
+        y_pred = np.where(np.nan_to_num(np.asarray(score, np.float64)) > 0, 2, 0)
+    else:
+        pred = table.column("sentiment").to_pylist()
+        y_pred = np.array([SENTIMENTS.index(p) if p else 1 for p in pred], np.int64)
     langs = [lang or "und" for lang in table.column("language").to_pylist()]
     if languages is None and among is None:  # detected freely: a few land on rare codes
         langs = pool_rare_languages(langs)
@@ -136,6 +150,7 @@ def evaluate_sentiment(
         per[lang] = _score(y_true[m], y_pred[m], n_boot, seed)
     return {
         "engine": ta.version,
+        "classes": ["negative", "positive"] if two else list(SENTIMENTS),
         "overall": _score(y_true, y_pred, n_boot, seed),
         "per_language": per,
     }
@@ -158,6 +173,9 @@ def render_report(report: dict[str, Any]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"engine: {report['engine']}"]
+    if len(report.get("classes", SENTIMENTS)) == 2:
+        lines.append("two classes (no text labelled neutral): each text counts as the likelier "
+                     "of negative and positive (--three-way counts 'neutral' answers as errors)")
     for k, r in enumerate(rows):
         lines.append(
             "  ".join(
