@@ -291,3 +291,25 @@ def test_selection_keeps_the_shipped_engine_when_labels_teach_nothing():
     if metrics["chosen"] == "shipped engine unchanged":
         np.testing.assert_allclose(predict_logits(head, f), f.prior - np.log(
             np.exp(f.prior).sum(axis=1, keepdims=True)), atol=1e-5)
+
+
+def test_two_class_labels_judge_the_shipped_engine_on_negative_against_positive():
+    """Labels without neutral: the shipped engine's 'neutral' answers are read as the likelier
+    of negative and positive, so a head is not chosen for merely never saying neutral."""
+    rng = np.random.default_rng(9)
+    f = synthetic_features(rng, 300)
+    f.emb = rng.normal(size=f.emb.shape).astype(np.float32)  # nothing to learn
+    f.ngrams = f.ngrams * 0
+    y = np.where(rng.random(300) < 0.5, 0, 2)
+    # the shipped engine: right about polarity, but its likeliest class is mostly neutral
+    p = np.full((300, 3), 0.1)
+    p[np.arange(300), y] = 0.35
+    p[:, 1] = 0.55
+    f.prior = np.log(p / p.sum(1, keepdims=True)).astype(np.float32)
+    assert macro_f1(y, f.prior.argmax(1)) < 0.1  # three-way: all neutral
+    _, metrics, _ = train_head(f, y, CFG, folds=4)
+    assert metrics["candidates"]["shipped engine unchanged"] == 1.0
+    assert metrics["chosen"] == "shipped engine unchanged"
+    curve = learning_curve(f, y, sizes=(50,), repeats=1, folds=3)
+    base = curve["per_language"][f.languages[0]][0]
+    assert base["n"] == 0 and base["macro_f1"] == 1.0

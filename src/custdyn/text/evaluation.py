@@ -21,6 +21,7 @@ from custdyn.schema import SENTIMENTS
 from custdyn.text.labelled import normalize_label, read_labelled
 
 __all__ = [
+    "decide",
     "eval_text_main",
     "evaluate_sentiment",
     "macro_f1",
@@ -41,6 +42,21 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 3) -> floa
         denom = float(t.sum() + p.sum())
         f1s.append(2 * tp / denom if denom else 0.0)
     return float(np.mean(f1s)) if f1s else float("nan")
+
+
+def decide(scores: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    """Class indices from (n, 3) scores (probabilities or log-probabilities over negative,
+    neutral, positive): the likeliest class; when the labels ``y_true`` hold no neutral (a
+    two-class task), the likelier of negative and positive.
+
+    >>> s = np.log([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    >>> decide(s, np.array([0, 1])).tolist(), decide(s, np.array([0, 2])).tolist()
+    ([1, 0], [2, 0])
+    """
+    s = np.asarray(scores)
+    if len(y_true) and not np.any(np.asarray(y_true) == 1):
+        return np.where(s[:, 2] > s[:, 0], 2, 0).astype(np.int64)
+    return s.argmax(1)
 
 
 def _bootstrap(

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from custdyn.schema import SENTIMENTS
-from custdyn.text.evaluation import macro_f1, normalize_label, pool_rare_languages
+from custdyn.text.evaluation import decide, macro_f1, normalize_label, pool_rare_languages
 from custdyn.text.salutations import strip_all
 
 __all__ = [
@@ -598,7 +598,7 @@ def train_head(
     for i, c in enumerate(options):
         raw, fold = _oof(feats, y, c, k, seed)
         oof = _calibrated_oof(raw, fold, y, feats.languages, c)
-        score = macro_f1(y, oof.argmax(1))
+        score = macro_f1(y, decide(oof, y))
         scores.append(score)
         if best is None or score > best[0] + 1e-9:
             best = (score, i, raw, oof)
@@ -606,14 +606,14 @@ def train_head(
     _, chosen, raw, oof = best
     names = ["as given", "stronger penalties", "shipped engine recalibrated"]
     label = names[chosen] if len(options) > 1 else "as given"
-    shipped_score = macro_f1(y, feats.prior.argmax(1))
+    shipped_score = macro_f1(y, decide(feats.prior, y))
     if select and len(options) > 1 and shipped_score >= best[0]:
         # nothing learned beats the shipped engine on these labels: keep it unchanged
         head = shipped_head(cfg, feats.emb.shape[1], feats.ngrams.shape[1])
         oof, label = feats.prior.copy(), "shipped engine unchanged"
     else:
         head = fit_calibrated(feats, y, options[chosen], None, seed, inner=k, oof=raw)
-    metrics = compare(y, oof.argmax(1), feats.prior.argmax(1), feats.languages)
+    metrics = compare(y, decide(oof, y), decide(feats.prior, y), feats.languages)
     metrics["folds"] = int(k)
     metrics["chosen"] = label
     metrics["candidates"] = dict(zip(names, scores, strict=False)) | {
@@ -695,10 +695,10 @@ def learning_curve(
         if heldout is not None:
             hm = np.array(heldout[0].languages) == lang
             ev_feats, ev_y = heldout[0].subset(np.flatnonzero(hm)), heldout[1][hm]
-            base = macro_f1(ev_y, ev_feats.prior.argmax(1)) if len(ev_y) else float("nan")
+            base = macro_f1(ev_y, decide(ev_feats.prior, ev_y)) if len(ev_y) else float("nan")
             pool = idx
         else:
-            base = macro_f1(y[idx], feats.prior[idx].argmax(1))
+            base = macro_f1(y[idx], decide(feats.prior[idx], y[idx]))
             pool = idx
         rows = [{"n": 0, "macro_f1": base, "sd": 0.0}]
         for n in sizes:
@@ -714,13 +714,13 @@ def learning_curve(
                     continue
                 head, _, _ = train_head(feats.subset(pick), y[pick], config, folds=3, seed=seed)
                 if heldout is not None:
-                    scores.append(macro_f1(ev_y, predict_logits(head, ev_feats).argmax(1)))
+                    scores.append(macro_f1(ev_y, decide(predict_logits(head, ev_feats), ev_y)))
                 else:
                     rest = np.setdiff1d(pool, pick)
                     if len(rest) > 2000:
                         rest = rng.choice(rest, 2000, replace=False)
                     scores.append(
-                        macro_f1(y[rest], predict_logits(head, feats.subset(rest)).argmax(1))
+                        macro_f1(y[rest], decide(predict_logits(head, feats.subset(rest)), y[rest]))
                     )
             if scores:
                 rows.append({"n": int(n), "macro_f1": float(np.mean(scores)),

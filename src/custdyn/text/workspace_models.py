@@ -391,14 +391,14 @@ def _compare_and_register(
     """Score the current default on the labels it did not see (see :func:`train_workspace`),
     compare with the candidate's out-of-fold predictions ``oof``, register the candidate and
     make it the default when it is better. ``feats``: default-encoder features of the labels."""
-    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.evaluation import decide, macro_f1
     from custdyn.text.train import compare
 
     current = default_engine_name(ws)
     subset = np.arange(len(y))
     compared_on = "all labels (the shipped engine never saw them)"
     if current == SHIPPED:
-        old_pred = feats.prior.argmax(1)
+        old_pred = decide(feats.prior, y)
     else:
         cur = WorkspaceEngine(find_model(current, ws.path))
         created = next(m["created_at"] for m in list_models(ws) if m["name"] == current)
@@ -409,11 +409,11 @@ def _compare_and_register(
             compared_on = f"the {len(subset)} labels added after {current} was trained"
         else:
             compared_on = f"all labels ({current} was trained on most of them: it is favoured)"
-        old_pred = cur.logits(feats.subset(subset), [str(rows[i]["text"]) for i in subset]
-                              ).argmax(1)  # fmt: skip
+        old_pred = decide(cur.logits(feats.subset(subset),
+                                     [str(rows[i]["text"]) for i in subset]), y[subset])  # fmt: skip
     sub_langs = [feats.languages[i] for i in subset]
-    metrics = compare(y[subset], oof[subset].argmax(1), old_pred, sub_langs)
-    metrics["candidate_all_labels"] = macro_f1(y, oof.argmax(1))
+    metrics = compare(y[subset], decide(oof[subset], y[subset]), old_pred, sub_langs)
+    metrics["candidate_all_labels"] = macro_f1(y, decide(oof, y))
     metrics["folds"] = folds
     metrics["chosen"] = chosen
     metrics.update(extra_metrics or {})
@@ -462,7 +462,7 @@ def finetune_model(
     folds, and the summary).
     """
     from custdyn.text import finetune as ftm
-    from custdyn.text.evaluation import macro_f1
+    from custdyn.text.evaluation import decide, macro_f1
     from custdyn.text.train import (
         HeadConfig,
         _calibrated_oof,
@@ -527,7 +527,7 @@ def finetune_model(
         "seconds": round(time.perf_counter() - t_start, 1),
         "max_weight_change": ft.changed(),
     }
-    extra = {"head_only_all_labels": macro_f1(y, head_only_oof.argmax(1)), "finetune": summary}
+    extra = {"head_only_all_labels": macro_f1(y, decide(head_only_oof, y)), "finetune": summary}
     return {"head": head, "encoder": tmp, "oof": oof, "folds": k, "summary": summary,
             "extra": extra}
 
