@@ -6,7 +6,8 @@ Data (``../shared/data``): AfriSenti Portuguese and Nigerian Pidgin tweets (labe
 ``train``, scored on ``test``); XED subtitle lines (Öhman et al., 2020) mapped to polarity
 (joy, trust -> positive; anger, disgust, fear, sadness -> negative; the English neutral lines
 -> neutral), split once with a fixed seed into a label pool and a held-out part. Norwegian XED
-has no neutral lines, so its curve is two-class text scored as three-class.
+has no neutral lines, so its curve is scored as two classes (each text the likelier of
+negative and positive, as ``eval-text`` scores such a file).
 
 ``--quick``: two sizes, one draw, Portuguese only.
 
@@ -245,10 +246,14 @@ def _ft_md(ft: dict[str, Any]) -> str:
 
 
 def _with_finetune(md: str) -> str:
-    """``md`` followed by the fine-tuning paragraph of the last ``--finetune`` run, if any."""
+    """``md`` followed by the fine-tuning paragraph of the last ``--finetune`` run, if any
+    (from its cached figures, else as BENCHMARKS.md has it)."""
     p = CACHE / "bench-text-train-finetune.json"
     if not p.exists():
-        return md
+        text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+        a = text.index("<!-- bench:text-train -->")
+        body = text[a : text.index("<!-- /bench:text-train -->")].rstrip("\n")
+        return md + ("\n\n" + body[body.index(FT_HEAD):] if FT_HEAD in body else "")
     return md + "\n\n" + _ft_md(json.loads(p.read_text()))
 
 
