@@ -196,6 +196,7 @@ def test_cli_train_text_models_and_enrich_with_default(ws):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["name"] == "workspace:v1"
+    assert out["metrics"]["classes"] == ["negative", "neutral", "positive"]
     r = run.invoke(app, ["-w", str(path), "text-models", "--use", "workspace:v1"])
     assert r.exit_code == 0 and "workspace:v1" in r.output
     r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
@@ -313,3 +314,19 @@ def test_two_class_labels_judge_the_shipped_engine_on_negative_against_positive(
     curve = learning_curve(f, y, sizes=(50,), repeats=1, folds=3)
     base = curve["per_language"][f.languages[0]][0]
     assert base["n"] == 0 and base["macro_f1"] == 1.0
+
+
+def test_train_text_says_when_no_label_is_neutral(tmp_path):
+    w = Workspace.create(tmp_path / "ws")
+    texts = POS + NEG + [t + " Again." for t in POS[:4] + NEG[:4]]
+    for t in texts:
+        add_label(w, t, "negative" if t.split(" Again.")[0] in NEG else "positive")
+    path = w.path
+    w.close()
+    run = CliRunner()
+    r = run.invoke(app, ["-w", str(path), "train-text", "--folds", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["metrics"]["classes"] == ["negative", "positive"]
+    r = run.invoke(app, ["-w", str(path), "train-text", "--folds", "3"])
+    assert r.exit_code == 0, r.output
+    assert "no label is neutral" in " ".join(r.output.split())

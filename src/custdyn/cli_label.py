@@ -220,6 +220,11 @@ def train_text(
         return
     console.print(_metrics_table(r["metrics"], r["current"]))
     console.print(f"compared on {r['compared_on']}", highlight=False)
+    if len(r["metrics"].get("classes", ())) == 2:
+        console.print("[yellow]no label is neutral:[/] the scores above are two-class (each text "
+                      "the likelier of negative and positive), and the model learnt two classes: "
+                      "it will seldom answer 'neutral'. Label some neutral messages if your "
+                      "customers write them.", highlight=False)
     if "finetune" in r["metrics"]:
         s = r["metrics"]["finetune"]
         console.print(

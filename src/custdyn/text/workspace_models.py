@@ -391,6 +391,7 @@ def _compare_and_register(
     """Score the current default on the labels it did not see (see :func:`train_workspace`),
     compare with the candidate's out-of-fold predictions ``oof``, register the candidate and
     make it the default when it is better. ``feats``: default-encoder features of the labels."""
+    from custdyn.schema import SENTIMENTS
     from custdyn.text.evaluation import decide, macro_f1
     from custdyn.text.train import compare
 
@@ -414,6 +415,8 @@ def _compare_and_register(
     sub_langs = [feats.languages[i] for i in subset]
     metrics = compare(y[subset], decide(oof[subset], y[subset]), old_pred, sub_langs)
     metrics["candidate_all_labels"] = macro_f1(y, decide(oof, y))
+    # labels without neutral: scored as two classes, and the model learns two classes only
+    metrics["classes"] = [s for k, s in enumerate(SENTIMENTS) if k != 1 or np.any(y == 1)]
     metrics["folds"] = folds
     metrics["chosen"] = chosen
     metrics.update(extra_metrics or {})
