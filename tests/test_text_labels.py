@@ -184,3 +184,18 @@ def test_cli_label_import_reports_bad_rows(ws, tmp_path):
     r = _invoke(path, ["label", "--import", str(f)])
     assert r.exit_code == 1
     assert "added 1 labels" in r.output and "row 3" in r.output
+
+
+def test_a_long_message_to_label_shows_its_start_and_its_end():
+    from types import SimpleNamespace
+
+    from custdyn import cli_label
+
+    text = "Opening words. " + "Details of the order. " * 200 + "Verdict: never again!"
+    c = SimpleNamespace(language="en", channel="email", occurred_at=None, customer_id="C1",
+                        context=[], subject=None, text=text, predicted=None, confidence=None)  # fmt: skip
+    with cli_label.console.capture() as cap:
+        cli_label._show(1, 1, c)
+    out = cap.get()
+    assert "Opening words." in out and "Verdict: never again!" in out
+    assert f"{len(text) - 2000:,} characters not shown" in out

@@ -62,7 +62,13 @@ def _show(i: int, total: int, c: Any) -> None:
         body.append(f"[dim]{escape(line[:300])}[/]")
     if c.subject:
         body.append(f"[italic]{escape(str(c.subject))}[/]")
-    body.append(escape(c.text[:2000]))
+    text = str(c.text)
+    if len(text) > 2000:  # its start and its end, where a long message's verdict usually is
+        body.append(escape(text[:1500].rstrip()))
+        body.append(f"[dim]... {len(text) - 2000:,} characters not shown ...[/]")
+        body.append(escape(text[-500:].lstrip()))
+    else:
+        body.append(escape(text))
     guess = f"model says {c.predicted} ({c.confidence:.2f})" if c.predicted and c.confidence else ""
     console.print(Panel("\n".join(body), title="  ".join(head), subtitle=guess, expand=False))
 
