@@ -102,7 +102,8 @@ def test_a_new_version_takes_over_the_scores_of_texts_it_reads_as_before(tmp_pat
 
     w = Workspace.create(tmp_path / "ws")
     long_text = "The parcel came a week late and the box was crushed. " * 40  # 2,120 bytes
-    texts = [t for _, t in TEXTS] + [long_text, long_text.replace("late", "early")]
+    texts = [t for _, t in TEXTS] + [long_text, long_text.replace("late", "early"),
+                                     "Late again.\n\nThis e-mail is CONFIDENTIAL."]
     rows = [{"interaction_id": f"m{i}", "customer_id": "C1", "channel": "email",
              "occurred_at": f"2024-01-{1 + i:02d}T10:00:00Z", "text": t}
             for i, t in enumerate(texts)]  # fmt: skip
@@ -111,21 +112,22 @@ def test_a_new_version_takes_over_the_scores_of_texts_it_reads_as_before(tmp_pat
     w.ingest(p)
     try:
         first = enrich(w, "bulk")
-        assert first.scored == 8 and first.carried == 0
+        assert first.scored == 9 and first.carried == 0
         new, (old, max_bytes) = first.engine, w_engine_carries("bulk")
         assert new == old + "+long" and max_bytes == 600
         # make the rows an earlier version's, with a mark that shows whether they were copied
         w.con.execute("UPDATE text_signals SET engine = ?, sentiment_score = 0.125", [old])
         again = enrich(w, "bulk")
-        assert again.carried == 6 and again.pending == 2 and again.scored == 2
+        # short ones taken over; long ones and one that may hold a disclaimer scored again
+        assert again.carried == 6 and again.pending == 3 and again.scored == 3
         got = dict(w.con.execute(
             "SELECT interaction_id, sentiment_score FROM text_signals WHERE engine = ?",
             [new]).fetchall())  # fmt: skip
-        assert len(got) == 8
+        assert len(got) == 9
         assert all(got[f"m{i}"] == 0.125 for i in range(6))  # taken over
-        assert got["m6"] != 0.125 and got["m7"] != 0.125  # scored again
+        assert all(got[f"m{i}"] != 0.125 for i in (6, 7, 8))  # scored again
         n_old = w.con.execute("SELECT count(*) FROM text_signals WHERE engine = ?", [old])
-        assert n_old.fetchone()[0] == 8  # the earlier rows stay
+        assert n_old.fetchone()[0] == 9  # the earlier rows stay
         assert enrich(w, "bulk").carried == 0  # nothing left to take over
     finally:
         w.close()

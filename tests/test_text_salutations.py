@@ -45,6 +45,17 @@ from custdyn.text.salutations import strip_salutations
     ("Hi Lumora customer service,\n\nThe invoice is wrong.", "The invoice is wrong."),
     ("Larry,\n\nThe invoice is wrong again.\n\nThank you,\n\nJeff",
      "The invoice is wrong again."),  # a name alone opens many e-mails
+    # company mail: a legal disclaimer under the signature
+    ("Hi,\n\nThe pallet arrived crushed. I am furious.\n\nBest regards,\nOla Nordmann\n"
+     "Innkjøpssjef\n\nThis e-mail and any attachments are confidential and intended solely "
+     "for the addressee. If you have received it in error, please delete it.",
+     "The pallet arrived crushed. I am furious."),
+    ("Hei,\n\nLeveransen kom for sent igjen.\n\nMvh\nKari\n\nDenne e-posten kan inneholde "
+     "konfidensiell informasjon. Dersom du ikke er rett mottaker, vennligst slett den.",
+     "Leveransen kom for sent igjen."),
+    ("A fatura está errada.\n\nAtenciosamente,\nRui\n\nEsta mensagem é confidencial e "
+     "destina-se apenas ao destinatário.\n\nCONFIDENTIALITY NOTICE: privileged information.",
+     "A fatura está errada."),
 ])  # fmt: skip
 def test_greetings_and_sign_offs_are_set_aside(text, body):
     assert strip_salutations(text) == body
@@ -60,6 +71,10 @@ def test_greetings_and_sign_offs_are_set_aside(text, body):
     "Hiking boots arrived.\nLove them",  # "Hi" only as a word
     "To be honest,\nthe invoice is wrong.",  # "to" opens letters only before a name
     "Sadly,\nthe order never came.",  # one sentence, wrapped: not a name opening a letter
+    # a complaint about confidentiality is not a disclaimer: one mark, no disclaimer opening
+    "My data is confidential.\n\nYou leaked my confidential data to a stranger!",
+    "Your courier left it with a neighbour.\n\nThis is unauthorized, the addressee was me.",
+    "This e-mail is confidential and intended solely for the addressee.",  # nothing else
 ])  # fmt: skip
 def test_content_is_kept(text):
     assert strip_salutations(text) == text
@@ -70,7 +85,9 @@ LINES = st.one_of(
                      "Olá, tudo bem?", "Sent from my phone", "-- ", "Kind regards", "Ana Silva",
                      "It broke.", "Great, thanks for the help!", "Hei!", "po", "Larry,",
                      "Sadly,", "the order", "Tel.: +351 912", "Thanks, Mia", "Hello po,",
-                     "Hi, it broke. Thanks!", "Hello po, sira. Salamat po", "x. Cheers, Mia"]),
+                     "Hi, it broke. Thanks!", "Hello po, sira. Salamat po", "x. Cheers, Mia",
+                     "This e-mail is confidential.", "intended recipient only", "Denne e-posten "
+                     "er konfidensiell"]),
     st.text(max_size=30),
 )  # fmt: skip
 
@@ -142,3 +159,13 @@ def test_older_workspace_models_read_whole_messages(tmp_path):
         head.save(d / "head.npz", meta={"name": card["name"]})
         (d / "card.json").write_text(json.dumps(card))
         assert WorkspaceEngine(d).message_body is expect
+
+
+def test_a_disclaimer_under_a_complaint_does_not_change_its_score():
+    ta = TextAnalyzer("bulk")
+    body = "The pallet arrived crushed and nobody called back. I am furious."
+    mail = (f"Hi,\n\n{body}\n\nBest regards,\nOla\n\nThis e-mail and any attachments are "
+            "confidential and intended solely for the addressee. Any unauthorised use is "
+            "strictly prohibited. If you have received it in error, please delete it.")
+    a, b = ta.analyze([mail, body], language="en")["sentiment_score"].to_pylist()
+    assert a == b

@@ -15,7 +15,13 @@ The rule is conservative. Whole lines are set aside, and only these:
   ulit,", "Com os melhores cumprimentos,"; "Thanks for nothing." stays), with at most six
   short lines after it (a name, a title, a company, a telephone number, a web address); a
   "Sent from my phone" line; a name alone on the last line of a message that opened with a
-  greeting, after a blank line; and anything after a ``-- `` signature line.
+  greeting, after a blank line; and anything after a ``-- `` signature line;
+- at the end, a legal disclaimer that company mail adds ("This e-mail is confidential and
+  intended solely for the addressee ..."): a closing paragraph, after a blank line, holding a
+  confidentiality word (confidential, privileged, konfidensiell, confidencial, vertraulich,
+  ...; :data:`DISCLAIMER_WORDS`) and either a second such mark (intended recipient,
+  received in error, destinatário, mottaker, ...) or a disclaimer's opening ("This e-mail",
+  "Denne e-posten", "Esta mensagem", ...). The first paragraph always stays.
 
 Within a line, as chats and one-line e-mails carry them: a greeting clause opening the first
 line ("Hi team, my order ...": the greeting then a comma, "!" or colon) and a closing
@@ -38,7 +44,30 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["strip_salutations", "strip_all"]
+__all__ = ["DISCLAIMER_WORDS", "strip_salutations", "strip_all"]
+
+#: Confidentiality words: every disclaimer paragraph holds one (lower case; a text without any
+#: of them has no disclaimer to set aside).
+DISCLAIMER_WORDS = (
+    "confidential", "privileged", "disclaimer", "konfidensiell", "taushetsbelagt", "fortrolig",
+    "konfidentiell", "sekretess", "confidencial", "confidentiel", "vertraulich", "riservat",
+    "vertrouwelijk", "kumpidensyal",
+)  # fmt: skip
+# the other marks a disclaimer carries
+_DISCLAIMER_MARKS = (
+    "intended recipient", "intended solely", "intended only", "intended for the", "addressee",
+    "in error", "unauthorised", "unauthorized", "prohibited", "strictly", "legally",
+    "mottaker", "adressat", "ved en feil", "feilaktig", "mottagare", "modtager",
+    "destinatário", "destinatario", "por engano", "por error", "proibid", "prohibid",
+    "destinataire", "par erreur", "empfänger", "irrtümlich", "destinatar", "geadresseerde",
+)  # fmt: skip
+_DISCLAIMER_OPENING = re.compile(
+    r"^\W*(this (e-?mail|message|communication|transmission)|the (information|content)s? "
+    r"(contained|in this)|confidentiality (notice|note)|disclaimer|"
+    r"denne (e-?posten|e-?post|meldingen)|esta mensagem|este e-?mail|"
+    r"ang (mensaheng|email na) ito)\b",
+    re.IGNORECASE,
+)
 
 _GREETINGS = [
     # English
@@ -153,6 +182,31 @@ def _cut_end(lines: list[str], letter: bool) -> list[str]:
     return lines
 
 
+def _is_disclaimer(paragraph: str) -> bool:
+    low = paragraph.lower()
+    if not any(w in low for w in DISCLAIMER_WORDS):
+        return False
+    marks = sum(w in low for w in DISCLAIMER_WORDS) + sum(m in low for m in _DISCLAIMER_MARKS)
+    return marks >= 2 or _DISCLAIMER_OPENING.match(paragraph) is not None
+
+
+def _cut_disclaimer(lines: list[str]) -> list[str]:
+    """``lines`` without closing paragraphs (after a blank line) that are legal disclaimers;
+    the first paragraph always stays."""
+    out = list(lines)
+    while True:
+        content = [i for i, line in enumerate(out) if line.strip()]
+        if not content:
+            return out
+        blank = [i for i in range(content[0], content[-1]) if not out[i].strip()]
+        if not blank:
+            return out
+        start = blank[-1] + 1
+        if not _is_disclaimer(" ".join(out[start:])):
+            return out
+        out = out[: blank[-1]]
+
+
 def _cut_start(lines: list[str]) -> list[str]:
     """``lines`` without a greeting line at the start."""
     content = [i for i, line in enumerate(lines) if line.strip()]
@@ -197,7 +251,7 @@ def strip_salutations(text: str) -> str:
     while True:
         start = _cut_start(lines)
         letter = letter or start != lines
-        cut, greeted = _cut_inline(_cut_end(start, letter))
+        cut, greeted = _cut_inline(_cut_end(_cut_disclaimer(start), letter))
         letter = letter or greeted
         if cut == lines or not any(line.strip() for line in cut):
             break
