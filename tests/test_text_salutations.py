@@ -16,8 +16,7 @@ from custdyn.text.engines import make_engine
 from custdyn.text.evaluation import macro_f1
 from custdyn.text.salutations import strip_salutations
 
-
-@pytest.mark.parametrize(("text", "body"), [
+CASES = [
     ("Hi team,\n\nMy order arrived broken. I'm furious.\n\nThanks,\nMia",
      "My order arrived broken. I'm furious."),
     ("Hei igjen,\n\nPakken kom aldri fram.\n\nMed vennlig hilsen\nLars Hansen\nHansen AS",
@@ -56,12 +55,22 @@ from custdyn.text.salutations import strip_salutations
     ("A fatura está errada.\n\nAtenciosamente,\nRui\n\nEsta mensagem é confidencial e "
      "destina-se apenas ao destinatário.\n\nCONFIDENTIALITY NOTICE: privileged information.",
      "A fatura está errada."),
-])  # fmt: skip
+    # a reply exported with its quoted history (the vendor's own words, say)
+    ("Hi,\n\nThe chair broke again.\n\nThanks,\nMia\n\nOn Mon, 4 Mar 2024, Lumora "
+     "<s@lumora.no> wrote:\n> We are happy to help! Thank you for the lovely feedback.",
+     "The chair broke again."),
+    ("Fortsatt ingen pakke.\n\nDen 1. mars 2024 kl. 10:00 skrev Kundeservice <k@x.no>:\n"
+     "> Takk for at du kontaktet oss!", "Fortsatt ingen pakke."),
+    ("Still waiting.\n> Your parcel is on its way, enjoy!", "Still waiting."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "body"), CASES)
 def test_greetings_and_sign_offs_are_set_aside(text, body):
     assert strip_salutations(text) == body
 
 
-@pytest.mark.parametrize("text", [
+KEPT = [
     "Thank you so much, Anna solved everything!",  # one line: always whole
     "Thanks!", "Salamat po", "Thanks!\nMia",  # nothing but courtesy: whole
     "The order was late.\n\nThanks for nothing.",  # not a closing phrase alone
@@ -75,7 +84,11 @@ def test_greetings_and_sign_offs_are_set_aside(text, body):
     "My data is confidential.\n\nYou leaked my confidential data to a stranger!",
     "Your courier left it with a neighbour.\n\nThis is unauthorized, the addressee was me.",
     "This e-mail is confidential and intended solely for the addressee.",  # nothing else
-])  # fmt: skip
+    "> 5 items were missing from the box",  # a first line is never quoted history
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", KEPT)
 def test_content_is_kept(text):
     assert strip_salutations(text) == text
 
@@ -87,7 +100,7 @@ LINES = st.one_of(
                      "Sadly,", "the order", "Tel.: +351 912", "Thanks, Mia", "Hello po,",
                      "Hi, it broke. Thanks!", "Hello po, sira. Salamat po", "x. Cheers, Mia",
                      "This e-mail is confidential.", "intended recipient only", "Denne e-posten "
-                     "er konfidensiell"]),
+                     "er konfidensiell", "> quoted", "On Mon, Ann wrote:", "From: Ann"]),
     st.text(max_size=30),
 )  # fmt: skip
 
@@ -169,3 +182,28 @@ def test_a_disclaimer_under_a_complaint_does_not_change_its_score():
             "strictly prohibited. If you have received it in error, please delete it.")
     a, b = ta.analyze([mail, body], language="en")["sentiment_score"].to_pylist()
     assert a == b
+
+
+def test_what_the_newer_rules_may_set_aside_is_flagged_for_scoring_again():
+    """``MAY_SET_ASIDE_MORE`` matches every text whose body the disclaimer and quoted-history
+    rules change, so ``enrich`` never takes over a score those rules would alter."""
+    import re
+
+    from custdyn.text import salutations as S
+
+    def old_body(text: str) -> str:  # the body as it was before those two rules
+        orig = (S._cut_quoted, S._cut_disclaimer)
+        S._cut_quoted = S._cut_disclaimer = lambda lines: lines  # type: ignore[assignment]
+        try:
+            return strip_salutations(text)
+        finally:
+            S._cut_quoted, S._cut_disclaimer = orig
+
+    texts = [t for t, _ in CASES] + list(KEPT) + [
+        "Hi,\n\nLate.\n\n-----Original Message-----\nFrom: Shop\nThanks for your order!",
+        "Late.\n\nFrom: Shop <s@x.no>\nSent: Monday\nYour order is confirmed.",
+        "Thanks!\n\nEm 2 de mar. de 2024, Loja escreveu:\n> Obrigado!",
+    ]
+    for t in texts:
+        if strip_salutations(t) != old_body(t):
+            assert re.search(S.MAY_SET_ASIDE_MORE, t.lower()), t

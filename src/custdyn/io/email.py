@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
+from custdyn._quoted import trim_quoted
 from custdyn.io.base import Chunk, Restart, RowError, Source, numbered_chunks
 
 CHUNK_ROWS = 5_000
@@ -364,36 +365,3 @@ def html_to_text(html: str) -> str:
         if ln or (out and out[-1]):
             out.append(ln)
     return "\n".join(out).strip()
-
-
-# Lines that introduce a quoted earlier message, in the languages custdyn supports.
-_QUOTE_INTRO = re.compile(
-    r"^\s*("
-    r"On .{3,200} wrote:|"  # English
-    r"Em .{3,200} escreveu:|"  # Portuguese
-    r"(Den|På) .{3,200} skrev .{0,200}:|"  # Norwegian, Danish, Swedish
-    r"Noong .{3,200} (ay )?sumulat.{0,200}:|"  # Tagalog
-    r"El .{3,200} escribió:|Le .{3,200} a écrit ?:|Am .{3,200} schrieb .{0,200}:|"
-    r"-{2,}\s*(Original Message|Opprinnelig melding|Mensagem original|Forwarded message)\s*-{2,}|"
-    r"From: .+"
-    r")\s*$",
-    re.IGNORECASE,
-)
-
-
-def trim_quoted(text: str) -> str:
-    """Drop the quoted earlier message from a reply: ``>`` lines and what follows an
-    "On ... wrote:" line (and its Portuguese, Norwegian and Tagalog forms).
-
-    >>> trim_quoted("Thanks!\\n\\nOn Mon, 1 Jan 2024, Ann wrote:\\n> Hi\\n> there")
-    'Thanks!'
-    """
-    lines = text.replace("\r\n", "\n").split("\n")
-    kept: list[str] = []
-    for i, ln in enumerate(lines):
-        if _QUOTE_INTRO.match(ln) and i > 0:
-            break
-        if ln.lstrip().startswith(">"):
-            continue
-        kept.append(ln)
-    return "\n".join(kept).strip()

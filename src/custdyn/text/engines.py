@@ -49,8 +49,8 @@ BODY = "+body"
 #: Ends the version of the built-in engines since they read a long text through, not its first
 #: 512 tokens (default: in pieces, :func:`custdyn.text._encoder.split_pieces`) or its first
 #: 1,000 bytes (bulk: its first and last 2,000); its body also leaves out a legal disclaimer
-#: under the signature. Shorter texts without one score as before, and ``enrich`` takes their
-#: rows over from the version before (``carries_from``).
+#: under the signature and a reply's quoted history. Shorter texts without either score as
+#: before, and ``enrich`` takes their rows over from the version before (``carries_from``).
 LONG = "+long"
 
 

@@ -21,7 +21,10 @@ The rule is conservative. Whole lines are set aside, and only these:
   confidentiality word (confidential, privileged, konfidensiell, confidencial, vertraulich,
   ...; :data:`DISCLAIMER_WORDS`) and either a second such mark (intended recipient,
   received in error, destinatário, mottaker, ...) or a disclaimer's opening ("This e-mail",
-  "Denne e-posten", "Esta mensagem", ...). The first paragraph always stays.
+  "Denne e-posten", "Esta mensagem", ...). The first paragraph always stays;
+- a reply's quoted history: from the first line (after the first) that introduces it ("On
+  ... wrote:", "Den ... skrev ...:", "Em ... escreveu:", "-----Original Message-----") or
+  starts with ``>``, to the end (:mod:`custdyn._quoted`, the rule e-mail files are read by).
 
 Within a line, as chats and one-line e-mails carry them: a greeting clause opening the first
 line ("Hi team, my order ...": the greeting then a comma, "!" or colon) and a closing
@@ -44,7 +47,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["DISCLAIMER_WORDS", "strip_salutations", "strip_all"]
+from custdyn._quoted import quoted_from
+
+__all__ = ["DISCLAIMER_WORDS", "MAY_SET_ASIDE_MORE", "strip_salutations", "strip_all"]
 
 #: Confidentiality words: every disclaimer paragraph holds one (lower case; a text without any
 #: of them has no disclaimer to set aside).
@@ -190,6 +195,23 @@ def _is_disclaimer(paragraph: str) -> bool:
     return marks >= 2 or _DISCLAIMER_OPENING.match(paragraph) is not None
 
 
+#: A regular expression (Python's and DuckDB's alike) over the lower-cased text, matching every
+#: text whose body the disclaimer and quoted-history rules may shorten: one it does not match
+#: has the body it had before those rules came (``enrich`` takes its scores over).
+MAY_SET_ASIDE_MORE = "|".join(
+    [re.escape(w) for w in DISCLAIMER_WORDS]
+    + [r"(^|\n)\s*>", "wrote:", "escreveu:", "skrev", "sumulat", "escribió", "a écrit",
+       "schrieb", "original message", "opprinnelig melding", "mensagem original",
+       "forwarded message", r"(^|\n)\s*from: "]
+)
+
+
+def _cut_quoted(lines: list[str]) -> list[str]:
+    """``lines`` without a reply's quoted history (from where it begins to the end)."""
+    i = quoted_from(lines)
+    return lines if i is None else lines[:i]
+
+
 def _cut_disclaimer(lines: list[str]) -> list[str]:
     """``lines`` without closing paragraphs (after a blank line) that are legal disclaimers;
     the first paragraph always stays."""
@@ -251,7 +273,7 @@ def strip_salutations(text: str) -> str:
     while True:
         start = _cut_start(lines)
         letter = letter or start != lines
-        cut, greeted = _cut_inline(_cut_end(_cut_disclaimer(start), letter))
+        cut, greeted = _cut_inline(_cut_end(_cut_disclaimer(_cut_quoted(start)), letter))
         letter = letter or greeted
         if cut == lines or not any(line.strip() for line in cut):
             break
