@@ -83,6 +83,8 @@ KEPT = [
     # a complaint about confidentiality is not a disclaimer: one mark, no disclaimer opening
     "My data is confidential.\n\nYou leaked my confidential data to a stranger!",
     "Your courier left it with a neighbour.\n\nThis is unauthorized, the addressee was me.",
+    "The order came.\n\nMy confidential data was leaked: unauthorized and strictly illegal!",
+    "Why the delay?\n\nYour disclaimer says delivery is free, yet I was charged.",
     "This e-mail is confidential and intended solely for the addressee.",  # nothing else
     "> 5 items were missing from the box",  # a first line is never quoted history
 ]  # fmt: skip

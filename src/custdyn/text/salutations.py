@@ -19,9 +19,10 @@ The rule is conservative. Whole lines are set aside, and only these:
 - at the end, a legal disclaimer that company mail adds ("This e-mail is confidential and
   intended solely for the addressee ..."): a closing paragraph, after a blank line, holding a
   confidentiality word (confidential, privileged, konfidensiell, confidencial, vertraulich,
-  ...; :data:`DISCLAIMER_WORDS`) and either a second such mark (intended recipient,
-  received in error, destinatário, mottaker, ...) or a disclaimer's opening ("This e-mail",
-  "Denne e-posten", "Esta mensagem", ...). The first paragraph always stays;
+  ...; :data:`DISCLAIMER_WORDS`) and either a word of the message being meant for someone
+  else (intended recipient, addressee, received in error, destinatário, mottaker, ...) or a
+  disclaimer's opening ("This e-mail", "Denne e-posten", "Esta mensagem", ...). The first
+  paragraph always stays;
 - a reply's quoted history: from the first line (after the first) that introduces it ("On
   ... wrote:", "Den ... skrev ...:", "Em ... escreveu:", "-----Original Message-----") or
   starts with ``>``, to the end (:mod:`custdyn._quoted`, the rule e-mail files are read by).
@@ -54,15 +55,15 @@ __all__ = ["DISCLAIMER_WORDS", "MAY_SET_ASIDE_MORE", "strip_salutations", "strip
 #: Confidentiality words: every disclaimer paragraph holds one (lower case; a text without any
 #: of them has no disclaimer to set aside).
 DISCLAIMER_WORDS = (
-    "confidential", "privileged", "disclaimer", "konfidensiell", "taushetsbelagt", "fortrolig",
+    "confidential", "privileged", "konfidensiell", "taushetsbelagt", "fortrolig",
     "konfidentiell", "sekretess", "confidencial", "confidentiel", "vertraulich", "riservat",
     "vertrouwelijk", "kumpidensyal",
 )  # fmt: skip
-# the other marks a disclaimer carries
+# the other mark a disclaimer carries: the message meant for someone else, sent in error
+# (not "unauthorized" or "prohibited": a complaint about a data leak says those too)
 _DISCLAIMER_MARKS = (
     "intended recipient", "intended solely", "intended only", "intended for the", "addressee",
-    "in error", "unauthorised", "unauthorized", "prohibited", "strictly", "legally",
-    "mottaker", "adressat", "ved en feil", "feilaktig", "mottagare", "modtager",
+    "in error", "mottaker", "adressat", "ved en feil", "feilaktig", "mottagare", "modtager",
     "destinatário", "destinatario", "por engano", "por error", "proibid", "prohibid",
     "destinataire", "par erreur", "empfänger", "irrtümlich", "destinatar", "geadresseerde",
 )  # fmt: skip
@@ -191,8 +192,8 @@ def _is_disclaimer(paragraph: str) -> bool:
     low = paragraph.lower()
     if not any(w in low for w in DISCLAIMER_WORDS):
         return False
-    marks = sum(w in low for w in DISCLAIMER_WORDS) + sum(m in low for m in _DISCLAIMER_MARKS)
-    return marks >= 2 or _DISCLAIMER_OPENING.match(paragraph) is not None
+    return (any(m in low for m in _DISCLAIMER_MARKS)
+            or _DISCLAIMER_OPENING.match(paragraph) is not None)
 
 
 #: A regular expression (Python's and DuckDB's alike) over the lower-cased text, matching every
