@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from custdyn._quoted import trim_quoted
+from custdyn._mailtext import html_to_text, trim_quoted
 from custdyn.errors import InputFormatError
 from custdyn.io.base import RESTART, Chunk, Restart, RowError, Source
 from custdyn.io.cdnow import CdnowSource, looks_like_cdnow
 from custdyn.io.csv import CsvSource
-from custdyn.io.email import EmailSource, html_to_text
+from custdyn.io.email import EmailSource
 from custdyn.io.jsonl import JsonlSource
 from custdyn.io.mapping import Mapping, load_mapping, parse_mapping
 from custdyn.io.parquet import ParquetSource

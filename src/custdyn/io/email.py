@@ -18,10 +18,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
-from custdyn._quoted import trim_quoted
+from custdyn._mailtext import html_to_text, trim_quoted
 from custdyn.io.base import Chunk, Restart, RowError, Source, numbered_chunks
 
 CHUNK_ROWS = 5_000
@@ -316,52 +315,3 @@ def _body(msg: Message) -> str:
             html = _decode_part(part)
     text = plain if plain is not None and plain.strip() else html_to_text(html or "")
     return trim_quoted(text)
-
-
-class _TextExtractor(HTMLParser):
-    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
-              "blockquote", "section", "article", "header", "footer", "ul", "ol"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-        self._quote = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in ("script", "style", "head", "title"):
-            self._skip += 1
-        elif tag == "blockquote":
-            self._quote += 1
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head", "title") and self._skip:
-            self._skip -= 1
-        elif tag == "blockquote" and self._quote:
-            self._quote -= 1
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip and not self._quote:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML body: no tags, scripts, styles or quoted blocks.
-
-    >>> html_to_text("<p>Hello&nbsp;<b>there</b></p><style>p{}</style><p>Bye</p>")
-    'Hello\\xa0there\\n\\nBye'
-    """
-    p = _TextExtractor()
-    p.feed(html)
-    p.close()
-    text = "".join(p.parts)
-    lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in text.splitlines()]
-    out: list[str] = []
-    for ln in lines:
-        if ln or (out and out[-1]):
-            out.append(ln)
-    return "\n".join(out).strip()

@@ -166,16 +166,14 @@ def enrich(
 
 def _carry_over(ws: Workspace, engine: Any, version: str) -> int:
     """Copy the rows of the engine's previous version for texts the new one scores exactly as
-    before (the short ones: ``engine.carries_from`` names the version and the longest text in
-    bytes; and none that may hold a legal disclaimer or a quoted reply, which the new version
-    sets aside), so a new version scores again only what it reads differently. Returns the
-    count."""
-    from custdyn.text.salutations import MAY_SET_ASIDE_MORE
-
+    before (``engine.carries_from`` names the version and the longest text in bytes; none that
+    matches ``engine.carries_unless``, a regular expression over the lower-cased text), so a
+    new version scores again only what it reads differently. Returns the count."""
     spec = getattr(engine, "carries_from", None)
     if not spec:
         return 0
     old, max_bytes = spec
+    unless = getattr(engine, "carries_unless", None) or r"[^\s\S]"  # that: matches no text
     count = "SELECT count(*) FROM text_signals WHERE engine = ?"
     if not ws.con.execute(count, [old]).fetchone()[0]:  # type: ignore[index]
         return 0
@@ -187,7 +185,7 @@ def _carry_over(ws: Workspace, engine: Any, version: str) -> int:
             "FROM text_signals s JOIN interactions i USING (interaction_id) "
             "WHERE s.engine = ? AND strlen(coalesce(i.text, '')) <= ? "
             "AND NOT regexp_matches(lower(coalesce(i.text, '')), ?)",
-            [version, old, int(max_bytes), MAY_SET_ASIDE_MORE],
+            [version, old, int(max_bytes), unless],
         )
         ws.con.execute("COMMIT")
     except BaseException:

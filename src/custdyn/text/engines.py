@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from custdyn.schema import EMOTIONS, SENTIMENTS
+from custdyn.text.salutations import MAY_SET_ASIDE_MORE
 
 __all__ = [
     "BulkEngine",
@@ -50,7 +51,8 @@ BODY = "+body"
 #: 512 tokens (default: in pieces, :func:`custdyn.text._encoder.split_pieces`) or its first
 #: 1,000 bytes (bulk: its first and last 2,000); its body also leaves out a legal disclaimer
 #: under the signature and a reply's quoted history. Shorter texts without either score as
-#: before, and ``enrich`` takes their rows over from the version before (``carries_from``).
+#: before, and ``enrich`` takes their rows over from the version before (``carries_from``,
+#: ``carries_unless``).
 LONG = "+long"
 
 
@@ -131,7 +133,9 @@ class DefaultEngine:
         self.weights = load_weights("heads")
         self.version = f"default:{int(self.weights['version'])}{BODY}{LONG}"
         #: the version before, and the longest text (bytes) it scored exactly as this one does
+        #: unless the text matches ``carries_unless`` (a body the newer rules may shorten)
         self.carries_from = (f"default:{int(self.weights['version'])}{BODY}", 500)
+        self.carries_unless = MAY_SET_ASIDE_MORE
 
     def embed(self, texts: list[str]) -> np.ndarray:
         from custdyn.text._encoder import encode
@@ -164,6 +168,7 @@ class BulkEngine:
         self.version = f"bulk:{int(w['version'])}{BODY}{LONG}"
         # 600 bytes lower-case to at most 900 (İ -> i̇ is the largest growth), under 1,000
         self.carries_from = (f"bulk:{int(w['version'])}{BODY}", 600)
+        self.carries_unless = MAY_SET_ASIDE_MORE
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         from custdyn.text._hashing import linear_scores

@@ -37,7 +37,6 @@ the file naming them, :func:`read_label_rows` returns them beside the good rows.
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 import re
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custdyn._mailtext import html_to_text
 from custdyn.text._langid import canonical_language
 
 __all__ = [
@@ -97,14 +97,13 @@ _MARKUP = re.compile(
     r"|&(?:[a-z][a-z0-9]{1,30}|#\d{1,7}|#x[0-9a-f]{1,6});",
     re.IGNORECASE,
 )
-_BREAK = re.compile(r"<br\b[^<>]{0,500}>|</?(?:p|div|li|ul|ol|h[1-6])\b[^<>]{0,500}>", re.IGNORECASE)
-_INLINE = re.compile(r"</?(?:b|i|u|em|strong|span|a|font)\b[^<>]{0,500}>", re.IGNORECASE)
 
 
 def plain_text(text: str) -> str:
-    """``text`` without the HTML that review datasets scraped from web pages keep: line-break
-    and block tags become line breaks, inline tags go, entities become their characters.
-    Text without markup comes back unchanged ("3 < 5" stays).
+    """``text`` without the HTML that review datasets scraped from web pages keep, read as
+    e-mail bodies are (:func:`custdyn._mailtext.html_to_text`: line-break and block tags
+    become line breaks, inline tags go, entities become their characters). Text without
+    markup comes back unchanged ("3 < 5" stays).
 
     >>> plain_text("Great phone!<br /><br />Battery &amp; screen are <b>superb</b>.")
     'Great phone!\\n\\nBattery & screen are superb.'
@@ -113,11 +112,7 @@ def plain_text(text: str) -> str:
     """
     if not _MARKUP.search(text):
         return text
-    t = _INLINE.sub("", _BREAK.sub("\n", text))
-    t = html.unescape(t).replace("\xa0", " ")
-    t = re.sub(r"[ \t]*\n[ \t]*", "\n", t)
-    t = re.sub(r"\n{3,}", "\n\n", t)
-    return t.strip() or text
+    return html_to_text(text) or text
 
 
 @dataclass

@@ -25,7 +25,7 @@ The rule is conservative. Whole lines are set aside, and only these:
   paragraph always stays;
 - a reply's quoted history: from the first line (after the first) that introduces it ("On
   ... wrote:", "Den ... skrev ...:", "Em ... escreveu:", "-----Original Message-----") or
-  starts with ``>``, to the end (:mod:`custdyn._quoted`, the rule e-mail files are read by).
+  starts with ``>``, to the end (:mod:`custdyn._mailtext`, the rule e-mail files are read by).
 
 Within a line, as chats and one-line e-mails carry them: a greeting clause opening the first
 line ("Hi team, my order ...": the greeting then a comma, "!" or colon) and a closing
@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from custdyn._quoted import quoted_from
+from custdyn._mailtext import quoted_from
 
 __all__ = ["DISCLAIMER_WORDS", "MAY_SET_ASIDE_MORE", "strip_salutations", "strip_all"]
 
