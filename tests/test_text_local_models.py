@@ -70,10 +70,10 @@ def test_hf_engine(sentiment_model):
     assert t.column("joy").null_count == 4
 
 
-def test_onnx_engine_matches_hf(sentiment_model):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    path, model, fast = sentiment_model
+def _export_onnx(path, model, fast) -> None:
+    """``path/model.onnx``: the model exported as optimum would (dynamic batch and length)."""
+    if (path / "model.onnx").exists():
+        return
     enc = fast(["i love it"], return_tensors="pt")
     torch.onnx.export(
         model, (enc["input_ids"], enc["attention_mask"]), str(path / "model.onnx"),
@@ -81,6 +81,13 @@ def test_onnx_engine_matches_hf(sentiment_model):
         dynamic_axes={k: {0: "b", 1: "s"} for k in ("input_ids", "attention_mask")},
         dynamo=False,
     )  # fmt: skip
+
+
+def test_onnx_engine_matches_hf(sentiment_model):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    path, model, fast = sentiment_model
+    _export_onnx(path, model, fast)
     hf = TextAnalyzer(engine=f"hf:{path}").analyze(TEXTS, language="en")
     ox = TextAnalyzer(engine=f"onnx:{path}").analyze(TEXTS, language="en")
     assert TextAnalyzer(engine=f"onnx:{path}").version.startswith("onnx:")
@@ -107,3 +114,25 @@ def test_label_map_spellings():
     assert m.argmax(1).tolist() == [0, 2]
     m, _ = label_map({i: f"{i + 1} stars" for i in range(5)})
     assert m.argmax(1).tolist() == [0, 0, 1, 2, 2]
+
+
+def test_local_models_read_their_own_window(sentiment_model):
+    """A text longer than the model's window is cut at the window (64 positions here), not
+    at a fixed length the model may not have: a longer cut would run past its position table."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    path, model, fast = sentiment_model
+    _export_onnx(path, model, fast)
+    long_text = " ".join(["the service is bad"] * 30 + ["i love it"] * 10)  # 160 words
+    enc = fast([long_text], truncation=True, max_length=64, return_tensors="pt")
+    assert enc["input_ids"].shape[1] == 64
+    with torch.no_grad():
+        ref = torch.softmax(model(**enc).logits, -1).numpy()[0]
+    for name in ("hf", "onnx"):
+        ta = TextAnalyzer(engine=f"{name}:{path}")
+        assert ta.engine.max_length == 64
+        assert ta.version.endswith("+body+window")
+        old, max_bytes = ta.engine.carries_from
+        assert old == ta.version.removesuffix("+window") and max_bytes <= 254
+        row = ta.analyze([long_text], language="en").to_pylist()[0]
+        assert row["sentiment_score"] == pytest.approx(float(ref[2] - ref[0]), abs=1e-4)

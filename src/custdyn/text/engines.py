@@ -54,6 +54,13 @@ BODY = "+body"
 #: before, and ``enrich`` takes their rows over from the version before (``carries_from``,
 #: ``carries_unless``).
 LONG = "+long"
+#: Ends the version of ``hf:``/``onnx:`` engines since they read as many tokens as the model's
+#: own window holds (:func:`model_window`), not 256 at most. A text of up to
+#: :data:`WINDOW_CARRY_BYTES` bytes fits 256 tokens, so scores as before and is carried over.
+WINDOW = "+window"
+#: No tokenizer in use here makes more tokens of a text than its bytes plus one; two special
+#: tokens, and room for Unicode normalisation that lengthens a text (rare).
+WINDOW_CARRY_BYTES = 200
 
 
 class Engine(Protocol):
@@ -244,6 +251,35 @@ class _LocalClassifier:
         return EngineOutput(sent.astype(np.float32), emo)
 
 
+def model_window(
+    config: dict[str, Any], tokenizer_max: int | None = None, default: int = 512
+) -> int:
+    """How many tokens a local model reads: the smaller of its tokenizer's
+    ``model_max_length`` and its position table (``max_position_embeddings``, less the two
+    positions RoBERTa-style models reserve), else ``default``.
+
+    >>> model_window({"model_type": "xlm-roberta", "max_position_embeddings": 514}, 512)
+    512
+    >>> model_window({"model_type": "bert", "max_position_embeddings": 64}, None)
+    64
+    >>> model_window({}, int(1e30))  # a tokenizer that does not know its model's length
+    512
+    """
+    limits = []
+    if tokenizer_max is not None and 0 < tokenizer_max < 100_000:
+        limits.append(int(tokenizer_max))
+    pos = config.get("max_position_embeddings")
+    if isinstance(pos, int) and pos > 0:
+        offset = 2 if str(config.get("model_type", "")) in _ROBERTA_LIKE else 0
+        limits.append(pos - offset)
+    return min(limits) if limits else default
+
+
+#: Models whose position ids start after the padding index (two positions unused).
+_ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "xmod", "bertweet",
+                 "phobert", "data2vec-text", "roberta-prelayernorm")  # fmt: skip
+
+
 def _model_version(path: Path) -> str:
     import hashlib
 
@@ -257,7 +293,9 @@ def _model_version(path: Path) -> str:
 class HFEngine(_LocalClassifier):
     """A local Hugging Face sequence-classification model (``transformers``; never the hub)."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 32, max_length: int = 256) -> None:
+    def __init__(
+        self, path: str | Path, *, batch_size: int = 32, max_length: int | None = None
+    ) -> None:
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -279,10 +317,15 @@ class HFEngine(_LocalClassifier):
         cfg = self.model.config
         self.multi_label = getattr(cfg, "problem_type", None) == "multi_label_classification"
         self._labels, self._emotion_index = label_map({int(k): v for k, v in cfg.id2label.items()})
-        self.batch_size, self.max_length = batch_size, max_length
+        #: tokens read (a longer text is cut): the model's own window unless given
+        self.max_length = max_length or model_window(
+            cfg.to_dict(), getattr(self.tokenizer, "model_max_length", None))
+        self.batch_size = batch_size
         self.name = "hf"
         self.message_body = True
-        self.version = f"hf:{self.path.name}:{_model_version(self.path)}{BODY}"
+        base = f"hf:{self.path.name}:{_model_version(self.path)}{BODY}"
+        self.version = base + WINDOW
+        self.carries_from = (base, WINDOW_CARRY_BYTES)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []
@@ -308,7 +351,9 @@ class OnnxEngine(_LocalClassifier):
     those two files beside it.
     """
 
-    def __init__(self, path: str | Path, *, batch_size: int = 64, max_length: int = 256) -> None:
+    def __init__(
+        self, path: str | Path, *, batch_size: int = 64, max_length: int | None = None
+    ) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -327,8 +372,14 @@ class OnnxEngine(_LocalClassifier):
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length)
         cfg = json.loads((folder / "config.json").read_text())
+        tok_cfg = folder / "tokenizer_config.json"
+        tok_max = (json.loads(tok_cfg.read_text()).get("model_max_length")
+                   if tok_cfg.exists() else None)  # fmt: skip
+        #: tokens read (a longer text is cut): the model's own window unless given
+        self.max_length = max_length or model_window(
+            cfg, int(tok_max) if isinstance(tok_max, int | float) else None)
+        self.tokenizer.enable_truncation(self.max_length)
         self.multi_label = cfg.get("problem_type") == "multi_label_classification"
         pad_id = int(cfg.get("pad_token_id") or 0)
         self.tokenizer.enable_padding(pad_id=pad_id)
@@ -340,7 +391,9 @@ class OnnxEngine(_LocalClassifier):
         self.batch_size = batch_size
         self.name = "onnx"
         self.message_body = True
-        self.version = f"onnx:{folder.name}:{_model_version(folder)}{BODY}"
+        base = f"onnx:{folder.name}:{_model_version(folder)}{BODY}"
+        self.version = base + WINDOW
+        self.carries_from = (base, WINDOW_CARRY_BYTES)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []
