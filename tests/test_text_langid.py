@@ -51,6 +51,23 @@ def test_taglish_with_a_tagalog_only_word_is_still_tagalog(text):
     assert detect_language(text)[0] == "tl"
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["Maganda", "Sulit! Maganda quality", "Ayos, legit seller", "Super sulit, recommended"],
+)
+def test_short_tagalog_reviews_are_tagalog(text):
+    # a review of a word or two: the character model read these as Luganda, Portuguese, Latin
+    assert detect_language(text)[0] == "tl"
+
+
+def test_tagalog_words_fit_the_vectorised_lookup():
+    from custdyn.text import _langid as L
+
+    for w in L._TAGALOG_MARKERS | L._SHARED_MARKERS:
+        assert w.isascii() and w.isalpha() and w == w.lower() and len(w) <= 9, w
+    assert L._SHARED_MARKERS <= L._TAGALOG_MARKERS
+
+
 def test_detection_among_known_languages():
     from custdyn.text._langid import detect_many
 

@@ -74,7 +74,12 @@ _TAGALOG_MARKERS = frozenset(
     "ang ng mga sa na ako ko mo siya niya namin natin kami tayo sila nila po opo hindi "
     "talaga naman lang yung yun kasi pero sobrang grabe ba nga pa din rin dito diyan "
     "wala may meron kayo ninyo natin pag kung para nang lahat sana ulit "
-    "salamat akong inyo walang parang pang pwede kaya ito iyan bakit paano".split()
+    "salamat akong inyo walang parang pang pwede kaya ito iyan bakit paano "
+    # words of reviews and support messages: a short one ("Sulit!", "Maganda") has no other
+    "maganda ganda sulit ayos maayos mabilis bilis dumating pangit panget medyo "
+    "kulay maliit malaki manipis makapal nasira agad kaagad mabait mabagal bagal matagal tagal "
+    "magaling galing mahusay gumagana gumana kulang kwenta oorder umorder binili bumili "
+    "ganun ganyan ganito".split()  # 9 letters at most: see _marker_key
 )
 #: Markers that are also common words of other languages (Norwegian, Danish and Swedish
 #: "din", "sa", "pa", "na"; Spanish and Portuguese "para", "pero", "na"; Indonesian "kami",
@@ -260,6 +265,7 @@ def _letters_and_shares(joined: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _marker_key(w: str) -> int:
+    """A word of up to 9 ASCII letters as one int64 (7 bits per letter)."""
     return sum(ord(ch) << (7 * i) for i, ch in enumerate(w))
 
 
