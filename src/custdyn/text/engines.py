@@ -252,7 +252,7 @@ class _LocalClassifier:
 
 
 def model_window(
-    config: dict[str, Any], tokenizer_max: int | None = None, default: int = 512
+    config: dict[str, Any], tokenizer_max: float | None = None, default: int = 512
 ) -> int:
     """How many tokens a local model reads: the smaller of its tokenizer's
     ``model_max_length`` and its position table (``max_position_embeddings``, less the two
@@ -266,7 +266,8 @@ def model_window(
     512
     """
     limits = []
-    if tokenizer_max is not None and 0 < tokenizer_max < 100_000:
+    if (isinstance(tokenizer_max, int | float) and not isinstance(tokenizer_max, bool)
+            and 0 < tokenizer_max < 100_000):  # fmt: skip
         limits.append(int(tokenizer_max))
     pos = config.get("max_position_embeddings")
     if isinstance(pos, int) and pos > 0:
@@ -377,8 +378,7 @@ class OnnxEngine(_LocalClassifier):
         tok_max = (json.loads(tok_cfg.read_text()).get("model_max_length")
                    if tok_cfg.exists() else None)  # fmt: skip
         #: tokens read (a longer text is cut): the model's own window unless given
-        self.max_length = max_length or model_window(
-            cfg, int(tok_max) if isinstance(tok_max, int | float) else None)
+        self.max_length = max_length or model_window(cfg, tok_max)
         self.tokenizer.enable_truncation(self.max_length)
         self.multi_label = cfg.get("problem_type") == "multi_label_classification"
         pad_id = int(cfg.get("pad_token_id") or 0)
