@@ -212,6 +212,73 @@ def finetune_part(minutes: float) -> dict[str, Any]:
     return res
 
 
+def finetune_long_child(minutes: float) -> dict[str, Any]:
+    """Fine-tuning on long texts (run in a child process): ``finetune_model`` on 240 long
+    texts built from held-out Portuguese tweets (``bench_text.long_reviews``), each text read
+    in the pieces the engines read it in (now), and cut at its first 128 tokens (before)."""
+    import tempfile
+    from dataclasses import replace
+
+    from benchmarks.bench_text import long_reviews
+    from custdyn.text import _encoder
+    from custdyn.text import finetune as ftm
+    from custdyn.text.evaluation import decide, macro_f1
+    from custdyn.text.train import HeadConfig, build_features
+    from custdyn.text.workspace_models import finetune_model
+
+    docs, labels = long_reviews(240)
+    y = np.array(labels)
+    feats = build_features(docs, ["pt"] * len(docs))
+    out: dict[str, Any] = {"n": len(docs), "chars": sum(map(len, docs)) / len(docs),
+                           "minutes": minutes}  # fmt: skip
+    init = ftm.Finetuner.__init__
+
+    def first_tokens(self: Any, texts: Any, config: Any = None, base: Any = None,
+                     progress: Any = None) -> None:  # fmt: skip
+        pieces = _encoder.split_pieces
+        _encoder.split_pieces = lambda t, *a, **k: [t]  # type: ignore[assignment]
+        try:
+            init(self, texts, replace(config, max_tokens=128), base, progress)
+        finally:
+            _encoder.split_pieces = pieces  # type: ignore[assignment]
+
+    for name in ("pieces", "first 128 tokens"):
+        ftm.Finetuner.__init__ = init if name == "pieces" else first_tokens  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            got = finetune_model(docs, feats, y, Path(tmp) / "enc.bin", HeadConfig(),
+                                 ftm.FinetuneConfig(max_minutes=minutes), folds=5)  # fmt: skip
+        out[name] = {"cv": macro_f1(y, decide(got["oof"], y)), "s": time.perf_counter() - t0,
+                     "fold_epochs": got["summary"]["fold_epochs"],
+                     "stopped_by_time": got["summary"]["stopped_by_time"]}  # fmt: skip
+        out["head only"] = got["extra"]["head_only_all_labels"]
+    ftm.Finetuner.__init__ = init  # type: ignore[method-assign]
+    return out
+
+
+def finetune_long_md(r: dict[str, Any], load: str) -> str:
+    rows = [f"| {k} | {r[k]['cv']:.3f} | {r[k]['s'] / 60:.1f} min | {r[k]['fold_epochs']}"
+            f"{' (stopped by the budget)' if r[k]['stopped_by_time'] else ''} |"
+            for k in ("first 128 tokens", "pieces")]  # fmt: skip
+    return "\n".join([
+        "## Fine-tuning on long texts",
+        "",
+        "Command: `OPENBLAS_NUM_THREADS=1 python -m benchmarks.bench_text_train --finetune-long "
+        f"{r['minutes']:g}`. Machine: {machine()}; load average at the end {load}.",
+        "",
+        f"{r['n']} long texts of held-out Portuguese tweets ({r['chars']:,.0f} characters on "
+        "average, `bench_text.long_reviews`), encoder fine-tuned as `train-text --finetune` "
+        "does (top 3 layers, 5 folds, each fold's encoder fine-tuned on the other four); "
+        "cross-validated macro-F1 of the out-of-fold predictions. The fine-tune reads each "
+        "text in the pieces the engines score it in (now), or its first 128 tokens (before).",
+        "",
+        "| fine-tune reads | cross-validated macro-F1 | time | epochs per fold |",
+        "|---|---:|---:|---|",
+        *rows,
+        f"| (head on the unchanged encoder, same folds) | {r['head only']:.3f} | | |",
+    ])
+
+
 FT_HEAD = "Fine-tuning the encoder"
 
 
@@ -307,6 +374,23 @@ def main(argv: list[str]) -> None:
     if "--finetune-child" in argv:
         minutes = float(argv[argv.index("--finetune-child") + 1])
         print(json.dumps(finetune_child(minutes), default=float))
+        return
+    if "--finetune-long-child" in argv:
+        minutes = float(argv[argv.index("--finetune-long-child") + 1])
+        print(json.dumps(finetune_long_child(minutes), default=float))
+        return
+    if "--finetune-long" in argv:
+        i = argv.index("--finetune-long")
+        minutes = float(argv[i + 1]) if len(argv) > i + 1 else 25.0
+        m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train",
+                          "--finetune-long-child", str(minutes)],
+                         env={"OPENBLAS_NUM_THREADS": "1"})  # fmt: skip
+        res = dict(m["result"])
+        res["peak_rss_mib"] = m["peak_rss_mib"]
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        update_section("text-finetune-long", finetune_long_md(res, load)
+                       + f"\n\nPeak memory {res['peak_rss_mib']:,.0f} MiB.")  # fmt: skip
+        print(json.dumps(res, indent=1, default=float))
         return
     if "--finetune" in argv:
         i = argv.index("--finetune")

