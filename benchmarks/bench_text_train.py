@@ -202,8 +202,9 @@ def finetune_child(minutes: float) -> dict[str, Any]:
     return out
 
 
-def finetune_part(minutes: float) -> dict[str, Any]:
-    m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train", "--finetune-child",
+def finetune_part(minutes: float, child: str = "--finetune-child") -> dict[str, Any]:
+    """The fine-tuning workload ``child`` measured in a child process (peak memory, time)."""
+    m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train", child,
                       str(minutes)], env={"OPENBLAS_NUM_THREADS": "1"})  # fmt: skip
     res = dict(m["result"])
     res["peak_rss_mib"] = m["peak_rss_mib"]
@@ -251,7 +252,8 @@ def finetune_long_child(minutes: float) -> dict[str, Any]:
         out[name] = {"cv": macro_f1(y, decide(got["oof"], y)), "s": time.perf_counter() - t0,
                      "fold_epochs": got["summary"]["fold_epochs"],
                      "stopped_by_time": got["summary"]["stopped_by_time"]}  # fmt: skip
-        out["head only"] = got["extra"]["head_only_all_labels"]
+        if name == "pieces":
+            out["head only"] = got["extra"]["head_only_all_labels"]
     ftm.Finetuner.__init__ = init  # type: ignore[method-assign]
     return out
 
@@ -382,13 +384,8 @@ def main(argv: list[str]) -> None:
     if "--finetune-long" in argv:
         i = argv.index("--finetune-long")
         minutes = float(argv[i + 1]) if len(argv) > i + 1 else 25.0
-        m = run_measured([sys.executable, "-m", "benchmarks.bench_text_train",
-                          "--finetune-long-child", str(minutes)],
-                         env={"OPENBLAS_NUM_THREADS": "1"})  # fmt: skip
-        res = dict(m["result"])
-        res["peak_rss_mib"] = m["peak_rss_mib"]
-        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-        update_section("text-finetune-long", finetune_long_md(res, load)
+        res = finetune_part(minutes, "--finetune-long-child")
+        update_section("text-finetune-long", finetune_long_md(res, res["load"])
                        + f"\n\nPeak memory {res['peak_rss_mib']:,.0f} MiB.")  # fmt: skip
         print(json.dumps(res, indent=1, default=float))
         return

@@ -82,6 +82,22 @@ def split_pieces(text: str, size: int = PIECE_CHARS, limit: int = MAX_PIECES) ->
     return out
 
 
+def text_pieces(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Every piece of ``texts`` in order (:func:`split_pieces`, after cleaning) and the number
+    of pieces of each text: how the engines, workspace models and fine-tuning read a text."""
+    parts = [split_pieces(_clean(t)) for t in texts]
+    return [p for ps in parts for p in ps], np.array([len(ps) for ps in parts], np.int64)
+
+
+def piece_means(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-text mean (len(counts), dim) of piece rows ``x`` held text after text, ``counts``
+    per text (each at least one); ``x`` itself when every text is one piece."""
+    if len(x) == len(counts):
+        return x
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    return (np.add.reduceat(x, starts, axis=0) / counts[:, None]).astype(np.float32)
+
+
 def pooled(
     query: Callable[[list[str]], Any], texts: list[str], *, long_texts: bool = True
 ) -> np.ndarray:
@@ -90,17 +106,12 @@ def pooled(
     ``long_texts``: a long text's embedding is the mean of its pieces' (:func:`split_pieces`);
     otherwise the text is cut to :data:`MAX_CHARS` and read whole, as older models did.
     """
-    clean = [_clean(t) for t in texts]
     if not long_texts:
+        clean = [_clean(t) for t in texts]
         return np.asarray(query([t[:MAX_CHARS] or " " for t in clean]), dtype=np.float32)
-    parts = [split_pieces(t) for t in clean]
-    flat = [p for ps in parts for p in ps]
+    flat, counts = text_pieces(texts)
     x = np.asarray(query(flat), dtype=np.float32).reshape(len(flat), -1)
-    if len(flat) == len(clean):
-        return x
-    counts = np.array([len(ps) for ps in parts])
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    return (np.add.reduceat(x, starts, axis=0) / counts[:, None]).astype(np.float32)
+    return piece_means(x, counts)
 
 
 def encode(texts: list[str], *, long_texts: bool = True) -> np.ndarray:

