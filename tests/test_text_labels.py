@@ -214,6 +214,14 @@ def test_select_for_labelling_embeds_once_for_train_text_and_covers_labelled(ws)
     assert steps == []  # train-text reads the labelled texts' embeddings from the same cache
 
 
+def test_labels_without_language_cover_their_detected_language(ws):
+    from custdyn.text.labels import _labelled_pool
+
+    add_label(ws, "The parcel never arrived and nobody answers my e-mails.", "negative")
+    add_label(ws, "Chegou tudo bem, obrigado!", "positive", language="Portuguese")
+    assert sorted(g for _, g in _labelled_pool(ws, 10, 0)) == ["en", "pt"]
+
+
 def test_export_then_import_round_trip(ws, tmp_path):
     cands = select_for_labelling(ws, 5)
     p = tmp_path / "todo.tsv"

@@ -321,10 +321,23 @@ def choose_candidates(
     return [i for _, i in sorted(order)]
 
 
-def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str | None]]:
-    return ws.con.execute(
+def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` labelled texts (a seeded sample) and their languages (detected among
+    the workspace's languages where the label has none, as labels imported from a file may)."""
+    from custdyn.text._langid import canonical_language, detect_many
+    from custdyn.text.analyzer import workspace_languages
+
+    rows = ws.con.execute(
         f"""SELECT text, language FROM labels WHERE sentiment IS NOT NULL
             ORDER BY hash(label_id || '{int(seed)}') LIMIT {int(limit)}""").fetchall()
+    texts = [str(t) for t, _ in rows]
+    langs = [canonical_language(g) or g if g else None for _, g in rows]
+    todo = [i for i, g in enumerate(langs) if not g]
+    if todo:
+        found = detect_many([texts[i] for i in todo], workspace_languages(ws))[0]
+        for i, g in zip(todo, found, strict=True):
+            langs[i] = g
+    return [(t, str(g or "und")) for t, g in zip(texts, langs, strict=True)]
 
 
 def select_for_labelling(
@@ -345,7 +358,6 @@ def select_for_labelling(
     default when None) where the message was scored, else from the fast ``bulk`` engine.
     """
     from custdyn.text._encoder import PIECE_CHARS
-    from custdyn.text._langid import canonical_language
     from custdyn.text.analyzer import TextAnalyzer, workspace_languages
     from custdyn.text.salutations import strip_all
     from custdyn.text.train import embed_texts
@@ -378,7 +390,7 @@ def select_for_labelling(
                     long_texts=False).astype(np.float32)  # fmt: skip
     Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-9)
     groups = [str(r["language"] or "und") for r in rows]
-    groups += [str(canonical_language(g) or g) if g else "und" for _, g in done]
+    groups += [g for _, g in done]
     covered = np.arange(len(groups)) >= len(rows)
     pick = choose_candidates(Z, groups, covered, n, seed=seed)
     out = []
