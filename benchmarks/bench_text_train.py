@@ -244,7 +244,7 @@ def selection_md(res: dict[str, Any], load: str) -> str:
     ]
     for name, r in res.items():
         for how, row in r["curves"].items():
-            cells = " | ".join(f"{row[str(n)] if str(n) in row else row[n]:.3f}" for n in sizes)
+            cells = " | ".join(f"{row[n]:.3f}" for n in sizes)
             lines.append(f"| {name} ({r['n_pool']:,}, {r['n_heldout']:,}) | {how} | {cells} |")
     lines += ["", "Shipped engine with no labels: " + ", ".join(
         f"{name.split(' ')[0]} {r['shipped']:.3f}" for name, r in res.items())
