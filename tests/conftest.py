@@ -33,3 +33,24 @@ def make_demo(tmp_path_factory):
         return d
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_demo(make_demo):
+    """A demo workspace of 150 customers (seed 11), built once per test process; copy it
+    (:func:`small_demo_ws`) before changing it."""
+    return make_demo(150, 11, ok=(0, 1))
+
+
+@pytest.fixture
+def small_demo_ws(small_demo, tmp_path):
+    """A writable copy of :func:`small_demo`, open; closed after the test."""
+    import shutil
+
+    import custdyn
+
+    d = tmp_path / "ws"
+    shutil.copytree(small_demo, d)
+    w = custdyn.Workspace.open(d)
+    yield w
+    w.close()

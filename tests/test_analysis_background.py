@@ -3,14 +3,11 @@ error there reaches the caller."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-import custdyn
 from custdyn.pipeline._background import Background
 from custdyn.pipeline._common import _PurchaseModels, default_as_of
 from custdyn.pipeline.analysis import _stage_tables
@@ -18,18 +15,9 @@ from custdyn.pipeline.health import _loyalty_counts
 from custdyn.pipeline.risk import leaving_table
 
 
-@pytest.fixture(scope="module")
-def demo_dir(make_demo: Any) -> Path:
-    return make_demo(150, 11, ok=(0, 1))
-
-
 @pytest.fixture
-def ws(demo_dir: Path, tmp_path: Path) -> Any:
-    d = tmp_path / "ws"
-    shutil.copytree(demo_dir, d)
-    w = custdyn.Workspace.open(d)
-    yield w
-    w.close()
+def ws(small_demo_ws: Any) -> Any:
+    return small_demo_ws
 
 
 def test_background_results_equal_those_computed_in_line(ws: Any) -> None:

@@ -194,14 +194,31 @@ def train_text(
         "model together).")] = 25.0,
     layers: Annotated[int, typer.Option(
         "--layers", min=1, max=12, help="Top encoder layers --finetune trains.")] = 3,
+    bulk: Annotated[bool, typer.Option(
+        "--bulk", help="Instead: distil the default engine into a bulk table of this "
+        "workspace's own (no labels needed; see --sample).")] = False,
+    sample: Annotated[int, typer.Option(
+        "--sample", min=50, help="With --bulk: messages the default engine reads for it.")
+    ] = 3000,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the next workspace text model (workspace:vN) from the workspace's labels on top of
     the shipped engine. It becomes the default only if cross-validation shows it better than the
     current default; the numbers are printed either way. With --finetune the encoder itself is
-    fine-tuned too (inside each cross-validation fold, so the comparison stays honest)."""
+    fine-tuned too (inside each cross-validation fold, so the comparison stays honest).
+
+    With --bulk, the workspace's default engine reads a sample of its messages and the fast
+    bulk table learns from what it read: the table `custdyn analyze` then uses reads the
+    workspace's words about as the default engine does, thousands of texts a second. It is
+    put to use only if it reads better than the bulk table in use (on the labels, when there
+    are 30 or more; else by agreement with the default engine on a fifth of the sample)."""
     from custdyn.text.workspace_models import finetune_workspace, train_workspace
 
+    if bulk:
+        if finetune:
+            raise _fail(ValueError("give --bulk or --finetune, not both"))
+        _distil(sample, as_json)
+        return
     if finetune:
         try:
             from custdyn.text.finetune import FinetuneConfig, require_torch
@@ -211,6 +228,9 @@ def train_text(
             raise _fail(e) from None
     with _workspace(read_only=False, purpose="custdyn train-text",
                     catch=(CustdynError, ValueError, OSError, ImportError)) as ws:
+        from custdyn.text.workspace_models import bulk_engine_name
+
+        fast = bulk_engine_name(ws)
         with _progress("embedding labelled texts", as_json) as bar:
             task = bar.add_task("embed", total=None)
             if finetune:
@@ -249,17 +269,63 @@ def train_text(
     if r["made_default"]:
         console.print(f"[green]{r['name']} is now the default[/] (was {r['current']}); "
                       "`custdyn text-models --rollback` undoes it")  # fmt: skip
+        if fast != "bulk":
+            console.print(f"the bulk table {fast} learnt from {r['current']}: until "
+                          "`custdyn train-text --bulk` distils the new default, the shipped "
+                          "bulk table is used", highlight=False)  # fmt: skip
     else:
         console.print(f"{r['name']} saved; {r['current']} stays the default "
                       f"(use `custdyn text-models --use {r['name']}` to switch anyway)")
+
+
+def _distil(sample: int, as_json: bool) -> None:
+    from custdyn.text.distil import distil_bulk
+
+    with _workspace(read_only=False, purpose="custdyn train-text --bulk",
+                    catch=(CustdynError, ValueError, OSError)) as ws:
+        with _progress("reading messages", as_json) as bar:
+            task = bar.add_task("read", total=None)
+            bar.columns = (TextColumn("[bold]{task.description}"), *bar.columns[1:])
+
+            def step(d: int, t: int, stage: str) -> None:
+                bar.update(task, completed=d, total=t, description=stage)
+
+            r = distil_bulk(ws, sample=sample, progress=step)
+    if as_json:
+        print_json(r)
+        return
+    m = r["metrics"]
+    t = Table(header_style="bold", title=f"{r['name']}: distilled from {m['teacher']} "
+              f"on {m['sample']:,} messages")  # fmt: skip
+    for col in ("measured on", "n", "new table", f"in use ({r['current']})", m["teacher"]):
+        t.add_column(col)
+    a = m["agreement"]
+    t.add_row("agreement with the teacher (kept out)", f"{m['held_out']:,}",
+              f"{a['candidate']:.3f}", f"{a['current']:.3f}", "1.000")  # fmt: skip
+    if "labels" in m:
+        lab = m["labels"]
+        t.add_row("your labels", f"{lab['n']:,}", f"{lab['candidate']:.3f}",
+                  f"{lab['current']:.3f}", f"{lab['teacher']:.3f}")  # fmt: skip
+    console.print(t)
+    console.print(f"macro-F1; decided on {'your labels' if r['decided_on'] == 'labels' else 'agreement'}; "
+                  f"{m['seconds']:.0f} s in all", highlight=False)  # fmt: skip
+    if r["made_default"]:
+        console.print(f"[green]{r['name']} is now the workspace's bulk engine[/] (was "
+                      f"{r['current']}); `custdyn text-models --rollback --bulk` undoes it")  # fmt: skip
+    else:
+        console.print(f"{r['name']} saved; {r['current']} stays the bulk engine (use "
+                      f"`custdyn text-models --use {r['name']}` to switch anyway)")  # fmt: skip
 
 
 @app.command("text-models")
 def text_models(
     rollback: Annotated[bool, typer.Option(
         "--rollback", help="Retire the default model; the one before it comes back.")] = False,
+    bulk: Annotated[bool, typer.Option(
+        "--bulk", help="With --rollback: retire the workspace's bulk table instead.")] = False,
     use: Annotated[str | None, typer.Option(
-        "--use", help="Make NAME the default (workspace:vN, or 'default' for the shipped one).")
+        "--use", help="Make NAME the default (workspace:vN, or 'default' for the shipped one); "
+        "a bulk table (kind bulk) becomes the bulk engine ('bulk': the shipped table).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -272,22 +338,28 @@ def text_models(
             raise ValueError("give --rollback or --use, not both")
         msg = None
         if rollback:
-            old, new = wm.rollback(ws)
-            msg = f"rolled back {old}; the default is now {new}"
+            old, new = wm.rollback(ws, bulk=bulk)
+            msg = f"rolled back {old}; the {'bulk engine' if bulk else 'default'} is now {new}"
         elif use:
-            msg = f"the default is now {wm.set_default(ws, use)}"
+            name = wm.set_default(ws, use)
+            role = "bulk engine" if name == wm.SHIPPED_BULK or (
+                name != wm.SHIPPED and wm.model_kind(ws, name) == wm.BULK_KIND) else "default"
+            msg = f"the {role} is now {name}"
         models = wm.list_models(ws)
         default = wm.default_engine_name(ws)
+        fast = wm.bulk_engine_name(ws)
     if as_json:
-        print_json({"default": default, "models": models})
+        print_json({"default": default, "bulk": fast, "models": models})
         return
     if msg:
         console.print(msg)
-    t = Table(header_style="bold", caption=f"default engine: {default}")
-    for col in ("name", "kind", "created", "labels", "CV macro-F1", "default", "rolled back"):
+    t = Table(header_style="bold", caption=f"default engine: {default}; bulk engine: {fast}")
+    for col in ("name", "kind", "created", "labels", "CV macro-F1", "in use", "rolled back"):
         t.add_column(col)
     for m in models:
         cv = m["metrics"].get("candidate_all_labels")
+        if m["kind"] == "bulk":  # judged on the labels, or by agreement with its teacher
+            cv = m["metrics"].get(m["metrics"].get("decided_on", ""), {}).get("candidate")
         t.add_row(m["name"], m["kind"] or "", str(m["created_at"])[:16], f"{m['n_labels']:,}",
                   f"{cv:.3f}" if cv is not None else "", "yes" if m["is_default"] else "",
                   "yes" if m["rolled_back"] else "")  # fmt: skip

@@ -76,9 +76,16 @@ def _dirs(directions: tuple[str, ...]) -> str:
 def resolve_text_engine(ws: Workspace, fallback: str) -> str:
     """The text engine a workspace uses when none is named: the text room's choice
     (``custdyn.text.default_engine_name``, e.g. a trained workspace model) where it offers
-    one, else ``fallback``."""
+    one, else ``fallback``. Where the fallback is the fast ``bulk`` engine, a bulk table the
+    workspace distilled from its default engine (``custdyn.text.bulk_engine_name``) comes
+    first: it reads as that engine does, at the bulk engine's speed."""
     import custdyn.text as text
 
+    if fallback == "bulk":
+        fast = getattr(text, "bulk_engine_name", None)
+        name = str(fast(ws)) if fast is not None else fallback
+        if name != fallback:
+            return name
     resolver = getattr(text, "default_engine_name", None)
     if resolver is None:
         return fallback
@@ -117,7 +124,7 @@ def enrich(
                             languages=workspace_languages(ws))
     version = analyzer.version
     if batch_size is None:
-        batch_size = 8192 if version.startswith("bulk:") else 512
+        batch_size = 8192 if getattr(analyzer.engine, "name", "") == "bulk" else 512
     carried = _carry_over(ws, analyzer.engine, version)
     already = int(ws.con.execute(
         "SELECT count(*) FROM text_signals WHERE engine = ?", [version]).fetchone()[0])  # type: ignore[index]

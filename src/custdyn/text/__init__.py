@@ -13,6 +13,7 @@ from custdyn.text._langid import detect as detect_language
 from custdyn.text._langid import detect_many as detect_languages
 from custdyn.text.analyzer import ANALYSIS_SCHEMA, TextAnalyzer
 from custdyn.text.competitors import CompetitorMatcher, intent_to_switch
+from custdyn.text.distil import distil_bulk
 from custdyn.text.engines import make_engine
 from custdyn.text.evaluation import (
     eval_text_main,
@@ -24,7 +25,7 @@ from custdyn.text.evaluation import (
 from custdyn.text.labelled import label_scheme, read_label_rows
 from custdyn.text.signals import enrich_batches, score_interactions
 from custdyn.text.themes import ThemeModel, adjusted_rand_index, purity
-from custdyn.text.workspace_models import WorkspaceEngine, default_engine_name
+from custdyn.text.workspace_models import WorkspaceEngine, bulk_engine_name, default_engine_name
 
 __all__ = [
     "ANALYSIS_SCHEMA",
@@ -33,10 +34,12 @@ __all__ = [
     "ThemeModel",
     "WorkspaceEngine",
     "adjusted_rand_index",
+    "bulk_engine_name",
     "canonical_language",
     "default_engine_name",
     "detect_language",
     "detect_languages",
+    "distil_bulk",
     "enrich_batches",
     "eval_text_main",
     "evaluate_sentiment",

@@ -83,6 +83,17 @@ class TextAnalyzer:
         read each message's body: an opening greeting and a sign-off ("Hi team," ...
         "Thanks, Mia") are set aside (:func:`~custdyn.text.salutations.strip_salutations`).
         """
+        return _to_table(*self.scores(texts, language, progress))
+
+    def scores(
+        self,
+        texts: Iterable[str | None],
+        language: str | Sequence[str | None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[list[str | None], list[float], np.ndarray, np.ndarray]:
+        """What :meth:`analyze` reports, as arrays: ``(languages, language_confidences,
+        sentiment, emotions)``, ``sentiment`` (n, 3) the probabilities of negative, neutral and
+        positive, ``emotions`` (n, 8); rows of empty texts are NaN. Same arguments."""
         items = ["" if t is None else str(t) for t in texts]
         n = len(items)
         given: list[str | None]
@@ -129,7 +140,7 @@ class TextAnalyzer:
                     progress(idx[-1] + 1, n)  # every text up to the batch's last one
             if progress is not None:
                 progress(hi, n)
-        return _to_table(langs, lconf, sent, emo)
+        return langs, lconf, sent, emo
 
 
 def _checked_languages(languages: Collection[str] | None) -> tuple[str, ...] | None:

