@@ -28,7 +28,7 @@ import numpy as np
 
 from custdyn.schema import SENTIMENTS
 
-__all__ = ["HOLDOUT", "SAMPLE", "distil_bulk", "fit_table", "sample_messages"]
+__all__ = ["HOLDOUT", "SAMPLE", "distil_bulk", "fit_table", "sample_messages", "teach"]
 
 #: Messages the teacher reads (a seeded sample of the workspace's inbound messages).
 SAMPLE = 3000
@@ -105,6 +105,22 @@ def sample_messages(ws: Any, n: int = SAMPLE, seed: int = 0) -> list[str]:
     return [str(r[0]) for r in rows if str(r[0]) not in labelled][: int(n)]
 
 
+def teach(
+    texts: list[str], teacher: Any, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[str], list[str | None], np.ndarray]:
+    """What the ``teacher`` (a :class:`~custdyn.text.TextAnalyzer`) reads in ``texts``, as a
+    bulk table learns it: ``(bodies, languages, targets)`` for the texts that are not empty,
+    ``bodies`` the texts as the bulk engine reads them (greeting and sign-off set aside),
+    ``targets`` (n, 11) the teacher's sentiment and emotion probabilities."""
+    from custdyn.text.salutations import strip_all
+
+    langs, _, sent, emo = teacher.scores(texts, progress=progress)
+    ok = ~np.isnan(sent).any(axis=1)
+    kept = [t for t, k in zip(texts, ok, strict=True) if k]
+    targets = np.hstack([sent[ok], np.nan_to_num(emo[ok], nan=0.0)]).astype(np.float32)
+    return strip_all(kept), [g for g, k in zip(langs, ok, strict=True) if k], targets
+
+
 def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     from custdyn.text.evaluation import macro_f1
 
@@ -148,15 +164,7 @@ def distil_bulk(
     def step(stage: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(d, t, stage))
 
-    langs, _, sent, emo = teacher.scores(texts, progress=step(f"{teacher_name} reads"))
-    ok = ~np.isnan(sent).any(axis=1)
-    texts = [t for t, k in zip(texts, ok, strict=True) if k]
-    langs = [g for g, k in zip(langs, ok, strict=True) if k]
-    targets = np.hstack([sent[ok], np.nan_to_num(emo[ok], nan=0.0)]).astype(np.float32)
-    # what the bulk engine reads: the message's body (the analyzer sets greetings aside)
-    from custdyn.text.salutations import strip_all
-
-    bodies = strip_all(texts)
+    bodies, langs, targets = teach(texts, teacher, step(f"{teacher_name} reads"))
     current_name = bulk_engine_name(ws)
     current = make_engine(current_name, ws.path)
     base = make_engine("bulk")
