@@ -82,6 +82,12 @@ def _print_analysis(r: AnalysisResult) -> None:
              for k in ("scorer", "n", "base_rate", "roc_auc", "pr_auc", "lift_top_decile",
                        "brier", "ece")} for b in r.backtest])
         emit(bt, False, None, title="defection risk, backtest on the last horizon")
+    if r.text_engine:
+        console.print(f"text signals: {r.text_engine}", highlight=False)
+        if r.text_engine == "bulk":
+            console.print("  tip: the shipped bulk table reads customers' words less well than "
+                          "the default engine; `custdyn train-text --bulk` teaches it this "
+                          "workspace's (about a minute, no labels needed)", highlight=False)
     console.print("stages: " + ", ".join(f"{k} {v:,}" for k, v in r.stages.items()))
     console.print("quadrants: " + ", ".join(
         f"{q['quadrant']} {q['customers']:,} (value {q['value']:,.0f})" for q in r.quadrants))

@@ -64,6 +64,8 @@ class AnalysisResult:
     #: where the models came from: ``{"run_id", "as_of"}`` of the run that fitted them when
     #: they were kept from an earlier run (``[analysis] refit_every_days``), else None
     models_from: dict[str, Any] | None = None
+    #: the text engine that scored the messages (a workspace's taught bulk table, ``bulk``, ...)
+    text_engine: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -290,7 +292,7 @@ def analyze(
                 early.close()
             d = run[2]
             d.update(reused=True, seconds=time.perf_counter() - t0, as_of=as_of,
-                     step_seconds={}, step_peak_mib={})
+                     step_seconds={}, step_peak_mib={}, text_engine=text_engine)
             return AnalysisResult(**{k: d[k] for k in AnalysisResult.__dataclass_fields__
                                      if k in d})
         if early is None:
@@ -508,7 +510,7 @@ def analyze(
             purchase_model=type(pm.model).__name__ if pm.model is not None else None,
             model_comparison=pm.comparison, backtest=backtest_rows, quadrants=quad_rows,
             stages=stage_counts, warnings=warnings, seconds=time.perf_counter() - t0,
-            step_seconds=steps, step_peak_mib=peaks,
+            step_seconds=steps, step_peak_mib=peaks, text_engine=text_engine,
             models_from=None if kept is None else {"run_id": kept.run_id,
                                                    "as_of": kept.as_of.isoformat()})
         if kept is None:  # kept for the runs of the next [analysis] refit_every_days

@@ -143,6 +143,7 @@ def distil_bulk(
     """
     from custdyn.text.analyzer import TextAnalyzer, workspace_languages
     from custdyn.text.engines import BulkEngine, make_engine
+    from custdyn.text.evaluation import decide
     from custdyn.text.labels import read_labels
     from custdyn.text.workspace_models import (
         BULK_FILE,
@@ -201,12 +202,12 @@ def distil_bulk(
         ltexts = [str(r["text"]) for r in labels]
         y = np.array([SENTIMENTS.index(r["sentiment"]) for r in labels], np.int64)
         given = [r["language"] for r in labels]
-        scores = {}
+        scores = {}  # labels without neutral ones are judged as two classes, as eval-text does
         for key, eng in (("current", current), ("candidate", candidate)):
             s = TextAnalyzer(eng, languages=among).scores(ltexts, given)[2]
-            scores[key] = _macro_f1(y, np.nan_to_num(s).argmax(1))
-        scores["teacher"] = _macro_f1(
-            y, np.nan_to_num(teacher.scores(ltexts, given, progress=step("labels"))[2]).argmax(1))
+            scores[key] = _macro_f1(y, decide(np.nan_to_num(s), y))
+        s = teacher.scores(ltexts, given, progress=step("labels"))[2]
+        scores["teacher"] = _macro_f1(y, decide(np.nan_to_num(s), y))
         metrics["labels"] = scores | {"n": len(labels)}
         if len(labels) >= MIN_LABELS:
             decided_on = "labels"
