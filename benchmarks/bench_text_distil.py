@@ -6,10 +6,10 @@ reads them (no labels are used) and the shipped table's rows for their n-grams a
 what it read (:func:`custdyn.text.distil.fit_table`, as ``train-text --bulk`` does). The three
 engines are then scored on labelled texts that are not in the pool.
 
-- English subtitles (XED, Öhman et al., 2020): lines the shipped heads and table never saw
-  (none of the sample ``scripts/train_text.py`` drew, nor its 400 neutral lines). Held out:
-  1,500 lines of one clear polarity (joy, trust -> positive; anger, disgust, fear, sadness ->
-  negative) and 750 neutral lines; the pool: 3,000 other such lines, unlabelled.
+- English subtitles (XED, Öhman et al., 2020): lines the shipped heads and table never saw.
+  Held out: the 1,500 lines of one clear polarity (joy, trust -> positive; anger, disgust,
+  fear, sadness -> negative) and 750 neutral lines that ``scripts/train_text.py`` keeps out of
+  all training (``xed_english_unseen``); the pool: 3,000 other lines, unlabelled.
 - Portuguese tweets (AfriSenti, Muhammad et al., 2023): the test split (never trained on),
   halved at random: the pool is one half, the other half is held out.
 - The demo world: a fresh ``custdyn demo`` workspace; held out: its labelled sample
@@ -45,27 +45,11 @@ def _xed_en(pool: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "scripts"))
     import train_text as tt  # the script that trained the shipped heads and table
 
-    seen = set(tt.load_xed_subset(DATA, "en")["texts"])
-    neu = tt.read_neutral(DATA)
-    pick = np.random.default_rng(tt.SEED).permutation(len(neu))[: tt.NEUTRAL_CAP]
-    seen |= {neu[i] for i in pick}
-    pol = {1: 0, 3: 0, 4: 0, 6: 0, 5: 2, 8: 2}
-    clear, other = [], []
-    texts, labels = tt.read_xed(DATA, "en")
-    for t, labs in zip(texts, labels, strict=True):
-        if t in seen:
-            continue
-        ps = {pol[v] for v in labs if v in pol}
-        (clear if len(ps) == 1 else other).append((t, ps.pop() if len(ps) == 1 else -1))
-    neutral = [(t, 1) for t in dict.fromkeys(neu) if t not in seen]
-    rng = np.random.default_rng(SEED)
-    clear = [clear[i] for i in rng.permutation(len(clear))]
-    neutral = [neutral[i] for i in rng.permutation(len(neutral))]
-    held = clear[:1500] + neutral[:750]
-    rest = [t for t, _ in clear[1500:] + neutral[750:] + other]
-    pool_texts = [rest[i] for i in rng.permutation(len(rest))[:pool]]
-    return {"pool": pool_texts, "texts": [t for t, _ in held], "y": [y for _, y in held],
-            "languages": ["en"] * len(held)}  # fmt: skip
+    unseen = tt.xed_english_unseen(DATA)
+    trained = set(tt.xed_extra(DATA, "en")[0]) | set(tt.xed_extra(DATA, "neutral")[0])
+    rest = [t for t, _ in unseen["rest"] if t not in trained]
+    return {"pool": rest[:pool], "texts": [t for t, _ in unseen["held"]],
+            "y": [y for _, y in unseen["held"]], "languages": ["en"] * len(unseen["held"])}  # fmt: skip
 
 
 def _pt_tweets(pool: int) -> dict[str, Any]:

