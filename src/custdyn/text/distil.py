@@ -92,17 +92,21 @@ def fit_table(
 def sample_messages(ws: Any, n: int = SAMPLE, seed: int = 0) -> list[str]:
     """Up to ``n`` distinct inbound message texts of the workspace, drawn by a seeded hash of
     their interaction (the same workspace and seed give the same sample), none of them a
-    labelled text."""
+    labelled text. Fewer when the first ``3 * n`` messages by that hash repeat each other
+    that much."""
     from custdyn.text.labels import read_labels
 
     labelled = {str(r["text"]) for r in read_labels(ws)}
+    # the first messages by the seeded hash (a top-k: no sort of all messages), three times
+    # as many as asked for, so that repeated texts still leave n distinct ones
     rows = ws.con.execute(
-        "SELECT text FROM (SELECT text, min(hash(interaction_id || ?)) AS h FROM interactions "
-        "WHERE direction = 'inbound' AND length(trim(coalesce(text, ''))) > 0 GROUP BY text) "
-        "ORDER BY h, text LIMIT ?",
-        [f":{int(seed)}", int(n) + len(labelled)],
+        "SELECT text FROM interactions "
+        "WHERE direction = 'inbound' AND length(trim(coalesce(text, ''))) > 0 "
+        "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
+        [f":{int(seed)}", 3 * (int(n) + len(labelled))],
     ).fetchall()
-    return [str(r[0]) for r in rows if str(r[0]) not in labelled][: int(n)]
+    texts = dict.fromkeys(str(r[0]) for r in rows)
+    return [t for t in texts if t not in labelled][: int(n)]
 
 
 def teach(
