@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/custdyn demo $(DEMO_DIR) --customers $(DEMO_CUSTOMERS) --seed 7
 	$(BIN)/custdyn --workspace $(DEMO_DIR) status
 	$(BIN)/custdyn --workspace $(DEMO_DIR) timeline --sample --limit 25
+	$(BIN)/custdyn --workspace $(DEMO_DIR) train-text --bulk --sample 1500
 	$(BIN)/custdyn --workspace $(DEMO_DIR) analyze
 	$(BIN)/custdyn --workspace $(DEMO_DIR) risk --top 10
 	$(BIN)/custdyn --workspace $(DEMO_DIR) backlog --top 5
