@@ -143,11 +143,15 @@ def test_cli_train_text_bulk_and_text_models(ws: Any) -> None:
     assert out["name"] == "workspace:v1" and out["metrics"]["sample"] <= 120
     r = run.invoke(app, ["-w", str(path), "text-models", "--use", "workspace:v1"])
     assert r.exit_code == 0 and "bulk engine is now workspace:v1" in r.output
+    r = run.invoke(app, ["-w", str(path), "analyze"])  # the main job reads with the taught table
+    assert r.exit_code == 0 and "text signals: workspace:v1" in r.output, r.output
     r = run.invoke(app, ["-w", str(path), "text-models", "--json"])
     got = json.loads(r.output)
     assert got["bulk"] == "workspace:v1" and got["default"] == "default"
     assert got["models"][0]["kind"] == "bulk"
     r = run.invoke(app, ["-w", str(path), "text-models", "--rollback", "--bulk"])
     assert r.exit_code == 0 and "bulk engine is now bulk" in r.output
+    r = run.invoke(app, ["-w", str(path), "text-models", "--bulk"])
+    assert r.exit_code != 0 and "goes with --rollback" in r.output
     r = run.invoke(app, ["-w", str(path), "train-text", "--bulk", "--finetune"])
     assert r.exit_code != 0 and "not both" in r.output

@@ -87,7 +87,7 @@ def _print_analysis(r: AnalysisResult) -> None:
         if r.text_engine == "bulk":
             console.print("  tip: the shipped bulk table reads customers' words less well than "
                           "the default engine; `custdyn train-text --bulk` teaches it this "
-                          "workspace's (about a minute, no labels needed)", highlight=False)
+                          "workspace's words (about a minute, no labels needed)", highlight=False)
     console.print("stages: " + ", ".join(f"{k} {v:,}" for k, v in r.stages.items()))
     console.print("quadrants: " + ", ".join(
         f"{q['quadrant']} {q['customers']:,} (value {q['value']:,.0f})" for q in r.quadrants))

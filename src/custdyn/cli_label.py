@@ -336,6 +336,9 @@ def text_models(
                     catch=(CustdynError, ValueError)) as ws:
         if rollback and use:
             raise ValueError("give --rollback or --use, not both")
+        if bulk and not rollback:
+            raise ValueError("--bulk goes with --rollback (--use NAME knows a bulk table by "
+                             "its kind)")  # fmt: skip
         msg = None
         if rollback:
             old, new = wm.rollback(ws, bulk=bulk)
