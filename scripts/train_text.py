@@ -18,7 +18,8 @@ English lines of one clear polarity and 750 neutral ones are kept out of all tra
 out for ``benchmarks/bench_text_distil.py`` and the bulk table's English score.
 
 Outputs ``src/custdyn/text/weights/heads.npz`` and ``bulk.npz`` and prints held-out scores as
-JSON (``--bulk-only``: keeps the shipped ``heads.npz`` and distils a new ``bulk.npz`` from it). Seed: 20260611 (data subsampling, splits, model initialisation). Training-time
+JSON (``--bulk-only``: keeps the shipped ``heads.npz`` and distils a new ``bulk.npz`` from
+it). Seed: 20260611 (data subsampling, splits, model initialisation). Training-time
 dependency: scikit-learn (logistic regression); the runtime uses numpy only.
 
 Usage::
