@@ -130,7 +130,7 @@ def run(quick: bool) -> dict[str, Any]:
             t0 = time.perf_counter()
             table, bias = fit_table(bodies, targets, shipped.table, shipped.bias)
             fit_s = time.perf_counter() - t0
-            taught = BulkEngine.from_arrays(table, bias, "workspace:v1")
+            taught = shipped.with_table(table, bias, "workspace:v1")
             res: dict[str, Any] = {"pool": len(bodies), "held_out": len(d["texts"]),
                                    "teacher_s": teach_s, "fit_s": fit_s}  # fmt: skip
             for label, eng in (("shipped bulk", shipped), ("taught bulk", taught),

@@ -405,32 +405,13 @@ def train_bulk(
     l2: float = 1e-6,
     lr: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Linear table on hashed n-grams: softmax over columns 0..2, sigmoid over 3..10 (soft targets)."""
-    from custdyn.text._hashing import sparse_features
+    """Linear table on hashed n-grams, from zeros: softmax over columns 0..2, sigmoid over
+    3..10 (soft targets); the fit ``train-text --bulk`` refits a workspace's rows with."""
+    from custdyn.text.distil import fit_table
 
-    X = sparse_features(texts, bits).tocsr()
-    XT = X.T.tocsr()
-    _n, k = len(texts), targets.shape[1]
-    W = np.zeros((X.shape[1], k), np.float32)
-    b = np.zeros(k, np.float32)
-    mW, vW = np.zeros_like(W), np.zeros_like(W)
-    mb, vb = np.zeros_like(b), np.zeros_like(b)
-    sw = (weights / weights.sum()).astype(np.float32)[:, None]
-    for t in range(1, epochs + 1):
-        z = X @ W + b
-        g = np.empty_like(z)
-        g[:, :3] = softmax(z[:, :3]) - targets[:, :3]
-        g[:, 3:] = 1 / (1 + np.exp(-z[:, 3:])) - targets[:, 3:]
-        g *= sw
-        gW = XT @ g + l2 * W
-        gb = g.sum(axis=0)
-        for p_, g_, m_, v_ in ((W, gW, mW, vW), (b, gb, mb, vb)):
-            m_ *= 0.9
-            m_ += 0.1 * g_
-            v_ *= 0.999
-            v_ += 0.001 * g_ * g_
-            p_ -= lr * (m_ / (1 - 0.9**t)) / (np.sqrt(v_ / (1 - 0.999**t)) + 1e-8)
-    return W, b
+    k = targets.shape[1]
+    return fit_table(texts, targets, np.zeros((2**bits, k), np.float32), np.zeros(k, np.float32),
+                     l2=l2, epochs=epochs, lr=lr, weights=weights)
 
 
 def bulk_predict(texts: list[str], W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

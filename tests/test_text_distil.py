@@ -103,11 +103,9 @@ def test_distilled_table_is_registered_chosen_used_and_rolled_back(ws: Any) -> N
     assert ta.analyze(["This is the worst order ever, I want a refund"]).column(
         "sentiment").to_pylist() == ["negative"]
     # a table distilled from an engine that is no longer the default has gone stale
-    card["teacher"] = "workspace:v9"
-    (folder / "card.json").write_text(json.dumps(card))
+    ws.con.execute("UPDATE text_models SET base_engine = 'workspace:v9'")
     assert wm.bulk_engine_name(ws) == "bulk"
-    card["teacher"] = "default"
-    (folder / "card.json").write_text(json.dumps(card))
+    ws.con.execute("UPDATE text_models SET base_engine = 'default'")
     # choosing and rolling back work per role
     assert wm.set_default(ws, "bulk") == "bulk" and wm.bulk_engine_name(ws) == "bulk"
     wm.set_default(ws, "workspace:v1")

@@ -345,9 +345,8 @@ def text_models(
             msg = f"rolled back {old}; the {'bulk engine' if bulk else 'default'} is now {new}"
         elif use:
             name = wm.set_default(ws, use)
-            role = "bulk engine" if name == wm.SHIPPED_BULK or (
-                name != wm.SHIPPED and wm.model_kind(ws, name) == wm.BULK_KIND) else "default"
-            msg = f"the {role} is now {name}"
+            msg = (f"the {'bulk engine' if wm.role(ws, name) == wm.SHIPPED_BULK else 'default'} "
+                   f"is now {name}")
         models = wm.list_models(ws)
         default = wm.default_engine_name(ws)
         fast = wm.bulk_engine_name(ws)

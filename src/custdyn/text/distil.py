@@ -51,12 +51,15 @@ def fit_table(
     l2: float = L2,
     epochs: int = EPOCHS,
     lr: float = LEARNING_RATE,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The bulk ``table`` (2**bits, 11) and ``bias`` (11,) refitted to soft ``targets``
     (n, 11): sentiment probabilities in columns 0-2 (softmax), emotion probabilities in 3-10
     (independent sigmoids), by full-batch Adam on the mean cross-entropy plus
-    ``l2 * ||rows - shipped rows||^2``. Only the rows of n-grams the texts hold move; the others
-    are returned as given. Returns new arrays (float32); the inputs are not changed.
+    ``l2 * ||rows - shipped rows||^2`` (``weights``: one per text, for a weighted mean). Only
+    the rows of n-grams the texts hold move; the others are returned as given. Returns new
+    arrays (float32); the inputs are not changed. ``scripts/train_text.py`` builds the shipped
+    table with it, from a table of zeros.
     """
     from custdyn.text._hashing import sparse_features
 
@@ -70,7 +73,8 @@ def fit_table(
     W0 = table[rows].copy()
     W, b = W0.copy(), np.asarray(bias, np.float32).copy()
     mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)
-    scale = np.float32(1.0 / max(len(texts), 1))
+    w = np.ones(len(texts), np.float32) if weights is None else np.asarray(weights, np.float32)
+    scale = (w / max(float(w.sum()), 1e-12)).astype(np.float32)[:, None]
     for t in range(1, epochs + 1):
         z = Xs @ W + b
         g = np.empty_like(z)
@@ -89,14 +93,17 @@ def fit_table(
     return out, b
 
 
-def sample_messages(ws: Any, n: int = SAMPLE, seed: int = 0) -> list[str]:
+def sample_messages(
+    ws: Any, n: int = SAMPLE, seed: int = 0, labelled: set[str] | None = None
+) -> list[str]:
     """Up to ``n`` distinct inbound message texts of the workspace, drawn by a seeded hash of
     their interaction (the same workspace and seed give the same sample), none of them a
     labelled text. Fewer when the first ``3 * n`` messages by that hash repeat each other
-    that much."""
+    that much. ``labelled``: the labelled texts, when the caller has read them already."""
     from custdyn.text.labels import read_labels
 
-    labelled = {str(r["text"]) for r in read_labels(ws)}
+    if labelled is None:
+        labelled = {str(r["text"]) for r in read_labels(ws)}
     # the first messages by the seeded hash (a top-k: no sort of all messages), three times
     # as many as asked for, so that repeated texts still leave n distinct ones
     rows = ws.con.execute(
@@ -158,7 +165,8 @@ def distil_bulk(
     )
 
     t0 = time.perf_counter()
-    texts = sample_messages(ws, sample, seed)
+    labels = [r for r in read_labels(ws) if str(r["text"]).strip()]
+    texts = sample_messages(ws, sample, seed, labelled={str(r["text"]) for r in labels})
     if len(texts) < 50:
         raise ValueError(f"{len(texts)} messages with text to learn from; distilling a bulk "
                          "table needs at least 50 (ingest some messages first)")  # fmt: skip
@@ -174,9 +182,6 @@ def distil_bulk(
     current = make_engine(current_name, ws.path)
     base = make_engine("bulk")
     assert isinstance(base, BulkEngine)
-    if base.lang_bias is not None:  # (the shipped table has none; a refit would drop it)
-        raise ValueError("the shipped bulk table has per-language biases; distil_bulk "
-                         "cannot refit it yet")  # fmt: skip
 
     # agreement with the teacher on a fifth kept out of the fit
     rng = np.random.default_rng(seed)
@@ -186,7 +191,7 @@ def distil_bulk(
     fit_t0 = time.perf_counter()
     table, bias = fit_table([bodies[i] for i in in_i], targets[in_i], base.table, base.bias)
     fit_seconds = time.perf_counter() - fit_t0
-    candidate = BulkEngine.from_arrays(table, bias, "candidate")
+    candidate = base.with_table(table, bias, "candidate")
     held = [bodies[i] for i in out_i]
     held_langs = [langs[i] for i in out_i]
     truth = targets[out_i, :3].argmax(axis=1)
@@ -200,7 +205,6 @@ def distil_bulk(
         },
         "fit_seconds": round(fit_seconds, 2),
     }
-    labels = [r for r in read_labels(ws) if str(r["text"]).strip()]
     decided_on = "agreement"
     if labels:
         ltexts = [str(r["text"]) for r in labels]
@@ -224,15 +228,18 @@ def distil_bulk(
     os.close(fd)
     try:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, table=table.astype(np.float16), bias=bias.astype(np.float32),
-                                version=np.int64(1))  # fmt: skip
+            arrays: dict[str, Any] = {"table": table.astype(np.float16),
+                                      "bias": bias.astype(np.float32), "version": np.int64(1)}
+            if base.lang_bias is not None:  # the per-language biases go with the table
+                arrays |= {"lang_codes": np.array(base.lang_codes), "lang_bias": base.lang_bias}
+            np.savez_compressed(fh, **arrays)  # fmt: skip
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         name = register_model(
             ws, None, n_labels=len(labels), metrics=metrics | {"decided_on": decided_on},
             kind=BULK_KIND, make_default=better, files={BULK_FILE: Path(tmp)},
             card_extra={"teacher": teacher_name, "teacher_version": teacher.version,
                         "seed": int(seed), "l2": L2, "epochs": EPOCHS},
-            base_engine="bulk",
+            base_engine=teacher_name,
         )  # fmt: skip
     finally:
         Path(tmp).unlink(missing_ok=True)

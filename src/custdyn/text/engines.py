@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import dataclass
@@ -189,14 +190,12 @@ class BulkEngine:
             self.carries_from = (f"bulk:{int(w['version'])}{BODY}", 600)
         self.carries_unless = MAY_SET_ASIDE_MORE
 
-    @classmethod
-    def from_arrays(cls, table: np.ndarray, bias: np.ndarray, version: str) -> BulkEngine:
-        """An engine reading with ``table`` and ``bias`` (a table being fitted), named
-        ``version``; no per-language bias."""
-        eng = cls.__new__(cls)
+    def with_table(self, table: np.ndarray, bias: np.ndarray, version: str) -> BulkEngine:
+        """This engine reading with another ``table`` and ``bias`` (a table being fitted),
+        named ``version``; its per-language biases are kept."""
+        eng = copy.copy(self)
         eng.table, eng.bias = np.asarray(table, np.float32), np.asarray(bias, np.float32)
-        eng.lang_codes, eng.lang_bias = [], None
-        eng.version, eng.carries_from, eng.carries_unless = version, None, MAY_SET_ASIDE_MORE
+        eng.version, eng.carries_from = version, None
         return eng
 
     def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:

@@ -245,21 +245,27 @@ def bulk_engine_name(ws: Any, fallback: str = SHIPPED_BULK) -> str:
     has one in use; else ``fallback`` (the shipped ``bulk``). A table distilled from another
     engine than today's default has gone stale and is passed over."""
     _remember(ws.path)
-    try:
+    try:  # a bulk table's base engine is the engine it was distilled from (its teacher)
         rows = _rows(
             ws,
-            "SELECT name FROM text_models WHERE is_default AND NOT coalesce(rolled_back, false) "
-            f"AND {_IS_BULK} ORDER BY version DESC LIMIT 1",
+            "SELECT name, base_engine FROM text_models WHERE is_default "
+            f"AND NOT coalesce(rolled_back, false) AND {_IS_BULK} ORDER BY version DESC LIMIT 1",
         )
     except Exception:  # a workspace from before the text_models table
         return fallback
     if not rows:
         return fallback
-    d = model_dir(ws.path, parse_name(rows[0][0]))
-    card = json.loads((d / "card.json").read_text()) if (d / "card.json").exists() else {}
-    if (d / BULK_FILE).exists() and card.get("teacher") == default_engine_name(ws):
-        return str(rows[0][0])
-    return fallback
+    name, teacher = str(rows[0][0]), rows[0][1]
+    fresh = teacher == default_engine_name(ws)
+    return name if fresh and (model_dir(ws.path, parse_name(name)) / BULK_FILE).exists() else fallback
+
+
+def role(ws: Any, name: str) -> str:
+    """Which engine ``name`` stands for: ``bulk`` (the shipped table, or a model of kind
+    ``bulk``) or ``default`` (the shipped engine, or any other workspace model)."""
+    if name in (SHIPPED, SHIPPED_BULK):
+        return name
+    return SHIPPED_BULK if model_kind(ws, name) == BULK_KIND else SHIPPED
 
 
 def model_kind(ws: Any, name: str) -> str:
@@ -325,14 +331,13 @@ def set_default(ws: Any, name: str) -> str:
     """Make ``name`` the workspace's choice for its role: ``workspace:vN`` or ``default``
     (the shipped engine) for the default engine; a model of kind ``bulk``, or ``bulk`` (the
     shipped table), for the fast engine (:func:`bulk_engine_name`)."""
-    bulk = name == SHIPPED_BULK
+    bulk = role(ws, name) == SHIPPED_BULK
     if name not in (SHIPPED, SHIPPED_BULK):
         v = parse_name(name)
-        bulk = model_kind(ws, name) == BULK_KIND
         if not _has_files(model_dir(ws.path, v)):
             raise ValueError(f"the files of {name!r} are missing from {model_dir(ws.path, v)}")
-    role = _IS_BULK if bulk else f"NOT {_IS_BULK}"
-    ws.con.execute(f"UPDATE text_models SET is_default = (name = ?) WHERE {role}", [name])
+    among = _IS_BULK if bulk else f"NOT {_IS_BULK}"
+    ws.con.execute(f"UPDATE text_models SET is_default = (name = ?) WHERE {among}", [name])
     if name not in (SHIPPED, SHIPPED_BULK):
         ws.con.execute("UPDATE text_models SET rolled_back = false WHERE name = ?", [name])
     return name
@@ -342,10 +347,10 @@ def rollback(ws: Any, *, bulk: bool = False) -> tuple[str, str]:
     """Retire the current default model; the newest earlier model not rolled back (or the
     shipped engine) becomes the default. Returns ``(retired, now_default)``. ``bulk``: the
     same for the workspace's bulk table (the shipped ``bulk`` comes back when none is left)."""
-    role = _IS_BULK if bulk else f"NOT {_IS_BULK}"
+    among = _IS_BULK if bulk else f"NOT {_IS_BULK}"
     shipped = SHIPPED_BULK if bulk else SHIPPED
     rows = _rows(ws, "SELECT name FROM text_models WHERE is_default AND "
-                     f"NOT coalesce(rolled_back, false) AND {role} ORDER BY version DESC LIMIT 1")  # fmt: skip
+                     f"NOT coalesce(rolled_back, false) AND {among} ORDER BY version DESC LIMIT 1")  # fmt: skip
     current = str(rows[0][0]) if rows else shipped
     if current == shipped:
         raise ValueError(f"the shipped engine is already the {'bulk engine' if bulk else 'default'}"
@@ -357,7 +362,7 @@ def rollback(ws: Any, *, bulk: bool = False) -> tuple[str, str]:
     rows = _rows(
         ws,
         "SELECT name FROM text_models WHERE version < ? AND NOT coalesce(rolled_back, false) "
-        f"AND {role} ORDER BY version DESC LIMIT 1",
+        f"AND {among} ORDER BY version DESC LIMIT 1",
         [v],
     )
     new = str(rows[0][0]) if rows else shipped
