@@ -181,24 +181,20 @@ def _carry_over(ws: Workspace, engine: Any, version: str) -> int:
         return 0
     old, max_bytes = spec
     unless = getattr(engine, "carries_unless", None) or r"[^\s\S]"  # that: matches no text
-    count = "SELECT count(*) FROM text_signals WHERE engine = ?"
-    if not ws.con.execute(count, [old]).fetchone()[0]:  # type: ignore[index]
-        return 0
-    before = int(ws.con.execute(count, [version]).fetchone()[0])  # type: ignore[index]
     ws.con.execute("BEGIN TRANSACTION")
     try:
-        ws.con.execute(
+        inserted = ws.con.execute(
             "INSERT OR IGNORE INTO text_signals SELECT s.* REPLACE (CAST(? AS VARCHAR) AS engine) "
             "FROM text_signals s JOIN interactions i USING (interaction_id) "
             "WHERE s.engine = ? AND strlen(coalesce(i.text, '')) <= ? "
             "AND NOT regexp_matches(lower(coalesce(i.text, '')), ?)",
             [version, old, int(max_bytes), unless],
-        )
+        ).fetchone()
         ws.con.execute("COMMIT")
     except BaseException:
         ws.con.execute("ROLLBACK")
         raise
-    return int(ws.con.execute(count, [version]).fetchone()[0]) - before  # type: ignore[index]
+    return int(inserted[0]) if inserted else 0  # the rows the INSERT added
 
 
 def text_status(ws: Workspace) -> list[dict[str, Any]]:
