@@ -48,7 +48,7 @@ def _xed_en(pool: int) -> dict[str, Any]:
     unseen = tt.xed_english_unseen(DATA)
     trained = set(tt.xed_extra(DATA, "en")[0]) | set(tt.xed_extra(DATA, "neutral")[0])
     rest = [t for t, _ in unseen["rest"] if t not in trained]
-    return {"pool": rest[:pool], "texts": [t for t, _ in unseen["held"]],
+    return {"pool": rest[:min(pool, tt.BENCH_POOL_EN)], "texts": [t for t, _ in unseen["held"]],
             "y": [y for _, y in unseen["held"]], "languages": ["en"] * len(unseen["held"])}  # fmt: skip
 
 

@@ -162,6 +162,27 @@ def xed_extra(data: Path, lang: str) -> tuple[list[str], list[list[int]]]:
     return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
+#: The English lines left after the extra ones that the distillation benchmark
+#: (benchmarks/bench_text_distil.py) reads as a workspace's unlabelled pool: the first this
+#: many, never trained on; :func:`xed_more` takes the rest.
+BENCH_POOL_EN = 3000
+
+
+def xed_more(data: Path, lang: str) -> tuple[list[str], list[list[int]]]:
+    """Every line of one XED language that neither its sample nor :func:`xed_extra` took
+    (English: its labelled and neutral lines alike, the held-out lines and the benchmark's
+    pool left out), with its emotion numbers ([] for a neutral line)."""
+    if lang == "en":
+        trained = set(xed_extra(data, "en")[0]) | set(xed_extra(data, "neutral")[0])
+        rest = [r for r in xed_english_unseen(data)["rest"] if r[0] not in trained]
+        rest = rest[BENCH_POOL_EN:]
+        return [t for t, _ in rest], [labs for _, labs in rest]
+    seen = set(load_xed_subset(data, lang)["texts"]) | set(xed_extra(data, lang)[0])
+    texts, labels = read_xed(data, lang)
+    keep = [i for i, t in enumerate(texts) if t not in seen]
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
 def xed_split(lang: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train / held-out indices for one XED language, after the per-language cap."""
     rng = np.random.default_rng(SEED + XED_LANGS.index(lang))
@@ -220,6 +241,9 @@ def embed_all(data: Path, cache: Path) -> None:
             embed_cached("xed-neutral", [neu[i] for i in pick], cache)
     for lang in ("en", "neutral", *(g for g in XED_LANGS if g != "en")):
         embed_cached(f"xed-extra-{lang}", xed_extra(data, lang)[0], cache)
+    if BULK_VERSION >= 3:
+        for lang in XED_LANGS:
+            embed_cached(f"xed-more-{lang}", xed_more(data, lang)[0], cache)
 
 
 # ---------------------------------------------------------------- training
@@ -414,13 +438,6 @@ def train_bulk(
                      l2=l2, epochs=epochs, lr=lr, weights=weights)
 
 
-def bulk_predict(texts: list[str], W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from custdyn.text._hashing import linear_scores
-
-    z = linear_scores(texts, W.astype(np.float16), b)
-    return softmax(z[:, :3]), 1 / (1 + np.exp(-z[:, 3:]))
-
-
 #: Weight of a Nigerian Pidgin tweet relative to a Portuguese one in the sentiment head (pcm
 #: has almost no neutral tweets, so at full weight it teaches the head to avoid "neutral").
 PCM_WEIGHT = 0.2
@@ -543,9 +560,10 @@ def train_all(
     return report
 
 
-#: Version of the bulk table: 2 learnt also from the XED lines beyond the heads' sample
+#: Version of the bulk table: 3 learnt also from every other XED line but the held-out ones
+#: and the benchmark's pool (``xed_more``); 2 from the XED lines beyond the heads' sample
 #: (``xed_extra``); 1 from the heads' data only.
-BULK_VERSION = 2
+BULK_VERSION = 3
 
 
 def distil_bulk_table(
@@ -582,10 +600,16 @@ def distil_bulk_table(
         texts += [t for t, k in zip(d["texts"], keep, strict=False) if k]
         targets.append(np.hstack([ps, pe]))
         weights.append(np.ones(int(keep.sum())))
-    if BULK_VERSION >= 2:  # more lines the heads never saw, read by them (and their emotions)
-        for lang in ("en", "neutral", *(g for g in XED_LANGS if g != "en")):
-            t, labs = xed_extra(data, lang)
-            x = embed_cached(f"xed-extra-{lang}", t, cache)
+    # more lines the heads never saw, read by them (and their emotions): the extra lines
+    # (version 2), then every other line but the held-out ones and the benchmark's pool (3)
+    more = [("xed-extra", lang, xed_extra)
+            for lang in ("en", "neutral", *(g for g in XED_LANGS if g != "en"))]
+    if BULK_VERSION >= 3:
+        more += [("xed-more", lang, xed_more) for lang in XED_LANGS]
+    for prefix, lang, lines in more:
+        t, labs = lines(data, lang)
+        if t:
+            x = embed_cached(f"{prefix}-{lang}", t, cache)
             code = {"br": "pt", "neutral": "en"}.get(lang, lang)
             gold = np.zeros((len(t), 8), np.float32)
             for i, lab in enumerate(labs):
@@ -610,27 +634,34 @@ def distil_bulk_table(
     print(f"bulk: {len(texts)} texts", file=sys.stderr)
     Wb, bb = train_bulk(texts, T, Wt, bits, epochs=epochs)
     report["bulk_train_seconds"] = time.perf_counter() - t0
-    report["bulk"] = {}
-    for name in ("pt-test", "pcm-test"):
-        _, y, t = sets[name]
-        ps, _ = bulk_predict(t, Wb, bb)
-        report["bulk"][name] = macro_f1(y, ps.argmax(1))
-    held = xed_english_unseen(data)["held"]
-    ps, _ = bulk_predict([t for t, _ in held], Wb, bb)
-    report["bulk"]["xed-en-held"] = macro_f1(np.array([y for _, y in held]), ps.argmax(1))
-    report["bulk_emotions"] = {}
-    for lang, d in xed.items():
-        if lang == "neutral" or not d["is_test"].any():
-            continue
-        tt = [t for t, k in zip(d["texts"], d["is_test"], strict=False) if k]
-        _, pe = bulk_predict(tt, Wb, bb)
-        report["bulk_emotions"][lang] = emotion_f1(pe, d["y"][d["is_test"]], emo_threshold)
     np.savez_compressed(
         out_dir / "bulk.npz",
         table=Wb.astype(np.float16),
         bias=bb.astype(np.float32),
         version=np.int64(BULK_VERSION),
     )
+    # held-out scores of the table as the engine reads it
+    from custdyn.text._langid import detect_many
+    from custdyn.text.engines import BulkEngine
+
+    engine = BulkEngine(out_dir / "bulk.npz")
+    report["bulk"] = {}
+    for name in ("pt-test", "pcm-test"):
+        _, y, t = sets[name]
+        out = engine.predict(t, list(detect_many(t)[0]))
+        report["bulk"][name] = macro_f1(y, out.sentiment.argmax(1))
+    held = xed_english_unseen(data)["held"]
+    out = engine.predict([t for t, _ in held], ["en"] * len(held))
+    report["bulk"]["xed-en-held"] = macro_f1(np.array([y for _, y in held]),
+                                             out.sentiment.argmax(1))
+    report["bulk_emotions"] = {}
+    for lang, d in xed.items():
+        if lang == "neutral" or not d["is_test"].any():
+            continue
+        tt = [t for t, k in zip(d["texts"], d["is_test"], strict=False) if k]
+        out = engine.predict(tt, [{"br": "pt"}.get(lang, lang)] * len(tt))
+        report["bulk_emotions"][lang] = emotion_f1(out.emotions, d["y"][d["is_test"]],
+                                                   emo_threshold)
     return report
 
 
