@@ -143,6 +143,8 @@ def test_cli_train_text_bulk_and_text_models(ws: Any) -> None:
     assert r.exit_code == 0 and "bulk engine is now workspace:v1" in r.output
     r = run.invoke(app, ["-w", str(path), "analyze"])  # the main job reads with the taught table
     assert r.exit_code == 0 and "text signals: workspace:v1" in r.output, r.output
+    r = run.invoke(app, ["-w", str(path), "text-models"])  # 80 columns: the name is whole
+    assert any(line.startswith("│ workspace:v1 ") for line in r.output.splitlines()), r.output
     r = run.invoke(app, ["-w", str(path), "text-models", "--json"])
     got = json.loads(r.output)
     assert got["bulk"] == "workspace:v1" and got["default"] == "default"

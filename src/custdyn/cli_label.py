@@ -355,9 +355,13 @@ def text_models(
         return
     if msg:
         console.print(msg)
-    t = Table(header_style="bold", caption=f"default engine: {default}; bulk engine: {fast}")
-    for col in ("name", "kind", "created", "labels", "CV macro-F1", "in use", "rolled back"):
-        t.add_column(col)
+    t = Table(header_style="bold", caption=(
+        f"default engine: {default}; bulk engine: {fast}\nscore: macro-F1 cross-validated on "
+        "the labels; a bulk table's, what it was judged on (labels, or agreement with its "
+        "teacher)"))
+    for col in ("name", "kind", "created", "labels", "score", "in use", "rolled back"):
+        # the name is what --use takes: never cut, in a terminal of 80 columns either
+        t.add_column(col, no_wrap=col in ("name", "created"))
     for m in models:
         cv = m["metrics"].get("candidate_all_labels")
         if m["kind"] == "bulk":  # judged on the labels, or by agreement with its teacher
