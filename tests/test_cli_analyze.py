@@ -94,6 +94,10 @@ def test_analysis_commands_read_the_scores_and_refuse_cleanly(thin: Path, tmp_pa
     assert r.exit_code == 0 and "health" in r.stdout and "risk" in r.stdout
     top = json.loads(run("risk", "--json", "--top", "5").stdout)
     assert len(top) == 5 and not {x["stage"] for x in top} & {"lost", "prospect"}
+    shown = run("risk", "--top", "5").stdout  # the terminal's view fits 80 columns
+    assert "top reasons" in shown and max(len(line) for line in shown.splitlines()) <= 80
+    for x in top:
+        assert x["customer_id"] in shown
     assert json.loads(run("alerts", "--json").stdout) == []  # no messages, no mentions
     r = run("flows")
     assert r.exit_code == 2 and "two analyses" in r.stderr

@@ -180,8 +180,31 @@ def risk(
         rs = json.loads(r["reasons"] or "[]")
         r["reasons"] = "; ".join(f"{x['feature']}={x['value']:.3g}" for x in rs
                                  if x.get("value") is not None)
-    emit(pa.Table.from_pylist(rows) if rows else t, as_json, out,
-         title=f"value at risk at {at}", widths={"reasons": 70})
+    full = pa.Table.from_pylist(rows) if rows else t
+    # the terminal's view: short headers and reasons in words, so that 80 columns hold it
+    # (--json and --out keep the column and feature names)
+    shown = pa.table({
+        "customer_id": full.column("customer_id"), "stage": full.column("stage"),
+        "risk": full.column("defection_risk"), "clv": full.column("clv"),
+        "at risk": full.column("value_at_risk"),
+        "top reasons": pa.array([_reasons_in_words(r["reasons"]) for r in rows], pa.string()),
+    })
+    emit(full, as_json, out, title=f"value at risk at {at}", widths={"top reasons": 70},
+         shown=shown)
+
+
+def _reasons_in_words(reasons: str, top: int = 2) -> str:
+    """The first ``top`` reasons of ``feature=value; ...`` as words: the leaving-phase mark
+    dropped, underscores as spaces.
+
+    >>> _reasons_in_words("leaving:complaints_90d=3; leaving:nps_last=5; p_alive=0.2")
+    'complaints 90d 3; nps last 5'
+    """
+    out = []
+    for part in [x for x in reasons.split("; ") if x][:top]:
+        name, _, value = part.rpartition("=")
+        out.append(f"{name.removeprefix('leaving:').replace('_', ' ')} {value}")
+    return "; ".join(out)
 
 
 @app.command()
