@@ -165,6 +165,19 @@ def test_counter_offer_alerts_find_the_planted_mentions(demo, analysed):
     assert len(found & planted) / len(planted) >= 0.8
     vals = [v for v in t.column("value_at_risk").to_pylist() if v is not None]
     assert vals == sorted(vals, reverse=True)
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    r = CliRunner().invoke(app, ["-w", str(demo), "alerts", "--days", "365", "--limit", "5"])
+    lines = r.stdout.splitlines()  # the terminal's view fits 80 columns, switchers marked
+    assert r.exit_code == 0 and max(len(line) for line in lines) <= 80, r.stdout
+    assert "6 of the 9 columns" in " ".join(r.stdout.split())
+    first = t.slice(0, 5).to_pylist()
+    for row in first:
+        assert row["customer_id"] in r.stdout and row["occurred_at"].date().isoformat() in r.stdout
+    marked = sum(" yes " in line for line in lines)
+    assert marked == sum(bool(row["intent_to_switch"]) for row in first)
 
 
 def test_procedures_find_the_planted_slow_replies(demo, analysed):

@@ -62,6 +62,11 @@ def test_rejected_timeline_customers_export(tmp_path):
     assert pq.read_table(tmp_path / "t.parquet").num_rows == 2
     r = run("-w", str(w), "timeline", "C1")
     assert "customer →" in r.output and "← vendor" in r.output and "Europe/Oslo" in r.output
+    # 80 columns: one line per event (when, channel · kind, who, amount), the text below it
+    lines = r.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("2024-01-01 11:00"))
+    assert "web · order" in lines[at] and "5.00 EUR" in lines[at]
+    assert lines[at + 1].strip() == "first"
     r = run("-w", str(w), "timeline", "--sample", "--json")
     assert json.loads(r.stdout)["customer_id"] == "C1"
     r = run("-w", str(w), "timeline", "nobody")

@@ -90,6 +90,10 @@ def test_analysis_commands_read_the_scores_and_refuse_cleanly(thin: Path, tmp_pa
     assert len(rows) == 120
     clv = [x["clv"] for x in rows]
     assert clv == sorted(clv, reverse=True)
+    shown = run("scores", "--limit", "5").stdout  # 80 columns: the narrow view
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    assert "7 of the 12 columns" in " ".join(shown.split())
+    assert sum(line.startswith("│ C") for line in shown.splitlines()) == 5
     r = run("scores", "C3")
     assert r.exit_code == 0 and "health" in r.stdout and "risk" in r.stdout
     top = json.loads(run("risk", "--json", "--top", "5").stdout)

@@ -21,6 +21,7 @@ import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -198,12 +199,21 @@ def print_table(t: pa.Table, title: str | None = None, widths: dict[str, int] | 
                 caption: str | None = None) -> None:
     widths = widths or {}
     table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
-    for name in t.column_names:
-        numeric = pa.types.is_integer(t.schema.field(name).type) or pa.types.is_floating(
-            t.schema.field(name).type) or pa.types.is_decimal(t.schema.field(name).type)
-        table.add_column(name, justify="right" if numeric else "left", overflow="fold")
-    for row in t.to_pylist():
-        table.add_row(*[escape(_cell(row[n], widths.get(n, 60))) for n in t.column_names])
+    rows = [[_cell(row[n], widths.get(n, 60)) for n in t.column_names] for row in t.to_pylist()]
+    headers = [name.replace("_", " ") for name in t.column_names]  # wrap between words
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type) for f in t.schema]  # fmt: skip
+    # a number or a short value (an id, a stage) is not cut in two, when the terminal can
+    # hold them all whole beside ten characters of each longer text
+    need = [max([len(r[j]) for r in rows] + [len(w) for w in headers[j].split()])
+            for j in range(len(headers))]
+    whole = [numeric[j] or need[j] <= 12 for j in range(len(headers))]
+    fits = sum(n if w else 10 for n, w in zip(need, whole, strict=True)) + 3 * len(need) + 1
+    for j, header in enumerate(headers):
+        table.add_column(header, justify="right" if numeric[j] else "left", overflow="fold",
+                         no_wrap=whole[j] and fits <= console.width)
+    for r in rows:
+        table.add_row(*[escape(c) for c in r])
     console.print(table)
 
 
@@ -463,6 +473,8 @@ def timeline(
 
 
 _ARROW = {"inbound": "[cyan]customer →[/]", "outbound": "[magenta]← vendor[/]"}
+#: From this terminal width on, a timeline is a table; below it, one line per event.
+_TIMELINE_TABLE_WIDTH = 110
 
 
 def _print_timeline(customer_id: str, cust: dict | None, t: pa.Table, zone: str) -> None:
@@ -474,6 +486,19 @@ def _print_timeline(customer_id: str, cust: dict | None, t: pa.Table, zone: str)
         bits = [cust.get(k) for k in ("name", "email", "segment", "country", "language")]
         head += "  " + " · ".join(str(b) for b in bits if b)
     console.print(head, highlight=False)
+    if console.width < _TIMELINE_TABLE_WIDTH:  # a narrow terminal: one line per event, the
+        for r in t.to_pylist():                # message indented below it, whole width
+            when = r["occurred_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            amount = (f"  {r['amount']:,.2f} {r['currency'] or ''}"
+                      if r["amount"] is not None else "")
+            line = " · ".join(escape(x) for x in (r["channel"], r["kind"]) if x)
+            console.print(f"[bold]{when}[/]  {line}  {_ARROW.get(r['direction'], '')}{amount}",
+                          highlight=False)
+            what = " — ".join(x for x in (r["subject"], r["text"]) if x)
+            if what:
+                console.print(Padding(escape(_cell(what, 240)), (0, 0, 0, 4)), highlight=False)
+        console.print(f"[dim]times in {zone}[/]")
+        return
     table = Table(show_header=True, header_style="bold", caption=f"times in {zone}")
     for name, just in (("when", "left"), ("channel", "left"), ("kind", "left"), ("who", "left"),
                        ("amount", "right"), ("what", "left")):

@@ -156,7 +156,39 @@ def scores(
             console.print(f"  risk reason: {r['feature']} = {r['value']} "
                           f"(pushes risk {'up' if (r['contribution'] or 0) > 0 else 'down'})")
         return
-    emit(t, as_json, out, title=f"scores at {at}")
+    shown = _narrow(t, _SCORES_NARROW, 140)
+    emit(t, as_json, out, title=f"scores at {at}", shown=shown, caption=_narrow_caption(t, shown))
+
+
+#: Columns ``scores`` shows in a terminal too narrow for all of them (header as shown).
+_SCORES_NARROW = {"customer_id": "customer", "stage": "stage", "clv": "clv",
+                  "defection_risk": "risk", "health": "health", "loyalty": "loyalty",
+                  "attention": "attention"}
+
+
+def _narrow(t: pa.Table, columns: dict[str, str], full_width: int) -> pa.Table | None:
+    """The ``columns`` of ``t`` under their short headers when the terminal is narrower than
+    ``full_width``; None when it can show every column. A timestamp column shows its date, a
+    yes-or-no column "yes" or nothing."""
+    if console.width >= full_width or t.num_rows == 0:
+        return None
+    cols = []
+    for name in columns:
+        col = t.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pa.array([None if v is None else v.date().isoformat() for v in col.to_pylist()],
+                           pa.string())
+        elif pa.types.is_boolean(col.type):
+            col = pa.array(["yes" if v else "" for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=list(columns.values()))
+
+
+def _narrow_caption(t: pa.Table, shown: pa.Table | None) -> str | None:
+    if shown is None:
+        return None
+    return (f"a terminal this narrow shows {shown.num_columns} of the {t.num_columns} "
+            "columns: --json or --out give all")
 
 
 @app.command()
@@ -222,8 +254,12 @@ def alerts(
 
     with _workspace() as ws:
         t = counter_offer_alerts(ws, _latest(ws, as_of), days=days, limit=limit)
+    shown = _narrow(t, {"customer_id": "customer", "occurred_at": "date",
+                        "competitor": "competitor", "intent_to_switch": "switch",
+                        "value_at_risk": "at risk",
+                        "snippet": "snippet"}, 140)
     emit(t, as_json, out, title=f"counter-offer alerts (last {days} days)",
-         widths={"snippet": 60})
+         widths={"snippet": 60}, shown=shown, caption=_narrow_caption(t, shown))
 
 
 @app.command("procedures")
