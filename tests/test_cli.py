@@ -44,6 +44,10 @@ def test_init_ingest_status_and_exit_codes(tmp_path):
     assert [b["rows_rejected"] for b in s["batches"]] == [0, 1]
     r = run("-w", str(w), "status")
     assert r.exit_code == 0 and "2 interactions" in r.output
+    # 80 columns: the batches' columns that say something, each value whole
+    rows = [line for line in r.output.splitlines() if line.startswith("│ ")]
+    assert len(rows) == 2 and all(line.count("│") == 7 for line in rows), r.output
+    assert "good.csv" in rows[0] and "bad.csv" in rows[1] and " dup " not in r.output
 
 
 def test_rejected_timeline_customers_export(tmp_path):

@@ -405,6 +405,13 @@ def status(as_json: JsonOpt = False) -> None:
              "when": (b["finished_at"] or "")[:16].replace("T", " ")}
             for b in s["batches"]
         ]
+        if console.width < 100:  # narrow: the date alone; "into", "dup", "updated" when told
+            for r in rows:
+                r["when"] = r["when"][:10]
+            drop = {k for k in ("dup", "updated") if not any(r[k] for r in rows)}
+            if len({r["into"] for r in rows}) == 1:
+                drop.add("into")
+            rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
         print_table(pa.Table.from_pylist(rows), title="batches", widths={"source": 32})
     for e in s["text_signals"]:
         when = (e["last_scored"] or "")[:16].replace("T", " ")
