@@ -216,7 +216,7 @@ def risk(
     # the terminal's view: short headers and reasons in words, so that 80 columns hold it
     # (--json and --out keep the column and feature names)
     shown = pa.table({
-        "customer_id": full.column("customer_id"), "stage": full.column("stage"),
+        "customer": full.column("customer_id"), "stage": full.column("stage"),
         "risk": full.column("defection_risk"), "clv": full.column("clv"),
         "at risk": full.column("value_at_risk"),
         "top reasons": pa.array([_reasons_in_words(r["reasons"]) for r in rows], pa.string()),
