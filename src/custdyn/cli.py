@@ -493,15 +493,16 @@ def _print_timeline(customer_id: str, cust: dict | None, t: pa.Table, zone: str)
         bits = [cust.get(k) for k in ("name", "email", "segment", "country", "language")]
         head += "  " + " · ".join(str(b) for b in bits if b)
     console.print(head, highlight=False)
+    events = [(r["occurred_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+               r["channel"] or "", r["kind"] or "", _ARROW.get(r["direction"], ""),
+               f"{r['amount']:,.2f} {r['currency'] or ''}" if r["amount"] is not None else "",
+               " — ".join(x for x in (r["subject"], r["text"]) if x))
+              for r in t.to_pylist()]  # fmt: skip
     if console.width < _TIMELINE_TABLE_WIDTH:  # a narrow terminal: one line per event, the
-        for r in t.to_pylist():                # message indented below it, whole width
-            when = r["occurred_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
-            amount = (f"  {r['amount']:,.2f} {r['currency'] or ''}"
-                      if r["amount"] is not None else "")
-            line = " · ".join(escape(x) for x in (r["channel"], r["kind"]) if x)
-            console.print(f"[bold]{when}[/]  {line}  {_ARROW.get(r['direction'], '')}{amount}",
+        for when, channel, kind, who, amount, what in events:  # message indented below it
+            line = " · ".join(escape(x) for x in (channel, kind) if x)
+            console.print(f"[bold]{when}[/]  {line}  {who}" + (f"  {amount}" if amount else ""),
                           highlight=False)
-            what = " — ".join(x for x in (r["subject"], r["text"]) if x)
             if what:
                 console.print(Padding(escape(_cell(what, 240)), (0, 0, 0, 4)), highlight=False)
         console.print(f"[dim]times in {zone}[/]")
@@ -510,12 +511,8 @@ def _print_timeline(customer_id: str, cust: dict | None, t: pa.Table, zone: str)
     for name, just in (("when", "left"), ("channel", "left"), ("kind", "left"), ("who", "left"),
                        ("amount", "right"), ("what", "left")):
         table.add_column(name, justify=just, overflow="fold")  # type: ignore[arg-type]
-    for r in t.to_pylist():
-        when = r["occurred_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
-        amount = f"{r['amount']:,.2f} {r['currency'] or ''}" if r["amount"] is not None else ""
-        what = " — ".join(x for x in (r["subject"], r["text"]) if x)
-        table.add_row(when, r["channel"] or "", r["kind"] or "", _ARROW.get(r["direction"], ""),
-                      amount, escape(_cell(what, 90)))
+    for when, channel, kind, who, amount, what in events:
+        table.add_row(when, channel, kind, who, amount, escape(_cell(what, 90)))
     console.print(table)
 
 
