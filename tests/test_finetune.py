@@ -234,7 +234,7 @@ def test_cli_train_text_finetune_end_to_end(demo_ws):
     assert card["kind"] == "finetune" and card["encoder"] == "encoder.bin"
 
     eng = make_engine("workspace:v1", workspace=demo_ws)
-    assert eng.encoder is not None and eng.version == "workspace:v1"
+    assert eng.encoder is not None and eng.version == "workspace:v1+heads2"
     texts = ["Thank you so much, it works perfectly!", "Still no refund, this is a scandal."]
     res = eng.predict(texts, ["en", "en"])
     np.testing.assert_allclose(res.sentiment.sum(1), 1.0, atol=1e-5)

@@ -11,9 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from custdyn.cli import app
+from custdyn.pipeline.text import text_status
 from custdyn.store import Workspace
 from custdyn.text import TextAnalyzer, default_engine_name
 from custdyn.text import workspace_models as wm
+from custdyn.text.engines import heads_mark, load_weights
 from custdyn.text.evaluation import macro_f1
 from custdyn.text.labels import add_label
 from custdyn.text.train import (
@@ -163,7 +165,8 @@ def test_versions_default_rollback_and_resolution(ws):
     with pytest.raises(ValueError):
         wm.rollback(ws)
     ta = TextAnalyzer("workspace:v2", workspace=ws.path)
-    assert ta.version == "workspace:v2"
+    # stored under its name, marked with the shipped heads it reads through
+    assert ta.version == "workspace:v2+heads2" == "workspace:v2" + heads_mark(load_weights("heads"))
     assert ta.engine.long_texts and ta.engine.message_body  # what new models read, from the card
     t = ta.analyze(POS[:2] + NEG[:2])
     assert t.column("sentiment").to_pylist()[:1] == ["positive"]
@@ -202,9 +205,20 @@ def test_cli_train_text_models_and_enrich_with_default(ws):
     r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
     assert r.exit_code == 0, r.output
     got = json.loads(r.output)
-    assert got["engine"] == "workspace:v1" and got["scored"] == 24
+    assert got["engine"] == "workspace:v1+heads2" and got["scored"] == 24
     r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
     assert json.loads(r.output)["scored"] == 0  # resumable: nothing left for this engine
+    # rows the model scored through the shipped heads before they changed are out of date:
+    # status says so and enrich scores them again
+    w = Workspace.open(path)
+    try:
+        w.con.execute("UPDATE text_signals SET engine = 'workspace:v1'")
+        (st,) = text_status(w)
+        assert (st["name"], st["current"]) == ("workspace:v1", "workspace:v1+heads2")
+    finally:
+        w.close()
+    r = run.invoke(app, ["-w", str(path), "enrich", "--json"])
+    assert json.loads(r.output)["scored"] == 24
     r = run.invoke(app, ["-w", str(path), "text-models", "--rollback"])
     assert r.exit_code == 0 and "default is now default" in r.output
     r = run.invoke(app, ["-w", str(path), "text-models", "--use", "workspace:v7"])

@@ -223,9 +223,10 @@ def text_status(ws: Workspace) -> list[dict[str, Any]]:
 
 def _engine_name(version: str) -> str:
     """The name an engine is chosen by, from a stored version: ``bulk:1`` and
-    ``bulk:1+body`` -> ``bulk``; ``hf:NAME:HASH`` -> ``hf:NAME``; ``workspace:v2`` as it is."""
+    ``bulk:1+body`` -> ``bulk``; ``hf:NAME:HASH`` -> ``hf:NAME``; ``workspace:v2`` and
+    ``workspace:v2+heads2`` -> ``workspace:v2``."""
     if version.startswith("workspace:"):
-        return version
+        return version.split("+")[0]
     head, _, rest = version.partition(":")
     if head in ("hf", "onnx"):
         return f"{head}:{rest.split(':')[0]}"

@@ -95,6 +95,15 @@ def load_weights(name: str) -> dict[str, np.ndarray]:
         return _load_npz(path)
 
 
+def heads_mark(w: dict[str, np.ndarray]) -> str:
+    """What a model that reads through the shipped heads ``w`` (a workspace model: their
+    sentiment as its prior, their emotion heads for its emotions) adds to its version:
+    ``+headsN`` for heads of version N from 2 on, so that what it scored with earlier heads is
+    scored again; nothing for version 1."""
+    v = int(w["version"])
+    return f"+heads{v}" if v >= 2 else ""
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file, float32 where floating."""
     with np.load(path, allow_pickle=False) as z:

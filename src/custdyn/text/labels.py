@@ -366,12 +366,10 @@ def select_for_labelling(
     from custdyn.text.workspace_models import MODELS_DIR, default_engine_name
 
     name = engine or default_engine_name(ws)
-    version = name if name.startswith("workspace:") else None
-    if version is None:
-        try:
-            version = TextAnalyzer(name, workspace=ws.path).version
-        except Exception:
-            version = None
+    try:  # the version its rows are stored under (a workspace model's: ``workspace:v2+heads2``)
+        version: str | None = TextAnalyzer(name, workspace=ws.path).version
+    except Exception:
+        version = None
     rows = _pool(ws, version, pool_size, seed)
     if not rows:
         return []

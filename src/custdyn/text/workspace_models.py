@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, load_weights
+from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, heads_mark, load_weights
 from custdyn.text.salutations import strip_all
 from custdyn.text.train import (
     Features,
@@ -149,6 +149,7 @@ class WorkspaceEngine:
     def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
                  version: str = "workspace:v0", encoder: str | Path | None = None,
                  message_body: bool = True, long_texts: bool = True) -> None:  # fmt: skip
+        saved = head is None  # a model saved in a workspace, its rows stored under its name
         if head is None:
             if path is None:
                 raise ValueError("give a model folder or a head")
@@ -161,11 +162,13 @@ class WorkspaceEngine:
             if encoder is None and (p / ENCODER_FILE).exists():
                 encoder = p / ENCODER_FILE
         self.head = head
-        self.version = version
         self.message_body = message_body
         self.long_texts = long_texts
         self.encoder = Path(encoder) if encoder is not None else None
         self._shipped = load_weights("heads")
+        #: what its rows are stored under: a saved model's name marked with the shipped heads
+        #: it reads through (``workspace:v2+heads2``), else ``version`` as given
+        self.version = version + heads_mark(self._shipped) if saved else version
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self.encoder is not None:
