@@ -1,5 +1,5 @@
 """The docs keep up with the code: every command and option is in docs/cli.md, every setting
-is documented, and the README shows the two commands."""
+is documented, the README shows the two commands, and the Python examples run."""
 
 from __future__ import annotations
 
@@ -42,3 +42,18 @@ def test_readme_shows_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_python_examples_in_the_docs_run() -> None:
+    """Every ``>>>`` example in README.md and docs/*.md runs and prints what it shows
+    (those marked ``# doctest: +SKIP`` need a workspace the docs do not build)."""
+    import doctest
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    failed = {}
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        got = doctest.testfile(str(path), module_relative=False, optionflags=flags,
+                               verbose=False, report=False)
+        if got.failed:
+            failed[path.name] = got.failed
+    assert not failed, f"failing examples: {failed}"

@@ -237,7 +237,7 @@ def test_export_then_import_round_trip(ws, tmp_path):
     # the same file again, one answer changed, one new free text twice: replaced, not added
     again = [filled[0], *[line.replace("\tneutral\t", "\tpositive\t", 1) if i == 0 else line
                           for i, line in enumerate(filled[1:])],
-             "Brand new text\tnegative\ten\t\t\t", "Brand new text\tpositive\ten\t\t\t"]
+             "Brand new text\tnegative\ten\t\t\t\t", "Brand new text\tpositive\ten\t\t\t\t"]
     p.write_text("\n".join(again) + "\n", encoding="utf-8")
     r = import_labels(ws, p)
     assert (r.added, r.replaced, r.bad) == (1, len(cands) + 1, [])
@@ -264,6 +264,23 @@ def test_cli_label_one_key_per_answer_and_resume(ws):
     r = _invoke(path, ["label", "--n", "3", "--json"], "uuu")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output[r.output.index("{"):])["labels"] == 5
+
+
+def test_cli_label_asks_emotions_when_told(ws):
+    """With --emotions each answer is followed by emotion keys (1-8, a second press takes
+    one back), Enter to finish (none pressed: no emotion), x for "not said"."""
+    path = ws.path
+    ws.close()
+    # 1st: negative, anger + sadness (6), 5 pressed twice = joy taken back; 2nd: positive,
+    # none; 3rd: neutral, not said; 4th: skipped; then quit
+    r = _invoke(path, ["label", "--n", "4", "--emotions"], "n1556\np\nuxsq")
+    assert r.exit_code == 0, r.output
+    assert "labelled 3, skipped 1" in r.output and "anger, sadness" in r.output
+    with Workspace.open(path, read_only=True) as w:
+        got = w.con.execute("SELECT sentiment, emotions FROM labels ORDER BY labelled_at"
+                            ).fetchall()  # fmt: skip
+    assert [(g[0], None if g[1] is None else json.loads(g[1])) for g in got] == [
+        ("negative", ["anger", "sadness"]), ("positive", []), ("neutral", None)]
 
 
 def test_cli_label_import_reports_bad_rows(ws, tmp_path):

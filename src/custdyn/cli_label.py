@@ -31,9 +31,12 @@ from custdyn.cli import (
     write_figure,
 )
 from custdyn.errors import CustdynError
+from custdyn.schema import EMOTIONS
 
 _KEYS = {"n": "negative", "1": "negative", "u": "neutral", "2": "neutral", "0": "neutral",
          "p": "positive", "3": "positive"}  # fmt: skip
+#: ``label --emotions``: the key of each emotion (a key press adds it, a second removes it)
+_EMOTION_KEYS = {str(i): e for i, e in enumerate(EMOTIONS, start=1)}
 
 
 def _progress(label: str, quiet: bool) -> Progress:
@@ -47,6 +50,26 @@ def _getkey() -> str:
     if sys.stdin.isatty():
         return click.getchar()
     return sys.stdin.read(1) or "q"
+
+
+def _ask_emotions() -> list[str] | None:
+    """The emotions a text expresses, one key each (1-8, again to take one back), Enter to
+    finish (none pressed: the text expresses none), x to say nothing of its emotions."""
+    console.print("  ".join(rf"\[{k}] {e}" for k, e in _EMOTION_KEYS.items())
+                  + r"  \[Enter] done  \[x] not said ", end="")
+    chosen: list[str] | None = []
+    while True:
+        key = _getkey().lower()
+        if key in ("\r", "\n", "q"):  # q: the end of piped input
+            break
+        if key == "x":
+            chosen = None
+            break
+        if key in _EMOTION_KEYS and chosen is not None:
+            e = _EMOTION_KEYS[key]
+            chosen = [c for c in chosen if c != e] if e in chosen else [*chosen, e]
+    console.print("not said" if chosen is None else (", ".join(chosen) or "none"))
+    return None if chosen is None else sorted(chosen, key=EMOTIONS.index)
 
 
 def _show(i: int, total: int, c: Any) -> None:
@@ -80,19 +103,23 @@ def label(
         "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead.")] = None,
     import_: Annotated[Path | None, typer.Option(
         "--import", help="Add the labels of FILE (CSV, TSV, JSON Lines, JSON or Parquet: text, "
-        "label, optional language).")
+        "label, optional language and emotions).")
     ] = None,
     engine: Annotated[str | None, typer.Option(
         help="Engine whose prediction is shown beside each text (default: the workspace "
         "default).")
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who labels (default: the system user).")] = None,
+    emotions: Annotated[bool, typer.Option(
+        "--emotions", help="After each answer, also ask which emotions the text expresses "
+        "(keys 1-8; Enter: done, none pressed = none; x: not said). `train-text` learns them.")
+    ] = False,
     label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Label texts of the workspace, one key per answer: n (negative), u (neutral),
     p (positive), s (skip), q (quit); 1/2/3 work too. Each answer is saved at once: stop any
-    time and run again to resume."""
+    time and run again to resume. A file to --import may carry an `emotions` column too."""
     from custdyn.text.labels import (
         add_label,
         export_candidates,
@@ -155,8 +182,10 @@ def label(
             if key == "s":
                 skipped += 1
                 continue
+            felt = _ask_emotions() if emotions else None
             add_label(ws, c.text, _KEYS[key], interaction_id=c.interaction_id,
-                      language=c.language, labelled_by=who, source="cli")  # fmt: skip
+                      language=c.language, emotions=felt, labelled_by=who,
+                      source="cli")  # fmt: skip
             done += 1
         total = label_count(ws)
     if as_json:
@@ -169,6 +198,20 @@ def _config(no_ngrams: bool) -> Any:
     from custdyn.text.train import HeadConfig
 
     return HeadConfig(use_ngrams=not no_ngrams)
+
+
+def _emotion_line(emo: dict[str, Any]) -> str:
+    """One line on the emotions ``train-text`` learnt (or not) from the labels."""
+    if "average_precision" not in emo:
+        return f"emotions: {emo['reason']}; the shipped emotion heads are kept"
+    ap, top = emo["average_precision"], emo["top_emotion_right"]
+    said = (f"emotions: {emo['labels']} labels carry them; cross-validated mean average "
+            f"precision {ap['candidate']:.3f} against {ap['shipped']:.3f} for the shipped "
+            f"heads (likeliest emotion right {top['candidate']:.3f} against "
+            f"{top['shipped']:.3f})")
+    if emo["used"]:
+        return said + ": the model reads emotions with its own heads"
+    return said + ": the shipped emotion heads are kept"
 
 
 def _metrics_table(metrics: dict[str, Any], current: str) -> Table:
@@ -266,6 +309,9 @@ def train_text(
             f"{r['metrics']['head_only_all_labels']:.3f} for a head on the unchanged encoder",
             highlight=False,
         )
+    emo = r["metrics"].get("emotions") or {}
+    if emo.get("labels"):
+        console.print(_emotion_line(emo), highlight=False)
     if r["made_default"]:
         console.print(f"[green]{r['name']} is now the default[/] (was {r['current']}); "
                       "`custdyn text-models --rollback` undoes it")  # fmt: skip

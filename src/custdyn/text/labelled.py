@@ -14,7 +14,10 @@ form and strict about meaning:
   ``review_text``, ``content``, ``message``, ``body``, ``comment``, ``feedback``,
   ``document``), the label (``label``, ``sentiment``, ``polarity``, ``class``, ``labels``,
   ``sentiment_label``, ``rating``, ``stars``, ``target``; the first found, in that order) and,
-  optionally, the language (``language``, ``lang``, ``locale``);
+  optionally, the language (``language``, ``lang``, ``locale``) and the emotions the text
+  expresses (``emotions``, ``emotion``: Plutchik's eight names in English, several separated
+  by commas, semicolons, bars or spaces; ``none`` for a text that expresses none; left
+  empty, the label says nothing of emotions; :func:`parse_emotions`);
 - labels as names (negative / neutral / positive, their abbreviations and their Portuguese,
   Norwegian and Tagalog words) or as numbers in one of three schemes, told apart by the values
   the file holds (:func:`label_scheme`): ``-1/0/1``, ``0/1/2`` (negative, neutral, positive,
@@ -55,6 +58,7 @@ __all__ = [
     "LabelledRows",
     "label_scheme",
     "normalize_label",
+    "parse_emotions",
     "read_label_rows",
     "read_labelled",
     "text_encoding",
@@ -90,6 +94,41 @@ _TEXT_COLS = ("text", "sentence", "tweet", "review", "review_text", "content", "
 _LABEL_COLS = ("label", "sentiment", "polarity", "class", "labels", "sentiment_label",
                "rating", "stars", "target")
 _LANG_COLS = ("language", "lang", "locale")
+_EMOTION_COLS = ("emotions", "emotion")
+#: Words that say a text expresses no emotion (an emotion field left empty says nothing).
+_NO_EMOTION = frozenset({"none", "neutral", "-", "no emotion", "no_emotion", "[]"})
+_EMOTION_SPLIT = re.compile(r"[,;|/+\s]+")
+
+
+def parse_emotions(value: object) -> list[str] | None:
+    """The emotions named in a label file's field: Plutchik's eight names (any case, several
+    separated by commas, semicolons, bars, slashes or spaces; a JSON list too), ``[]`` for
+    ``none``/``neutral``/``-``, None for an empty field. Raises ValueError naming an unknown
+    emotion.
+
+    >>> parse_emotions("Anger, disgust")
+    ['anger', 'disgust']
+    >>> parse_emotions("none"), parse_emotions("")
+    ([], None)
+    """
+    from custdyn.schema import EMOTIONS
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (list, tuple)):
+        parts = [str(v).strip().lower() for v in value]
+    else:
+        raw = str(value).strip().lower()
+        if raw in ("", "nan", "null"):
+            return None
+        if raw in _NO_EMOTION:
+            return []
+        parts = [t for t in _EMOTION_SPLIT.split(raw.strip("[]").replace('"', " ")) if t]
+    unknown = [t for t in parts if t not in EMOTIONS]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not an emotion (use {', '.join(EMOTIONS)}, "
+                         "or none)")  # fmt: skip
+    return sorted(set(parts), key=EMOTIONS.index)
 
 
 _MARKUP = re.compile(
@@ -135,6 +174,8 @@ class LabelledRows:
     rows: list[int] = field(default_factory=list)  # each good row's number
     #: each good row's ``interaction_id`` (None where empty); None: the file has no such column
     interaction_ids: list[str | None] | None = None
+    #: each good row's emotions (:func:`parse_emotions`); None: the file has no such column
+    emotions: list[list[str] | None] | None = None
     bad: list[BadRow] = field(default_factory=list)
     unlabelled: int = 0  # rows with an empty label (texts still to label)
     scheme: str | None = None  # the numeric scheme used, if the labels had numbers
@@ -343,6 +384,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         return out
     tk, lk, gk = _pick(keys, _TEXT_COLS), _pick(keys, _LABEL_COLS), _pick(keys, _LANG_COLS)
     ik = _pick(keys, ("interaction_id",))
+    ek = _pick(keys, _EMOTION_COLS)
     if tk is None or lk is None:
         raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(keys)}")
     try:
@@ -353,6 +395,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         raise ValueError(f"{p}: field '{lk}': {e}") from None
     out.languages = [] if gk is not None else None
     out.interaction_ids = [] if ik is not None else None
+    out.emotions = [] if ek is not None else None
     for n, r, why in records:
         if r is None:
             out.bad.append(BadRow(n, why or "unreadable"))
@@ -383,6 +426,13 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
                 if lang is None:
                     out.bad.append(BadRow(n, f"field '{gk}': {given!r} is not a language"))
                     continue
+        emotions = None
+        if ek is not None:
+            try:
+                emotions = parse_emotions(r.get(ek))
+            except ValueError as e:
+                out.bad.append(BadRow(n, f"field '{ek}': {e}"))
+                continue
         out.texts.append(text)
         out.labels.append(k)
         out.rows.append(n)
@@ -390,6 +440,8 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
             out.interaction_ids.append(str(r.get(ik) or "").strip() or None)
         if out.languages is not None:
             out.languages.append(lang)
+        if out.emotions is not None:
+            out.emotions.append(emotions)
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.schema import SENTIMENTS
-from custdyn.text.labelled import BadRow, normalize_label, read_label_rows
+from custdyn.text.labelled import BadRow, normalize_label, parse_emotions, read_label_rows
 
 __all__ = [
     "BadRow",
@@ -93,17 +93,21 @@ def add_label(
     source: str = "cli",
     when: datetime | None = None,
 ) -> str:
-    """Store one label (replacing an earlier one for the same message or text); its id."""
+    """Store one label (replacing an earlier one for the same message or text); its id.
+
+    ``emotions``: the emotions the text expresses (Plutchik's names; ``[]``: none), or None
+    when the label says nothing of them."""
     if not str(text or "").strip():
         raise ValueError("empty text")
     k = sentiment if isinstance(sentiment, int) else normalize_label(sentiment)
     if k not in (0, 1, 2):
         raise ValueError(f"unknown sentiment {sentiment!r}")
+    emo = None if emotions is None else parse_emotions(list(emotions))
     lid = _label_id(interaction_id, text)
     ws.con.execute(
         "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [lid, interaction_id, text, language, SENTIMENTS[k],
-         json.dumps(list(emotions)) if emotions else None, theme, labelled_by,
+         json.dumps(emo) if emo is not None else None, theme, labelled_by,
          when or datetime.now(UTC), source],
     )  # fmt: skip
     return lid
@@ -114,13 +118,18 @@ def label_count(ws: Any) -> int:
 
 
 def read_labels(ws: Any) -> list[dict[str, Any]]:
-    """Every label with a sentiment, oldest first."""
-    cols = ["label_id", "interaction_id", "text", "language", "sentiment", "labelled_at", "source"]
+    """Every label with a sentiment, oldest first; ``emotions`` a list of names (``[]``:
+    none) or None where the label says nothing of emotions."""
+    cols = ["label_id", "interaction_id", "text", "language", "sentiment", "labelled_at",
+            "source", "emotions"]  # fmt: skip
     rows = ws.con.execute(
         f"SELECT {', '.join(cols)} FROM labels WHERE sentiment IS NOT NULL "
         "ORDER BY labelled_at, label_id"
     ).fetchall()
-    return [dict(zip(cols, r, strict=True)) for r in rows]
+    out = [dict(zip(cols, r, strict=True)) for r in rows]
+    for r in out:
+        r["emotions"] = json.loads(r["emotions"]) if r["emotions"] is not None else None
+    return out
 
 
 # ---------------------------------------------------------------- files
@@ -128,7 +137,7 @@ def read_labels(ws: Any) -> list[dict[str, Any]]:
 
 def read_label_file(path: str | Path, scheme: str = "auto"
                     ) -> tuple[list[dict[str, Any]], list[BadRow]]:
-    """Rows of a label file (``text``, ``label``, optional ``language`` and
+    """Rows of a label file (``text``, ``label``, optional ``language``, ``emotions`` and
     ``interaction_id``; every format and spelling :mod:`custdyn.text.labelled` reads) and the
     rows refused, with their row number (the header is row 1) and the reason. A row with an
     empty label is a text still to label and is skipped quietly."""
@@ -136,8 +145,9 @@ def read_label_file(path: str | Path, scheme: str = "auto"
     n = len(got.texts)
     langs = got.languages if got.languages is not None else [None] * n
     ids = got.interaction_ids if got.interaction_ids is not None else [None] * n
-    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i}
-            for t, k, g, i in zip(got.texts, got.labels, langs, ids, strict=True)]
+    emos = got.emotions if got.emotions is not None else [None] * n
+    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i, "emotions": e}
+            for t, k, g, i, e in zip(got.texts, got.labels, langs, ids, emos, strict=True)]
     return good, got.bad
 
 
@@ -149,7 +159,7 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
     before = label_count(ws)
     for r in good:
         add_label(ws, r["text"], r["sentiment"], interaction_id=r["interaction_id"],
-                  language=r["language"], labelled_by=labelled_by,
+                  language=r["language"], emotions=r["emotions"], labelled_by=labelled_by,
                   source=f"import:{Path(path).name}", when=now)  # fmt: skip
     added = label_count(ws) - before
     return ImportResult(added, bad, replaced=len(good) - added)
@@ -157,16 +167,19 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
 
 def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
     """Write texts to label as CSV/TSV (``text``, an empty ``label``, ``language``,
-    ``interaction_id``, ``channel``, ``predicted``) for a spreadsheet; import it back later."""
+    ``interaction_id``, ``channel``, ``predicted``, an empty ``emotions``: optional, see
+    :func:`custdyn.text.labelled.parse_emotions`) for a spreadsheet; import it back later."""
     p = Path(path)
     delim = "\t" if p.suffix.lower() in (".tsv", ".tab", ".txt") else ","
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter=delim)
-        w.writerow(["text", "label", "language", "interaction_id", "channel", "predicted"])
+        w.writerow(["text", "label", "language", "interaction_id", "channel", "predicted",
+                    "emotions"])
         for c in candidates:
             text = c.text.replace("\t", " ") if delim == "\t" else c.text
-            w.writerow([text, "", c.language, c.interaction_id, c.channel or "", c.predicted or ""])
+            w.writerow([text, "", c.language, c.interaction_id, c.channel or "",
+                        c.predicted or "", ""])
     return len(candidates)
 
 

@@ -22,6 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from custdyn.text.emotion_train import (
+    EMOTION_FILE,
+    EmotionHead,
+    learn_emotions,
+    shipped_emotion_logits,
+)
 from custdyn.text.engines import EngineOutput, _sigmoid, _softmax, heads_mark, load_weights
 from custdyn.text.salutations import strip_all
 from custdyn.text.train import (
@@ -137,7 +143,9 @@ class WorkspaceEngine:
     """A head trained on the workspace's labels, on top of the shipped engine (and, for a
     model trained with ``--finetune``, on the embeddings of its own fine-tuned encoder).
 
-    Sentiment comes from the trained head; emotions from the shipped emotion heads.
+    Sentiment comes from the trained head; emotions from emotion heads learnt from the
+    workspace's emotion labels where the model has them (``emotions.npz``,
+    :mod:`custdyn.text.emotion_train`), else from the shipped emotion heads.
     ``message_body``: the model reads messages without greeting and sign-off (every model
     trained since custdyn learnt to set them aside; its card says so). ``long_texts``: it reads a
     long text through (in pieces, :func:`custdyn.text._encoder.split_pieces`; its n-grams
@@ -148,7 +156,8 @@ class WorkspaceEngine:
 
     def __init__(self, path: str | Path | None = None, *, head: TrainedHead | None = None,
                  version: str = "workspace:v0", encoder: str | Path | None = None,
-                 message_body: bool = True, long_texts: bool = True) -> None:  # fmt: skip
+                 message_body: bool = True, long_texts: bool = True,
+                 emotions: EmotionHead | None = None) -> None:  # fmt: skip
         saved = head is None  # a model saved in a workspace, its rows stored under its name
         if head is None:
             if path is None:
@@ -161,7 +170,11 @@ class WorkspaceEngine:
             long_texts = bool(card.get("long_texts", False))
             if encoder is None and (p / ENCODER_FILE).exists():
                 encoder = p / ENCODER_FILE
+            if emotions is None and (p / EMOTION_FILE).exists():
+                emotions = EmotionHead.load(p / EMOTION_FILE)
         self.head = head
+        #: emotion heads learnt from the workspace's labels, or None (the shipped ones)
+        self.emotions = emotions
         self.message_body = message_body
         self.long_texts = long_texts
         self.encoder = Path(encoder) if encoder is not None else None
@@ -197,8 +210,9 @@ class WorkspaceEngine:
             return EngineOutput(np.zeros((0, 3), np.float32), np.zeros((0, 8), np.float32))
         f = self.features(texts, languages)
         sent = _softmax(predict_logits(self.head, f).astype(np.float64))
-        w = self._shipped
-        emo = _sigmoid(f.emb @ w["emo_W0"] + w["emo_b0"])
+        shipped = shipped_emotion_logits(f.emb, self._shipped)
+        emo = (_sigmoid(shipped) if self.emotions is None
+               else self.emotions.probs(f.emb, shipped))  # fmt: skip
         return EngineOutput(sent.astype(np.float32), emo.astype(np.float32))
 
 
@@ -435,7 +449,8 @@ def train_workspace(
     cfg = config or HeadConfig()
     feats, y, rows = _labels_to_train_on(ws, cfg.bits, min_labels, progress)
     head, cv, oof = train_head(feats, y, cfg, folds=folds, seed=seed)
-    return _compare_and_register(ws, feats, y, rows, oof, head, cv["folds"], cv["chosen"])
+    return _compare_and_register(ws, feats, y, rows, oof, head, cv["folds"], cv["chosen"],
+                                 seed=seed)
 
 
 def _compare_and_register(
@@ -452,10 +467,15 @@ def _compare_and_register(
     files: dict[str, Path] | None = None,
     card_extra: dict[str, Any] | None = None,
     extra_metrics: dict[str, Any] | None = None,
+    emb: np.ndarray | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score the current default on the labels it did not see (see :func:`train_workspace`),
-    compare with the candidate's out-of-fold predictions ``oof``, register the candidate and
-    make it the default when it is better. ``feats``: default-encoder features of the labels."""
+    compare with the candidate's out-of-fold predictions ``oof``, learn emotion heads from
+    the labels that carry emotions (:func:`custdyn.text.emotion_train.learn_emotions`, on
+    ``emb``: the embeddings the model reads, by default ``feats.emb``), register the
+    candidate and make it the default when its sentiment is better. ``feats``:
+    default-encoder features of the labels."""
     from custdyn.schema import SENTIMENTS
     from custdyn.text.evaluation import decide, macro_f1
     from custdyn.text.train import compare
@@ -485,6 +505,16 @@ def _compare_and_register(
     metrics["folds"] = folds
     metrics["chosen"] = chosen
     metrics.update(extra_metrics or {})
+    x = feats.emb if emb is None else emb
+    emo_head, metrics["emotions"] = learn_emotions(
+        x, shipped_emotion_logits(x, load_weights("heads")), [r.get("emotions") for r in rows],
+        folds=folds, seed=seed)
+    files = dict(files or {})
+    if emo_head is not None:
+        emo_path = Path(ws.path) / MODELS_DIR / f"{EMOTION_FILE}.partial.npz"
+        emo_path.parent.mkdir(parents=True, exist_ok=True)
+        emo_head.save(emo_path)
+        files[EMOTION_FILE] = emo_path
     better = metrics["overall"]["candidate"] > metrics["overall"]["current"]
     name = register_model(ws, head, n_labels=len(y), metrics=metrics, make_default=better,
                           kind=kind, files=files, card_extra=card_extra)  # fmt: skip
@@ -597,7 +627,7 @@ def finetune_model(
     }
     extra = {"head_only_all_labels": macro_f1(y, decide(head_only_oof, y)), "finetune": summary}
     return {"head": head, "encoder": tmp, "oof": oof, "folds": k, "summary": summary,
-            "extra": extra}
+            "extra": extra, "emb": emb}
 
 
 def train_from_file(
@@ -681,5 +711,5 @@ def finetune_workspace(
         ws, feats, y, rows, got["oof"], got["head"], got["folds"], "fine-tuned encoder + head",
         kind="finetune", files={ENCODER_FILE: got["encoder"]},
         card_extra={"encoder": ENCODER_FILE, "finetune": got["summary"]},
-        extra_metrics=got["extra"],
+        extra_metrics=got["extra"], emb=got["emb"], seed=seed,
     )  # fmt: skip
