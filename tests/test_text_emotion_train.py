@@ -130,12 +130,12 @@ def test_import_reads_emotions_and_names_bad_rows(tmp_path):
     w = Workspace.create(tmp_path / "ws")
     try:
         f = tmp_path / "labels.csv"
-        f.write_text("text,label,emotions\n"
-                     "The parcel is late again,negative,Anger; sadness\n"
-                     "Thanks for the quick help,positive,joy\n"
-                     "What time do you open?,neutral,none\n"
-                     "Nice shop,positive,\n"
-                     "Awful,negative,fury\n", encoding="utf-8")  # fmt: skip
+        f.write_text("text,label,emotions,theme\n"
+                     "The parcel is late again,negative,Anger; sadness,late delivery\n"
+                     "Thanks for the quick help,positive,joy,\n"
+                     "What time do you open?,neutral,none,\n"
+                     "Nice shop,positive,,\n"
+                     "Awful,negative,fury,\n", encoding="utf-8")  # fmt: skip
         got = import_labels(w, f)
         assert got.added == 4
         assert [(b.row, b.reason) for b in got.bad] == [
@@ -147,6 +147,9 @@ def test_import_reads_emotions_and_names_bad_rows(tmp_path):
                        "Nice shop": None}  # fmt: skip
         stored = w.con.execute("SELECT emotions FROM labels WHERE text = 'Nice shop'").fetchone()
         assert stored == (None,)
+        themes = dict(w.con.execute("SELECT text, theme FROM labels").fetchall())
+        assert themes["The parcel is late again"] == "late delivery"
+        assert themes["Nice shop"] is None
         assert json.loads(w.con.execute(
             "SELECT emotions FROM labels WHERE text LIKE 'What%'").fetchone()[0]) == []
     finally:

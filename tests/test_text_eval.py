@@ -155,3 +155,84 @@ def test_a_two_class_file_is_scored_as_two_classes(tmp_path):
     assert r2.exit_code == 0 and r3.exit_code == 0, r2.output + r3.output
     assert json.loads(r2.output)["classes"] == ["negative", "positive"]
     assert json.loads(r3.output)["classes"] == ["negative", "neutral", "positive"]
+
+
+def test_emotions_in_a_labelled_file_are_scored_too(tmp_path):
+    """A file with an ``emotions`` column: the report says how the engine reads them, over the
+    labels that carry them (an empty field says nothing, ``none`` says none); the CLI prints
+    and --json carries the same."""
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    rows = [
+        ("I am furious, the parcel is lost again and nobody answers", "negative", "en", "anger"),
+        ("I am so happy with the new phone, thank you!", "positive", "en", "joy"),
+        ("I am scared my card was charged twice", "negative", "en", "fear"),
+        ("What time do you open on Saturday?", "neutral", "en", "none"),
+        ("Estou muito feliz com a compra, obrigado!", "positive", "pt", "joy"),
+        ("Estou furioso, cobraram duas vezes", "negative", "pt", "anger"),
+        ("Qual é o prazo de entrega?", "neutral", "pt", ""),
+    ]
+    texts, labels, langs, emo = (list(c) for c in zip(*rows, strict=True))
+    from custdyn.text.labelled import parse_emotions
+
+    emotions = [parse_emotions(e) for e in emo]
+    report = evaluate_sentiment(texts, labels, langs, engine="bulk", n_boot=20,
+                                emotions=emotions)  # fmt: skip
+    e = report["emotions"]
+    assert e["overall"]["n"] == 6 and e["overall"]["with_emotion"] == 5
+    assert e["per_language"]["pt"]["n"] == 2 and e["per_language"]["en"]["n"] == 4
+    assert 0 <= e["overall"]["top_emotion_right"] <= 1
+    assert 0 < e["overall"]["average_precision"] <= 1
+    assert "emotions: likeliest" in render_report(report)
+    plain = evaluate_sentiment(texts, labels, langs, engine="bulk", n_boot=20,
+                               emotions=[None] * len(texts))  # fmt: skip
+    assert "emotions" not in plain and "emotions:" not in render_report(plain)
+    with pytest.raises(ValueError, match="emotion labels"):
+        evaluate_sentiment(texts, labels, langs, engine="bulk", emotions=emotions[:2])
+
+    path = tmp_path / "l.csv"
+    path.write_text("text,label,language,emotions\n"
+                    + "\n".join(f'"{t}",{y},{g},{m}' for t, y, g, m in rows), encoding="utf-8")
+    r = CliRunner().invoke(app, ["eval-text", str(path), "--engine", "bulk", "--n-boot", "20",
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["emotions"]["overall"]["n"] == 6
+    assert out["emotions"]["overall"]["top_emotion_right"] == pytest.approx(
+        e["overall"]["top_emotion_right"])
+    r = CliRunner().invoke(app, ["eval-text", str(path), "--engine", "bulk", "--n-boot", "20"])
+    assert r.exit_code == 0 and "likeliest emotion right" in r.output
+
+
+def test_train_on_a_file_with_emotions_learns_them(small_demo, tmp_path):
+    """``eval-text HELD --train-on LABELS`` on the demo's labelled sample (it carries the
+    planted emotions): the model trained on one half reads the other half's emotions better
+    than the shipped engine."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    with open(small_demo / "sources" / "truth" / "labelled.csv", newline="",
+              encoding="utf-8") as fh:  # fmt: skip
+        rows = list(csv.DictReader(fh))
+    assert rows and set(rows[0]) >= {"text", "label", "language", "emotions"}
+    half = len(rows) // 2
+    for name, part in (("train.csv", rows[:half]), ("held.csv", rows[half:])):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(part)
+    run = CliRunner()
+    got = {}
+    for how, extra in (("shipped", []), ("trained", ["--train-on", str(tmp_path / "train.csv")])):
+        r = run.invoke(app, ["eval-text", str(tmp_path / "held.csv"), "--n-boot", "20",
+                             "--json", *extra])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        got[how] = json.loads(r.output)["emotions"]["overall"]
+    assert got["trained"]["n"] == got["shipped"]["n"] > 100
+    assert got["trained"]["top_emotion_right"] > got["shipped"]["top_emotion_right"] + 0.05, got
+    assert got["trained"]["average_precision"] > got["shipped"]["average_precision"], got

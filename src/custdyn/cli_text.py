@@ -106,13 +106,16 @@ def eval_text(
 ) -> None:
     """Sentiment macro-F1 per language, with a 95% bootstrap interval, on a labelled file.
     With --train-on LABELS, the engine evaluated is a model trained on LABELS (never on FILE).
+    A file with an `emotions` column is scored on its emotions too.
 
     Files: CSV, TSV, JSON Lines, JSON or Parquet; labels as negative/neutral/positive (or
     neg/neu/pos, or numbers: see --label-scheme); languages as ISO 639-1 codes or names."""
     import contextlib
     import tempfile
 
-    from custdyn.text import evaluate_sentiment, read_labelled, render_report, report_to_json
+    from custdyn.schema import SENTIMENTS
+    from custdyn.text import evaluate_sentiment, render_report, report_to_json
+    from custdyn.text.labelled import labelled_rows
 
     if finetune and train_on is None:
         raise _fail(ValueError("--finetune needs --train-on LABELS"), EXIT_REFUSED)
@@ -122,7 +125,9 @@ def eval_text(
               else contextlib.nullcontext("")) as tmp:
             among = split_languages(languages)
             note_encoding(file, train_on)
-            texts, labels, langs = read_labelled(file, label_scheme)
+            got = labelled_rows(file, label_scheme)
+            texts, labels = got.texts, [SENTIMENTS[k] for k in got.labels]
+            langs, emotions = got.languages, got.emotions
             total = len(texts)
             if sample is not None and sample < total:
                 import numpy as np
@@ -130,6 +135,7 @@ def eval_text(
                 pick = np.sort(np.random.default_rng(0).permutation(total)[:sample])
                 texts, labels = [texts[i] for i in pick], [labels[i] for i in pick]
                 langs = None if langs is None else [langs[i] for i in pick]
+                emotions = None if emotions is None else [emotions[i] for i in pick]
             chosen: object = engine
             if train_on is not None:
                 ft = (max_minutes, layers, Path(tmp)) if finetune else None
@@ -141,7 +147,7 @@ def eval_text(
                 task = bar.add_task("score", total=len(texts))
                 report = evaluate_sentiment(
                     texts, labels, langs, engine=chosen, n_boot=n_boot, among=among,
-                    two_class=False if three_way else None,
+                    two_class=False if three_way else None, emotions=emotions,
                     progress=lambda d, t: bar.update(task, completed=d, total=t))
     except (CustdynError, ValueError, OSError, ImportError) as e:
         raise _fail(e, EXIT_REFUSED) from None

@@ -1,4 +1,5 @@
-"""Evaluation harness: three-class sentiment macro-F1 per language with bootstrap intervals.
+"""Evaluation harness: three-class sentiment macro-F1 per language with bootstrap intervals,
+and, for labels that carry emotions, how well the engine reads them.
 
 The Python API is :func:`evaluate_sentiment`, :func:`render_report` (a plain-text table) and
 :func:`report_to_json`. ``custdyn eval-text`` is the full command (``--train-on``,
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from custdyn.schema import SENTIMENTS
+from custdyn.schema import EMOTIONS, SENTIMENTS
 from custdyn.text.labelled import normalize_label, read_labelled
 
 __all__ = [
@@ -123,8 +124,14 @@ def evaluate_sentiment(
     progress: Any = None,
     among: Collection[str] | None = None,
     two_class: bool | None = None,
+    emotions: Sequence[list[str] | None] | None = None,
 ) -> dict[str, Any]:
     """Score an engine on labelled texts.
+
+    ``emotions``: per text, the emotions its label names (``[]``: none; None: the label says
+    nothing of them); where some label carries them, the report's ``emotions`` says how the
+    engine reads them (``overall`` and ``per_language``: ``n``, ``top_emotion_right``,
+    ``average_precision``).
 
     ``labels``: negative / neutral / positive (or neg/neu/pos, -1/0/1). ``languages``: ISO
     639-1 per text; None detects them (``among`` these languages, when given). ``engine``: a name, an engine or a
@@ -142,6 +149,8 @@ def evaluate_sentiment(
 
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if emotions is not None and len(emotions) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(emotions)} emotion labels")
     ta = (engine if isinstance(engine, TextAnalyzer)
           else TextAnalyzer(engine=engine, languages=among))  # fmt: skip
     y_true = np.array([normalize_label(x) for x in labels], np.int64)
@@ -164,12 +173,42 @@ def evaluate_sentiment(
     for lang in sorted(set(langs)):
         m = np.array([x == lang for x in langs])
         per[lang] = _score(y_true[m], y_pred[m], n_boot, seed)
-    return {
+    out = {
         "engine": ta.version,
         "classes": ["negative", "positive"] if two else list(SENTIMENTS),
         "overall": _score(y_true, y_pred, n_boot, seed),
         "per_language": per,
     }
+    emo = None if emotions is None else _emotion_scores(table, emotions, langs)
+    if emo is not None:
+        out["emotions"] = emo
+    return out
+
+
+def _emotion_scores(table: Any, emotions: Sequence[list[str] | None],
+                    langs: list[str]) -> dict[str, Any] | None:  # fmt: skip
+    """How the engine's emotion probabilities in ``table`` read the labels' ``emotions``
+    (None: a label that says nothing of them), overall and per language: ``n`` (labels with
+    emotions), ``with_emotion``, ``top_emotion_right`` and ``average_precision``
+    (:mod:`custdyn.text.emotion_train`). None when no label carries emotions or the engine
+    reads none."""
+    from custdyn.text.emotion_train import average_precision, emotion_matrix, top_emotion_right
+
+    Y, has = emotion_matrix(list(emotions))
+    cols = [table.column(e) for e in EMOTIONS]
+    if not has.any() or any(c.null_count == len(c) for c in cols):
+        return None
+    P = np.column_stack([np.nan_to_num(np.asarray(c.to_numpy(zero_copy_only=False), float))
+                         for c in cols])  # fmt: skip
+    lang_arr = np.array(langs)
+
+    def one(m: np.ndarray) -> dict[str, Any]:
+        return {"n": int(m.sum()), "with_emotion": int((Y[m].sum(axis=1) > 0).sum()),
+                "top_emotion_right": top_emotion_right(P[m], Y[m]),
+                "average_precision": average_precision(P[m], Y[m])}  # fmt: skip
+
+    return {"overall": one(has),
+            "per_language": {g: one(has & (lang_arr == g)) for g in sorted(set(lang_arr[has]))}}
 
 
 def render_report(report: dict[str, Any]) -> str:
@@ -210,6 +249,14 @@ def render_report(report: dict[str, Any]) -> str:
             f1 = overall["f1"][s]
             cells = "".join(f"  {v:>{w},}" for v in overall["confusion"][c])
             lines.append(f"{s:<{w}}{cells}  " + (f"{f1:>5.3f}" if np.isfinite(f1) else "    -"))
+    emo = report.get("emotions")
+    if emo:
+        lines += ["", "emotions: likeliest emotion right, mean average precision over the eight"]
+        for lang, e in [*emo["per_language"].items(), ("all", emo["overall"])]:
+            right, ap = e["top_emotion_right"], e["average_precision"]
+            lines.append(f"  {lang:<8} n {e['n']:>6,}  right "
+                         + (f"{right:.3f}" if np.isfinite(right) else "  -  ")
+                         + "  mean AP " + (f"{ap:.3f}" if np.isfinite(ap) else "-"))
     return "\n".join(lines)
 
 

@@ -17,7 +17,8 @@ form and strict about meaning:
   optionally, the language (``language``, ``lang``, ``locale``) and the emotions the text
   expresses (``emotions``, ``emotion``: Plutchik's eight names in English, several separated
   by commas, semicolons, bars or spaces; ``none`` for a text that expresses none; left
-  empty, the label says nothing of emotions; :func:`parse_emotions`);
+  empty, the label says nothing of emotions; :func:`parse_emotions`), and its feedback
+  theme (``theme``, ``topic``: free text, kept with the label);
 - labels as names (negative / neutral / positive, their abbreviations and their Portuguese,
   Norwegian and Tagalog words) or as numbers in one of three schemes, told apart by the values
   the file holds (:func:`label_scheme`): ``-1/0/1``, ``0/1/2`` (negative, neutral, positive,
@@ -57,6 +58,7 @@ __all__ = [
     "BadRow",
     "LabelledRows",
     "label_scheme",
+    "labelled_rows",
     "normalize_label",
     "parse_emotions",
     "read_label_rows",
@@ -95,6 +97,7 @@ _LABEL_COLS = ("label", "sentiment", "polarity", "class", "labels", "sentiment_l
                "rating", "stars", "target")
 _LANG_COLS = ("language", "lang", "locale")
 _EMOTION_COLS = ("emotions", "emotion")
+_THEME_COLS = ("theme", "topic")
 #: Words that say a text expresses no emotion (an emotion field left empty says nothing).
 _NO_EMOTION = frozenset({"none", "neutral", "-", "no emotion", "no_emotion", "[]"})
 _EMOTION_SPLIT = re.compile(r"[,;|/+\s]+")
@@ -176,6 +179,8 @@ class LabelledRows:
     interaction_ids: list[str | None] | None = None
     #: each good row's emotions (:func:`parse_emotions`); None: the file has no such column
     emotions: list[list[str] | None] | None = None
+    #: each good row's theme (None where empty); None: the file has no such column
+    themes: list[str | None] | None = None
     bad: list[BadRow] = field(default_factory=list)
     unlabelled: int = 0  # rows with an empty label (texts still to label)
     scheme: str | None = None  # the numeric scheme used, if the labels had numbers
@@ -385,6 +390,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
     tk, lk, gk = _pick(keys, _TEXT_COLS), _pick(keys, _LABEL_COLS), _pick(keys, _LANG_COLS)
     ik = _pick(keys, ("interaction_id",))
     ek = _pick(keys, _EMOTION_COLS)
+    hk = _pick(keys, _THEME_COLS)
     if tk is None or lk is None:
         raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(keys)}")
     try:
@@ -396,6 +402,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
     out.languages = [] if gk is not None else None
     out.interaction_ids = [] if ik is not None else None
     out.emotions = [] if ek is not None else None
+    out.themes = [] if hk is not None else None
     for n, r, why in records:
         if r is None:
             out.bad.append(BadRow(n, why or "unreadable"))
@@ -442,7 +449,21 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
             out.languages.append(lang)
         if out.emotions is not None:
             out.emotions.append(emotions)
+        if out.themes is not None and hk is not None:
+            theme = "" if r.get(hk) is None else str(r.get(hk)).strip()
+            out.themes.append(theme if theme and theme.lower() not in ("nan", "null") else None)
     return out
+
+
+def labelled_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
+    """The rows of a labelled file (:func:`read_label_rows`: texts, label indices, languages,
+    emotions), refused with a ValueError naming the file and its bad rows when any row is
+    bad, or when no row is labelled."""
+    got = read_label_rows(path, scheme)
+    got.refuse_bad()
+    if not got.texts:
+        raise ValueError(f"{got.path}: no labelled rows")
+    return got
 
 
 def read_labelled(path: str | Path, scheme: str = "auto"
@@ -455,8 +476,5 @@ def read_labelled(path: str | Path, scheme: str = "auto"
     ``binary`` or ``123``)."""
     from custdyn.schema import SENTIMENTS
 
-    got = read_label_rows(path, scheme)
-    got.refuse_bad()
-    if not got.texts:
-        raise ValueError(f"{got.path}: no labelled rows")
+    got = labelled_rows(path, scheme)
     return got.texts, [SENTIMENTS[k] for k in got.labels], got.languages

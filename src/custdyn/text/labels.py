@@ -137,8 +137,9 @@ def read_labels(ws: Any) -> list[dict[str, Any]]:
 
 def read_label_file(path: str | Path, scheme: str = "auto"
                     ) -> tuple[list[dict[str, Any]], list[BadRow]]:
-    """Rows of a label file (``text``, ``label``, optional ``language``, ``emotions`` and
-    ``interaction_id``; every format and spelling :mod:`custdyn.text.labelled` reads) and the
+    """Rows of a label file (``text``, ``label``, optional ``language``, ``emotions``,
+    ``theme`` and ``interaction_id``; every format and spelling :mod:`custdyn.text.labelled`
+    reads) and the
     rows refused, with their row number (the header is row 1) and the reason. A row with an
     empty label is a text still to label and is skipped quietly."""
     got = read_label_rows(path, scheme)
@@ -146,8 +147,11 @@ def read_label_file(path: str | Path, scheme: str = "auto"
     langs = got.languages if got.languages is not None else [None] * n
     ids = got.interaction_ids if got.interaction_ids is not None else [None] * n
     emos = got.emotions if got.emotions is not None else [None] * n
-    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i, "emotions": e}
-            for t, k, g, i, e in zip(got.texts, got.labels, langs, ids, emos, strict=True)]
+    themes = got.themes if got.themes is not None else [None] * n
+    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i, "emotions": e,
+             "theme": h}
+            for t, k, g, i, e, h in zip(got.texts, got.labels, langs, ids, emos, themes,
+                                        strict=True)]  # fmt: skip
     return good, got.bad
 
 
@@ -159,7 +163,8 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
     before = label_count(ws)
     for r in good:
         add_label(ws, r["text"], r["sentiment"], interaction_id=r["interaction_id"],
-                  language=r["language"], emotions=r["emotions"], labelled_by=labelled_by,
+                  language=r["language"], emotions=r["emotions"], theme=r["theme"],
+                  labelled_by=labelled_by,
                   source=f"import:{Path(path).name}", when=now)  # fmt: skip
     added = label_count(ws) - before
     return ImportResult(added, bad, replaced=len(good) - added)

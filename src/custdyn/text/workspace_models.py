@@ -648,7 +648,7 @@ def train_from_file(
     what ``eval-text HELDOUT --train-on LABELS`` scores. ``progress(done, total, stage)`` is
     called as work advances. ``among``: the languages the file's texts are in, for those
     without a language (see :func:`~custdyn.text.detect_languages`)."""
-    from custdyn.text.labelled import normalize_label, read_labelled
+    from custdyn.text.labelled import labelled_rows
     from custdyn.text.train import HeadConfig, train_head
 
     p = Path(path)
@@ -660,22 +660,33 @@ def train_from_file(
         if enc_dir is None:
             raise ValueError("a fine-tune needs a folder for its encoder (encoder_dir)")
     started = time.perf_counter()  # a fine-tune's budget counts the embedding too
-    texts, labels, langs = read_labelled(p, scheme)
-    y = np.array([normalize_label(v) for v in labels], np.int64)
+    got = labelled_rows(p, scheme)
+    texts, langs = got.texts, got.languages
+    y = np.array(got.labels, np.int64)
+
+    def with_emotions(emb: np.ndarray) -> EmotionHead | None:
+        """Emotion heads from the file's emotion labels, as train-text learns them."""
+        if got.emotions is None:
+            return None
+        return learn_emotions(emb, shipped_emotion_logits(emb, load_weights("heads")),
+                              got.emotions, folds=folds)[0]
+
     cfg = config or HeadConfig()
     feats = build_features(
         texts, langs, bits=cfg.bits, among=among,
         progress=None if progress is None else lambda d, t: progress(d, t, "embedding labels"))
     if ft_config is None:
         head, _, _ = train_head(feats, y, cfg, folds=folds)
-        return WorkspaceEngine(head=head, version=f"trained-on:{p.name}")
+        return WorkspaceEngine(head=head, version=f"trained-on:{p.name}",
+                               emotions=with_emotions(feats.emb))
     if len(np.unique(y)) < 2:
         raise ValueError(f"{p}: all labels are the same sentiment; nothing to learn")
     assert enc_dir is not None  # checked before the work began
-    got = finetune_model(texts, feats, y, enc_dir / ENCODER_FILE, cfg, ft_config,
-                         folds=folds, started=started, progress=progress)  # fmt: skip
-    return WorkspaceEngine(head=got["head"], encoder=got["encoder"],
-                           version=f"trained-on:{p.name}+finetune")
+    ft = finetune_model(texts, feats, y, enc_dir / ENCODER_FILE, cfg, ft_config,
+                        folds=folds, started=started, progress=progress)  # fmt: skip
+    return WorkspaceEngine(head=ft["head"], encoder=ft["encoder"],
+                           version=f"trained-on:{p.name}+finetune",
+                           emotions=with_emotions(ft["emb"]))
 
 
 def finetune_workspace(
