@@ -157,7 +157,7 @@ def test_a_two_class_file_is_scored_as_two_classes(tmp_path):
     assert json.loads(r3.output)["classes"] == ["negative", "neutral", "positive"]
 
 
-def test_emotions_in_a_labelled_file_are_scored_too(tmp_path):
+def test_emotions_in_a_labelled_file_are_scored_too(tmp_path, capsys):
     """A file with an ``emotions`` column: the report says how the engine reads them, over the
     labels that carry them (an empty field says nothing, ``none`` says none); the CLI prints
     and --json carries the same."""
@@ -204,6 +204,9 @@ def test_emotions_in_a_labelled_file_are_scored_too(tmp_path):
         e["overall"]["top_emotion_right"])
     r = CliRunner().invoke(app, ["eval-text", str(path), "--engine", "bulk", "--n-boot", "20"])
     assert r.exit_code == 0 and "likeliest emotion right" in r.output
+    # the text room's own runner reads them as well
+    assert eval_text_main([str(path), "--engine", "bulk", "--n-boot", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["emotions"]["overall"]["n"] == 6
 
 
 def test_train_on_a_file_with_emotions_learns_them(small_demo, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from custdyn.schema import EMOTIONS, SENTIMENTS
-from custdyn.text.labelled import normalize_label, read_labelled
+from custdyn.text.labelled import labelled_rows, normalize_label, read_labelled
 
 __all__ = [
     "decide",
@@ -274,7 +274,8 @@ def report_to_json(report: dict[str, Any]) -> str:
 
 
 def eval_text_main(argv: list[str] | None = None) -> int:
-    """``custdyn eval-text FILE [--engine NAME] [--json] [--n-boot N]``: print macro-F1 per language."""
+    """``custdyn eval-text FILE [--engine NAME] [--json] [--n-boot N]``: print macro-F1 per
+    language (and, for a file with an ``emotions`` column, how the engine reads them)."""
     ap = argparse.ArgumentParser(prog="custdyn eval-text", description=eval_text_main.__doc__)
     ap.add_argument("file", type=Path)
     ap.add_argument("--engine", default="default")
@@ -282,10 +283,11 @@ def eval_text_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--languages", help="comma-separated languages of the texts, e.g. no,en")
     args = ap.parse_args(argv)
-    texts, labels, langs = read_labelled(args.file)
+    got = labelled_rows(args.file)
     among = args.languages.split(",") if args.languages else None
-    report = evaluate_sentiment(texts, labels, langs, engine=args.engine, n_boot=args.n_boot,
-                                among=among)
+    report = evaluate_sentiment(got.texts, [SENTIMENTS[k] for k in got.labels], got.languages,
+                                engine=args.engine, n_boot=args.n_boot, among=among,
+                                emotions=got.emotions)  # fmt: skip
     print(report_to_json(report) if args.json else render_report(report))
     return 0
 

@@ -33,9 +33,10 @@ form and strict about meaning:
   ``&#39;`` become their characters. A text without markup is left exactly as it is.
 
 A row with an empty label is a text still to label and is skipped. Any other row that cannot be
-read (an empty text, an unknown label, a wrong number of fields, a language that is not one)
-is returned with its row number and reason (:class:`BadRow`); :func:`read_labelled` refuses
-the file naming them, :func:`read_label_rows` returns them beside the good rows.
+read (an empty text, an unknown label, a wrong number of fields, a language that is not one,
+an emotion that is not one of the eight) is returned with its row number and reason
+(:class:`BadRow`); :func:`read_labelled` and :func:`labelled_rows` refuse the file naming
+them, :func:`read_label_rows` returns them beside the good rows.
 """
 
 from __future__ import annotations
