@@ -442,16 +442,13 @@ def _emotion_fit(xs: np.ndarray, ys: np.ndarray, c: float) -> dict:
 
 
 def train_emotions(xed: dict[str, dict], more: list | None = None) -> tuple[dict, dict]:
-    """Emotion heads on the training part of the XED sample ``xed`` and, from version 2, the
-    lines ``more`` (:func:`beyond_sample`); returns the heads and how the penalty was chosen."""
-    if EMOTION_VERSION < 2:
-        more = []
+    """Emotion heads on the training part of the XED sample ``xed`` and the lines ``more``
+    (:func:`beyond_sample`); returns the heads and how the penalty was chosen. (Version 1
+    learnt from the sample alone, with C = 4.)"""
     xs = np.concatenate([d["x"][~d["is_test"]] for d in xed.values()]
                         + [x for _, _, x, _ in more or []])
     ys = np.concatenate([d["y"][~d["is_test"]] for d in xed.values()]
                         + [y for _, _, _, y in more or []])
-    if EMOTION_VERSION < 2:
-        return _emotion_fit(xs, ys, 4.0), {"C": 4.0, "lines": int(len(xs))}
     aside = np.zeros(len(xs), bool)
     aside[np.random.default_rng(SEED + 7).permutation(len(xs))[: len(xs) // 20]] = True
     scores = {}

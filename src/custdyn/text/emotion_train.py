@@ -75,8 +75,14 @@ class EmotionHead:
                        z["b"].astype(np.float32))  # fmt: skip
 
 
-def shipped_emotion_logits(emb: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
-    """The shipped emotion heads' logits (n, 8) for embeddings ``emb``."""
+def shipped_emotion_logits(emb: np.ndarray,
+                           weights: dict[str, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
+    """The shipped emotion heads' logits (n, 8) for embeddings ``emb`` (``weights``: the
+    shipped heads, when the caller holds them already)."""
+    if weights is None:
+        from custdyn.text.engines import load_weights
+
+        weights = load_weights("heads")
     return np.asarray(emb @ weights["emo_W0"] + weights["emo_b0"], np.float64)
 
 

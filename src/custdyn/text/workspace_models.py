@@ -507,7 +507,7 @@ def _compare_and_register(
     metrics.update(extra_metrics or {})
     x = feats.emb if emb is None else emb
     emo_head, metrics["emotions"] = learn_emotions(
-        x, shipped_emotion_logits(x, load_weights("heads")), [r.get("emotions") for r in rows],
+        x, shipped_emotion_logits(x), [r.get("emotions") for r in rows],
         folds=folds, seed=seed)
     files = dict(files or {})
     if emo_head is not None:
@@ -668,8 +668,7 @@ def train_from_file(
         """Emotion heads from the file's emotion labels, as train-text learns them."""
         if got.emotions is None:
             return None
-        return learn_emotions(emb, shipped_emotion_logits(emb, load_weights("heads")),
-                              got.emotions, folds=folds)[0]
+        return learn_emotions(emb, shipped_emotion_logits(emb), got.emotions, folds=folds)[0]
 
     cfg = config or HeadConfig()
     feats = build_features(
