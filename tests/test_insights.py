@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from custdyn.errors import CustdynError
 from custdyn.insights import (
-    _neighbour_labels,
     feedback_backlog,
     fit_themes,
     responders,
@@ -195,8 +194,12 @@ def test_planted_themes_top_the_feedback_backlog(world):
 
     found = [majority(r["theme_id"]) for r in rows]
     assert found[0] == true_rank[0], (found, true_rank)  # the theme worth most tops the list
-    assert None not in found[:4], found  # planted themes first, small talk after them
-    assert set(true_rank[:3]) <= set(found[:4]), (found, true_rank)
+    # the planted themes rank among themselves as the truth ranks them; themes of small talk
+    # (questions about an order, thanks) may rank between them: they are themes too, and a
+    # "none" label keeps them out (test_themes_the_user_named_are_learnt_and_read_better)
+    planted = [f for f in found if f is not None]
+    assert planted[:3] == true_rank[:3], (found, true_rank)
+    assert None not in found[:2], found
     v = [r["clv_at_risk"] for r in rows]
     assert v == sorted(v, reverse=True)
     # the top theme's numbers, recomputed from its messages and the scores
@@ -252,11 +255,13 @@ def test_cli_json_and_out(world, tmp_path):
 @given(st.lists(st.sampled_from(["late parcel again", "app crashes at checkout",
                                  "prices are too high", "tusen takk for hjelpen",
                                  "a encomenda chegou partida"]), min_size=1, max_size=12))
-def test_neighbours_give_a_known_text_its_own_label(picks):
+def test_spreading_gives_a_known_text_its_own_theme(picks):
+    from custdyn.text.themes import spread_themes
+
     known = ["late parcel again", "app crashes at checkout", "prices are too high",
              "tusen takk for hjelpen", "a encomenda chegou partida"]
     labels = ["late", "app", "price", None, "damaged"]
-    got = _neighbour_labels(known, labels, picks, k=1)
+    got = spread_themes(known, labels, picks)
     assert got == [labels[known.index(p)] for p in picks]
 
 
@@ -420,7 +425,7 @@ def test_responders_match_a_direct_count(tmp_path_factory, threads):
 @pytest.mark.slow
 def test_themes_are_extended_not_refitted_as_new_texts_arrive(world, tmp_path):
     """A later fit keeps the stored themes (same ids and names): the texts they had keep
-    their theme, new texts join the theme of their nearest assigned neighbours; a refit or a
+    their theme, new texts take the theme their words point to; a refit or a
     window with mostly new texts starts afresh."""
     import shutil
 
@@ -442,7 +447,7 @@ def test_themes_are_extended_not_refitted_as_new_texts_arrive(world, tmp_path):
     assert ext.extended_from == ts.run_id and not ext.reused
     assert [t["id"] for t in ext.themes] == [t["id"] for t in ts.themes]
     assert [t["name"] for t in ext.themes] == [t["name"] for t in ts.themes]
-    # a copy joins its original's theme unless its other near neighbours vote it elsewhere
+    # a copy joins its original's theme unless the words of its theme's texts point elsewhere
     same = sum(ext.assignments[i + "-again"] == t for i, t in themed)
     assert same >= 0.7 * len(themed), same
     assert all(ext.assignments[i + "-again"] in {t["id"] for t in ts.themes} | {None}
@@ -450,3 +455,79 @@ def test_themes_are_extended_not_refitted_as_new_texts_arrive(world, tmp_path):
     kept = [i for i in ext.assignments if i in ts.assignments]
     assert kept and all(ext.assignments[i] == ts.assignments[i] for i in kept)
     assert fresh.extended_from is None and fresh.run_id != ext.run_id
+
+
+@pytest.mark.slow
+def test_themes_the_user_named_are_learnt_and_read_better(world, tmp_path):
+    """Ten labelled messages per planted theme (and ten labelled "none") teach the fit the
+    user's themes: they keep the user's names, the labelled messages keep their theme, the
+    planted themes are read better than without labels, and the labels are part of the fit
+    (a new one calls for a new fit, --no-labels gives back the fit without them)."""
+    import random
+    import shutil
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+    from custdyn.text.labels import add_label
+    from custdyn.text.themes import purity
+
+    d = tmp_path / "named"
+    shutil.copytree(world["dir"], d, ignore=shutil.ignore_patterns("custdyn.lock"))
+    truth = {m["interaction_id"]: m["theme_id"] for m in
+             pq.read_table(world["truth"] / "messages.parquet").to_pylist()}
+    base = world["themes"]
+    by: dict[str, list[str]] = defaultdict(list)
+    for iid in sorted(base.assignments):
+        if iid in truth:
+            by[truth[iid] or "none"].append(iid)
+    rnd = random.Random(3)
+    picked = {th: rnd.sample(ids, 10) for th, ids in sorted(by.items()) if len(ids) >= 10}
+    assert len(picked) >= 6
+    with Workspace.open(d) as ws:
+        text = dict(ws.con.execute("SELECT interaction_id, text FROM interactions").fetchall())
+        for th, ids in picked.items():
+            for iid in ids:
+                add_label(ws, text[iid], "neutral", interaction_id=iid, theme=th)
+        add_label(ws, "Where can I change my delivery address?", "neutral", theme="address")
+        ts = fit_themes(ws, max_embed=MAX_EMBED)
+        again = fit_themes(ws, max_embed=MAX_EMBED)
+        plain = fit_themes(ws, max_embed=MAX_EMBED, labels=False)
+        add_label(ws, text[picked["price"][0]], "negative", interaction_id=picked["price"][0],
+                  theme="app_bug")
+        changed = fit_themes(ws, max_embed=MAX_EMBED)
+    named = {t["id"]: t for t in ts.themes if t["named"]}
+    assert set(named) == set(picked) - {"none"}, named.keys()
+    assert all(t["name"] == i and t["n_labels"] == 10 for i, t in named.items())
+    assert ts.unused_labels == {"address": 1}  # too few labels to be learnt, and said so
+    for th, ids in picked.items():  # a labelled message keeps its label's theme
+        assert all(ts.assignments[i] == (None if th == "none" else th) for i in ids)
+    # read better than the fit without labels, on the messages nobody labelled
+    labelled = {i for ids in picked.values() for i in ids}
+    rest = [i for i in base.assignments if i in truth and truth[i] and i not in labelled]
+    p_named = purity([truth[i] for i in rest], [ts.assignments[i] or "-" for i in rest])
+    p_plain = purity([truth[i] for i in rest], [base.assignments[i] or "-" for i in rest])
+    assert p_named >= p_plain + 0.02, (p_named, p_plain)
+    # a planted theme's messages mostly land in the theme named after it, which holds mostly
+    # them (among the planted messages: a theme of praise for the staff draws general praise)
+    recall = {th: sum(ts.assignments[i] == th for i in rest if truth[i] == th)
+              / max(1, sum(truth[i] == th for i in rest)) for th in named}
+    precision = {th: sum(truth[i] == th for i in rest if ts.assignments[i] == th)
+                 / max(1, sum(ts.assignments[i] == th for i in rest)) for th in named}
+    assert sum(r >= 0.9 for r in recall.values()) >= 3, recall  # measured: 4 of 6
+    assert min(precision.values()) >= 0.65, precision  # measured: .72 to .99
+    assert again.reused and again.assignments == ts.assignments
+    assert plain.reused and plain.assignments == base.assignments  # the stored plain fit
+    assert not changed.reused and changed.fingerprint != ts.fingerprint
+    run = CliRunner()
+    r = run.invoke(app, ["--workspace", str(d), "backlog", "--json", "--top", "0",
+                         "--max-embed", str(MAX_EMBED)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert {x["theme_id"] for x in rows if x["named"]} <= set(named)
+    assert any(x["named"] for x in rows)
+    r = run.invoke(app, ["--workspace", str(d), "backlog", "--json", "--top", "0",
+                         "--max-embed", str(MAX_EMBED), "--no-labels"])
+    assert r.exit_code == 0, r.output
+    assert not any(x["named"] for x in json.loads(r.stdout))

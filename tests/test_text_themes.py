@@ -123,3 +123,111 @@ def test_empty_and_tiny_inputs():
     model.fit([])
     assert model.themes_ == [] and model.labels_ == []
     assert model.assign(["x"], languages=["en"]) == [None]
+
+
+# ----------------------------------------------------------------------------- named themes
+def _toy(seed: int = 0, n: int = 40, d: int = 24, spread: float = 0.35, themes: int = 4):
+    """Planted themes as directions in a toy embedding space, one language."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(d, themes)))[0].T  # orthonormal directions
+    texts, truth, vecs = [], [], {}
+    for k, name in enumerate(["delivery", "billing", "app", "staff", "returns"][:themes]):
+        for j in range(n):
+            t = f"{name} text {j}"
+            v = centres[k] + spread * rng.normal(size=d) / np.sqrt(d)
+            vecs[t] = (v / np.linalg.norm(v)).astype("float32")
+            texts.append(t)
+            truth.append(name)
+
+    def embed(ts):
+        return np.stack([vecs[t] for t in ts]) if ts else np.zeros((0, d), "float32")
+
+    return texts, truth, embed
+
+
+def test_named_themes_recovered_and_unnamed_ones_found():
+    """Five labels for each of three planted themes: those three keep their names and hold
+    their texts; the other two, which nobody named, are found on their own."""
+    texts, truth, embed = _toy(themes=5)
+    lab_t = [t for t in texts if t.split()[0] not in ("staff", "returns")
+             and int(t.split()[-1]) < 5]
+    lab_h = [t.split()[0] for t in lab_t]
+    model = ThemeModel(embed=embed, min_size=3).fit(
+        texts, languages=["en"] * len(texts), labelled_texts=lab_t, labelled_themes=lab_h,
+        labelled_languages=["en"] * len(lab_t))
+    assert model.named_ == ["app", "billing", "delivery"]
+    got = [lab or "-" for lab in model.labels_]
+    for t, lab, tr in zip(texts, got, truth, strict=True):
+        if tr not in ("staff", "returns"):
+            assert lab == tr, (t, lab)
+    for unnamed in ("staff", "returns"):
+        found = {lab for lab, tr in zip(got, truth, strict=True) if tr == unnamed}
+        assert len(found) == 1 and found.pop().startswith("T")
+    byid = {t["id"]: t for t in model.themes_}
+    assert byid["app"]["named"] and byid["app"]["name"] == "app"
+    assert byid["app"]["n_labels"] == 5 and byid["app"]["n_texts"] == 40
+    assert not byid[got[-1]]["named"] and byid[got[-1]]["n_labels"] == 0
+    assert purity(truth, got) == 1.0
+    # new texts: the regression for named themes, the nearest centre for found ones
+    assert model.assign(["billing text 7", "staff text 3"], languages=["en", "en"],
+                        update=False) == ["billing", got[texts.index("staff text 3")]]
+
+
+def test_no_theme_labels_teach_what_is_no_theme():
+    """Texts labelled "none" (any spelling of it) make a class of their own: texts like them
+    get no theme rather than the nearest named one."""
+    texts, truth, embed = _toy(seed=1)
+    lab_t = [t for t in texts if int(t.split()[-1]) < 4]
+    names = {"delivery": "delivery", "billing": "billing", "app": "None", "staff": "-"}
+    lab_h = [names[t.split()[0]] for t in lab_t]
+    model = ThemeModel(embed=embed).fit(texts, languages=["en"] * len(texts),
+                                        labelled_texts=lab_t, labelled_themes=lab_h)
+    assert model.named_ == ["billing", "delivery"] and model.classes_[-1] == ""
+    got = dict(zip(texts, model.labels_, strict=True))
+    assert all(got[t] is None for t, tr in zip(texts, truth, strict=True)
+               if tr in ("app", "staff"))
+    assert all(got[t] == tr for t, tr in zip(texts, truth, strict=True)
+               if tr in ("delivery", "billing"))
+    assert [t["id"] for t in model.themes_] == ["billing", "delivery"]
+
+
+def test_theme_labels_read_and_checked():
+    from custdyn.text.themes import MIN_THEME_LABELS, theme_label
+
+    assert theme_label("  late   delivery ") == "late delivery"
+    assert theme_label("NONE") == "" and theme_label("n/a") == "" and theme_label("-") == ""
+    assert theme_label(None) is None and theme_label(" ") is None and theme_label("nan") is None
+    texts, _, embed = _toy(seed=2, n=10)
+    few = MIN_THEME_LABELS - 1
+    model = ThemeModel(embed=embed).fit(
+        texts, languages=["en"] * len(texts), labelled_texts=texts[:few],
+        labelled_themes=["delivery"] * few, labelled_languages=["en"] * few)
+    assert model.named_ == [] and model.unused_labels_ == {"delivery": few}
+    assert all(t["id"].startswith("T") for t in model.themes_)  # found from the texts alone
+    with pytest.raises(ValueError, match="one theme per text"):
+        ThemeModel(embed=embed).fit(texts, labelled_texts=texts[:3], labelled_themes=["a"])
+    with pytest.raises(ValueError, match="languages"):
+        ThemeModel(embed=embed).fit(texts, labelled_texts=texts[:3], labelled_themes=["a"] * 3,
+                                    labelled_languages=["en"])
+
+
+def test_named_themes_across_languages():
+    """Three labelled complaints per theme, in English, Portuguese and Norwegian only: the
+    Tagalog complaints, which no label resembles word for word, join the named themes."""
+    texts, langs, truth, customers = _flatten()
+    lab = [(t, g, tr) for t, g, tr in zip(texts, langs, truth, strict=True)
+           if g in ("en", "pt", "no") and tr != "staff"][::2][:9]
+    named = ["app", "billing", "delivery"]
+    assert sorted({h for _, _, h in lab}) == named
+    model = ThemeModel(min_size=3).fit(
+        texts, customer_ids=customers, languages=langs, labelled_texts=[t for t, _, _ in lab],
+        labelled_themes=[h for _, _, h in lab], labelled_languages=[g for _, g, _ in lab])
+    assert model.named_ == named
+    got = dict(zip(texts, model.labels_, strict=True))
+    tl = [(t, tr) for t, g, tr in zip(texts, langs, truth, strict=True)
+          if g == "tl" and tr in named]
+    assert sum(got[t] == tr for t, tr in tl) >= len(tl) - 1, [(got[t], tr) for t, tr in tl]
+    assert model.assign(["I was billed twice on my card this month."], languages=["en"],
+                        update=False) == ["billing"]

@@ -82,18 +82,26 @@ def backlog(
     trend_days: Annotated[int, typer.Option(
         help="Trend: messages in the last N days against the N days before.")] = 90,
     max_embed: Annotated[int, typer.Option(
-        help="Texts embedded to find the themes (the rest join their nearest neighbours).")
+        help="Texts embedded to find the themes (the rest take the theme their words point to).")
     ] = 600,
     max_themes: Annotated[int, typer.Option(
         help="At most this many themes (the silhouette picks the number).")] = 16,
     refit: Annotated[bool, typer.Option(help="Find the themes again even if stored.")] = False,
+    labels: Annotated[bool, typer.Option(
+        "--labels/--no-labels",
+        help="Learn the themes named in the workspace's labels (a theme column in `label "
+             "--import`); --no-labels finds themes from the texts alone.")] = True,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
     out: OutFileOpt = None,
 ) -> None:
     """Feedback backlog: themes in what customers write (across languages) with their
     customers, total CLV, CLV at risk, sentiment, trend and example quotes in their languages,
-    ranked by CLV at risk: what to improve or build next."""
+    ranked by CLV at risk: what to improve or build next.
+
+    Themes you named in your labels (at least 3 labelled texts each; "none" for texts with no
+    theme) are learnt and keep your names; the texts they do not explain are grouped into
+    themes found on their own."""
     from custdyn.insights import feedback_backlog
 
     try:
@@ -106,20 +114,21 @@ def backlog(
                             "them)..."):
                 t = feedback_backlog(ws, as_of, days=days, trend_days=trend_days,
                                      max_embed=max_embed, max_themes=max_themes,
-                                     refit=refit)
+                                     refit=refit, labels=labels)
     except CustdynError as e:
         raise _fail(e) from None
     if top:
         t = t.slice(0, top)
     rows = t.to_pylist()
     shown = pa.Table.from_pylist([{
-        "rank": r["rank"], "theme": r["name"], "customers": r["customers"],
+        "rank": r["rank"], "theme": r["name"], "by": "you" if r["named"] else "found",
+        "customers": r["customers"],
         "clv": r["clv"], "clv_at_risk": r["clv_at_risk"], "sentiment": r["mean_sentiment"],
         "trend": None if r["trend"] is None else f"{r['trend']:+.0%}",
     } for r in rows]) if rows else pa.table({"theme": pa.array([], pa.string())})
     emit(t, as_json, out, title="feedback backlog (by CLV at risk)", widths={"theme": 50},
          shown=shown, caption=f"trend: messages in the last {trend_days} days against the "
-         f"{trend_days} before")
+         f"{trend_days} before; by: a theme you named in your labels, or found in the texts")
     if as_json:
         return
     if not rows:

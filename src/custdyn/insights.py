@@ -317,7 +317,7 @@ def responders(
 
 # =========================================================================== themes
 #: Version of the theme fit below; part of the stored fit's fingerprint.
-THEMES_VERSION = 1
+THEMES_VERSION = 2
 
 
 class ThemeSet:
@@ -325,16 +325,19 @@ class ThemeSet:
 
     ``themes``: one dict per theme (id, name, key_phrases, examples [{text, language}],
     n_texts, languages); ``assignments``: theme id (or None) per interaction_id of every text
-    considered; ``n_embedded``: texts embedded and clustered (the rest joined by their nearest
-    neighbours); ``run_id``: the ``model_runs`` row it is stored in (None if not stored);
+    considered; ``n_embedded``: texts embedded and clustered (the rest take the theme their
+    words point to); ``run_id``: the ``model_runs`` row it is stored in (None if not stored);
     ``extended_from``: the stored fit whose themes this one kept, assigning only the texts
-    that fit had not seen (None for a fresh fit).
+    that fit had not seen (None for a fresh fit); ``unused_labels``: theme -> labels, for
+    themes the user named with too few labels to be learnt. A theme the user named (see
+    :func:`fit_themes`) has ``named`` set and its name as id.
     """
 
     def __init__(self, as_of: dt.datetime, days: int, themes: list[dict[str, Any]],
                  assignments: dict[str, str | None], n_embedded: int, fingerprint: str,
                  run_id: str | None = None, reused: bool = False, seconds: float = 0.0,
-                 extended_from: str | None = None) -> None:
+                 extended_from: str | None = None,
+                 unused_labels: dict[str, int] | None = None) -> None:
         self.as_of = as_of
         self.days = days
         self.themes = themes
@@ -345,6 +348,7 @@ class ThemeSet:
         self.reused = reused
         self.seconds = seconds
         self.extended_from = extended_from
+        self.unused_labels = unused_labels or {}
 
     def __repr__(self) -> str:
         return (f"ThemeSet({len(self.themes)} themes over {len(self.assignments):,} texts, "
@@ -384,38 +388,6 @@ def _fingerprint(ws: Workspace, at: dt.datetime, key: str) -> str:
     return hashlib.sha256(f"{row}|{at.isoformat()}|{key}".encode()).hexdigest()[:24]
 
 
-def _neighbour_labels(texts_known: list[str], labels_known: list[str | None],
-                      texts_new: list[str], k: int = 5, bits: int = 18) -> list[str | None]:
-    """Label each new text by a similarity-weighted vote of its ``k`` nearest known texts
-    (cosine on hashed byte n-grams: fast, and exact enough within a language)."""
-    from custdyn.text._hashing import sparse_features
-
-    if not texts_new:
-        return []
-    if not texts_known:
-        return [None] * len(texts_new)
-
-    def unit(m: Any) -> Any:
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        from scipy import sparse
-
-        return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ m
-
-    a = unit(sparse_features(texts_known, bits))
-    out: list[str | None] = []
-    kk = min(k, len(texts_known))
-    for start in range(0, len(texts_new), 2048):
-        b = unit(sparse_features(texts_new[start:start + 2048], bits))
-        sim = np.asarray((b @ a.T).todense())
-        near = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        for i in range(sim.shape[0]):
-            votes: dict[str | None, float] = {}
-            for j in near[i]:
-                votes[labels_known[j]] = votes.get(labels_known[j], 0.0) + float(sim[i, j])
-            out.append(max(votes, key=lambda lab: (votes[lab], lab is not None, lab or "")))
-    return out
-
-
 def fit_themes(
     ws: Workspace,
     as_of: Any = None,
@@ -428,6 +400,7 @@ def fit_themes(
     embed: Callable[[list[str]], np.ndarray] | None = None,
     refit: bool = False,
     store: bool = True,
+    labels: bool = True,
 ) -> ThemeSet:
     """Find the feedback themes in the customers' own messages of the ``days`` before
     ``as_of`` (default: the latest analysis), in every language at once.
@@ -437,27 +410,44 @@ def fit_themes(
     clustering, names from class-based TF-IDF key phrases); the number of themes is
     ``n_themes``, or the best silhouette up to ``max_themes`` (few broad themes rank by value
     better than many narrow ones: the narrow ones split a complaint's customers between
-    them). Every other text takes the theme of its nearest sampled neighbours on hashed byte
-    n-grams. The fit is stored in
+    them). Every other text takes the theme a regression on hashed character n-grams, learnt
+    from the embedded sample's themes (and the labelled texts'), gives it
+    (:func:`custdyn.text.themes.spread_themes`). The fit is stored in
     ``model_runs`` (kind ``themes``) when the workspace is writable and ``store`` is set, and
     reused while the data and the arguments are unchanged (``refit`` forces a new fit).
 
     When the data or ``as_of`` changed, a stored fit with the same arguments from at most
     ``[analysis] refit_every_days`` (default 30) before ``as_of`` is extended instead: its
     themes (ids, names, key phrases, examples) are kept, the texts it had assigned keep their
-    theme, and each new text takes the theme of its nearest assigned neighbours, so theme ids
-    stay the same from one run to the next. A fresh fit is made when more than half of the
+    theme, and each new text takes the theme the same n-gram regression, learnt from the
+    assigned texts, gives it, so theme ids stay the same from one run to the next. A fresh fit is made when more than half of the
     texts are new, when none of the old ones is still in the window, or with ``refit``.
     ``embed`` replaces the encoder (texts -> unit vectors), e.g. for tests.
+
+    Themes the user named: with ``labels`` (the default), the workspace's labels that carry
+    a theme (``custdyn label --import`` with a ``theme`` column, or
+    :func:`custdyn.text.labels.add_label`) teach the fit the user's own themes, each with at
+    least :data:`custdyn.text.themes.MIN_THEME_LABELS` labels ("none" teaches what is no
+    theme); the texts they do not explain are clustered as before, so themes nobody named
+    are still found. A labelled message in the window keeps its label's theme. Adding or
+    changing such labels makes the next call fit afresh.
     """
+    import hashlib
     import time
 
-    from custdyn.text.themes import ThemeModel
+    from custdyn.text.labels import read_theme_labels
+    from custdyn.text.themes import ThemeModel, spread_themes, theme_label
 
     t0 = time.perf_counter()
     at = scores_as_of(ws, as_of)
-    key = json.dumps([THEMES_VERSION, days, max_embed, n_themes, max_themes, seed,
-                      None if embed is None else getattr(embed, "__name__", "custom")])
+    seeds = read_theme_labels(ws) if labels else []
+    key_parts: list[Any] = [THEMES_VERSION, days, max_embed, n_themes, max_themes, seed,
+                            None if embed is None else getattr(embed, "__name__", "custom")]
+    if seeds:  # the labels are part of the fit: new or changed ones call for a new fit
+        key_parts.append(hashlib.sha256(json.dumps(
+            [[r["label_id"], r["text"], r["language"], r["theme"]] for r in seeds],
+            ensure_ascii=False).encode()).hexdigest()[:16])
+    key = json.dumps(key_parts)
     fp = _fingerprint(ws, at, key)
     if not refit:
         run = ws.latest_run("themes", fp)
@@ -465,7 +455,8 @@ def fit_themes(
             run_id, params, diag = run
             return ThemeSet(at, days, params["themes"], diag["assignments"],
                             int(diag["n_embedded"]), fp, run_id=run_id, reused=True,
-                            seconds=time.perf_counter() - t0)
+                            seconds=time.perf_counter() - t0,
+                            unused_labels=params.get("unused_labels"))
     rows = _feedback_texts(ws, at, days)
     if not rows:
         raise CustdynError(f"no customer messages with text in the {days} days before "
@@ -476,10 +467,11 @@ def fit_themes(
             extended.seconds = time.perf_counter() - t0
             if store and not ws.read_only:
                 _store_themes(ws, extended, rows, key, {"max_embed": max_embed,
-                              "n_themes": n_themes, "max_themes": max_themes, "seed": seed},
-                              None)
+                              "n_themes": n_themes, "max_themes": max_themes, "seed": seed,
+                              "unused_labels": extended.unused_labels}, None)
             return extended
     ids = [r[0] for r in rows]
+    pos = {iid: i for i, iid in enumerate(ids)}
     custs = [r[1] for r in rows]
     texts = [str(r[3]) for r in rows]
     langs = [r[4] for r in rows]
@@ -491,24 +483,38 @@ def fit_themes(
     model = ThemeModel(n_themes, max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed,
                        n_examples=min(max(n_langs, 3), 8))
     model.fit([texts[i] for i in sample], customer_ids=[custs[i] for i in sample],
-              languages=[langs[i] for i in sample])
-    labels: list[str | None] = [None] * len(rows)
+              languages=[langs[i] for i in sample],
+              labelled_texts=[r["text"] for r in seeds] if seeds else None,
+              labelled_themes=[r["theme"] for r in seeds] if seeds else None,
+              labelled_languages=[r["language"] for r in seeds] if seeds else None)
+    assigned: list[str | None] = [None] * len(rows)
     for i, lab in zip(sample, model.labels_, strict=True):
-        labels[int(i)] = lab
+        assigned[int(i)] = lab
     rest = np.flatnonzero(~in_sample)
-    got = _neighbour_labels([texts[i] for i in sample], list(model.labels_),
-                            [texts[i] for i in rest])
+    learnt = set(model.named_)
+    taught = [(str(r["text"]), theme_label(r["theme"]) or None) for r in seeds
+              if theme_label(r["theme"]) == "" or theme_label(r["theme"]) in learnt]
+    got = spread_themes([texts[i] for i in sample] + [t for t, _ in taught],
+                        list(model.labels_) + [h for _, h in taught],
+                        [texts[i] for i in rest], seed=seed)
     for i, lab in zip(rest, got, strict=True):
-        labels[int(i)] = lab
+        assigned[int(i)] = lab
+    for r in seeds:  # a labelled message keeps its label's theme
+        theme = theme_label(r["theme"])
+        i = pos.get(r["interaction_id"]) if r["interaction_id"] else None
+        if i is not None and theme is not None and (theme == "" or theme in learnt):
+            assigned[i] = theme or None
     themes = [{"id": t["id"], "name": t["name"], "key_phrases": t["key_phrases"],
                "examples": t["examples"], "languages": t["languages"],
-               "n_texts_embedded": t["n_texts"]} for t in model.themes_]
-    assignments = dict(zip(ids, labels, strict=True))
+               "n_texts_embedded": t["n_texts"], "named": t["named"],
+               "n_labels": t["n_labels"]} for t in model.themes_]
+    assignments = dict(zip(ids, assigned, strict=True))
     ts = ThemeSet(at, days, themes, assignments, int(len(sample)), fp,
-                  seconds=time.perf_counter() - t0)
+                  seconds=time.perf_counter() - t0, unused_labels=model.unused_labels_)
     if store and not ws.read_only:
         _store_themes(ws, ts, rows, key, {"max_embed": max_embed, "n_themes": n_themes,
-                                          "max_themes": max_themes, "seed": seed},
+                                          "max_themes": max_themes, "seed": seed,
+                                          "unused_labels": model.unused_labels_},
                       getattr(model, "silhouette_", None))
     return ts
 
@@ -536,8 +542,9 @@ def _extend_themes(ws: Workspace, at: dt.datetime, days: int, rows: list[tuple[A
                    key: str, fp: str) -> ThemeSet | None:
     """The latest stored fit with the same arguments (``key``) within ``[analysis]
     refit_every_days`` before ``at``, its themes kept and the new texts assigned to them by
-    their nearest assigned neighbours; None when a fresh fit is due (see :func:`fit_themes`)."""
+    :func:`custdyn.text.themes.spread_themes`; None when a fresh fit is due (see :func:`fit_themes`)."""
     from custdyn import __version__
+    from custdyn.text.themes import spread_themes
 
     refit_days = float(ws.settings.extra.get("analysis", {}).get("refit_every_days", 30))
     if refit_days <= 0:
@@ -557,12 +564,12 @@ def _extend_themes(ws: Workspace, at: dt.datetime, days: int, rows: list[tuple[A
         new = [r for r in rows if r[0] not in old]
         if not known or len(new) > len(rows) / 2:
             return None
-        got = _neighbour_labels([str(r[3]) for r in known], [old[r[0]] for r in known],
-                                [str(r[3]) for r in new])
+        got = spread_themes([str(r[3]) for r in known], [old[r[0]] for r in known],
+                            [str(r[3]) for r in new])
         assignments = {r[0]: old[r[0]] for r in known}
         assignments.update({r[0]: lab for r, lab in zip(new, got, strict=True)})
         return ThemeSet(at, days, p["themes"], assignments, int(d.get("n_embedded", 0)), fp,
-                        extended_from=run_id)
+                        extended_from=run_id, unused_labels=p.get("unused_labels"))
     return None
 
 
@@ -623,7 +630,8 @@ def feedback_backlog(
         clv = np.array([score.get(c, (0.0, 0.0))[0] for c in p["customers"]], dtype=float)
         risk = np.array([score.get(c, (0.0, 0.0))[1] for c in p["customers"]], dtype=float)
         out.append({
-            "theme_id": t["id"], "name": t["name"], "key_phrases": list(t["key_phrases"]),
+            "theme_id": t["id"], "name": t["name"], "named": bool(t.get("named", False)),
+            "key_phrases": list(t["key_phrases"]),
             "messages": p["n"], "customers": len(p["customers"]),
             "clv": float(clv.sum()), "clv_at_risk": float((clv * risk).sum()),
             "mean_sentiment": float(np.mean(p["sent"])) if p["sent"] else None,
@@ -638,7 +646,7 @@ def feedback_backlog(
         d["rank"] = k
     schema = pa.schema([
         ("rank", pa.int64()), ("theme_id", pa.string()), ("name", pa.string()),
-        ("key_phrases", pa.list_(pa.string())), ("messages", pa.int64()),
+        ("named", pa.bool_()), ("key_phrases", pa.list_(pa.string())), ("messages", pa.int64()),
         ("customers", pa.int64()), ("clv", pa.float64()), ("clv_at_risk", pa.float64()),
         ("mean_sentiment", pa.float64()), ("messages_last", pa.int64()),
         ("messages_before", pa.int64()), ("trend", pa.float64()), ("languages", pa.string()),

@@ -41,6 +41,7 @@ __all__ = [
     "label_count",
     "read_labels",
     "read_label_file",
+    "read_theme_labels",
     "select_for_labelling",
 ]
 
@@ -130,6 +131,18 @@ def read_labels(ws: Any) -> list[dict[str, Any]]:
     for r in out:
         r["emotions"] = json.loads(r["emotions"]) if r["emotions"] is not None else None
     return out
+
+
+def read_theme_labels(ws: Any) -> list[dict[str, Any]]:
+    """Every label that names a theme (sentiment or not), oldest first: ``interaction_id``,
+    ``text``, ``language`` and ``theme`` as stored ("none" and its spellings mean no theme:
+    :func:`custdyn.text.themes.theme_label`)."""
+    cols = ["label_id", "interaction_id", "text", "language", "theme"]
+    rows = ws.con.execute(
+        f"SELECT {', '.join(cols)} FROM labels WHERE theme IS NOT NULL AND trim(theme) <> '' "
+        "ORDER BY labelled_at, label_id"
+    ).fetchall()
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 # ---------------------------------------------------------------- files

