@@ -222,6 +222,41 @@ def test_labels_without_language_cover_their_detected_language(ws):
     assert sorted(g for _, g in _labelled_pool(ws, 10, 0)) == ["en", "pt"]
 
 
+def test_themes_label_alone_or_with_a_sentiment_and_merge_with_earlier_labels(ws, tmp_path):
+    """A theme may be labelled without a sentiment (in a file: an empty label, a theme); a
+    later label keeps what it does not say from the earlier one."""
+    from custdyn.text.labels import read_theme_labels
+
+    p = tmp_path / "themes.csv"
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label", "theme", "interaction_id"])
+        w.writerow([NEG[0], "negative", "late delivery", "m4"])
+        w.writerow([NEU[0], "", "opening hours", "m8"])  # the theme alone
+        w.writerow([NEU[1], "", "", "m9"])  # still to label: skipped
+        w.writerow(["", "", "billing", ""])  # a theme with no text: a bad row
+        w.writerow([POS[0], "positive", " None ", "m0"])  # about no theme
+    rows, bad = read_label_file(p)
+    assert [(b.row, "text" in b.reason) for b in bad] == [(5, True)]
+    assert [(r["interaction_id"], r["sentiment"], r["theme"]) for r in rows] == [
+        ("m4", 0, "late delivery"), ("m0", 2, "None"), ("m8", None, "opening hours")]
+    r = import_labels(ws, p)
+    assert r.added == 3 and len(r.bad) == 1
+    assert {x["interaction_id"] for x in read_labels(ws)} == {"m4", "m0"}  # with a sentiment
+    themes = {x["interaction_id"]: x["theme"] for x in read_theme_labels(ws)}
+    assert themes == {"m4": "late delivery", "m8": "opening hours", "m0": "None"}
+    # a sentiment for m8 later keeps its theme; a theme for m4 later keeps its sentiment
+    add_label(ws, NEU[0], "neutral", interaction_id="m8", emotions=[])
+    add_label(ws, NEG[0], None, interaction_id="m4", theme="  parcel   lost ")
+    got = {x["interaction_id"]: x for x in read_labels(ws)}
+    assert got["m8"]["sentiment"] == "neutral" and got["m8"]["emotions"] == []
+    assert got["m4"]["sentiment"] == "negative"
+    themes = {x["interaction_id"]: x["theme"] for x in read_theme_labels(ws)}
+    assert themes["m8"] == "opening hours" and themes["m4"] == "parcel lost"
+    with pytest.raises(ValueError, match="sentiment or a theme"):
+        add_label(ws, "x", None)
+
+
 def test_export_then_import_round_trip(ws, tmp_path):
     cands = select_for_labelling(ws, 5)
     p = tmp_path / "todo.tsv"
@@ -237,7 +272,7 @@ def test_export_then_import_round_trip(ws, tmp_path):
     # the same file again, one answer changed, one new free text twice: replaced, not added
     again = [filled[0], *[line.replace("\tneutral\t", "\tpositive\t", 1) if i == 0 else line
                           for i, line in enumerate(filled[1:])],
-             "Brand new text\tnegative\ten\t\t\t\t", "Brand new text\tpositive\ten\t\t\t\t"]
+             "Brand new text\tnegative\ten\t\t\t\t\t", "Brand new text\tpositive\ten\t\t\t\t\t"]
     p.write_text("\n".join(again) + "\n", encoding="utf-8")
     r = import_labels(ws, p)
     assert (r.added, r.replaced, r.bad) == (1, len(cands) + 1, [])
@@ -281,6 +316,24 @@ def test_cli_label_asks_emotions_when_told(ws):
                             ).fetchall()  # fmt: skip
     assert [(g[0], None if g[1] is None else json.loads(g[1])) for g in got] == [
         ("negative", ["anger", "sadness"]), ("positive", []), ("neutral", None)]
+
+
+def test_cli_label_asks_themes_when_told(ws):
+    """With --themes each answer is followed by a theme: a new name, the number of one
+    named before, - for none, Enter for not said."""
+    from custdyn.text.labels import read_theme_labels
+
+    add_label(ws, "Where is my refund?", "negative", theme="refunds")
+    path = ws.path
+    ws.close()
+    r = _invoke(path, ["label", "--n", "4", "--themes"], "nlate delivery\np2\nu-\nn\n")
+    assert r.exit_code == 0, r.output
+    assert "labelled 4" in r.output and "[1] refunds" in r.output
+    assert "[2] late delivery" in r.output
+    with Workspace.open(path, read_only=True) as w:
+        got = [(x["theme"]) for x in read_theme_labels(w)]
+        n = w.con.execute("SELECT count(*) FROM labels WHERE theme IS NULL").fetchone()[0]
+    assert got == ["refunds", "late delivery", "late delivery", "none"] and n == 1
 
 
 def test_cli_label_import_reports_bad_rows(ws, tmp_path):

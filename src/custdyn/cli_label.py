@@ -72,6 +72,31 @@ def _ask_emotions() -> list[str] | None:
     return None if chosen is None else sorted(chosen, key=EMOTIONS.index)
 
 
+def _getline() -> str:
+    """One line from the terminal (echoed, editable), or from piped input."""
+    if sys.stdin.isatty():
+        return console.input("")
+    chars = []
+    while (ch := sys.stdin.read(1)) not in ("", "\n", "\r"):
+        chars.append(ch)
+    return "".join(chars)
+
+
+def _ask_theme(known: list[str]) -> str | None:
+    """The theme a text is about: the number of a theme named before, or a new name; "-" for
+    no theme; Enter alone says nothing of it."""
+    shown = "  ".join(rf"\[{k}] {escape(t)}" for k, t in enumerate(known[:9], start=1))
+    console.print(f"theme: {shown + '  ' if shown else ''}or type a name  \\[-] none  "
+                  r"\[Enter] not said: ", end="")
+    got = _getline().strip()
+    if got.isdigit() and 1 <= int(got) <= min(9, len(known)):
+        got = known[int(got) - 1]
+    theme = None if not got else ("none" if got == "-" else got)
+    if not sys.stdin.isatty():
+        console.print(theme or "not said")
+    return theme
+
+
 def _show(i: int, total: int, c: Any) -> None:
     head = [f"[bold]{i}/{total}[/]", c.language]
     if c.channel:
@@ -103,7 +128,8 @@ def label(
         "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead.")] = None,
     import_: Annotated[Path | None, typer.Option(
         "--import", help="Add the labels of FILE (CSV, TSV, JSON Lines, JSON or Parquet: text, "
-        "label, optional language and emotions).")
+        "label, optional language, emotions and theme; a row with a theme and no label "
+        "labels the theme alone).")
     ] = None,
     engine: Annotated[str | None, typer.Option(
         help="Engine whose prediction is shown beside each text (default: the workspace "
@@ -114,17 +140,24 @@ def label(
         "--emotions", help="After each answer, also ask which emotions the text expresses "
         "(keys 1-8; Enter: done, none pressed = none; x: not said). `train-text` learns them.")
     ] = False,
+    themes: Annotated[bool, typer.Option(
+        "--themes", help="After each answer, also ask what theme the text is about (the "
+        "number of one named before, or a new name; - for none; Enter: not said). `backlog` "
+        "learns the themes you name.")
+    ] = False,
     label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Label texts of the workspace, one key per answer: n (negative), u (neutral),
     p (positive), s (skip), q (quit); 1/2/3 work too. Each answer is saved at once: stop any
-    time and run again to resume. A file to --import may carry an `emotions` column too."""
+    time and run again to resume. A file to --import may carry `emotions` and `theme`
+    columns too."""
     from custdyn.text.labels import (
         add_label,
         export_candidates,
         import_labels,
         label_count,
+        read_theme_labels,
         select_for_labelling,
     )
 
@@ -169,6 +202,13 @@ def label(
             console.print("nothing left to label: every inbound text with words is labelled")
             return
         done = skipped = 0
+        named: list[str] = []
+        if themes:  # the themes named so far, the most labelled first
+            from collections import Counter
+
+            counts = Counter(r["theme"] for r in read_theme_labels(ws)
+                             if r["theme"].strip().lower() not in ("none", "-", "n/a"))
+            named = [t for t, _ in counts.most_common()]
         for i, c in enumerate(cands, start=1):
             _show(i, len(cands), c)
             while True:
@@ -183,8 +223,11 @@ def label(
                 skipped += 1
                 continue
             felt = _ask_emotions() if emotions else None
+            about = _ask_theme(named) if themes else None
+            if about and about != "none" and about not in named:
+                named.append(about)
             add_label(ws, c.text, _KEYS[key], interaction_id=c.interaction_id,
-                      language=c.language, emotions=felt, labelled_by=who,
+                      language=c.language, emotions=felt, theme=about, labelled_by=who,
                       source="cli")  # fmt: skip
             done += 1
         total = label_count(ws)

@@ -183,7 +183,9 @@ class LabelledRows:
     #: each good row's theme (None where empty); None: the file has no such column
     themes: list[str | None] | None = None
     bad: list[BadRow] = field(default_factory=list)
-    unlabelled: int = 0  # rows with an empty label (texts still to label)
+    unlabelled: int = 0  # rows with an empty label and no theme (texts still to label)
+    #: rows with a theme but no label (text, theme, language, interaction_id, row)
+    theme_only: list[dict[str, Any]] = field(default_factory=list)
     scheme: str | None = None  # the numeric scheme used, if the labels had numbers
 
     def refuse_bad(self, limit: int = 5) -> None:
@@ -410,7 +412,11 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
             continue
         raw_label = r.get(lk)
         label = "" if raw_label is None else str(raw_label).strip()
-        if not label or label.lower() == "nan":
+        theme = None
+        if hk is not None:
+            raw_theme = "" if r.get(hk) is None else str(r.get(hk)).strip()
+            theme = raw_theme if raw_theme and raw_theme.lower() not in ("nan", "null") else None
+        if (not label or label.lower() == "nan") and theme is None:
             out.unlabelled += 1
             continue
         text = r.get(tk)
@@ -418,11 +424,13 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         if not text.strip():
             out.bad.append(BadRow(n, f"field '{tk}' is empty"))
             continue
-        try:
-            k = normalize_label(label, out.scheme)
-        except ValueError as e:
-            out.bad.append(BadRow(n, f"field '{lk}': {e}"))
-            continue
+        k = None
+        if label and label.lower() != "nan":
+            try:
+                k = normalize_label(label, out.scheme)
+            except ValueError as e:
+                out.bad.append(BadRow(n, f"field '{lk}': {e}"))
+                continue
         lang = None
         if gk is not None:
             raw = r.get(gk)
@@ -441,18 +449,22 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
             except ValueError as e:
                 out.bad.append(BadRow(n, f"field '{ek}': {e}"))
                 continue
+        iid = str(r.get(ik) or "").strip() or None if ik is not None else None
+        if k is None:  # a theme without a sentiment: kept apart, the sentiment rows stay whole
+            out.theme_only.append({"text": text, "theme": theme, "language": lang,
+                                   "interaction_id": iid, "emotions": emotions, "row": n})
+            continue
         out.texts.append(text)
         out.labels.append(k)
         out.rows.append(n)
-        if out.interaction_ids is not None and ik is not None:
-            out.interaction_ids.append(str(r.get(ik) or "").strip() or None)
+        if out.interaction_ids is not None:
+            out.interaction_ids.append(iid)
         if out.languages is not None:
             out.languages.append(lang)
         if out.emotions is not None:
             out.emotions.append(emotions)
-        if out.themes is not None and hk is not None:
-            theme = "" if r.get(hk) is None else str(r.get(hk)).strip()
-            out.themes.append(theme if theme and theme.lower() not in ("nan", "null") else None)
+        if out.themes is not None:
+            out.themes.append(theme)
     return out
 
 

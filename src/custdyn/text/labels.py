@@ -84,7 +84,7 @@ def _label_id(interaction_id: str | None, text: str) -> str:
 def add_label(
     ws: Any,
     text: str,
-    sentiment: str | int,
+    sentiment: str | int | None,
     *,
     interaction_id: str | None = None,
     language: str | None = None,
@@ -94,20 +94,37 @@ def add_label(
     source: str = "cli",
     when: datetime | None = None,
 ) -> str:
-    """Store one label (replacing an earlier one for the same message or text); its id.
+    """Store one label; its id. Labelling the same message or text again replaces what the
+    new label says and keeps what it does not say (None) from the earlier one.
 
-    ``emotions``: the emotions the text expresses (Plutchik's names; ``[]``: none), or None
-    when the label says nothing of them."""
+    ``sentiment``: None only with a ``theme`` (a label of the theme alone). ``emotions``: the
+    emotions the text expresses (Plutchik's names; ``[]``: none), or None when the label says
+    nothing of them. ``theme``: the theme the text is about, in the user's words ("none":
+    about no theme; see :func:`custdyn.text.themes.theme_label`), or None."""
     if not str(text or "").strip():
         raise ValueError("empty text")
-    k = sentiment if isinstance(sentiment, int) else normalize_label(sentiment)
-    if k not in (0, 1, 2):
-        raise ValueError(f"unknown sentiment {sentiment!r}")
+    theme = None if theme is None else (" ".join(str(theme).split()) or None)
+    if sentiment is None:
+        if theme is None:
+            raise ValueError("a label needs a sentiment or a theme")
+        said = None
+    else:
+        k = sentiment if isinstance(sentiment, int) else normalize_label(sentiment)
+        if k not in (0, 1, 2):
+            raise ValueError(f"unknown sentiment {sentiment!r}")
+        said = SENTIMENTS[k]
     emo = None if emotions is None else parse_emotions(list(emotions))
     lid = _label_id(interaction_id, text)
     ws.con.execute(
-        "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [lid, interaction_id, text, language, SENTIMENTS[k],
+        "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (label_id) DO "
+        "UPDATE SET interaction_id = excluded.interaction_id, text = excluded.text, "
+        "language = coalesce(excluded.language, labels.language), "
+        "sentiment = coalesce(excluded.sentiment, labels.sentiment), "
+        "emotions = coalesce(excluded.emotions, labels.emotions), "
+        "theme = coalesce(excluded.theme, labels.theme), "
+        "labelled_by = excluded.labelled_by, labelled_at = excluded.labelled_at, "
+        "source = excluded.source",
+        [lid, interaction_id, text, language, said,
          json.dumps(emo) if emo is not None else None, theme, labelled_by,
          when or datetime.now(UTC), source],
     )  # fmt: skip
@@ -154,17 +171,22 @@ def read_label_file(path: str | Path, scheme: str = "auto"
     ``theme`` and ``interaction_id``; every format and spelling :mod:`custdyn.text.labelled`
     reads) and the
     rows refused, with their row number (the header is row 1) and the reason. A row with an
-    empty label is a text still to label and is skipped quietly."""
+    empty label and no theme is a text still to label and is skipped quietly; one with a
+    theme and no label labels the theme alone (``sentiment`` None)."""
     got = read_label_rows(path, scheme)
     n = len(got.texts)
     langs = got.languages if got.languages is not None else [None] * n
     ids = got.interaction_ids if got.interaction_ids is not None else [None] * n
     emos = got.emotions if got.emotions is not None else [None] * n
     themes = got.themes if got.themes is not None else [None] * n
-    good = [{"text": t, "sentiment": k, "language": g, "interaction_id": i, "emotions": e,
-             "theme": h}
-            for t, k, g, i, e, h in zip(got.texts, got.labels, langs, ids, emos, themes,
-                                        strict=True)]  # fmt: skip
+    good: list[dict[str, Any]] = [
+        {"text": t, "sentiment": k, "language": g, "interaction_id": i, "emotions": e,
+         "theme": h}
+        for t, k, g, i, e, h in zip(got.texts, got.labels, langs, ids, emos, themes,
+                                    strict=True)]  # fmt: skip
+    good += [{"text": r["text"], "sentiment": None, "language": r["language"],
+              "interaction_id": r["interaction_id"], "emotions": r["emotions"],
+              "theme": r["theme"]} for r in got.theme_only]
     return good, got.bad
 
 
@@ -186,18 +208,19 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
 def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
     """Write texts to label as CSV/TSV (``text``, an empty ``label``, ``language``,
     ``interaction_id``, ``channel``, ``predicted``, an empty ``emotions``: optional, see
-    :func:`custdyn.text.labelled.parse_emotions`) for a spreadsheet; import it back later."""
+    :func:`custdyn.text.labelled.parse_emotions`, and an empty ``theme``: optional, in your
+    words, "none" for no theme) for a spreadsheet; import it back later."""
     p = Path(path)
     delim = "\t" if p.suffix.lower() in (".tsv", ".tab", ".txt") else ","
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter=delim)
         w.writerow(["text", "label", "language", "interaction_id", "channel", "predicted",
-                    "emotions"])
+                    "emotions", "theme"])
         for c in candidates:
             text = c.text.replace("\t", " ") if delim == "\t" else c.text
             w.writerow([text, "", c.language, c.interaction_id, c.channel or "",
-                        c.predicted or "", ""])
+                        c.predicted or "", "", ""])
     return len(candidates)
 
 

@@ -260,8 +260,10 @@ class ThemeModel:
         min_probability: float = 0.4,
         l2: float = THEME_L2,
         reach: float = 2.0,
+        none_quantile: float = 0.1,
     ) -> None:
         self.reach = reach
+        self.none_quantile = none_quantile
         self.min_probability = min_probability
         self.l2 = l2
         self.n_themes = n_themes
@@ -337,20 +339,23 @@ class ThemeModel:
             if m.sum() >= 3:
                 self.language_means_[lang or ""] = x_both[m].mean(axis=0)
         x = self._center(x_raw, langs)
-        # Named themes first: -2 = left to clustering, -1 = no theme, j = the j-th named theme.
+        # The named-theme regression's reading: -2 unsure, -1 no theme, j the j-th named theme.
         named = self._learn_named(self._center(x_both[n:], s_langs), s_themes, x)
         k_named = len(self.named_)
-        open_idx = np.flatnonzero(named == -2)
         labels = np.full(n, -1, np.int64)
-        if len(open_idx) >= (2 if not k_named else 2 * self.min_size):
+        clustered = np.zeros(n, bool)
+        if n >= 2:
             rng = np.random.default_rng(self.seed)
-            fit_idx = np.sort(open_idx[rng.permutation(len(open_idx))[: self.max_fit]])
+            fit_idx = np.sort(rng.permutation(n)[: self.max_fit])
+            clustered[fit_idx] = True
             z = linkage(x[fit_idx], method="average", metric="cosine")
             if self.n_themes:
                 cut = fcluster(z, t=self.n_themes, criterion="maxclust")
             else:
                 cut = self._best_cut(z, x[fit_idx], rng)
             labels[fit_idx] = cut
+        if k_named:
+            self._name_clusters(labels, named)
         sizes = Counter(labels[labels >= 0].tolist())
         keep = [c for c, k in sizes.most_common() if k >= self.min_size]
         self.centroids_ = np.zeros((k_named + len(keep), x.shape[1]), np.float32)
@@ -366,12 +371,30 @@ class ThemeModel:
         for i, c in enumerate(labels):
             if c in remap:
                 final[i] = remap[c]
-        # Texts left out of the clustered sample join the nearest theme if close enough.
-        rest = np.flatnonzero((labels < 0) & (named == -2))
-        if len(rest) and len(keep) and len(open_idx) > self.max_fit:
+        # Texts left out of the clustered sample join the nearest found theme if close enough.
+        rest = np.flatnonzero(~clustered & (named == -2))
+        if len(rest) and len(keep):
             final[rest] = self._nearest(x[rest], start=k_named)
         self._build(texts, langs, customer_ids, x, final)
         return self
+
+    def _name_clusters(self, labels: np.ndarray, named: np.ndarray) -> None:
+        """Name the clusters found (in place): a cluster most of whose texts the named-theme
+        regression reads as one named theme, or as no theme, becomes it (its unsure texts
+        with it; a text read as another named theme goes there) and leaves the found themes;
+        any other cluster stays a found theme, all its texts with it. A text in a cluster too
+        small to be a theme keeps its own reading."""
+        for c in np.unique(labels[labels >= 0]):
+            members = np.flatnonzero(labels == c)
+            votes = Counter(int(v) for v in named[members] if v != -2)
+            top, count = votes.most_common(1)[0] if votes else (-2, 0)
+            if count >= 0.5 * len(members):
+                labels[members] = -1
+                named[members] = np.where(named[members] == -2, top, named[members])
+            elif len(members) >= self.min_size:
+                named[members] = -2
+            else:
+                labels[members] = -1
 
     def _seeds(
         self,
@@ -437,6 +460,15 @@ class ThemeModel:
                 np.linalg.norm(c[None, :] - own, axis=1, keepdims=True), 1e-9)
             far = float(np.max(1.0 - (own * loo).sum(axis=1)))
             self.named_reach_[j] = far * self.reach
+        # "No theme" covers varied texts, and so would swallow the themes nobody named: a
+        # text is called so only when one of the texts labelled so is about as near to it
+        # as those texts are to each other (nearest labelled neighbour, lowest tenth).
+        self._none_x = xs[y == len(self.named_)] if "" in self.classes_ else xs[:0]
+        self._none_min = -1.0
+        if len(self._none_x) >= 2:
+            sim = self._none_x @ self._none_x.T
+            np.fill_diagonal(sim, -np.inf)
+            self._none_min = float(np.quantile(sim.max(axis=1), self.none_quantile))
         return self._read_named(x)
 
     def _read_named(self, x: np.ndarray) -> np.ndarray:
@@ -455,9 +487,12 @@ class ThemeModel:
         sure = p[np.arange(len(x)), best] >= self.min_probability
         is_none = best == len(self.named_)  # the "no theme" class (when there is one)
         named = np.minimum(best, len(self.named_) - 1)
+        take = sure & ~is_none  # before is_none narrows: an unsure "none" stays open
         near = 1.0 - (x * self.named_centres_[named]).sum(axis=1) <= self.named_reach_[named]
+        if len(self._none_x):
+            is_none &= (x @ self._none_x.T).max(axis=1) >= self._none_min
         out[sure & is_none] = -1
-        take = sure & ~is_none & near
+        take &= near
         out[take] = best[take]
         return out
 
@@ -591,9 +626,11 @@ class ThemeModel:
         langs = self._languages(texts, languages)
         x = self._center(self._embed(strip_all(texts)), langs)
         k_named = len(getattr(self, "named_", []))
-        best = self._read_named(x) if k_named else np.full(len(x), -2, np.int64)
-        unsure = best == -2
-        best[unsure] = self._nearest(x[unsure], start=k_named)
+        best = self._nearest(x)
+        if k_named:  # as in fit: a found theme's text stays there, else the regression reads it
+            reading = self._read_named(x)
+            take = (best < k_named) & (reading != -2)
+            best[take] = reading[take]
         if update:
             for i, c in enumerate(best):
                 if c < 0:
