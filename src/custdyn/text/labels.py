@@ -2,7 +2,7 @@
 to and from a spreadsheet.
 
 Labels live in the workspace's ``labels`` table, one per text (labelling the same message or
-text again replaces the earlier answer). Functions take any object with the workspace's DuckDB
+text again replaces what the new label says and keeps what it does not say). Functions take any object with the workspace's DuckDB
 ``con`` (a :class:`custdyn.Workspace`); the text room does not import the store.
 
 What to label next (:func:`select_for_labelling`): among unlabelled inbound messages, the
