@@ -522,6 +522,17 @@ def test_themes_the_user_named_are_learnt_and_read_better(world, tmp_path):
     assert again.reused and again.assignments == ts.assignments
     assert plain.reused and plain.assignments == base.assignments  # the stored plain fit
     assert not changed.reused and changed.fingerprint != ts.fingerprint
+    # the fits embed through the workspace's cache: a later fit embeds only what is new
+    import numpy as np
+
+    from custdyn.text._encoder import PIECE_CHARS
+    from custdyn.text.salutations import strip_all
+    from custdyn.text.train import _text_key
+
+    with np.load(d / "text-models" / "embeddings.npz") as z:
+        cached = set(z["keys"].tolist())
+    bodies = strip_all([text[i] for ids in picked.values() for i in ids])
+    assert {_text_key(b) + ("p" if len(b) > PIECE_CHARS else "") for b in bodies} <= cached
     run = CliRunner()
     r = run.invoke(app, ["--workspace", str(d), "backlog", "--json", "--top", "0",
                          "--max-embed", str(MAX_EMBED)])

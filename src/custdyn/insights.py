@@ -480,7 +480,8 @@ def fit_themes(
     in_sample = np.zeros(len(rows), bool)
     in_sample[sample] = True
     n_langs = len({g for g in langs if g}) or 1
-    model = ThemeModel(n_themes, max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed,
+    model = ThemeModel(n_themes, max_themes=max_themes, max_fit=max_embed,
+                       embed=embed or _cached_encoder(ws), seed=seed,
                        n_examples=min(max(n_langs, 3), 8))
     model.fit([texts[i] for i in sample], customer_ids=[custs[i] for i in sample],
               languages=[langs[i] for i in sample],
@@ -517,6 +518,23 @@ def fit_themes(
                                           "unused_labels": model.unused_labels_},
                       getattr(model, "silhouette_", None))
     return ts
+
+
+def _cached_encoder(ws: Workspace) -> Callable[[list[str]], np.ndarray]:
+    """The encoder through the workspace's embedding cache (``text-models/embeddings.npz``,
+    the one ``train-text`` and ``label`` keep): a later fit embeds only texts it has not seen,
+    the labelled ones included. Read-only workspaces read the cache and write nothing."""
+    from pathlib import Path
+
+    from custdyn.text.train import embed_texts
+    from custdyn.text.workspace_models import MODELS_DIR
+
+    cache = Path(ws.path) / MODELS_DIR / "embeddings.npz"
+
+    def encoder(texts: list[str]) -> np.ndarray:
+        return embed_texts(texts, cache, write=not ws.read_only)
+
+    return encoder
 
 
 def _store_themes(ws: Workspace, ts: ThemeSet, rows: list[tuple[Any, ...]], key: str,

