@@ -100,7 +100,7 @@ def backlog(
     ranked by CLV at risk: what to improve or build next.
 
     Themes you named in your labels (at least 3 labelled texts each; "none" for texts with no
-    theme) are learnt and keep your names; the texts they do not explain are grouped into
+    theme) are learnt: the groups of texts they explain take your names, the others stay
     themes found on their own."""
     from custdyn.insights import feedback_backlog
 

@@ -160,6 +160,7 @@ def label(
         read_theme_labels,
         select_for_labelling,
     )
+    from custdyn.text.themes import theme_label
 
     with _workspace(read_only=False, purpose="custdyn label",
                     catch=(CustdynError, ValueError, OSError)) as ws:
@@ -206,8 +207,7 @@ def label(
         if themes:  # the themes named so far, the most labelled first
             from collections import Counter
 
-            counts = Counter(r["theme"] for r in read_theme_labels(ws)
-                             if r["theme"].strip().lower() not in ("none", "-", "n/a"))
+            counts = Counter(r["theme"] for r in read_theme_labels(ws) if theme_label(r["theme"]))
             named = [t for t, _ in counts.most_common()]
         for i, c in enumerate(cands, start=1):
             _show(i, len(cands), c)
@@ -224,7 +224,7 @@ def label(
                 continue
             felt = _ask_emotions() if emotions else None
             about = _ask_theme(named) if themes else None
-            if about and about != "none" and about not in named:
+            if about is not None and theme_label(about) and about not in named:
                 named.append(about)
             add_label(ws, c.text, _KEYS[key], interaction_id=c.interaction_id,
                       language=c.language, emotions=felt, theme=about, labelled_by=who,

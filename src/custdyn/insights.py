@@ -420,16 +420,17 @@ def fit_themes(
     ``[analysis] refit_every_days`` (default 30) before ``as_of`` is extended instead: its
     themes (ids, names, key phrases, examples) are kept, the texts it had assigned keep their
     theme, and each new text takes the theme the same n-gram regression, learnt from the
-    assigned texts, gives it, so theme ids stay the same from one run to the next. A fresh fit is made when more than half of the
-    texts are new, when none of the old ones is still in the window, or with ``refit``.
+    assigned texts, gives it, so theme ids stay the same from one run to the next. A fresh
+    fit is made when more than half of the texts are new, when none of the old ones is still
+    in the window, or with ``refit``.
     ``embed`` replaces the encoder (texts -> unit vectors), e.g. for tests.
 
     Themes the user named: with ``labels`` (the default), the workspace's labels that carry
     a theme (``custdyn label --import`` with a ``theme`` column, or
     :func:`custdyn.text.labels.add_label`) teach the fit the user's own themes, each with at
     least :data:`custdyn.text.themes.MIN_THEME_LABELS` labels ("none" teaches what is no
-    theme); the texts they do not explain are clustered as before, so themes nobody named
-    are still found. A labelled message in the window keeps its label's theme. Adding or
+    theme). A cluster most of whose texts read as one of them becomes it, under its name;
+    the other clusters stay found themes, so themes nobody named are still found. A labelled message in the window keeps its label's theme. Adding or
     changing such labels makes the next call fit afresh.
     """
     import hashlib

@@ -1,9 +1,10 @@
-"""The user's own sentiment labels: storing them, choosing what to label next, and moving them
-to and from a spreadsheet.
+"""The user's own labels (sentiment, emotions, theme): storing them, choosing what to label
+next, and moving them to and from a spreadsheet.
 
 Labels live in the workspace's ``labels`` table, one per text (labelling the same message or
-text again replaces what the new label says and keeps what it does not say). Functions take any object with the workspace's DuckDB
-``con`` (a :class:`custdyn.Workspace`); the text room does not import the store.
+text again replaces what the new label says and keeps what it does not say). Functions take
+any object with the workspace's DuckDB ``con`` (a :class:`custdyn.Workspace`); the text room
+does not import the store.
 
 What to label next (:func:`select_for_labelling`): among unlabelled inbound messages, the
 most typical message of each of the largest clusters of the workspace's messages that no label
