@@ -200,6 +200,14 @@ def test_planted_themes_top_the_feedback_backlog(world):
     planted = [f for f in found if f is not None]
     assert planted[:3] == true_rank[:3], (found, true_rank)
     assert None not in found[:2], found
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    r = CliRunner().invoke(app, ["--workspace", str(world["dir"]), "backlog", "--top", "3",
+                                 "--max-embed", str(MAX_EMBED)])
+    assert r.exit_code == 0, r.output
+    assert "found" in r.stdout and "name your own themes" in r.stderr  # how to name them
     v = [r["clv_at_risk"] for r in rows]
     assert v == sorted(v, reverse=True)
     # the top theme's numbers, recomputed from its messages and the scores
@@ -544,3 +552,7 @@ def test_themes_the_user_named_are_learnt_and_read_better(world, tmp_path):
                          "--max-embed", str(MAX_EMBED), "--no-labels"])
     assert r.exit_code == 0, r.output
     assert not any(x["named"] for x in json.loads(r.stdout))
+    r = run.invoke(app, ["--workspace", str(d), "backlog", "--max-embed", str(MAX_EMBED)])
+    assert r.exit_code == 0, r.output
+    assert "too few labels to learn" in r.stderr and "address (1)" in r.stderr
+    assert "you" in r.stdout and "name your own themes" not in r.stderr

@@ -102,7 +102,7 @@ def backlog(
     Themes you named in your labels (at least 3 labelled texts each; "none" for texts with no
     theme) are learnt: the groups of texts they explain take your names, the others stay
     themes found on their own."""
-    from custdyn.insights import feedback_backlog
+    from custdyn.insights import feedback_backlog, fit_themes, scores_as_of
 
     try:
         try:  # writable, so the themes found are stored for the next run
@@ -112,11 +112,16 @@ def backlog(
         with ws:
             with err.status("finding themes (the first run embeds texts; later runs reuse "
                             "them)..."):
-                t = feedback_backlog(ws, as_of, days=days, trend_days=trend_days,
-                                     max_embed=max_embed, max_themes=max_themes,
-                                     refit=refit, labels=labels)
+                at = scores_as_of(ws, as_of)
+                ts = fit_themes(ws, at, days=max(days, 2 * trend_days), max_embed=max_embed,
+                                max_themes=max_themes, refit=refit, labels=labels)
+                t = feedback_backlog(ws, at, days=days, trend_days=trend_days, themes=ts)
     except CustdynError as e:
         raise _fail(e) from None
+    if ts.unused_labels and not as_json:
+        few = ", ".join(f"{escape(h)} ({k})" for h, k in sorted(ts.unused_labels.items()))
+        err.print(f"themes named with too few labels to learn (3 needed): {few}",
+                  highlight=False)
     if top:
         t = t.slice(0, top)
     rows = t.to_pylist()
@@ -133,6 +138,9 @@ def backlog(
         return
     if not rows:
         console.print("no themes found")
+    elif labels and not any(r["named"] for r in rows):
+        err.print("[dim]name your own themes: `custdyn label --themes`, or a theme column in "
+                  "`custdyn label --import`; backlog learns them[/]")
     for r in rows:
         console.print(f"[bold]{r['rank']}. {escape(r['name'])}[/] "
                       f"({escape(', '.join(r['key_phrases'][:6]))})", highlight=False)
