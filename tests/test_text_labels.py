@@ -257,6 +257,32 @@ def test_themes_label_alone_or_with_a_sentiment_and_merge_with_earlier_labels(ws
         add_label(ws, "x", None)
 
 
+def test_a_file_of_texts_and_themes_alone_imports_and_reads(ws, tmp_path):
+    """A file with `text` and `theme` and no `label` column (a CRM's ticket categories)
+    labels themes alone; theme_rows reads it for eval-themes; bad rows are named."""
+    from custdyn.text.labelled import theme_rows
+    from custdyn.text.labels import read_theme_labels
+
+    p = tmp_path / "tickets.tsv"
+    p.write_text("text\ttheme\tlanguage\n"
+                 f"{NEG[0]}\tdelivery\ten\n{NEG[2]}\trefunds\tpt\n{NEU[0]}\tnone\ten\n"
+                 "\tdelivery\ten\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="row 5"):
+        theme_rows(p)
+    p.write_text("\n".join(p.read_text(encoding="utf-8").splitlines()[:4]) + "\n",
+                 encoding="utf-8")
+    texts, themes, langs = theme_rows(p)
+    assert themes == ["delivery", "refunds", "none"] and langs == ["en", "pt", "en"]
+    assert texts[1] == NEG[2]
+    r = import_labels(ws, p)
+    assert r.added == 3 and r.bad == [] and read_labels(ws) == []
+    assert sorted(x["theme"] for x in read_theme_labels(ws)) == ["delivery", "none", "refunds"]
+    q = tmp_path / "nothing.csv"
+    q.write_text("text,label\nhello,positive\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="needs a 'theme' column"):
+        theme_rows(q)
+
+
 def test_export_then_import_round_trip(ws, tmp_path):
     cands = select_for_labelling(ws, 5)
     p = tmp_path / "todo.tsv"

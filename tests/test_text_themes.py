@@ -231,3 +231,68 @@ def test_named_themes_across_languages():
     assert sum(got[t] == tr for t, tr in tl) >= len(tl) - 1, [(got[t], tr) for t, tr in tl]
     assert model.assign(["I was billed twice on my card this month."], languages=["en"],
                         update=False) == ["billing"]
+
+
+# ----------------------------------------------------------------------------- eval-themes
+def test_eval_themes_on_the_demo_truth(small_demo, tmp_path):
+    """``eval-themes HELD [--train-on LABELS]`` on the demo's labelled sample (it carries the
+    planted theme): learning the other half's themes reads the held half better than the
+    themes found in the texts alone, and names most texts' themes right."""
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from custdyn.cli import app
+
+    with open(small_demo / "sources" / "truth" / "labelled.csv", newline="",
+              encoding="utf-8") as fh:  # fmt: skip
+        rows = list(csv.DictReader(fh))
+    assert rows and "theme" in rows[0]
+    half = len(rows) // 2
+    for name, part, cols in (("train.csv", rows[:half], ["text", "theme", "language"]),
+                             ("held.csv", rows[half:], ["text", "label", "theme"])):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(part)
+    run = CliRunner()
+    got = {}
+    for how, extra in (("found", []), ("trained", ["--train-on", str(tmp_path / "train.csv")])):
+        r = run.invoke(app, ["eval-themes", str(tmp_path / "held.csv"), "--json",
+                             "--max-embed", "200", *extra])
+        assert r.exit_code == 0, r.output
+        got[how] = json.loads(r.stdout)
+    held_themes = {r["theme"] for r in rows[half:]}
+    found, trained = got["found"]["overall"], got["trained"]["overall"]
+    assert found["n"] == trained["n"] == len(rows) - half
+    assert found["with_theme"] == sum(r["theme"] != "none" for r in rows[half:])
+    assert not got["found"]["trained"] and got["trained"]["trained"]
+    assert set(got["trained"]["themes_named"]) <= held_themes | {r["theme"] for r in rows}
+    assert trained["purity"] >= found["purity"] + 0.03, (found, trained)
+    assert trained["ari_themed"] >= found["ari_themed"], (found, trained)
+    assert trained["named_right"] >= 0.75, trained
+    assert set(got["trained"]["per_language"]) >= {"en", "no", "pt", "tl"}
+    r = run.invoke(app, ["eval-themes", str(tmp_path / "held.csv"), "--max-embed", "200"])
+    assert r.exit_code == 0 and "purity" in r.stdout and "found in the texts alone" in r.stdout
+    # a file without a theme column is refused, by name
+    plain = tmp_path / "plain.csv"
+    plain.write_text("text,label\nhello there,neutral\n", encoding="utf-8")
+    r = run.invoke(app, ["eval-themes", str(plain)])
+    assert r.exit_code != 0 and "theme" in r.output and "plain.csv" in r.output
+
+
+def test_evaluate_themes_recovers_toy_themes():
+    from custdyn.text import evaluate_themes
+
+    texts, truth, embed = _toy(seed=3, n=30)
+    rep = evaluate_themes(texts, truth, ["en"] * len(texts), embed=embed, max_embed=60,
+                          labelled_texts=[t for t in texts if t.endswith((" 1", " 2", " 3"))],
+                          labelled_themes=[t.split()[0] for t in texts
+                                           if t.endswith((" 1", " 2", " 3"))])
+    o = rep["overall"]
+    assert o["n"] == 120 and o["with_theme"] == 120
+    assert o["purity"] == 1.0 and o["named_right"] == 1.0 and o["ari"] == pytest.approx(1.0)
+    assert rep["themes_named"] == ["app", "billing", "delivery", "staff"]
+    with pytest.raises(ValueError, match="themes for"):
+        evaluate_themes(texts, truth[:3], embed=embed)

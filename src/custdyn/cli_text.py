@@ -1,4 +1,5 @@
-"""Text commands: ``enrich`` (score messages into text_signals) and ``eval-text``."""
+"""Text commands: ``enrich`` (score messages into text_signals), ``eval-text`` and
+``eval-themes``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from custdyn.cli import (
     EXIT_REFUSED,
@@ -193,3 +195,70 @@ def _train_on_file(path: Path, no_ngrams: bool, quiet: bool, scheme: str = "auto
             encoder_dir=folder, among=among,
             progress=lambda d, t, stage: bar.update(task, completed=d, total=t,
                                                     description=stage))  # fmt: skip
+
+
+@app.command("eval-themes")
+def eval_themes(
+    file: Annotated[Path, typer.Argument(
+        help="File with a `text` and a `theme` column (CSV, TSV, JSON Lines, JSON, Parquet; "
+        "optional `language`): your own categories, \"none\" for no theme.")],
+    train_on: Annotated[Path | None, typer.Option(
+        "--train-on", help="First learn the themes named in this file (text, theme), as "
+        "`backlog` learns those of your labels, then read FILE with them.")] = None,
+    max_embed: Annotated[int, typer.Option(
+        min=10, help="Texts embedded (the rest take the theme their words point to), as "
+        "`backlog --max-embed`.")] = 600,
+    max_themes: Annotated[int, typer.Option(
+        help="At most this many themes found, as `backlog --max-themes`.")] = 16,
+    label_scheme: LabelSchemeOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """How well the backlog's themes match known ones: purity and adjusted Rand index per
+    language, over all texts (no theme as a class of its own) and over those with a theme.
+    With --train-on, also the share of texts given the theme of their own name."""
+    import json
+
+    from custdyn.text import evaluate_themes
+    from custdyn.text.labelled import theme_rows
+
+    try:
+        note_encoding(file, train_on)
+        texts, themes, langs = theme_rows(file, label_scheme)
+        taught: tuple[list[str], list[str], list[str | None] | None] | None = None
+        if train_on is not None:
+            taught = theme_rows(train_on, label_scheme)
+        with err.status(f"embedding up to {max_embed:,} texts"
+                        f"{' and the labels' if taught else ''}..."):
+            report = evaluate_themes(
+                texts, themes, langs, max_embed=max_embed, max_themes=max_themes,
+                labelled_texts=taught[0] if taught else None,
+                labelled_themes=taught[1] if taught else None,
+                labelled_languages=taught[2] if taught else None)
+    except (ValueError, OSError, CustdynError) as e:
+        raise _fail(e, EXIT_REFUSED) from None
+    report["file"] = str(file)
+    if as_json:
+        print_json(json.loads(json.dumps(report, default=float)))
+        return
+    t = Table(header_style="bold")
+    cols = ["language", "texts", "with a theme", "purity", "ARI", "purity (themed)",
+            "ARI (themed)"] + (["named right"] if train_on is not None else [])
+    for c in cols:
+        t.add_column(c, justify="left" if c == "language" else "right")
+
+    def cell(s: dict, key: str) -> str:
+        return f"{s[key]:.3f}" if key in s else "-"
+
+    for lang, s in [*report["per_language"].items(), ("all", report["overall"])]:
+        t.add_row(lang, f"{s['n']:,}", f"{s['with_theme']:,}", cell(s, "purity"), cell(s, "ari"),
+                  cell(s, "purity_themed"), cell(s, "ari_themed"),
+                  *([cell(s, "named_right")] if train_on is not None else []))
+    console.print(t)
+    named = report["themes_named"]
+    console.print(f"{report['themes_found']} themes"
+                  + (f", {len(named)} learnt from {train_on.name}: {', '.join(named)}"
+                     if train_on is not None else " found in the texts alone")
+                  + f"; {report['embedded']:,} texts embedded", highlight=False)
+    if report["unused_labels"]:
+        err.print("themes with too few labels to learn (3 needed): " + ", ".join(
+            f"{h} ({k})" for h, k in sorted(report["unused_labels"].items())), highlight=False)

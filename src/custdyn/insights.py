@@ -437,7 +437,7 @@ def fit_themes(
     import time
 
     from custdyn.text.labels import read_theme_labels
-    from custdyn.text.themes import ThemeModel, spread_themes, theme_label
+    from custdyn.text.themes import ThemeModel, theme_label, theme_texts
 
     t0 = time.perf_counter()
     at = scores_as_of(ws, as_of)
@@ -476,31 +476,16 @@ def fit_themes(
     custs = [r[1] for r in rows]
     texts = [str(r[3]) for r in rows]
     langs = [r[4] for r in rows]
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.permutation(len(rows))[:max_embed])
-    in_sample = np.zeros(len(rows), bool)
-    in_sample[sample] = True
     n_langs = len({g for g in langs if g}) or 1
     model = ThemeModel(n_themes, max_themes=max_themes, max_fit=max_embed,
                        embed=embed or _cached_encoder(ws), seed=seed,
                        n_examples=min(max(n_langs, 3), 8))
-    model.fit([texts[i] for i in sample], customer_ids=[custs[i] for i in sample],
-              languages=[langs[i] for i in sample],
-              labelled_texts=[r["text"] for r in seeds] if seeds else None,
-              labelled_themes=[r["theme"] for r in seeds] if seeds else None,
-              labelled_languages=[r["language"] for r in seeds] if seeds else None)
-    assigned: list[str | None] = [None] * len(rows)
-    for i, lab in zip(sample, model.labels_, strict=True):
-        assigned[int(i)] = lab
-    rest = np.flatnonzero(~in_sample)
+    assigned, sample = theme_texts(
+        model, texts, langs, customer_ids=custs, max_embed=max_embed, seed=seed,
+        labelled_texts=[r["text"] for r in seeds] if seeds else None,
+        labelled_themes=[r["theme"] for r in seeds] if seeds else None,
+        labelled_languages=[r["language"] for r in seeds] if seeds else None)
     learnt = set(model.named_)
-    taught = [(str(r["text"]), theme_label(r["theme"]) or None) for r in seeds
-              if theme_label(r["theme"]) == "" or theme_label(r["theme"]) in learnt]
-    got = spread_themes([texts[i] for i in sample] + [t for t, _ in taught],
-                        list(model.labels_) + [h for _, h in taught],
-                        [texts[i] for i in rest], seed=seed)
-    for i, lab in zip(rest, got, strict=True):
-        assigned[int(i)] = lab
     for r in seeds:  # a labelled message keeps its label's theme
         theme = theme_label(r["theme"])
         i = pos.get(r["interaction_id"]) if r["interaction_id"] else None

@@ -24,7 +24,7 @@ from custdyn.text.evaluation import (
 )
 from custdyn.text.labelled import label_scheme, read_label_rows
 from custdyn.text.signals import enrich_batches, score_interactions
-from custdyn.text.themes import ThemeModel, adjusted_rand_index, purity
+from custdyn.text.themes import ThemeModel, adjusted_rand_index, evaluate_themes, purity
 from custdyn.text.workspace_models import WorkspaceEngine, bulk_engine_name, default_engine_name
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "enrich_batches",
     "eval_text_main",
     "evaluate_sentiment",
+    "evaluate_themes",
     "intent_to_switch",
     "label_scheme",
     "make_engine",

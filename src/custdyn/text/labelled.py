@@ -381,8 +381,8 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
 
     ``scheme``: how numeric labels read (``auto``, ``signed``, ``012``, ``stars``,
     ``binary`` or ``123``).
-    Raises ValueError (naming the file) when it lacks a text or label column or its numeric
-    labels are ambiguous; bad rows are returned, not raised."""
+    Raises ValueError (naming the file) when it lacks a text column, or both a label and a
+    theme column, or its numeric labels are ambiguous; bad rows are returned, not raised."""
     p = Path(path)
     records = list(_records(p))
     out = LabelledRows(p)
@@ -394,12 +394,13 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
     ik = _pick(keys, ("interaction_id",))
     ek = _pick(keys, _EMOTION_COLS)
     hk = _pick(keys, _THEME_COLS)
-    if tk is None or lk is None:
-        raise ValueError(f"{p}: needs 'text' and 'label' columns, found {list(keys)}")
+    if tk is None or (lk is None and hk is None):
+        raise ValueError(f"{p}: needs 'text' and 'label' columns (or 'text' and 'theme'), "
+                         f"found {list(keys)}")
     try:
         out.scheme = label_scheme(
             (r.get(lk) for _, r, _ in records if r is not None and r.get(lk) is not None),
-            scheme)
+            scheme) if lk is not None else None
     except ValueError as e:
         raise ValueError(f"{p}: field '{lk}': {e}") from None
     out.languages = [] if gk is not None else None
@@ -410,7 +411,7 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         if r is None:
             out.bad.append(BadRow(n, why or "unreadable"))
             continue
-        raw_label = r.get(lk)
+        raw_label = r.get(lk) if lk is not None else None
         label = "" if raw_label is None else str(raw_label).strip()
         theme = None
         if hk is not None:
@@ -466,6 +467,27 @@ def read_label_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:
         if out.themes is not None:
             out.themes.append(theme)
     return out
+
+
+def theme_rows(path: str | Path, scheme: str = "auto"
+               ) -> tuple[list[str], list[str], list[str | None] | None]:
+    """The texts of a file that carry a theme, their themes and languages (None: the file
+    has no language column): rows with a label and a theme, and rows with a theme alone.
+    Raises ValueError naming the file and its bad rows, or when it has no ``theme`` column
+    or no row with a theme."""
+    got = read_label_rows(path, scheme)
+    got.refuse_bad()
+    if got.themes is None:
+        raise ValueError(f"{got.path}: needs a 'theme' column")
+    keep = [i for i, h in enumerate(got.themes) if h is not None]
+    texts = [got.texts[i] for i in keep] + [r["text"] for r in got.theme_only]
+    themes = [str(got.themes[i]) for i in keep] + [str(r["theme"]) for r in got.theme_only]
+    langs = None
+    if got.languages is not None:
+        langs = [got.languages[i] for i in keep] + [r["language"] for r in got.theme_only]
+    if not texts:
+        raise ValueError(f"{got.path}: no row has a theme")
+    return texts, themes, langs
 
 
 def labelled_rows(path: str | Path, scheme: str = "auto") -> LabelledRows:

@@ -32,8 +32,8 @@ import numpy as np
 from custdyn.text.competitors import fold
 from custdyn.text.salutations import strip_all
 
-__all__ = ["MIN_THEME_LABELS", "NO_THEME", "ThemeModel", "adjusted_rand_index", "purity",
-           "spread_themes"]
+__all__ = ["MIN_THEME_LABELS", "NO_THEME", "ThemeModel", "adjusted_rand_index",
+           "evaluate_themes", "purity", "spread_themes", "theme_texts"]
 
 #: Labelled texts a named theme needs before it is learnt (fewer: the labels are kept, unused).
 MIN_THEME_LABELS = 3
@@ -208,6 +208,106 @@ def spread_themes(
         m = sparse_features(strip_all(new_texts[start:start + 4096]), bits).tocsc()[:, cols]
         out.extend(names[int(j)] for j in np.asarray(m @ w + b).argmax(axis=1))
     return out
+
+
+def theme_texts(
+    model: ThemeModel,
+    texts: Sequence[str],
+    languages: Sequence[str | None],
+    *,
+    customer_ids: Sequence[Any] | None = None,
+    max_embed: int = 600,
+    seed: int = 0,
+    labelled_texts: Sequence[str] | None = None,
+    labelled_themes: Sequence[Any] | None = None,
+    labelled_languages: Sequence[str | None] | None = None,
+) -> tuple[list[str | None], np.ndarray]:
+    """The theme (id or None) of every text, embedding at most ``max_embed`` of them: ``model``
+    is fitted on a seeded sample of that size (with the labelled texts, if any), and every
+    other text takes its theme from :func:`spread_themes`, learnt from the sample and the
+    labelled texts of the themes the model learnt. Returns the themes and the sample's
+    indices. The way ``custdyn backlog`` and ``custdyn eval-themes`` read a set of texts."""
+    texts = ["" if t is None else str(t) for t in texts]
+    n = len(texts)
+    sample = np.sort(np.random.default_rng(seed).permutation(n)[:max_embed])
+    model.fit([texts[i] for i in sample],
+              customer_ids=None if customer_ids is None else [customer_ids[i] for i in sample],
+              languages=[languages[i] for i in sample], labelled_texts=labelled_texts,
+              labelled_themes=labelled_themes, labelled_languages=labelled_languages)
+    assigned: list[str | None] = [None] * n
+    for i, lab in zip(sample, model.labels_, strict=True):
+        assigned[int(i)] = lab
+    rest = np.setdiff1d(np.arange(n), sample)
+    learnt = set(model.named_)
+    taught = [(str(t), theme_label(h) or None)
+              for t, h in zip(labelled_texts or [], labelled_themes or [], strict=True)
+              if t is not None and theme_label(h) is not None
+              and (theme_label(h) == "" or theme_label(h) in learnt)]
+    got = spread_themes([texts[i] for i in sample] + [t for t, _ in taught],
+                        list(model.labels_) + [h for _, h in taught],
+                        [texts[i] for i in rest], seed=seed)
+    for i, lab in zip(rest, got, strict=True):
+        assigned[int(i)] = lab
+    return assigned, sample
+
+
+def _agreement(truth: list[str], pred: list[str | None]) -> dict[str, Any]:
+    """Purity and ARI of ``pred`` against ``truth`` ("" = no theme), over all texts and over
+    those with a theme, and the share whose theme is named as in the truth."""
+    tr = [t or "(none)" for t in truth]
+    pr = [p or "(none)" for p in pred]
+    themed = [i for i, t in enumerate(truth) if t]
+    out: dict[str, Any] = {"n": len(tr), "with_theme": len(themed)}
+    if not tr:
+        return out
+    out.update(purity=purity(tr, pr), ari=adjusted_rand_index(tr, pr))
+    if themed:
+        out.update(purity_themed=purity([tr[i] for i in themed], [pr[i] for i in themed]),
+                   ari_themed=adjusted_rand_index([tr[i] for i in themed],
+                                                  [pr[i] for i in themed]))
+    out["named_right"] = float(np.mean([a == b for a, b in zip(tr, pr, strict=True)]))
+    return out
+
+
+def evaluate_themes(
+    texts: Sequence[str],
+    themes: Sequence[Any],
+    languages: Sequence[str | None] | None = None,
+    *,
+    labelled_texts: Sequence[str] | None = None,
+    labelled_themes: Sequence[Any] | None = None,
+    labelled_languages: Sequence[str | None] | None = None,
+    max_embed: int = 600,
+    max_themes: int = 16,
+    seed: int = 0,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """How well the themes the backlog would find in ``texts`` match their known ``themes``
+    (the user's own categories; "none" and its spellings: no theme), overall and per
+    language: purity and adjusted Rand index over all texts (no theme a class of its own)
+    and over the texts with a theme, and ``named_right``, the share of texts given the theme
+    of their own name (it counts only themes learnt from ``labelled_texts`` with
+    ``labelled_themes``, which name themes as the truth does; without them only "no theme"
+    can be right). The texts are read as :func:`theme_texts` reads them."""
+    texts = ["" if t is None else str(t) for t in texts]
+    if len(themes) != len(texts):
+        raise ValueError(f"{len(themes)} themes for {len(texts)} texts")
+    truth = [theme_label(t) or "" for t in themes]
+    langs = list(languages) if languages is not None else ThemeModel()._languages(texts, None)
+    model = ThemeModel(max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed)
+    pred, _ = theme_texts(model, texts, langs, max_embed=max_embed, seed=seed,
+                          labelled_texts=labelled_texts, labelled_themes=labelled_themes,
+                          labelled_languages=labelled_languages)
+    report: dict[str, Any] = {
+        "overall": _agreement(truth, pred), "per_language": {},
+        "themes_found": len(model.themes_), "themes_named": list(model.named_),
+        "unused_labels": dict(model.unused_labels_), "embedded": int(min(max_embed, len(texts))),
+        "trained": labelled_texts is not None,
+    }
+    for g in sorted({str(x or "und") for x in langs}):
+        idx = [i for i, x in enumerate(langs) if str(x or "und") == g]
+        report["per_language"][g] = _agreement([truth[i] for i in idx], [pred[i] for i in idx])
+    return report
 
 
 def _default_embed(texts: list[str]) -> np.ndarray:
