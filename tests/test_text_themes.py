@@ -275,6 +275,9 @@ def test_eval_themes_on_the_demo_truth(small_demo, tmp_path):
     assert set(got["trained"]["per_language"]) >= {"en", "no", "pt", "tl"}
     r = run.invoke(app, ["eval-themes", str(tmp_path / "held.csv"), "--max-embed", "120"])
     assert r.exit_code == 0 and "purity" in r.stdout and "found in the texts alone" in r.stdout
+    r = run.invoke(app, ["eval-themes", str(tmp_path / "train.csv"), "--max-embed", "20",
+                         "--train-on", str(tmp_path / "train.csv")])
+    assert r.exit_code == 0 and "the themes learnt them" in r.stderr.replace("\n", " ")
     # a file without a theme column is refused, by name
     plain = tmp_path / "plain.csv"
     plain.write_text("text,label\nhello there,neutral\n", encoding="utf-8")

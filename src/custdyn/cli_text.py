@@ -227,6 +227,11 @@ def eval_themes(
         taught: tuple[list[str], list[str], list[str | None] | None] | None = None
         if train_on is not None:
             taught = theme_rows(train_on, label_scheme)
+            both = len(set(texts) & set(taught[0]))
+            if both and not as_json:
+                err.print(f"warning: {both:,} texts of {file.name} are in {train_on.name} "
+                          "too: the themes learnt them, so they read better than new texts "
+                          "would", highlight=False)
         with err.status(f"embedding up to {max_embed:,} texts"
                         f"{' and the labels' if taught else ''}..."):
             report = evaluate_themes(
