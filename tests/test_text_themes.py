@@ -300,3 +300,19 @@ def test_evaluate_themes_recovers_toy_themes():
     assert rep["themes_named"] == ["app", "billing", "delivery", "staff"]
     with pytest.raises(ValueError, match="themes for"):
         evaluate_themes(texts, truth[:3], embed=embed)
+
+
+def test_a_single_named_theme_takes_only_what_is_within_its_reach():
+    """One theme named, nothing to tell it from: it takes the texts within its reach of its
+    labelled texts, and the other planted themes are found on their own."""
+    texts, truth, embed = _toy(seed=4)
+    lab_t = [t for t in texts if t.startswith("delivery") and int(t.split()[-1]) < 5]
+    model = ThemeModel(embed=embed).fit(texts, languages=["en"] * len(texts),
+                                        labelled_texts=lab_t, labelled_themes=["late"] * 5)
+    assert model.named_ == ["late"] and model.weights_ is None
+    got = dict(zip(texts, model.labels_, strict=True))
+    assert sum(got[t] == "late" for t, tr in zip(texts, truth, strict=True)
+               if tr == "delivery") >= 36
+    assert not any(got[t] == "late" for t, tr in zip(texts, truth, strict=True)
+                   if tr != "delivery")
+    assert sum(t["id"].startswith("T") for t in model.themes_) == 3

@@ -102,7 +102,7 @@ def backlog(
     Themes you named in your labels (at least 3 labelled texts each; "none" for texts with no
     theme) are learnt: the groups of texts they explain take your names, the others stay
     themes found on their own."""
-    from custdyn.insights import feedback_backlog, fit_themes, scores_as_of
+    from custdyn.insights import backlog_themes, feedback_backlog, scores_as_of
 
     try:
         try:  # writable, so the themes found are stored for the next run
@@ -113,8 +113,9 @@ def backlog(
             with err.status("finding themes (the first run embeds texts; later runs reuse "
                             "them)..."):
                 at = scores_as_of(ws, as_of)
-                ts = fit_themes(ws, at, days=max(days, 2 * trend_days), max_embed=max_embed,
-                                max_themes=max_themes, refit=refit, labels=labels)
+                ts = backlog_themes(ws, at, days=days, trend_days=trend_days,
+                                    max_embed=max_embed, max_themes=max_themes, refit=refit,
+                                    labels=labels)
                 t = feedback_backlog(ws, at, days=days, trend_days=trend_days, themes=ts)
     except CustdynError as e:
         raise _fail(e) from None

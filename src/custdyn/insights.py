@@ -33,6 +33,7 @@ from custdyn.store import Workspace
 __all__ = [
     "DEFAULT_UPLIFT",
     "ThemeSet",
+    "backlog_themes",
     "feedback_backlog",
     "fit_themes",
     "responders",
@@ -578,6 +579,14 @@ def _extend_themes(ws: Workspace, at: dt.datetime, days: int, rows: list[tuple[A
 
 
 # =========================================================================== backlog
+def backlog_themes(ws: Workspace, as_of: Any = None, *, days: int = 365, trend_days: int = 90,
+                   **fit: Any) -> ThemeSet:
+    """The theme fit :func:`feedback_backlog` reads: :func:`fit_themes` (``fit`` its
+    arguments) over the ``days`` before ``as_of``, or the two ``trend_days`` windows of its
+    trend when they reach further back."""
+    return fit_themes(ws, as_of, days=max(days, 2 * trend_days), **fit)
+
+
 def feedback_backlog(
     ws: Workspace,
     as_of: Any = None,
@@ -599,8 +608,8 @@ def feedback_backlog(
     quotes, one per language first. Ranked by CLV at risk, largest first.
     """
     at = scores_as_of(ws, as_of)
-    ts = themes if themes is not None else fit_themes(ws, at, days=max(days, 2 * trend_days),
-                                                      **fit)
+    ts = themes if themes is not None else backlog_themes(ws, at, days=days,
+                                                          trend_days=trend_days, **fit)
     rows = _feedback_texts(ws, at, ts.days)
     score = {r[0]: (r[1] or 0.0, r[2] or 0.0) for r in ws.con.execute(
         "SELECT customer_id, clv, defection_risk FROM scores WHERE as_of = ?", [at]).fetchall()}

@@ -293,7 +293,11 @@ def evaluate_themes(
     if len(themes) != len(texts):
         raise ValueError(f"{len(themes)} themes for {len(texts)} texts")
     truth = [theme_label(t) or "" for t in themes]
-    langs = list(languages) if languages is not None else ThemeModel()._languages(texts, None)
+    if languages is None:
+        from custdyn.text._langid import detect_many
+
+        languages = detect_many(texts)[0]
+    langs = list(languages)
     model = ThemeModel(max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed)
     pred, _ = theme_texts(model, texts, langs, max_embed=max_embed, seed=seed,
                           labelled_texts=labelled_texts, labelled_themes=labelled_themes,
@@ -451,9 +455,8 @@ class ThemeModel:
         keep = [c for c, k in sizes.most_common() if k >= self.min_size]
         self.centroids_ = np.zeros((k_named + len(keep), x.shape[1]), np.float32)
         final = np.where(named >= 0, named, -1).astype(np.int64)
-        for j in range(k_named):
-            members = x[final == j] if np.any(final == j) else self._seed_x[self._seed_y == j]
-            v = members.mean(axis=0)
+        for j in range(k_named):  # a named theme with no text here: its labelled texts' centre
+            v = x[final == j].mean(axis=0) if np.any(final == j) else self.named_centres_[j]
             self.centroids_[j] = v / max(float(np.linalg.norm(v)), 1e-9)
         for j, c in enumerate(keep, start=k_named):
             v = x[labels == c].mean(axis=0)
@@ -531,13 +534,7 @@ class ThemeModel:
         if not self.named_:
             return out
         y = np.array([self.classes_.index(h) for h in themes], np.int64)
-        self._seed_x, self._seed_y = xs, y
-        if len(self.classes_) == 1:  # one theme, nothing to tell it from: near its texts or not
-            self.weights_ = None
-            c = xs.mean(axis=0)
-            self._single = c / max(float(np.linalg.norm(c)), 1e-9)
-            self._radius = min(self.distance, float(np.quantile(1.0 - xs @ self._single, 0.9)))
-        else:
+        if len(self.classes_) > 1:  # one theme alone has nothing to tell it from: reach only
             self.weights_, self.biases_ = _fit_softmax(xs, y, len(self.classes_), self.l2,
                                                        balanced=True)
         # Each named theme's reach: ``reach`` times as far from its labelled texts' centre as
@@ -569,8 +566,8 @@ class ThemeModel:
         out = np.full(len(x), -2, np.int64)
         if not getattr(self, "named_", None) or not len(x):
             return out
-        if self.weights_ is None:  # a single named theme: as near as its labelled texts
-            out[1.0 - x @ self._single <= self._radius] = 0
+        if self.weights_ is None:  # a single named theme: within its reach or not
+            out[1.0 - x @ self.named_centres_[0] <= self.named_reach_[0]] = 0
             return out
         z = x @ self.weights_ + self.biases_
         z -= z.max(axis=1, keepdims=True)
