@@ -180,6 +180,31 @@ def test_detect_many_equals_detect(texts):
     _assert_same(texts)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXTS), max_size=12))
+def test_collection_weights_are_a_prior_and_keep_what_has_no_language(texts):
+    w = L.collection_weights(texts)
+    assert w.shape == (len(L._batch_model().classes),)
+    assert np.all(np.isfinite(w)) and np.all(w >= 0) and w.max() > 0
+    alone, _ = L.detect_many(texts)
+    together, confs = L.detect_many(texts, collection=True)
+    # a text without letters has no language either way; every other text gets one
+    assert [g is None for g in together] == [g is None for g in alone]
+    assert all(0.0 <= c <= 1.0 + 1e-6 for c in confs)
+
+
+def test_collection_of_one_language_reads_every_line_in_it():
+    lines = ["Leveransen kom for sent.", "Takk for hjelpen!", "Pakken var skadet.",
+             "Jeg venter fortsatt på svar.", "Det holder ikke.", "Det stemmer nok."]  # fmt: skip
+    assert L.detect_many(lines)[0].count("no") < len(lines)
+    assert L.detect_many(lines, collection=True)[0] == ["no"] * len(lines)
+    # the same prior, whatever the chunk size
+    w = L.collection_weights(lines)
+    a = L._detect_batch(lines, None, w)
+    b = [L._detect_batch([t], None, w)[0][0] for t in lines]
+    assert a[0] == b
+
+
 def test_chunks_and_separator_fall_back(monkeypatch):
     texts = [*DEMO[:30], "Oi\x1ftudo bem? A entrega atrasou.", None, *EXTRA]
     _assert_same(texts)

@@ -128,7 +128,10 @@ def detect(
 
 
 def detect_many(
-    texts: Sequence[str | None], among: Collection[str] | None = None
+    texts: Sequence[str | None],
+    among: Collection[str] | None = None,
+    *,
+    collection: bool = False,
 ) -> tuple[list[str | None], list[float]]:
     """Languages and confidences for many texts: the same answers as :func:`detect` per text.
 
@@ -139,13 +142,25 @@ def detect_many(
     read as Danish, Portuguese as Galician); a workspace that knows its customers' languages
     avoids that.
 
+    ``collection``: the texts are one collection (a labelled file, say), so how common each
+    language is among them is learnt from the texts themselves (:func:`collection_weights`)
+    and weighs each text's answer: a short Norwegian line that alone would read as Danish
+    reads as Norwegian in a file of Norwegian lines, while a clearly Danish one ("Tak for
+    hjælpen") stays Danish.
+    Each text's answer then depends on the others.
+
     >>> langs, confs = detect_many(["Leveransen kom for sent.", "", "Grabe, sobrang late ng order ko"])
     >>> langs
     ['no', None, 'tl']
     >>> detect_many(["Tak for hjælpen"])[0], detect_many(["Tak for hjælpen"], among=["no", "en"])[0]
     (['da'], ['no'])
+    >>> norwegian = ["Leveransen kom for sent.", "Takk for hjelpen!", "Pakken var skadet.",
+    ...              "Jeg venter fortsatt på svar.", "Det holder ikke."]
+    >>> detect_many(norwegian)[0][-1], detect_many(norwegian, collection=True)[0][-1]
+    ('da', 'no')
     """
     allowed = None if among is None else _batch_model().allowed(among)
+    weights = collection_weights(texts, allowed) if collection else None
     n = len(texts)
     langs: list[str | None] = [None] * n
     confs: list[float] = [0.0] * n
@@ -156,7 +171,7 @@ def detect_many(
             idx.append(i)
             size += len(t)
         if idx and (len(idx) == _CHUNK or size >= _CHUNK_CHARS or i == n - 1):
-            la, co = _detect_batch([texts[j] for j in idx], allowed)  # type: ignore[misc]
+            la, co = _detect_batch([texts[j] for j in idx], allowed, weights)  # type: ignore[misc]
             for k, j in enumerate(idx):
                 langs[j] = la[k]
                 confs[j] = co[k]
@@ -164,11 +179,62 @@ def detect_many(
     return langs, confs
 
 
+#: :func:`collection_weights` learns the shares from at most this many texts (a seeded sample).
+_PRIOR_SAMPLE = 20_000
+#: How strongly the shares weigh: weight = (share x languages) ** this. 1 is the full
+#: posterior correction of Saerens et al. (2002); on close languages it swallowed a real
+#: minority (90 Norwegian : 10 Danish subtitle lines: Danish read right .86 -> .00), 0.5 kept
+#: most of it (.65) and still lifted the majority (.82 -> .99).
+_PRIOR_POWER = 0.5
+#: Added to every share before the weights are taken, so no language is ruled out.
+_PRIOR_FLOOR = 1e-4
+
+
+def collection_weights(
+    texts: Sequence[str | None], allowed: np.ndarray | None = None, *, seed: int = 0
+) -> np.ndarray:
+    """One weight per language column: how common each language is in ``texts``.
+
+    The shares are estimated by expectation-maximisation over the texts' language
+    probabilities, as Saerens, Latinne and Decaestecker (2002, "Adjusting the outputs of a
+    classifier to new a priori probabilities: a simple procedure") re-estimate class priors on
+    new data: each text's probabilities are reweighted by the current shares, the shares are
+    the mean of the reweighted probabilities, until they settle. The weights are tempered
+    (:data:`_PRIOR_POWER`), so a minority language with clear evidence keeps its texts.
+    """
+    model = _batch_model()
+    k = len(model.classes)
+    cleaned = [_URL.sub(" ", t) for t in texts if t]
+    cleaned = [t for t in cleaned if _HAS_LETTER.search(t)]
+    if not cleaned:
+        return np.ones(k, np.float32)
+    if len(cleaned) > _PRIOR_SAMPLE:
+        pick = np.sort(np.random.default_rng(seed).choice(len(cleaned), _PRIOR_SAMPLE, replace=False))
+        cleaned = [cleaned[i] for i in pick]
+    probs = np.vstack([model.classify(cleaned[i : i + _CHUNK], allowed, proba=True)
+                       for i in range(0, len(cleaned), _CHUNK)]).astype(np.float64)  # fmt: skip
+    live = probs.sum(axis=0) > 0
+    share = np.where(live, 1.0 / live.sum(), 0.0)
+    w = np.ones(k)
+    for _ in range(100):
+        w = (share * live.sum()) ** _PRIOR_POWER
+        q = probs * w
+        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)
+        new = np.where(live, q.mean(axis=0) + _PRIOR_FLOOR, 0.0)
+        new /= new.sum()
+        done = float(np.abs(new - share).max()) < 1e-6
+        share = new
+        if done:
+            break
+    return ((share * live.sum()) ** _PRIOR_POWER).astype(np.float32)
+
+
 def _detect_batch(
-    texts: list[str], allowed: np.ndarray | None = None
+    texts: list[str], allowed: np.ndarray | None = None, weights: np.ndarray | None = None
 ) -> tuple[list[str | None], list[float]]:
     """:func:`detect` for non-empty texts, vectorised over the batch; ``allowed``: a mask of
-    the model's columns (:meth:`_BatchModel.allowed`).
+    the model's columns (:meth:`_BatchModel.allowed`); ``weights``: a collection's prior
+    (:func:`collection_weights`).
 
     Cleaning: URLs, @names and "#" become spaces; a text without letters has no language; one
     whose words are at least a fifth Tagalog markers is Tagalog (Taglish).
@@ -180,13 +246,13 @@ def _detect_batch(
         cleaned = [_URL.sub(" ", t) for t in texts]
         letters = np.array([_HAS_LETTER.search(c) is not None for c in cleaned], bool)
         shares = np.array([_taglish_share(c) for c in cleaned], np.float64)
-        best, prob = model.classify_few(cleaned, allowed)
+        best, prob = model.classify_few(cleaned, allowed, weights)
     else:
         # The separator is whitespace and no word character: no URL, @name or word crosses it.
         cleaned_joined = _URL.sub(" ", joined)
         cleaned = cleaned_joined.split(_SEP)
         letters, shares = _letters_and_shares(cleaned_joined, len(texts))
-        best, prob = model.classify(cleaned, allowed)
+        best, prob = model.classify(cleaned, allowed, weights)
     code = model.codes[best]
     taglish = (code != "tl") & (shares >= 0.2)
     if allowed is not None and not allowed[model.codes == "tl"].any():
@@ -517,19 +583,27 @@ class _BatchModel:
         return np.array([c in wanted for c in self.codes.tolist()], bool)
 
     def classify(
-        self, texts: list[str], allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        texts: list[str],
+        allowed: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        *,
+        proba: bool = False,
+    ) -> Any:
         """Best class index and its probability for each text, as py3langid's ``classify``
-        (among the ``allowed`` columns only, when given)."""
+        (among the ``allowed`` columns only, when given; ``weights``: see :meth:`_decide`).
+        ``proba``: the whole probability matrix (texts, classes) instead."""
         buf, starts, lens = self.encode(texts)
         mat = self.counts(buf, starts, lens)
         np.log1p(mat.data, out=mat.data)
         scores = np.asarray(mat @ self.ptc, np.float32) + self.pc
         scores[np.diff(mat.indptr) == 0] = 0.0  # no features: py3langid scores all classes 0
-        return self._decide(scores, lens, allowed)
+        if proba:
+            return self._proba(scores, lens, allowed)
+        return self._decide(scores, lens, allowed, weights)
 
     def classify_few(
-        self, texts: list[str], allowed: np.ndarray | None = None
+        self, texts: list[str], allowed: np.ndarray | None = None, weights: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`classify`, walking the automaton in Python one text at a time."""
         nm = self.nextmove.data
@@ -549,13 +623,36 @@ class _BatchModel:
             if found:
                 feat, count = np.unique(np.array(found, np.int64), return_counts=True)
                 scores[k] = np.log1p(count.astype(np.float32)) @ self.ptc[feat] + self.pc
-        return self._decide(scores, lens, allowed)
+        return self._decide(scores, lens, allowed, weights)
 
     def _decide(
-        self, scores: np.ndarray, lens: np.ndarray, allowed: np.ndarray | None = None
+        self,
+        scores: np.ndarray,
+        lens: np.ndarray,
+        allowed: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Temperature sqrt(bytes), softmax (over the allowed columns), script columns folded;
-        best class and probability."""
+        """Best class and its probability: :meth:`_proba`, times ``weights`` (one per column,
+        a prior of the texts' collection) when given. The prior only chooses among
+        languages: a text whose likeliest class is no language (``zxx``) stays so."""
+        scores = self._proba(scores, lens, allowed)
+        if weights is not None:
+            plain = scores.argmax(axis=1)
+            scores *= np.where(self.codes == None, 0.0, weights).astype(np.float32)  # noqa: E711
+            scores /= np.maximum(scores.sum(axis=1, keepdims=True), 1e-30)
+            best = scores.argmax(axis=1)
+            none = self.codes[plain] == None  # noqa: E711
+            best[none] = plain[none]
+            prob = scores[np.arange(len(scores)), best]
+            prob[none] = 0.0
+            return best, prob
+        best = scores.argmax(axis=1)
+        return best, scores[np.arange(len(scores)), best]
+
+    def _proba(
+        self, scores: np.ndarray, lens: np.ndarray, allowed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Temperature sqrt(bytes), softmax (over the allowed columns), script columns folded."""
         scores *= (1.0 / np.sqrt(np.maximum(lens, 1))).astype(np.float32)[:, None]
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
@@ -565,5 +662,4 @@ class _BatchModel:
         for i, j in self.alias_pairs:
             scores[:, i] += scores[:, j]
             scores[:, j] = 0.0
-        best = scores.argmax(axis=1)
-        return best, scores[np.arange(len(scores)), best]
+        return scores

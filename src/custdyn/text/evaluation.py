@@ -134,7 +134,10 @@ def evaluate_sentiment(
     ``average_precision``).
 
     ``labels``: negative / neutral / positive (or neg/neu/pos, -1/0/1). ``languages``: ISO
-    639-1 per text; None detects them (``among`` these languages, when given). ``engine``: a name, an engine or a
+    639-1 per text; None (or None entries) detects them (``among`` these languages, when
+    given), the texts read as one collection, so that a file of Norwegian lines is read as
+    Norwegian even where a short line alone would read as Danish
+    (:func:`~custdyn.text._langid.detect_many`). ``engine``: a name, an engine or a
     :class:`~custdyn.text.TextAnalyzer`. Returns ``{"engine", "overall", "per_language"}``, each
     score a dict with ``n``, ``macro_f1``, the 95 % percentile-bootstrap interval
     ``ci_low``/``ci_high`` (``n_boot`` resamples), ``accuracy`` and per-class ``support``.
@@ -158,8 +161,14 @@ def evaluate_sentiment(
     if two_class and has_neutral:
         raise ValueError("a two-class evaluation needs labels without 'neutral'")
     two = (not has_neutral and len(y_true) > 0) if two_class is None else two_class
-    table = ta.analyze(list(texts), language=list(languages) if languages is not None else None,
-                       progress=progress)
+    given = list(languages) if languages is not None else [None] * len(texts)
+    if any(not g for g in given):
+        from custdyn.text._langid import detect_many
+
+        found = detect_many(list(texts), among if among is not None else ta.languages,
+                            collection=True)[0]  # fmt: skip
+        given = [g or f for g, f in zip(given, found, strict=True)]
+    table = ta.analyze(list(texts), language=given, progress=progress)
     if two:
         score = table.column("sentiment_score").to_numpy(zero_copy_only=False)
         y_pred = np.where(np.nan_to_num(np.asarray(score, np.float64)) > 0, 2, 0)

@@ -296,7 +296,7 @@ def evaluate_themes(
     if languages is None:
         from custdyn.text._langid import detect_many
 
-        languages = detect_many(texts)[0]
+        languages = detect_many(texts, collection=True)[0]
     langs = list(languages)
     model = ThemeModel(max_themes=max_themes, max_fit=max_embed, embed=embed, seed=seed)
     pred, _ = theme_texts(model, texts, langs, max_embed=max_embed, seed=seed,

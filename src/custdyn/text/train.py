@@ -230,8 +230,10 @@ def build_features(
     """Embeddings, hashed n-grams and the shipped engine's log-probabilities of ``texts``.
 
     ``languages`` None (or None entries) are detected (``among`` these languages, when
-    given) on the whole texts. ``emb``: precomputed embeddings. ``message_body``: features
-    of each message's body, its greeting and sign-off set aside, as the engines score it
+    given) on the whole texts, as one collection (the shares of languages among them weigh
+    each short text's answer: :func:`~custdyn.text._langid.detect_many`). ``emb``:
+    precomputed embeddings. ``message_body``: features of each message's body, its greeting
+    and sign-off set aside, as the engines score it
     (:func:`~custdyn.text.salutations.strip_salutations`). ``long_texts``: a long text read
     through, as models trained since then read it (embedding: the mean of its pieces';
     n-grams: from both ends); False: its start only, as models trained before.
@@ -245,7 +247,7 @@ def build_features(
         raise ValueError(f"got {len(langs)} languages for {len(texts)} texts")
     langs = [(canonical_language(g) or g) if g else None for g in langs]
     if any(lang is None for lang in langs):
-        detected = detect_many(texts, among)[0]
+        detected = detect_many(texts, among, collection=True)[0]
         langs = [g or d for g, d in zip(langs, detected, strict=True)]
     if message_body:
         texts = strip_all(texts)
