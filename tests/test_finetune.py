@@ -226,6 +226,10 @@ def test_cli_train_text_finetune_end_to_end(demo_ws):
     m = out["metrics"]
     assert 0 <= m["candidate_all_labels"] <= 1 and 0 <= m["head_only_all_labels"] <= 1
     assert m["finetune"]["layers"] == 1 and m["finetune"]["max_weight_change"] > 0
+    # the head on the fine-tuned encoder chose its settings as train-text does
+    from custdyn.text.train import HeadConfig, candidate_configs
+
+    assert m["finetune"]["head_setting"] in candidate_configs(HeadConfig())
     assert out["made_default"] == (m["overall"]["candidate"] > m["overall"]["current"])
     folder = Path(demo_ws) / "text-models" / "workspace-v1"
     assert (folder / "encoder.bin").exists() and (folder / "head.npz").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 from typer.testing import CliRunner
 
 from custdyn.cli import app
@@ -306,6 +307,39 @@ def test_selection_keeps_the_shipped_engine_when_labels_teach_nothing():
     if metrics["chosen"] == "shipped engine unchanged":
         np.testing.assert_allclose(predict_logits(head, f), f.prior - np.log(
             np.exp(f.prior).sum(axis=1, keepdims=True)), atol=1e-5)
+
+
+def _words_carry_it(seed: int, n: int, bits: int = 12):
+    """Features whose n-grams alone carry the label: each class has 300 words of its own, a
+    text uses 6 of them and 6 words all classes share; the embedding knows nothing."""
+    rng = np.random.default_rng(seed)
+    f = synthetic_features(rng, n, bits=bits)
+    f.emb = rng.normal(size=f.emb.shape).astype(np.float32)
+    f.emb /= np.linalg.norm(f.emb, axis=1, keepdims=True)
+    vocab = rng.permutation(2**bits)[:900].reshape(3, 300)
+    common = rng.permutation(2**bits)[900:1200]
+    cols = np.hstack([vocab[f.truth[:, None], rng.integers(0, 300, (n, 6))],
+                      common[rng.integers(0, 300, (n, 6))]])  # fmt: skip
+    f.ngrams = sparse.csr_matrix(
+        (np.full(n * 12, 12**-0.5, np.float32), cols.ravel(), np.arange(0, n * 12 + 1, 12)),
+        shape=(n, 2**bits),
+    )
+    f.ngrams.sum_duplicates()
+    return f
+
+
+def test_selection_weakens_the_penalties_when_the_words_carry_the_label():
+    f = _words_carry_it(3, 900)
+    tr, te = np.arange(500), np.arange(500, 900)
+    cfg = HeadConfig(bits=12)
+    head, metrics, _ = train_head(f.subset(tr), f.truth[tr], cfg, folds=4)
+    assert metrics["chosen"] == "weaker penalties"
+    assert metrics["candidates"]["weaker penalties"] > metrics["candidates"]["as given"]
+    plain, _, _ = train_head(f.subset(tr), f.truth[tr], cfg, folds=4, select=False)
+    held = f.subset(te)
+    chosen_f1 = macro_f1(f.truth[te], predict_logits(head, held).argmax(1))
+    plain_f1 = macro_f1(f.truth[te], predict_logits(plain, held).argmax(1))
+    assert chosen_f1 > plain_f1 + 0.01
 
 
 def test_two_class_labels_judge_the_shipped_engine_on_negative_against_positive():

