@@ -556,3 +556,21 @@ def test_themes_the_user_named_are_learnt_and_read_better(world, tmp_path):
     assert r.exit_code == 0, r.output
     assert "too few labels to learn" in r.stderr and "address (1)" in r.stderr
     assert "you" in r.stdout and "name your own themes" not in r.stderr
+    # what labelling shows as the backlog's theme: the latest stored fit's, as it gave it
+    from custdyn.insights import stored_themes_of
+
+    with Workspace.open(d, read_only=True) as ws:
+        latest = ws.con.execute("SELECT diagnostics FROM model_runs WHERE kind = 'themes' "
+                                "ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+        given = json.loads(latest)["assignments"]
+        some = sorted(given)[:200] + [i for ids in picked.values() for i in ids] + ["nope"]
+        shown = stored_themes_of(ws, some)
+    assert "nope" not in shown
+    assert {i for i in some if given.get(i)} == set(shown)
+    assert all(shown[i]["id"] == given[i] for i in shown)
+    relabelled = picked["price"][0]  # its theme label is now app_bug, too rare to learn
+    for th, ids in picked.items():
+        if th != "none":
+            assert all(shown[i] == {"id": th, "name": th, "named": True}
+                       for i in ids if i != relabelled)
+    assert any(not g["named"] for g in shown.values())  # found themes show too

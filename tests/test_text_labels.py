@@ -362,6 +362,39 @@ def test_cli_label_asks_themes_when_told(ws):
     assert got == ["refunds", "late delivery", "late delivery", "none"] and n == 1
 
 
+def test_cli_label_shows_the_models_emotions_and_the_backlogs_theme(ws):
+    """Each text to label shows the engine's likeliest emotions; with --themes, the theme the
+    backlog's last fit gave it, and "=" takes it when it is one the user named."""
+    import datetime as dt
+
+    from custdyn.insights import ThemeSet, _store_themes
+    from custdyn.schema import EMOTIONS
+
+    cands = select_for_labelling(ws, 4)
+    assert all(c.emotions is not None and set(c.emotions) == set(EMOTIONS) for c in cands)
+    assert all(0 <= p <= 1 for c in cands for p in c.emotions.values())  # type: ignore[union-attr]
+    rows = ws.con.execute("SELECT interaction_id, customer_id, occurred_at FROM interactions "
+                          "WHERE direction = 'inbound' ORDER BY interaction_id").fetchall()
+    themes = [{"id": "delivery", "name": "delivery", "named": True},
+              {"id": "T01", "name": "opening hours, invoice", "named": False}]  # fmt: skip
+    given = {r[0]: ("delivery" if int(r[0][1:]) % 2 else "T01") for r in rows}
+    at = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    _store_themes(ws, ThemeSet(at, 365, themes, given, len(rows), "fp"), rows, "key", {}, None)
+    path = ws.path
+    ws.close()
+    r = _invoke(path, ["label", "--n", "4", "--themes"], "n=\n" * 4)
+    assert r.exit_code == 0, r.output
+    assert "labelled 4" in r.output
+    assert "backlog says: delivery" in r.output and "backlog says: found theme T01" in r.output
+    for c in cands:  # the likeliest emotion, where the engine reads one clearly
+        top, p = max(c.emotions.items(), key=lambda kv: kv[1])  # type: ignore[union-attr]
+        assert f"{top} {p:.2f}" in r.output or p < 0.3
+    with Workspace.open(path, read_only=True) as w:
+        got = dict(w.con.execute("SELECT interaction_id, theme FROM labels").fetchall())
+    assert got == {c.interaction_id: (None if given[c.interaction_id] == "T01" else "delivery")
+                   for c in cands}  # "=" on a found theme says nothing of it
+
+
 def test_cli_label_import_reports_bad_rows(ws, tmp_path):
     path = ws.path
     ws.close()
@@ -373,13 +406,13 @@ def test_cli_label_import_reports_bad_rows(ws, tmp_path):
 
 
 def test_a_long_message_to_label_shows_its_start_and_its_end():
-    from types import SimpleNamespace
-
     from custdyn import cli_label
+    from custdyn.text.labels import Candidate
 
     text = "Opening words. " + "Details of the order. " * 200 + "Verdict: never again!"
-    c = SimpleNamespace(language="en", channel="email", occurred_at=None, customer_id="C1",
-                        context=[], subject=None, text=text, predicted=None, confidence=None)  # fmt: skip
+    c = Candidate(interaction_id="m1", text=text, language="en", channel="email",
+                  customer_id="C1", occurred_at=None, subject=None, predicted=None,
+                  confidence=None)  # fmt: skip
     with cli_label.console.capture() as cap:
         cli_label._show(1, 1, c)
     out = cap.get()

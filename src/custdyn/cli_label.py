@@ -37,6 +37,8 @@ _KEYS = {"n": "negative", "1": "negative", "u": "neutral", "2": "neutral", "0": 
          "p": "positive", "3": "positive"}  # fmt: skip
 #: ``label --emotions``: the key of each emotion (a key press adds it, a second removes it)
 _EMOTION_KEYS = {str(i): e for i, e in enumerate(EMOTIONS, start=1)}
+#: Emotions shown beside a text to label: its likeliest two, from this probability on.
+EMOTION_SHOWN = 0.3
 
 
 def _progress(label: str, quiet: bool) -> Progress:
@@ -82,13 +84,22 @@ def _getline() -> str:
     return "".join(chars)
 
 
-def _ask_theme(known: list[str]) -> str | None:
+def _ask_theme(known: list[str], guess: dict[str, Any] | None = None) -> str | None:
     """The theme a text is about: the number of a theme named before, or a new name; "-" for
-    no theme; Enter alone says nothing of it."""
+    no theme; Enter alone says nothing of it. ``guess``: the theme the backlog's last fit gave
+    the text; one of yours is taken with "=", a found one is shown by its key phrases."""
+    if guess is not None:
+        if guess["named"]:
+            console.print(rf"backlog says: {escape(guess['name'])}  \[=] take it")
+        else:
+            console.print(f"backlog says: found theme {escape(guess['id'])} "
+                          f"([italic]{escape(guess['name'])}[/])")
     shown = "  ".join(rf"\[{k}] {escape(t)}" for k, t in enumerate(known[:9], start=1))
     console.print(f"theme: {shown + '  ' if shown else ''}or type a name  \\[-] none  "
                   r"\[Enter] not said: ", end="")
     got = _getline().strip()
+    if got == "=":  # the backlog's theme, where it is one of yours; else as Enter
+        got = str(guess["name"]) if guess is not None and guess["named"] else ""
     if got.isdigit() and 1 <= int(got) <= min(9, len(known)):
         got = known[int(got) - 1]
     theme = None if not got else ("none" if got == "-" else got)
@@ -118,6 +129,10 @@ def _show(i: int, total: int, c: Any) -> None:
     else:
         body.append(escape(text))
     guess = f"model says {c.predicted} ({c.confidence:.2f})" if c.predicted and c.confidence else ""
+    if c.emotions:
+        top = sorted(c.emotions.items(), key=lambda kv: -kv[1])[:2]
+        felt = ", ".join(f"{e} {p:.2f}" for e, p in top if p >= EMOTION_SHOWN)
+        guess = "; ".join(x for x in (guess, felt) if x)
     console.print(Panel("\n".join(body), title="  ".join(head), subtitle=guess, expand=False))
 
 
@@ -142,8 +157,9 @@ def label(
     ] = False,
     themes: Annotated[bool, typer.Option(
         "--themes", help="After each answer, also ask what theme the text is about (the "
-        "number of one named before, or a new name; - for none; Enter: not said). `backlog` "
-        "learns the themes you name.")
+        "number of one named before, or a new name; - for none; Enter: not said; = takes the "
+        "backlog's theme for it when that is one you named). `backlog` learns the themes "
+        "you name.")
     ] = False,
     label_scheme: LabelSchemeOpt = "auto",
     as_json: JsonOpt = False,
@@ -204,11 +220,15 @@ def label(
             return
         done = skipped = 0
         named: list[str] = []
+        guesses: dict[str, dict[str, Any]] = {}
         if themes:  # the themes named so far, the most labelled first
             from collections import Counter
 
+            from custdyn.insights import stored_themes_of
+
             counts = Counter(r["theme"] for r in read_theme_labels(ws) if theme_label(r["theme"]))
             named = [t for t, _ in counts.most_common()]
+            guesses = stored_themes_of(ws, [c.interaction_id for c in cands])
         for i, c in enumerate(cands, start=1):
             _show(i, len(cands), c)
             while True:
@@ -223,7 +243,7 @@ def label(
                 skipped += 1
                 continue
             felt = _ask_emotions() if emotions else None
-            about = _ask_theme(named) if themes else None
+            about = _ask_theme(named, guesses.get(c.interaction_id)) if themes else None
             if about is not None and theme_label(about) and about not in named:
                 named.append(about)
             add_label(ws, c.text, _KEYS[key], interaction_id=c.interaction_id,

@@ -578,6 +578,25 @@ def _extend_themes(ws: Workspace, at: dt.datetime, days: int, rows: list[tuple[A
     return None
 
 
+def stored_themes_of(ws: Workspace, interaction_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The themes the latest stored theme fit (``custdyn backlog``'s) gave these messages:
+    interaction_id -> that theme's ``id``, ``name`` and ``named`` (a theme the user named).
+    Messages the fit did not see, or gave no theme, are left out; nothing is fitted here."""
+    row = ws.con.execute(
+        "SELECT params, diagnostics FROM model_runs WHERE kind = 'themes' "
+        "ORDER BY created_at DESC LIMIT 1").fetchone()
+    if row is None:
+        return {}
+    themes = {t["id"]: t for t in json.loads(row[0] or "{}").get("themes", [])}
+    assigned: dict[str, str | None] = json.loads(row[1] or "{}").get("assignments", {})
+    out: dict[str, dict[str, Any]] = {}
+    for iid in interaction_ids:
+        t = themes.get(assigned.get(iid) or "")
+        if t is not None:
+            out[iid] = {"id": t["id"], "name": t["name"], "named": bool(t.get("named", False))}
+    return out
+
+
 # =========================================================================== backlog
 def backlog_themes(ws: Workspace, as_of: Any = None, *, days: int = 365, trend_days: int = 90,
                    **fit: Any) -> ThemeSet:

