@@ -284,10 +284,22 @@ def test_a_file_of_texts_and_themes_alone_imports_and_reads(ws, tmp_path):
 
 
 def test_export_then_import_round_trip(ws, tmp_path):
+    from custdyn.schema import EMOTIONS
+    from custdyn.text.labelled import parse_emotions
+
     cands = select_for_labelling(ws, 5)
     p = tmp_path / "todo.tsv"
     assert export_candidates(p, cands) == len(cands)
     lines = p.read_text(encoding="utf-8").splitlines()
+    # the hints: the engine's likeliest emotions in the emotions column's own form (no theme
+    # fit yet, so the backlog names none); import ignores them
+    header = lines[0].split("\t")
+    assert header[-2:] == ["predicted_emotions", "backlog_theme"]
+    for c, line in zip(cands, lines[1:], strict=True):
+        cells = line.split("\t")
+        assert parse_emotions(cells[-2] or "none") == sorted(
+            [e for e, _ in c.likely_emotions()], key=EMOTIONS.index)
+        assert cells[-1] == ""
     filled = [lines[0]] + [line.replace("\t\t", "\tneutral\t", 1) for line in lines[1:]]
     p.write_text("\n".join(filled) + "\n", encoding="utf-8")
     r = import_labels(ws, p)
@@ -298,7 +310,7 @@ def test_export_then_import_round_trip(ws, tmp_path):
     # the same file again, one answer changed, one new free text twice: replaced, not added
     again = [filled[0], *[line.replace("\tneutral\t", "\tpositive\t", 1) if i == 0 else line
                           for i, line in enumerate(filled[1:])],
-             "Brand new text\tnegative\ten\t\t\t\t\t", "Brand new text\tpositive\ten\t\t\t\t\t"]
+             "Brand new text\tnegative\ten" + "\t" * 7, "Brand new text\tpositive\ten" + "\t" * 7]
     p.write_text("\n".join(again) + "\n", encoding="utf-8")
     r = import_labels(ws, p)
     assert (r.added, r.replaced, r.bad) == (1, len(cands) + 1, [])
@@ -382,6 +394,13 @@ def test_cli_label_shows_the_models_emotions_and_the_backlogs_theme(ws):
     _store_themes(ws, ThemeSet(at, 365, themes, given, len(rows), "fp"), rows, "key", {}, None)
     path = ws.path
     ws.close()
+    todo = path.parent / "todo.csv"
+    r = _invoke(path, ["label", "--n", "4", "--export", str(todo)])
+    assert r.exit_code == 0, r.output
+    with open(todo, encoding="utf-8", newline="") as f:
+        hints = {row["interaction_id"]: row["backlog_theme"] for row in csv.DictReader(f)}
+    assert hints == {c.interaction_id: ("delivery" if given[c.interaction_id] == "delivery"
+                                        else "T01: opening hours, invoice") for c in cands}
     r = _invoke(path, ["label", "--n", "4", "--themes"], "n=\n" * 4)
     assert r.exit_code == 0, r.output
     assert "labelled 4" in r.output

@@ -37,8 +37,6 @@ _KEYS = {"n": "negative", "1": "negative", "u": "neutral", "2": "neutral", "0": 
          "p": "positive", "3": "positive"}  # fmt: skip
 #: ``label --emotions``: the key of each emotion (a key press adds it, a second removes it)
 _EMOTION_KEYS = {str(i): e for i, e in enumerate(EMOTIONS, start=1)}
-#: Emotions shown beside a text to label: its likeliest two, from this probability on.
-EMOTION_SHOWN = 0.3
 
 
 def _progress(label: str, quiet: bool) -> Progress:
@@ -129,10 +127,8 @@ def _show(i: int, total: int, c: Any) -> None:
     else:
         body.append(escape(text))
     guess = f"model says {c.predicted} ({c.confidence:.2f})" if c.predicted and c.confidence else ""
-    if c.emotions:
-        top = sorted(c.emotions.items(), key=lambda kv: -kv[1])[:2]
-        felt = ", ".join(f"{e} {p:.2f}" for e, p in top if p >= EMOTION_SHOWN)
-        guess = "; ".join(x for x in (guess, felt) if x)
+    felt = ", ".join(f"{e} {p:.2f}" for e, p in c.likely_emotions())
+    guess = "; ".join(x for x in (guess, felt) if x)
     console.print(Panel("\n".join(body), title="  ".join(head), subtitle=guess, expand=False))
 
 
@@ -140,7 +136,9 @@ def _show(i: int, total: int, c: Any) -> None:
 def label(
     n: Annotated[int, typer.Option("--n", help="Texts to propose this round.")] = 20,
     export: Annotated[Path | None, typer.Option(
-        "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead.")] = None,
+        "--export", help="Write the next N texts to label to FILE (.csv or .tsv) instead, "
+        "with the model's sentiment, likeliest emotions and the backlog's theme as hints.")
+    ] = None,
     import_: Annotated[Path | None, typer.Option(
         "--import", help="Add the labels of FILE (CSV, TSV, JSON Lines, JSON or Parquet: text, "
         "label, optional language, emotions and theme; a row with a theme and no label "
@@ -207,6 +205,13 @@ def label(
             cands = select_for_labelling(
                 ws, n, engine=engine,
                 progress=lambda d, t: bar.update(task, completed=d, total=t))
+        from custdyn.insights import stored_themes_of
+
+        guesses = stored_themes_of(ws, [c.interaction_id for c in cands])
+        for c in cands:  # what the backlog calls each: a theme you named, or a found one
+            g = guesses.get(c.interaction_id)
+            if g is not None:
+                c.theme_guess = g["name"] if g["named"] else f"{g['id']}: {g['name']}"
         if export is not None:
             k = export_candidates(export, cands)
             if as_json:
@@ -220,15 +225,11 @@ def label(
             return
         done = skipped = 0
         named: list[str] = []
-        guesses: dict[str, dict[str, Any]] = {}
         if themes:  # the themes named so far, the most labelled first
             from collections import Counter
 
-            from custdyn.insights import stored_themes_of
-
             counts = Counter(r["theme"] for r in read_theme_labels(ws) if theme_label(r["theme"]))
             named = [t for t, _ in counts.most_common()]
-            guesses = stored_themes_of(ws, [c.interaction_id for c in cands])
         for i, c in enumerate(cands, start=1):
             _show(i, len(cands), c)
             while True:

@@ -146,8 +146,7 @@ def detect_many(
     language is among them is learnt from the texts themselves (:func:`collection_weights`)
     and weighs each text's answer: a short Norwegian line that alone would read as Danish
     reads as Norwegian in a file of Norwegian lines, while a clearly Danish one ("Tak for
-    hjælpen") stays Danish.
-    Each text's answer then depends on the others.
+    hjælpen") stays Danish. Each text's answer then depends on the others.
 
     >>> langs, confs = detect_many(["Leveransen kom for sent.", "", "Grabe, sobrang late ng order ko"])
     >>> langs
@@ -215,7 +214,6 @@ def collection_weights(
                        for i in range(0, len(cleaned), _CHUNK)]).astype(np.float64)  # fmt: skip
     live = probs.sum(axis=0) > 0
     share = np.where(live, 1.0 / live.sum(), 0.0)
-    w = np.ones(k)
     for _ in range(100):
         w = (share * live.sum()) ** _PRIOR_POWER
         q = probs * w

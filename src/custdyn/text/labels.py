@@ -53,6 +53,11 @@ POOL_SIZE = 2000
 NEIGHBOURS = 20
 
 
+#: Emotions shown beside a text to label (and exported as a hint): its likeliest two, from
+#: this probability on.
+EMOTION_SHOWN = 0.3
+
+
 @dataclass
 class Candidate:
     """A message proposed for labelling, with what the labeller needs to judge it."""
@@ -69,6 +74,16 @@ class Candidate:
     context: list[str] = field(default_factory=list)
     #: the engine's probability of each emotion (None where it has not read them)
     emotions: dict[str, float] | None = None
+    #: what the backlog's last theme fit calls the message (set by the caller; None: nothing)
+    theme_guess: str | None = None
+
+    def likely_emotions(self) -> list[tuple[str, float]]:
+        """The engine's likeliest two emotions, those of probability
+        :data:`EMOTION_SHOWN` or more, likeliest first."""
+        if not self.emotions:
+            return []
+        top = sorted(self.emotions.items(), key=lambda kv: (-kv[1], EMOTIONS.index(kv[0])))
+        return [(e, p) for e, p in top[:2] if p >= EMOTION_SHOWN]
 
 
 @dataclass
@@ -211,19 +226,23 @@ def import_labels(ws: Any, path: str | Path, labelled_by: str | None = None,
 def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
     """Write texts to label as CSV/TSV (``text``, an empty ``label``, ``language``,
     ``interaction_id``, ``channel``, ``predicted``, an empty ``emotions``: optional, see
-    :func:`custdyn.text.labelled.parse_emotions`, and an empty ``theme``: optional, in your
-    words, "none" for no theme) for a spreadsheet; import it back later."""
+    :func:`custdyn.text.labelled.parse_emotions`, an empty ``theme``: optional, in your
+    words, "none" for no theme; then two hints, which import ignores:
+    ``predicted_emotions``, the engine's likeliest emotions in the ``emotions`` column's
+    form, and ``backlog_theme``, what the backlog calls the message) for a spreadsheet;
+    import it back later."""
     p = Path(path)
     delim = "\t" if p.suffix.lower() in (".tsv", ".tab", ".txt") else ","
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter=delim)
         w.writerow(["text", "label", "language", "interaction_id", "channel", "predicted",
-                    "emotions", "theme"])
+                    "emotions", "theme", "predicted_emotions", "backlog_theme"])
         for c in candidates:
             text = c.text.replace("\t", " ") if delim == "\t" else c.text
+            felt = "; ".join(e for e, _ in c.likely_emotions())
             w.writerow([text, "", c.language, c.interaction_id, c.channel or "",
-                        c.predicted or "", "", ""])
+                        c.predicted or "", "", "", felt, c.theme_guess or ""])
     return len(candidates)
 
 
