@@ -80,5 +80,5 @@ def test_a_balanced_collection_of_close_languages_loses_nothing():
     together, _ = detect_many(texts, collection=True)
     for code in ("no", "da", "sv"):
         # measured .84/.82/.82 alone, .87/.87/.86 together: languages absent from the
-        # collection (Nynorsk's neighbours, German, ...) stop drawing its lines
+        # collection (German, Dutch, Icelandic, ...) stop drawing its lines
         assert _right(together, truth, code) >= _right(alone, truth, code) - 0.01

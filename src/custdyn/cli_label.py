@@ -207,7 +207,8 @@ def label(
                 progress=lambda d, t: bar.update(task, completed=d, total=t))
         from custdyn.insights import stored_themes_of
 
-        guesses = stored_themes_of(ws, [c.interaction_id for c in cands])
+        guesses = (stored_themes_of(ws, [c.interaction_id for c in cands])
+                   if export is not None or themes else {})  # fmt: skip
         for c in cands:  # what the backlog calls each: a theme you named, or a found one
             g = guesses.get(c.interaction_id)
             if g is not None:
