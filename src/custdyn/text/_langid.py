@@ -210,7 +210,7 @@ def collection_weights(
     if len(cleaned) > _PRIOR_SAMPLE:
         pick = np.sort(np.random.default_rng(seed).choice(len(cleaned), _PRIOR_SAMPLE, replace=False))
         cleaned = [cleaned[i] for i in pick]
-    probs = np.vstack([model.classify(cleaned[i : i + _CHUNK], allowed, proba=True)
+    probs = np.vstack([model.probabilities(cleaned[i : i + _CHUNK], allowed)
                        for i in range(0, len(cleaned), _CHUNK)]).astype(np.float64)  # fmt: skip
     live = probs.sum(axis=0) > 0
     share = np.where(live, 1.0 / live.sum(), 0.0)
@@ -426,6 +426,8 @@ class _BatchModel:
         self.output = output
         #: Each column's reported code (see :data:`ALIASES`).
         self.codes = np.array([ALIASES.get(c, c) for c in classes], dtype=object)
+        #: columns that name no language (``zxx``): a collection's prior never weighs them
+        self.no_language = np.array([c is None for c in self.codes.tolist()], bool)
         # A label may own several columns (a language in two scripts): the first holds the sum.
         first: dict[str, int] = {}
         self.alias_pairs: list[tuple[int, int]] = []
@@ -581,24 +583,26 @@ class _BatchModel:
         return np.array([c in wanted for c in self.codes.tolist()], bool)
 
     def classify(
-        self,
-        texts: list[str],
-        allowed: np.ndarray | None = None,
-        weights: np.ndarray | None = None,
-        *,
-        proba: bool = False,
-    ) -> Any:
+        self, texts: list[str], allowed: np.ndarray | None = None, weights: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Best class index and its probability for each text, as py3langid's ``classify``
-        (among the ``allowed`` columns only, when given; ``weights``: see :meth:`_decide`).
-        ``proba``: the whole probability matrix (texts, classes) instead."""
+        (among the ``allowed`` columns only, when given; ``weights``: see :meth:`_decide`)."""
+        scores, lens = self._scores(texts)
+        return self._decide(scores, lens, allowed, weights)
+
+    def probabilities(self, texts: list[str], allowed: np.ndarray | None = None) -> np.ndarray:
+        """The probability of every class (texts, classes), as :meth:`classify` weighs them."""
+        scores, lens = self._scores(texts)
+        return self._proba(scores, lens, allowed)
+
+    def _scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """py3langid's class scores of ``texts`` and their lengths in bytes."""
         buf, starts, lens = self.encode(texts)
         mat = self.counts(buf, starts, lens)
         np.log1p(mat.data, out=mat.data)
         scores = np.asarray(mat @ self.ptc, np.float32) + self.pc
         scores[np.diff(mat.indptr) == 0] = 0.0  # no features: py3langid scores all classes 0
-        if proba:
-            return self._proba(scores, lens, allowed)
-        return self._decide(scores, lens, allowed, weights)
+        return scores, lens
 
     def classify_few(
         self, texts: list[str], allowed: np.ndarray | None = None, weights: np.ndarray | None = None
@@ -636,10 +640,10 @@ class _BatchModel:
         scores = self._proba(scores, lens, allowed)
         if weights is not None:
             plain = scores.argmax(axis=1)
-            scores *= np.where(self.codes == None, 0.0, weights).astype(np.float32)  # noqa: E711
+            scores *= np.where(self.no_language, 0.0, weights).astype(np.float32)
             scores /= np.maximum(scores.sum(axis=1, keepdims=True), 1e-30)
             best = scores.argmax(axis=1)
-            none = self.codes[plain] == None  # noqa: E711
+            none = self.no_language[plain]
             best[none] = plain[none]
             prob = scores[np.arange(len(scores)), best]
             prob[none] = 0.0
