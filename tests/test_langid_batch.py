@@ -205,6 +205,35 @@ def test_collection_of_one_language_reads_every_line_in_it():
     assert a[0] == b
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXTS), max_size=12))
+def test_learnt_shares_are_a_distribution_and_weigh_as_the_collection_does(texts):
+    shares = L.language_shares(texts)
+    if not shares:  # no text with letters
+        assert all(g is None for g in L.detect_many(texts)[0])
+        return
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    assert all(v >= 1e-3 and L.canonical_language(g) == g for g, v in shares.items())
+    # kept and given back, the shares weigh each text as the collection's own prior does
+    # (up to the languages under 0.1 % left out)
+    together = L.detect_many(texts, collection=True)[0]
+    kept = L.detect_many(texts, shares=shares)[0]
+    assert [g is None for g in kept] == [g is None for g in together]
+    assert sum(a != b for a, b in zip(kept, together, strict=True)) <= max(1, len(texts) // 10)
+
+
+def test_shares_name_languages_and_numbers():
+    assert L.shares_weights({"Norwegian": 0.9, "da": 0.1}).argmax() in np.flatnonzero(
+        L._batch_model().codes == "no")
+    with pytest.raises(ValueError, match="'elvish' is not a language"):
+        L.shares_weights({"elvish": 1.0})
+    with pytest.raises(ValueError, match="share of 'no' must be a number >= 0"):
+        L.shares_weights({"no": -0.5})
+    with pytest.raises(ValueError, match="not both"):
+        L.detect_many(["Hei"], collection=True, shares={"no": 1.0})
+
+
 def test_chunks_and_separator_fall_back(monkeypatch):
     texts = [*DEMO[:30], "Oi\x1ftudo bem? A entrega atrasou.", None, *EXTRA]
     _assert_same(texts)

@@ -39,10 +39,19 @@ def enrich(
         help="Texts per committed batch (default 8,192 for the bulk engine, else 512).")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Score at most N texts.")] = None,
+    relearn_languages: Annotated[bool, typer.Option(
+        "--relearn-languages", help="Learn again how common each language is among the "
+        "customers' messages (learnt on the first run, and again once the workspace has "
+        "doubled from a small one). Messages scored before keep their language.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score the language, sentiment, emotions and competitor mentions of messages not yet
-    scored by ENGINE. Safe to interrupt: a re-run continues where it stopped."""
+    scored by ENGINE. Safe to interrupt: a re-run continues where it stopped.
+
+    Each message's language is read with the workspace's languages in mind: how common each
+    is among its customers' messages, learnt once and kept (so a short Norwegian message is
+    not taken for Danish among Norwegian ones). A customer's own language, where the
+    customer record has one, is used as it is."""
     from custdyn.pipeline import enrich as run_enrich
     from custdyn.pipeline import text_summary
     from custdyn.text import default_engine_name
@@ -57,12 +66,17 @@ def enrich(
             task = bar.add_task("enrich", total=None)
             r = run_enrich(ws, engine, directions=directions, batch_size=batch_size, limit=limit,
                            progress=lambda done, total: bar.update(task, completed=done,
-                                                                   total=total))
+                                                                   total=total),
+                           relearn_languages=relearn_languages)
         summary = text_summary(ws, r.engine)
     if as_json:
         print_json({"engine": r.engine, "scored": r.scored, "already_scored": r.already_scored,
-                    "carried": r.carried, "seconds": r.seconds, "by_language": summary.get(r.engine, {})})
+                    "carried": r.carried, "seconds": r.seconds, "by_language": summary.get(r.engine, {}),
+                    "language_shares": r.language_shares, "languages_learnt": r.languages_learnt})
         return
+    if r.languages_learnt and r.language_shares:
+        console.print("languages of the customers' messages (learnt now, kept for detection): "
+                      + _shares_line(r.language_shares))
     rate = r.scored / r.seconds if r.seconds > 0 else 0.0
     console.print(f"{r.engine}: scored {r.scored:,} texts ({rate:,.0f}/s); "
                   f"{r.already_scored:,} were already scored")
@@ -267,3 +281,10 @@ def eval_themes(
     if report["unused_labels"]:
         err.print("themes with too few labels to learn (3 needed): " + ", ".join(
             f"{h} ({k})" for h, k in sorted(report["unused_labels"].items())), highlight=False)
+
+
+def _shares_line(shares: dict[str, float], at_least: float = 0.01) -> str:
+    """``no 62%, en 30%, ...`` for the languages with at least ``at_least`` of the messages."""
+    shown = [f"{g} {v:.0%}" for g, v in shares.items() if v >= at_least]
+    rest = sum(v for v in shares.values() if v < at_least)
+    return ", ".join(shown) + (f", others {rest:.0%}" if rest >= 0.005 else "")

@@ -152,6 +152,15 @@ MIGRATIONS.append((
         "ALTER TABLE scores_v5 RENAME TO scores",
     ],
 ))
+MIGRATIONS.append((
+    6,
+    "how common each language is among the workspace's messages (language detection's prior)",
+    [
+        """CREATE TABLE language_shares (
+            language VARCHAR PRIMARY KEY, share DOUBLE NOT NULL, learnt_from BIGINT,
+            learnt_at TIMESTAMPTZ)""",
+    ],
+))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -22,6 +22,11 @@ class EnrichResult:
     seconds: float
     #: rows of the engine's previous version taken over for texts it scores as before
     carried: int = 0
+    #: how common each language is among the workspace's messages, as detection used it
+    language_shares: dict[str, float] | None = None
+    #: whether this run learnt those shares (first run, ``relearn_languages``, or the
+    #: workspace more than doubled since they were learnt from a small one)
+    languages_learnt: bool = False
 
 
 def pending_texts(ws: Workspace, engine_version: str, directions: tuple[str, ...]) -> int:
@@ -100,6 +105,7 @@ def enrich(
     batch_size: int | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    relearn_languages: bool = False,
 ) -> EnrichResult:
     """Score interactions' text with a text engine; only what is not yet scored.
 
@@ -113,15 +119,20 @@ def enrich(
         default 8,192 for the bulk engine (about a second of its work), else 512.
     limit : score at most this many (for a quick look).
     progress : called as ``progress(done, total)`` after each batch.
+    relearn_languages : learn again how common each language is among the messages
+        (``custdyn.text.learn_language_shares``). They are learnt on the first run and kept;
+        detection reads each message with them, so a short Norwegian message is not read
+        as Danish in a workspace of Norwegian messages. Messages scored before keep their
+        language.
     """
     import time
 
     from custdyn.text import CompetitorMatcher, TextAnalyzer, enrich_batches
-    from custdyn.text.analyzer import workspace_languages
+    from custdyn.text.analyzer import ensure_language_shares
 
     t0 = time.perf_counter()
-    analyzer = TextAnalyzer(engine or resolve_text_engine(ws, "default"),
-                            languages=workspace_languages(ws))
+    shares, learnt = ensure_language_shares(ws, relearn=relearn_languages)
+    analyzer = TextAnalyzer.in_workspace(ws, engine or resolve_text_engine(ws, "default"))
     version = analyzer.version
     if batch_size is None:
         batch_size = 8192 if getattr(analyzer.engine, "name", "") == "bulk" else 512
@@ -168,7 +179,8 @@ def enrich(
                 progress(done, total)
     finally:
         reader.close()  # its temporary table goes with it
-    return EnrichResult(version, total, done, already, time.perf_counter() - t0, carried)
+    return EnrichResult(version, total, done, already, time.perf_counter() - t0, carried,
+                        shares, learnt)  # fmt: skip
 
 
 def _carry_over(ws: Workspace, engine: Any, version: str) -> int:

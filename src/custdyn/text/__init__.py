@@ -8,7 +8,7 @@ True
 
 from __future__ import annotations
 
-from custdyn.text._langid import canonical_language
+from custdyn.text._langid import canonical_language, language_shares
 from custdyn.text._langid import detect as detect_language
 from custdyn.text._langid import detect_many as detect_languages
 from custdyn.text.analyzer import ANALYSIS_SCHEMA, TextAnalyzer
@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_sentiment",
     "evaluate_themes",
     "intent_to_switch",
+    "language_shares",
     "label_scheme",
     "make_engine",
     "purity",

@@ -9,10 +9,11 @@ sparse product, giving py3langid's ``classify`` answer for each text.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import unicodedata
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -132,6 +133,7 @@ def detect_many(
     among: Collection[str] | None = None,
     *,
     collection: bool = False,
+    shares: Mapping[str, float] | None = None,
 ) -> tuple[list[str | None], list[float]]:
     """Languages and confidences for many texts: the same answers as :func:`detect` per text.
 
@@ -148,6 +150,11 @@ def detect_many(
     reads as Norwegian in a file of Norwegian lines, while a clearly Danish one ("Tak for
     hjælpen") stays Danish. Each text's answer then depends on the others.
 
+    ``shares``: how common each language is where the texts come from, learnt once
+    (:func:`language_shares`, e.g. over a workspace's messages) and weighing each text's
+    answer as ``collection`` does; each text's answer then depends on the shares only, not on
+    the texts it is detected with.
+
     >>> langs, confs = detect_many(["Leveransen kom for sent.", "", "Grabe, sobrang late ng order ko"])
     >>> langs
     ['no', None, 'tl']
@@ -158,8 +165,11 @@ def detect_many(
     >>> detect_many(norwegian)[0][-1], detect_many(norwegian, collection=True)[0][-1]
     ('da', 'no')
     """
+    if collection and shares is not None:
+        raise ValueError("give collection=True or shares, not both")
     allowed = None if among is None else _batch_model().allowed(among)
-    weights = collection_weights(texts, allowed) if collection else None
+    weights = (collection_weights(texts, allowed) if collection
+               else None if shares is None else shares_weights(shares))  # fmt: skip
     n = len(texts)
     langs: list[str | None] = [None] * n
     confs: list[float] = [0.0] * n
@@ -192,21 +202,86 @@ _PRIOR_FLOOR = 1e-4
 def collection_weights(
     texts: Sequence[str | None], allowed: np.ndarray | None = None, *, seed: int = 0
 ) -> np.ndarray:
-    """One weight per language column: how common each language is in ``texts``.
+    """One weight per language column: how common each language is in ``texts``
+    (:func:`_em_shares`), tempered (:data:`_PRIOR_POWER`) so that a minority language with
+    clear evidence keeps its texts."""
+    share = _em_shares(texts, allowed, seed=seed)
+    return _tempered(share) if share.any() else np.ones(len(share), np.float32)
+
+
+def language_shares(
+    texts: Sequence[str | None], among: Collection[str] | None = None, *, seed: int = 0
+) -> dict[str, float]:
+    """How common each language is among ``texts``: ``{code: share}``, largest first, the
+    shares summing to 1 (languages under 0.1 % left out). ``among``: as in
+    :func:`detect_many`. Learnt by expectation-maximisation (:func:`_em_shares`) from at
+    most :data:`_PRIOR_SAMPLE` texts (a sample seeded by ``seed``); empty when no text has
+    letters. Give them to :func:`detect_many` (``shares=``) to detect later texts from the
+    same place.
+
+    >>> norwegian = ["Leveransen kom for sent.", "Takk for hjelpen!", "Pakken var skadet.",
+    ...              "Jeg venter fortsatt på svar.", "Det holder ikke."]
+    >>> shares = language_shares(norwegian * 4)
+    >>> next(iter(shares)), detect_many(["Det holder ikke."], shares=shares)[0]
+    ('no', ['no'])
+    """
+    model = _batch_model()
+    allowed = None if among is None else model.allowed(among)
+    share = _em_shares(texts, allowed, seed=seed)
+    if not share.any():
+        return {}
+    summed: dict[str, float] = {}  # a language may own several columns (nb and nn are no)
+    for code, v in zip(model.codes.tolist(), share.tolist(), strict=True):
+        if code is not None:
+            summed[code] = summed.get(code, 0.0) + v
+    out = {c: v for c, v in sorted(summed.items(), key=lambda cv: -cv[1]) if v >= 1e-3}
+    total = sum(out.values())
+    return {c: v / total for c, v in out.items()}
+
+
+def shares_weights(shares: Mapping[str, float]) -> np.ndarray:
+    """One weight per language column from ``{code: share}`` (:func:`language_shares`),
+    tempered as :func:`collection_weights`; languages not named get the floor share
+    (:data:`_PRIOR_FLOOR`), so none is ruled out. Codes in other spellings are made
+    canonical; a code that is no language raises ValueError."""
+    model = _batch_model()
+    share = np.full(len(model.classes), _PRIOR_FLOOR, np.float64)
+    for code, value in shares.items():
+        c = canonical_language(code) or code
+        cols = model.codes == c
+        if not cols.any():
+            raise ValueError(f"{code!r} is not a language custdyn detects")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"the share of {code!r} must be a number >= 0, not {value!r}")
+        share[cols] += float(value)
+    share[model.no_language] = 0.0
+    return _tempered(share / share.sum())
+
+
+def _tempered(share: np.ndarray) -> np.ndarray:
+    """Shares as weights: ``(share x live languages) ** _PRIOR_POWER``."""
+    return ((share * (share > 0).sum()) ** _PRIOR_POWER).astype(np.float32)
+
+
+def _em_shares(
+    texts: Sequence[str | None], allowed: np.ndarray | None = None, *, seed: int = 0
+) -> np.ndarray:
+    """One share per language column: how common each language is in ``texts`` (all zeros
+    when no text has letters).
 
     The shares are estimated by expectation-maximisation over the texts' language
     probabilities, as Saerens, Latinne and Decaestecker (2002, "Adjusting the outputs of a
     classifier to new a priori probabilities: a simple procedure") re-estimate class priors on
-    new data: each text's probabilities are reweighted by the current shares, the shares are
-    the mean of the reweighted probabilities, until they settle. The weights are tempered
-    (:data:`_PRIOR_POWER`), so a minority language with clear evidence keeps its texts.
+    new data: each text's probabilities are reweighted by the current shares (tempered, as
+    they will be used), the shares are the mean of the reweighted probabilities, until they
+    settle.
     """
     model = _batch_model()
     k = len(model.classes)
     cleaned = [_URL.sub(" ", t) for t in texts if t]
     cleaned = [t for t in cleaned if _HAS_LETTER.search(t)]
     if not cleaned:
-        return np.ones(k, np.float32)
+        return np.zeros(k, np.float64)
     if len(cleaned) > _PRIOR_SAMPLE:
         pick = np.sort(np.random.default_rng(seed).choice(len(cleaned), _PRIOR_SAMPLE, replace=False))
         cleaned = [cleaned[i] for i in pick]
@@ -224,7 +299,7 @@ def collection_weights(
         share = new
         if done:
             break
-    return ((share * live.sum()) ** _PRIOR_POWER).astype(np.float32)
+    return share
 
 
 def _detect_batch(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +10,26 @@ import numpy as np
 import pyarrow as pa
 
 from custdyn.schema import EMOTIONS, SENTIMENTS
-from custdyn.text._langid import _batch_model, canonical_language, detect_many
+from custdyn.text._langid import (
+    _PRIOR_SAMPLE,
+    _batch_model,
+    canonical_language,
+    detect_many,
+    language_shares,
+    shares_weights,
+)
 from custdyn.text.engines import Engine, make_engine
 from custdyn.text.salutations import strip_all
 
-__all__ = ["ANALYSIS_SCHEMA", "TextAnalyzer", "workspace_languages"]
+__all__ = [
+    "ANALYSIS_SCHEMA",
+    "TextAnalyzer",
+    "ensure_language_shares",
+    "learn_language_shares",
+    "language_shares_status",
+    "workspace_language_shares",
+    "workspace_languages",
+]
 
 #: Texts whose languages are identified together, then scored (bounds the working memory).
 _DETECT_CHUNK = 2048
@@ -42,6 +57,11 @@ class TextAnalyzer:
     on a workspace's labels (``custdyn train-text``), looked up in ``workspace`` (a folder).
     ``languages``: the languages the texts are written in, when known (``["no", "en"]``):
     detection then chooses among them only (see :func:`~custdyn.text.detect_languages`).
+    ``language_shares``: how common each language is where the texts come from
+    (``{"no": 0.7, "en": 0.3}``, e.g. learnt over a workspace's messages by
+    :func:`learn_language_shares`): a short text's language is read with them in mind, so a
+    Norwegian line that alone would read as Danish reads as Norwegian. :meth:`in_workspace`
+    sets both from a workspace.
 
     >>> ta = TextAnalyzer(engine="bulk")
     >>> t = ta.analyze(["I love it, thank you!", "Isto é péssimo, quero o meu dinheiro"])
@@ -56,11 +76,23 @@ class TextAnalyzer:
         batch_size: int = 256,
         workspace: str | Path | None = None,
         languages: Collection[str] | None = None,
+        language_shares: Mapping[str, float] | None = None,
     ) -> None:
         self.engine_name = engine if isinstance(engine, str) else getattr(engine, "name", "custom")
         self.languages = _checked_languages(languages)
+        if language_shares is not None:
+            shares_weights(language_shares)  # refuses unknown codes and bad shares now
+        self.language_shares = None if language_shares is None else dict(language_shares)
         self.engine: Engine = make_engine(engine, workspace)
         self.batch_size = int(batch_size)
+
+    @classmethod
+    def in_workspace(cls, ws: Any, engine: str | Engine = "default", **kwargs: Any) -> TextAnalyzer:
+        """An analyzer for a workspace's messages: its engines (``workspace:vN``), the
+        languages its ``custdyn.toml`` names (:func:`workspace_languages`) and the shares of
+        languages learnt over its messages (:func:`workspace_language_shares`)."""
+        return cls(engine, workspace=ws.path, languages=workspace_languages(ws),
+                   language_shares=workspace_language_shares(ws), **kwargs)  # fmt: skip
 
     @property
     def version(self) -> str:
@@ -119,7 +151,8 @@ class TextAnalyzer:
         for lo in range(0, n, _DETECT_CHUNK):
             hi = min(lo + _DETECT_CHUNK, n)
             todo = [] if forced else [i for i in range(lo, hi) if not given[i]]
-            found, conf = (detect_many([items[i] for i in todo], self.languages) if todo
+            found, conf = (detect_many([items[i] for i in todo], self.languages,
+                                       shares=self.language_shares) if todo
                            else ([], []))  # fmt: skip
             for i, f, c in zip(todo, found, conf, strict=True):
                 langs[i], lconf[i] = f, c
@@ -172,6 +205,117 @@ def workspace_languages(ws: Any) -> tuple[str, ...] | None:
         return _checked_languages([str(g) for g in raw])
     except ValueError as e:
         raise ValueError(f"{where}: [text] languages: {e}") from None
+
+
+#: A workspace learns its languages' shares once it has at least this many messages.
+MIN_SHARE_TEXTS = 50
+
+
+def workspace_language_shares(ws: Any) -> dict[str, float] | None:
+    """How common each language is among a workspace's messages, as last learnt
+    (:func:`learn_language_shares`, which ``custdyn enrich`` runs the first time), largest
+    first; None when never learnt."""
+    try:
+        rows = ws.con.execute(
+            "SELECT language, share FROM language_shares ORDER BY share DESC, language"
+        ).fetchall()
+    except Exception as e:  # a workspace opened by an older custdyn, before schema v6
+        if "language_shares" in str(e):
+            return None
+        raise
+    return {str(g): float(v) for g, v in rows} or None
+
+
+def learn_language_shares(
+    ws: Any,
+    *,
+    directions: tuple[str, ...] = ("inbound",),
+    sample: int = _PRIOR_SAMPLE,
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """Learn how common each language is among a workspace's messages and keep it in the
+    ``language_shares`` table, replacing what was there; returns the shares, or None (and
+    keeps nothing) when the workspace has fewer than :data:`MIN_SHARE_TEXTS` messages with
+    text.
+
+    The shares are learnt from up to ``sample`` messages (inbound, and those without a
+    direction; drawn by a seeded hash of their interaction, so the same workspace gives the
+    same sample) among the languages ``custdyn.toml`` names, by
+    :func:`~custdyn.text._langid.language_shares`. Detection in the workspace
+    (:meth:`TextAnalyzer.in_workspace`) then reads every message with them, one by one: a
+    message's language depends on the workspace's shares, never on the messages it was
+    scored with.
+    """
+    from datetime import UTC, datetime
+
+    dirs = _sql_list(directions)
+    rows = ws.con.execute(
+        "SELECT text FROM interactions "
+        f"WHERE (direction IS NULL OR direction IN ({dirs})) "
+        "AND length(trim(coalesce(text, ''))) > 0 "
+        "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
+        [f":languages:{int(seed)}", int(sample)],
+    ).fetchall()
+    if len(rows) < MIN_SHARE_TEXTS:
+        return None
+    shares = language_shares([str(r[0]) for r in rows], workspace_languages(ws), seed=seed)
+    if not shares:
+        return None
+    when = datetime.now(UTC)
+    ws.con.execute("BEGIN TRANSACTION")
+    try:
+        ws.con.execute("DELETE FROM language_shares")
+        ws.con.executemany("INSERT INTO language_shares VALUES (?, ?, ?, ?)",
+                           [(g, v, len(rows), when) for g, v in shares.items()])  # fmt: skip
+        ws.con.execute("COMMIT")
+    except BaseException:
+        ws.con.execute("ROLLBACK")
+        raise
+    return shares
+
+
+def language_shares_status(ws: Any) -> dict[str, Any] | None:
+    """When the workspace's language shares were learnt and from how many messages:
+    ``{"learnt_at": datetime, "learnt_from": int}``; None when never learnt."""
+    try:
+        row = ws.con.execute(
+            "SELECT max(learnt_at), max(learnt_from) FROM language_shares").fetchone()
+    except Exception as e:  # before schema v6
+        if "language_shares" in str(e):
+            return None
+        raise
+    if not row or row[0] is None:
+        return None
+    return {"learnt_at": row[0], "learnt_from": int(row[1])}
+
+
+def ensure_language_shares(
+    ws: Any, *, relearn: bool = False
+) -> tuple[dict[str, float] | None, bool]:
+    """The workspace's language shares, learnt first from its customers' messages
+    (:func:`learn_language_shares`) when never learnt, when ``relearn``, or when they were
+    learnt from fewer messages than a full sample and the workspace has since more than
+    doubled; ``(shares, learnt now)``."""
+    directions = ("inbound",)
+    status = language_shares_status(ws)
+    if status is not None and not relearn:
+        n0 = status["learnt_from"]
+        if n0 >= _PRIOR_SAMPLE:
+            return workspace_language_shares(ws), False
+        dirs = _sql_list(directions)
+        row = ws.con.execute(
+            "SELECT count(*) FROM interactions WHERE text IS NOT NULL "
+            f"AND (direction IS NULL OR direction IN ({dirs}))").fetchone()
+        if not row or int(row[0]) < 2 * n0:
+            return workspace_language_shares(ws), False
+    shares = learn_language_shares(ws, directions=directions)
+    if shares is None:
+        return workspace_language_shares(ws), False
+    return shares, True
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 def _to_table(

@@ -172,7 +172,7 @@ def distil_bulk(
                          "table needs at least 50 (ingest some messages first)")  # fmt: skip
     teacher_name = default_engine_name(ws)
     among = workspace_languages(ws)
-    teacher = TextAnalyzer(teacher_name, workspace=ws.path, languages=among)
+    teacher = TextAnalyzer.in_workspace(ws, teacher_name)
 
     def step(stage: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(d, t, stage))
@@ -212,7 +212,8 @@ def distil_bulk(
         given = [r["language"] for r in labels]
         scores = {}  # labels without neutral ones are judged as two classes, as eval-text does
         for key, eng in (("current", current), ("candidate", candidate)):
-            s = TextAnalyzer(eng, languages=among).scores(ltexts, given)[2]
+            s = TextAnalyzer(eng, languages=among,
+                             language_shares=teacher.language_shares).scores(ltexts, given)[2]
             scores[key] = _macro_f1(y, decide(np.nan_to_num(s), y))
         s = teacher.scores(ltexts, given, progress=step("labels"))[2]
         scores["teacher"] = _macro_f1(y, decide(np.nan_to_num(s), y))

@@ -405,7 +405,7 @@ def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str]]:
     """Up to ``limit`` labelled texts (a seeded sample) and their languages (detected among
     the workspace's languages where the label has none, as labels imported from a file may)."""
     from custdyn.text._langid import canonical_language, detect_many
-    from custdyn.text.analyzer import workspace_languages
+    from custdyn.text.analyzer import workspace_language_shares, workspace_languages
 
     rows = ws.con.execute(
         f"""SELECT text, language FROM labels WHERE sentiment IS NOT NULL
@@ -414,7 +414,8 @@ def _labelled_pool(ws: Any, limit: int, seed: int) -> list[tuple[str, str]]:
     langs = [(canonical_language(g) or g) if g else None for _, g in rows]
     todo = [i for i, g in enumerate(langs) if not g]
     if todo:
-        found = detect_many([texts[i] for i in todo], workspace_languages(ws))[0]
+        found = detect_many([texts[i] for i in todo], workspace_languages(ws),
+                            shares=workspace_language_shares(ws))[0]
         for i, g in zip(todo, found, strict=True):
             langs[i] = g
     return [(t, str(g or "und")) for t, g in zip(texts, langs, strict=True)]
@@ -439,7 +440,7 @@ def select_for_labelling(
     fast ``bulk`` engine.
     """
     from custdyn.text._encoder import PIECE_CHARS
-    from custdyn.text.analyzer import TextAnalyzer, workspace_languages
+    from custdyn.text.analyzer import TextAnalyzer
     from custdyn.text.salutations import strip_all
     from custdyn.text.train import embed_texts
     from custdyn.text.workspace_models import MODELS_DIR, default_engine_name
@@ -455,7 +456,7 @@ def select_for_labelling(
     texts = [str(r["text"]) for r in rows]
     missing = [i for i, r in enumerate(rows) if r["sentiment"] is None]
     if missing:
-        t = TextAnalyzer("bulk", languages=workspace_languages(ws)).analyze(
+        t = TextAnalyzer.in_workspace(ws, "bulk").analyze(
             [texts[i] for i in missing])
         conf = t.column("confidence").to_pylist()
         labs = t.column("sentiment").to_pylist()
