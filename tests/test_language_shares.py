@@ -146,3 +146,6 @@ def test_enrich_command_reports_the_shares_it_learnt(tmp_path, monkeypatch):
     assert out.exit_code == 0, out.output
     assert "learnt now" in out.stdout
     assert re.search(r"no \d\d%,\s+en \d\d%", out.stdout), out.stdout
+    got = json.loads(runner.invoke(app, ["status", "--json"]).stdout)["language_shares"]
+    assert got["learnt_from"] == 120 and list(got["shares"])[:2] == ["no", "en"]
+    assert "languages of the customers' messages (learnt" in runner.invoke(app, ["status"]).stdout

@@ -368,15 +368,29 @@ def _print_batch(r: Any) -> None:
         console.print(f"  row {s['row']}: {escape(s['reason'])}", highlight=False, soft_wrap=True)
 
 
+def shares_line(shares: dict[str, float], at_least: float = 0.01) -> str:
+    """``no 62%, en 30%, ...`` for the languages with at least ``at_least`` of the messages."""
+    shown = [f"{g} {v:.0%}" for g, v in shares.items() if v >= at_least]
+    rest = sum(v for v in shares.values() if v < at_least)
+    return ", ".join(shown) + (f", others {rest:.0%}" if rest >= 0.005 else "")
+
+
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """What the workspace holds: counts by channel, kind and direction, every batch, and the
-    text signals scored by each engine (and whether that engine now scores differently)."""
+    """What the workspace holds: counts by channel, kind and direction, every batch, the
+    text signals scored by each engine (and whether that engine now scores differently), and
+    how common each language is among the customers' messages, as language detection reads
+    them."""
     from custdyn.pipeline.text import text_status
+    from custdyn.text.analyzer import language_shares_status, workspace_language_shares
 
     with _workspace() as ws:
         s = ws.status()
         s["text_signals"] = text_status(ws)
+        learnt = language_shares_status(ws)
+        s["language_shares"] = None if learnt is None else {
+            "shares": workspace_language_shares(ws), "learnt_from": learnt["learnt_from"],
+            "learnt_at": learnt["learnt_at"].isoformat()}
     if as_json:
         print_json(s)
         return
@@ -421,6 +435,11 @@ def status(as_json: JsonOpt = False) -> None:
             console.print(f"  [yellow]{e['engine']} is an earlier version of the {e['name']} "
                           f"engine (now {e['current']}): `custdyn enrich --engine {e['name']}` "
                           "scores the messages again[/yellow]", highlight=False)
+    if s["language_shares"]:
+        ls = s["language_shares"]
+        console.print(f"languages of the customers' messages (learnt {ls['learnt_at'][:10]} from "
+                      f"{ls['learnt_from']:,} of them): {shares_line(ls['shares'])}",
+                      highlight=False)
 
 
 @app.command()

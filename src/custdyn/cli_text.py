@@ -22,6 +22,7 @@ from custdyn.cli import (
     err,
     note_encoding,
     print_json,
+    shares_line,
     split_languages,
 )
 from custdyn.errors import CustdynError
@@ -76,7 +77,7 @@ def enrich(
         return
     if r.languages_learnt and r.language_shares:
         console.print("languages of the customers' messages (learnt now, kept for detection): "
-                      + _shares_line(r.language_shares))
+                      + shares_line(r.language_shares))
     rate = r.scored / r.seconds if r.seconds > 0 else 0.0
     console.print(f"{r.engine}: scored {r.scored:,} texts ({rate:,.0f}/s); "
                   f"{r.already_scored:,} were already scored")
@@ -281,10 +282,3 @@ def eval_themes(
     if report["unused_labels"]:
         err.print("themes with too few labels to learn (3 needed): " + ", ".join(
             f"{h} ({k})" for h, k in sorted(report["unused_labels"].items())), highlight=False)
-
-
-def _shares_line(shares: dict[str, float], at_least: float = 0.01) -> str:
-    """``no 62%, en 30%, ...`` for the languages with at least ``at_least`` of the messages."""
-    shown = [f"{g} {v:.0%}" for g, v in shares.items() if v >= at_least]
-    rest = sum(v for v in shares.values() if v < at_least)
-    return ", ".join(shown) + (f", others {rest:.0%}" if rest >= 0.005 else "")
