@@ -120,6 +120,22 @@ def test_shares_are_relearnt_when_asked_and_when_a_small_workspace_doubles(tmp_p
         w.close()
 
 
+def test_shares_are_relearnt_when_the_workspace_names_its_languages(tmp_path):
+    w = _workspace(tmp_path, NORWEGIAN[:100] + ENGLISH[:20])
+    try:
+        enrich(w, "bulk")
+        assert language_shares_status(w)["learnt_among"] is None
+        assert len(workspace_language_shares(w)) > 2
+        assert not enrich(w, "bulk").languages_learnt
+        w.settings.extra["text"] = {"languages": ["Norwegian", "en"]}
+        r = enrich(w, "bulk")
+        assert r.languages_learnt and set(r.language_shares) == {"no", "en"}
+        assert language_shares_status(w)["learnt_among"] == ("no", "en")
+        assert not enrich(w, "bulk").languages_learnt
+    finally:
+        w.close()
+
+
 def test_a_workspace_with_too_few_messages_keeps_no_shares(tmp_path):
     w = _workspace(tmp_path, NORWEGIAN[:MIN_SHARE_TEXTS - 1])
     try:

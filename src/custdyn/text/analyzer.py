@@ -258,15 +258,17 @@ def learn_language_shares(
     ).fetchall()
     if len(rows) < MIN_SHARE_TEXTS:
         return None
-    shares = language_shares([str(r[0]) for r in rows], workspace_languages(ws), seed=seed)
+    among = workspace_languages(ws)
+    shares = language_shares([str(r[0]) for r in rows], among, seed=seed)
     if not shares:
         return None
     when = datetime.now(UTC)
+    known = None if among is None else ",".join(among)
     ws.con.execute("BEGIN TRANSACTION")
     try:
         ws.con.execute("DELETE FROM language_shares")
-        ws.con.executemany("INSERT INTO language_shares VALUES (?, ?, ?, ?)",
-                           [(g, v, len(rows), when) for g, v in shares.items()])  # fmt: skip
+        ws.con.executemany("INSERT INTO language_shares VALUES (?, ?, ?, ?, ?)",
+                           [(g, v, len(rows), when, known) for g, v in shares.items()])  # fmt: skip
         ws.con.execute("COMMIT")
     except BaseException:
         ws.con.execute("ROLLBACK")
@@ -275,29 +277,35 @@ def learn_language_shares(
 
 
 def language_shares_status(ws: Any) -> dict[str, Any] | None:
-    """When the workspace's language shares were learnt and from how many messages:
-    ``{"learnt_at": datetime, "learnt_from": int}``; None when never learnt."""
+    """When the workspace's language shares were learnt, from how many messages and among
+    which languages (``custdyn.toml``'s ``[text] languages`` then; None: all):
+    ``{"learnt_at": datetime, "learnt_from": int, "learnt_among": tuple | None}``; None when
+    never learnt."""
     try:
-        row = ws.con.execute(
-            "SELECT max(learnt_at), max(learnt_from) FROM language_shares").fetchone()
+        row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(learnt_among) "
+                             "FROM language_shares").fetchone()  # fmt: skip
     except Exception as e:  # before schema v6
         if "language_shares" in str(e):
             return None
         raise
     if not row or row[0] is None:
         return None
-    return {"learnt_at": row[0], "learnt_from": int(row[1])}
+    among = tuple(str(row[2]).split(",")) if row[2] else None
+    return {"learnt_at": row[0], "learnt_from": int(row[1]), "learnt_among": among}
 
 
 def ensure_language_shares(
     ws: Any, *, relearn: bool = False
 ) -> tuple[dict[str, float] | None, bool]:
     """The workspace's language shares, learnt first from its customers' messages
-    (:func:`learn_language_shares`) when never learnt, when ``relearn``, or when they were
-    learnt from fewer messages than a full sample and the workspace has since more than
-    doubled; ``(shares, learnt now)``."""
+    (:func:`learn_language_shares`) when never learnt, when ``relearn``, when the languages
+    ``custdyn.toml`` names have changed since, or when they were learnt from fewer messages
+    than a full sample and the workspace has since more than doubled; ``(shares, learnt
+    now)``."""
     directions = ("inbound",)
     status = language_shares_status(ws)
+    if status is not None and status["learnt_among"] != workspace_languages(ws):
+        relearn = True
     if status is not None and not relearn:
         n0 = status["learnt_from"]
         if n0 >= _PRIOR_SAMPLE:
