@@ -215,31 +215,26 @@ def workspace_language_shares(ws: Any) -> dict[str, float] | None:
     """How common each language is among a workspace's messages, as last learnt
     (:func:`learn_language_shares`, which ``custdyn enrich`` runs the first time), largest
     first; None when never learnt."""
-    try:
-        rows = ws.con.execute(
-            "SELECT language, share FROM language_shares ORDER BY share DESC, language"
-        ).fetchall()
-    except Exception as e:  # a workspace opened by an older custdyn, before schema v6
-        if "language_shares" in str(e):
-            return None
-        raise
+    rows = ws.con.execute(
+        "SELECT language, share FROM language_shares ORDER BY share DESC, language"
+    ).fetchall()
     return {str(g): float(v) for g, v in rows} or None
 
 
+#: The customers' own messages (those without a direction too), as ``enrich`` scores them.
+_CUSTOMERS_OWN = "(direction IS NULL OR direction = 'inbound')"
+
+
 def learn_language_shares(
-    ws: Any,
-    *,
-    directions: tuple[str, ...] = ("inbound",),
-    sample: int = _PRIOR_SAMPLE,
-    seed: int = 0,
+    ws: Any, *, sample: int = _PRIOR_SAMPLE, seed: int = 0
 ) -> dict[str, float] | None:
     """Learn how common each language is among a workspace's messages and keep it in the
     ``language_shares`` table, replacing what was there; returns the shares, or None (and
     keeps nothing) when the workspace has fewer than :data:`MIN_SHARE_TEXTS` messages with
     text.
 
-    The shares are learnt from up to ``sample`` messages (inbound, and those without a
-    direction; drawn by a seeded hash of their interaction, so the same workspace gives the
+    The shares are learnt from up to ``sample`` of the customers' messages (inbound, and
+    those without a direction; drawn by a seeded hash of their interaction, so the same workspace gives the
     same sample) among the languages ``custdyn.toml`` names, by
     :func:`~custdyn.text._langid.language_shares`. Detection in the workspace
     (:meth:`TextAnalyzer.in_workspace`) then reads every message with them, one by one: a
@@ -248,10 +243,8 @@ def learn_language_shares(
     """
     from datetime import UTC, datetime
 
-    dirs = _sql_list(directions)
     rows = ws.con.execute(
-        "SELECT text FROM interactions "
-        f"WHERE (direction IS NULL OR direction IN ({dirs})) "
+        f"SELECT text FROM interactions WHERE {_CUSTOMERS_OWN} "
         "AND length(trim(coalesce(text, ''))) > 0 "
         "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
         [f":languages:{int(seed)}", int(sample)],
@@ -281,13 +274,8 @@ def language_shares_status(ws: Any) -> dict[str, Any] | None:
     which languages (``custdyn.toml``'s ``[text] languages`` then; None: all):
     ``{"learnt_at": datetime, "learnt_from": int, "learnt_among": tuple | None}``; None when
     never learnt."""
-    try:
-        row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(learnt_among) "
-                             "FROM language_shares").fetchone()  # fmt: skip
-    except Exception as e:  # before schema v6
-        if "language_shares" in str(e):
-            return None
-        raise
+    row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(learnt_among) "
+                         "FROM language_shares").fetchone()  # fmt: skip
     if not row or row[0] is None:
         return None
     among = tuple(str(row[2]).split(",")) if row[2] else None
@@ -302,7 +290,6 @@ def ensure_language_shares(
     ``custdyn.toml`` names have changed since, or when they were learnt from fewer messages
     than a full sample and the workspace has since more than doubled; ``(shares, learnt
     now)``."""
-    directions = ("inbound",)
     status = language_shares_status(ws)
     if status is not None and status["learnt_among"] != workspace_languages(ws):
         relearn = True
@@ -310,20 +297,15 @@ def ensure_language_shares(
         n0 = status["learnt_from"]
         if n0 >= _PRIOR_SAMPLE:
             return workspace_language_shares(ws), False
-        dirs = _sql_list(directions)
         row = ws.con.execute(
-            "SELECT count(*) FROM interactions WHERE text IS NOT NULL "
-            f"AND (direction IS NULL OR direction IN ({dirs}))").fetchone()
+            f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {_CUSTOMERS_OWN}"
+        ).fetchone()
         if not row or int(row[0]) < 2 * n0:
             return workspace_language_shares(ws), False
-    shares = learn_language_shares(ws, directions=directions)
+    shares = learn_language_shares(ws)
     if shares is None:
         return workspace_language_shares(ws), False
     return shares, True
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 def _to_table(
