@@ -228,8 +228,10 @@ def test_shares_name_languages_and_numbers():
         L._batch_model().codes == "no")
     with pytest.raises(ValueError, match="'elvish' is not a language"):
         L.shares_weights({"elvish": 1.0})
-    with pytest.raises(ValueError, match="share of 'no' must be a number >= 0"):
-        L.shares_weights({"no": -0.5})
+    for bad in (-0.5, float("nan"), "many", None):
+        with pytest.raises(ValueError, match="share of 'no' must be a number >= 0"):
+            L.shares_weights({"no": bad})
+    assert np.array_equal(L.shares_weights({"no": np.float32(0.5)}), L.shares_weights({"no": 0.5}))
     with pytest.raises(ValueError, match="not both"):
         L.detect_many(["Hei"], collection=True, shares={"no": 1.0})
 

@@ -251,9 +251,13 @@ def shares_weights(shares: Mapping[str, float]) -> np.ndarray:
         cols = model.codes == c
         if not cols.any():
             raise ValueError(f"{code!r} is not a language custdyn detects")
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"the share of {code!r} must be a number >= 0, not {value!r}")
-        share[cols] += float(value)
+        share[cols] += v
     share[model.no_language] = 0.0
     return _tempered(share / share.sum())
 
