@@ -97,12 +97,13 @@ def test_a_clear_minority_keeps_its_language(tmp_path):
         w.close()
 
 
-def test_shares_are_relearnt_when_asked_and_when_a_small_workspace_doubles(tmp_path):
+def test_shares_are_relearnt_when_asked_and_when_the_workspace_doubles(tmp_path):
     w = _workspace(tmp_path, NORWEGIAN[:MIN_SHARE_TEXTS + 10])
     try:
         enrich(w, "bulk")
         first = language_shares_status(w)
         assert first is not None and first["learnt_from"] == MIN_SHARE_TEXTS + 10
+        assert first["messages"] == MIN_SHARE_TEXTS + 10
         assert list(workspace_language_shares(w))[0] == "no"
         # fewer than twice as many messages: kept as they are
         _workspace(tmp_path, ENGLISH[:20], start=1000, ws=w)
@@ -116,6 +117,12 @@ def test_shares_are_relearnt_when_asked_and_when_a_small_workspace_doubles(tmp_p
         r = enrich(w, "bulk")
         assert r.languages_learnt
         assert language_shares_status(w)["learnt_from"] == MIN_SHARE_TEXTS + 130
+        # learnt from a sample, the shares remember how many messages there were
+        assert learn_language_shares(w, sample=MIN_SHARE_TEXTS + 5) is not None
+        status = language_shares_status(w)
+        assert (status["learnt_from"], status["messages"]) == (MIN_SHARE_TEXTS + 5,
+                                                                MIN_SHARE_TEXTS + 130)
+        assert not enrich(w, "bulk").languages_learnt
     finally:
         w.close()
 

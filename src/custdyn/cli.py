@@ -390,6 +390,7 @@ def status(as_json: JsonOpt = False) -> None:
         learnt = language_shares_status(ws)
         s["language_shares"] = None if learnt is None else {
             "shares": workspace_language_shares(ws), "learnt_from": learnt["learnt_from"],
+            "messages": learnt["messages"],
             "learnt_at": learnt["learnt_at"].isoformat(),
             "learnt_among": None if learnt["learnt_among"] is None else list(learnt["learnt_among"])}
     if as_json:

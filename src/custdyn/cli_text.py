@@ -42,8 +42,8 @@ def enrich(
     limit: Annotated[int | None, typer.Option(help="Score at most N texts.")] = None,
     relearn_languages: Annotated[bool, typer.Option(
         "--relearn-languages", help="Learn again how common each language is among the "
-        "customers' messages (learnt on the first run, and again once the workspace has "
-        "doubled from a small one). Messages scored before keep their language.")] = False,
+        "customers' messages (learnt on the first run, and again once they have doubled). "
+        "Messages scored before keep their language.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score the language, sentiment, emotions and competitor mentions of messages not yet

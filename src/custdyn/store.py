@@ -158,7 +158,7 @@ MIGRATIONS.append((
     [
         """CREATE TABLE language_shares (
             language VARCHAR PRIMARY KEY, share DOUBLE NOT NULL, learnt_from BIGINT,
-            learnt_at TIMESTAMPTZ, learnt_among VARCHAR)""",
+            messages BIGINT, learnt_at TIMESTAMPTZ, learnt_among VARCHAR)""",
     ],
 ))
 SCHEMA_VERSION = MIGRATIONS[-1][0]

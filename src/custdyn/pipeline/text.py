@@ -24,8 +24,8 @@ class EnrichResult:
     carried: int = 0
     #: how common each language is among the workspace's messages, as detection used it
     language_shares: dict[str, float] | None = None
-    #: whether this run learnt those shares (first run, ``relearn_languages``, or the
-    #: workspace more than doubled since they were learnt from a small one)
+    #: whether this run learnt those shares (first run, ``relearn_languages``, other
+    #: languages named in ``custdyn.toml``, or the customers' messages doubled since)
     languages_learnt: bool = False
 
 

@@ -234,8 +234,8 @@ def learn_language_shares(
     text.
 
     The shares are learnt from up to ``sample`` of the customers' messages (inbound, and
-    those without a direction; drawn by a seeded hash of their interaction, so the same workspace gives the
-    same sample) among the languages ``custdyn.toml`` names, by
+    those without a direction; drawn by a seeded hash of their interaction, so the same
+    workspace gives the same sample) among the languages ``custdyn.toml`` names, by
     :func:`~custdyn.text._langid.language_shares`. Detection in the workspace
     (:meth:`TextAnalyzer.in_workspace`) then reads every message with them, one by one: a
     message's language depends on the workspace's shares, never on the messages it was
@@ -257,11 +257,13 @@ def learn_language_shares(
         return None
     when = datetime.now(UTC)
     known = None if among is None else ",".join(among)
+    messages = _customer_messages(ws)
     ws.con.execute("BEGIN TRANSACTION")
     try:
         ws.con.execute("DELETE FROM language_shares")
-        ws.con.executemany("INSERT INTO language_shares VALUES (?, ?, ?, ?, ?)",
-                           [(g, v, len(rows), when, known) for g, v in shares.items()])  # fmt: skip
+        ws.con.executemany("INSERT INTO language_shares VALUES (?, ?, ?, ?, ?, ?)",
+                           [(g, v, len(rows), messages, when, known)
+                            for g, v in shares.items()])  # fmt: skip
         ws.con.execute("COMMIT")
     except BaseException:
         ws.con.execute("ROLLBACK")
@@ -270,16 +272,26 @@ def learn_language_shares(
 
 
 def language_shares_status(ws: Any) -> dict[str, Any] | None:
-    """When the workspace's language shares were learnt, from how many messages and among
-    which languages (``custdyn.toml``'s ``[text] languages`` then; None: all):
-    ``{"learnt_at": datetime, "learnt_from": int, "learnt_among": tuple | None}``; None when
-    never learnt."""
-    row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(learnt_among) "
-                         "FROM language_shares").fetchone()  # fmt: skip
+    """When the workspace's language shares were learnt, from how many messages (the
+    sample), among how many customer messages the workspace then held, and among which
+    languages (``custdyn.toml``'s ``[text] languages`` then; None: all):
+    ``{"learnt_at": datetime, "learnt_from": int, "messages": int, "learnt_among": tuple |
+    None}``; None when never learnt."""
+    row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(messages), "
+                         "max(learnt_among) FROM language_shares").fetchone()  # fmt: skip
     if not row or row[0] is None:
         return None
-    among = tuple(str(row[2]).split(",")) if row[2] else None
-    return {"learnt_at": row[0], "learnt_from": int(row[1]), "learnt_among": among}
+    among = tuple(str(row[3]).split(",")) if row[3] else None
+    return {"learnt_at": row[0], "learnt_from": int(row[1]), "messages": int(row[2]),
+            "learnt_among": among}  # fmt: skip
+
+
+def _customer_messages(ws: Any) -> int:
+    """How many of the customers' messages with text the workspace holds."""
+    row = ws.con.execute(
+        f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {_CUSTOMERS_OWN}"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def ensure_language_shares(
@@ -287,21 +299,14 @@ def ensure_language_shares(
 ) -> tuple[dict[str, float] | None, bool]:
     """The workspace's language shares, learnt first from its customers' messages
     (:func:`learn_language_shares`) when never learnt, when ``relearn``, when the languages
-    ``custdyn.toml`` names have changed since, or when they were learnt from fewer messages
-    than a full sample and the workspace has since more than doubled; ``(shares, learnt
-    now)``."""
+    ``custdyn.toml`` names have changed since, or when the customers' messages have at least
+    doubled since; ``(shares, learnt now)``."""
     status = language_shares_status(ws)
     if status is not None and status["learnt_among"] != workspace_languages(ws):
         relearn = True
-    if status is not None and not relearn:
-        n0 = status["learnt_from"]
-        if n0 >= _PRIOR_SAMPLE:
-            return workspace_language_shares(ws), False
-        row = ws.con.execute(
-            f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {_CUSTOMERS_OWN}"
-        ).fetchone()
-        if not row or int(row[0]) < 2 * n0:
-            return workspace_language_shares(ws), False
+    if (status is not None and not relearn
+            and _customer_messages(ws) < 2 * status["messages"]):  # fmt: skip
+        return workspace_language_shares(ws), False
     shares = learn_language_shares(ws)
     if shares is None:
         return workspace_language_shares(ws), False
