@@ -215,6 +215,10 @@ def test_learnt_shares_are_a_distribution_and_weigh_as_the_collection_does(texts
     assert sum(shares.values()) == pytest.approx(1.0)
     assert list(shares.values()) == sorted(shares.values(), reverse=True)
     assert all(v >= 1e-3 and L.canonical_language(g) == g for g, v in shares.items())
+    # a collection's shares do not depend on the order of its texts
+    again = L.language_shares(texts[::-1])
+    assert again.keys() == shares.keys()
+    assert all(abs(again[g] - v) < 1e-6 for g, v in shares.items())
     # kept and given back, the shares weigh each text as the collection's own prior does
     # (up to the languages under 0.1 % left out)
     together = L.detect_many(texts, collection=True)[0]

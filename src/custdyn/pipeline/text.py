@@ -120,7 +120,7 @@ def enrich(
     limit : score at most this many (for a quick look).
     progress : called as ``progress(done, total)`` after each batch.
     relearn_languages : learn again how common each language is among the messages
-        (``custdyn.text.learn_language_shares``). They are learnt on the first run and kept;
+        (``custdyn.text.analyzer.learn_language_shares``). They are learnt on the first run and kept;
         detection reads each message with them, so a short Norwegian message is not read
         as Danish in a workspace of Norwegian messages. Messages scored before keep their
         language.
