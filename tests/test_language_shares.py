@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from custdyn.demo.texts_en import BANK as EN
-from custdyn.demo.texts_no import BANK as NO
+from custdyn.demo.texts import fixed_sentences
 from custdyn.pipeline import enrich
 from custdyn.settings import Settings
 from custdyn.store import Workspace
@@ -25,17 +24,8 @@ from custdyn.text.analyzer import (
     workspace_language_shares,
 )
 
-
-def _lines(bank: object) -> list[str]:
-    """The demo bank's fixed sentences (no slots to fill)."""
-    if isinstance(bank, str):
-        return [bank] if "{" not in bank and len(bank) > 3 else []
-    items = bank.values() if isinstance(bank, dict) else bank
-    return [s for v in items for s in _lines(v)]  # type: ignore[union-attr]
-
-
-NORWEGIAN = _lines(NO)
-ENGLISH = _lines(EN)[:60]
+NORWEGIAN = fixed_sentences("no")
+ENGLISH = fixed_sentences("en")[:60]
 
 
 def _workspace(path: Path, texts: list[str], start: int = 0, ws: Workspace | None = None) -> Workspace:

@@ -249,6 +249,23 @@ class Texts:
         return str(b["quote"]).format(date=date, name=name)
 
 
+def fixed_sentences(lang: str) -> list[str]:
+    """The sentences of a language's bank that have no slot to fill (no ``{name}``), of
+    four characters or more: short texts in one known language, for checks and benchmarks.
+
+    >>> "Middels." in fixed_sentences("no")
+    True
+    """
+
+    def walk(part: Any) -> list[str]:
+        if isinstance(part, str):
+            return [part] if "{" not in part and len(part) > 3 else []
+        items = part.values() if isinstance(part, dict) else part
+        return [s for v in items for s in walk(v)]
+
+    return walk(BANKS[lang])
+
+
 def sample_messages(n: int, seed: int = 3, vendor: str = "Lumen") -> list[str]:
     """``n`` themed customer messages cycling through the languages and themes (half with an
     opener and sign-off): a quick multilingual sample for checks and benchmarks."""
