@@ -381,18 +381,12 @@ def status(as_json: JsonOpt = False) -> None:
     text signals scored by each engine (and whether that engine now scores differently), and
     how common each language is among the customers' messages, as language detection reads
     them."""
-    from custdyn.pipeline.text import text_status
-    from custdyn.text.analyzer import language_shares_status, workspace_language_shares
+    from custdyn.pipeline.text import language_status, text_status
 
     with _workspace() as ws:
         s = ws.status()
         s["text_signals"] = text_status(ws)
-        learnt = language_shares_status(ws)
-        s["language_shares"] = None if learnt is None else {
-            "shares": workspace_language_shares(ws), "learnt_from": learnt["learnt_from"],
-            "messages": learnt["messages"],
-            "learnt_at": learnt["learnt_at"].isoformat(),
-            "learnt_among": None if learnt["learnt_among"] is None else list(learnt["learnt_among"])}
+        s["language_shares"] = language_status(ws)
     if as_json:
         print_json(s)
         return

@@ -80,6 +80,7 @@ from custdyn.pipeline.text import (  # noqa: F401
     EnrichResult,
     _dirs,
     enrich,
+    language_status,
     pending_texts,
     resolve_text_engine,
     text_status,
@@ -126,6 +127,7 @@ __all__ = [
     "sample_workspace",
     "save_fitted",
     "stage_flow_table",
+    "language_status",
     "text_status",
     "text_summary",
 ]

@@ -132,7 +132,8 @@ def enrich(
 
     t0 = time.perf_counter()
     shares, learnt = ensure_language_shares(ws, relearn=relearn_languages)
-    analyzer = TextAnalyzer.in_workspace(ws, engine or resolve_text_engine(ws, "default"))
+    analyzer = TextAnalyzer.in_workspace(ws, engine or resolve_text_engine(ws, "default"),
+                                         language_shares=shares)
     version = analyzer.version
     if batch_size is None:
         batch_size = 8192 if getattr(analyzer.engine, "name", "") == "bulk" else 512
@@ -207,6 +208,21 @@ def _carry_over(ws: Workspace, engine: Any, version: str) -> int:
         ws.con.execute("ROLLBACK")
         raise
     return int(inserted[0]) if inserted else 0  # the rows the INSERT added
+
+
+def language_status(ws: Workspace) -> dict[str, Any] | None:
+    """How common each language is among the customers' messages, as language detection
+    reads them (``custdyn.text.analyzer.language_shares_status``), ready for JSON: ``shares``,
+    ``learnt_from``, ``messages``, ``learnt_at`` (ISO time), ``learnt_among`` (a list, or
+    None: all languages); None when never learnt."""
+    from custdyn.text.analyzer import language_shares_status
+
+    s = language_shares_status(ws)
+    if s is None:
+        return None
+    among = s["learnt_among"]
+    return {**s, "learnt_at": s["learnt_at"].isoformat(),
+            "learnt_among": None if among is None else list(among)}  # fmt: skip
 
 
 def text_status(ws: Workspace) -> list[dict[str, Any]]:

@@ -90,9 +90,11 @@ class TextAnalyzer:
     def in_workspace(cls, ws: Any, engine: str | Engine = "default", **kwargs: Any) -> TextAnalyzer:
         """An analyzer for a workspace's messages: its engines (``workspace:vN``), the
         languages its ``custdyn.toml`` names (:func:`workspace_languages`) and the shares of
-        languages learnt over its messages (:func:`workspace_language_shares`)."""
-        return cls(engine, workspace=ws.path, languages=workspace_languages(ws),
-                   language_shares=workspace_language_shares(ws), **kwargs)  # fmt: skip
+        languages learnt over its messages (:func:`workspace_language_shares`, unless
+        ``language_shares`` is given, as ``enrich`` does with those it has just read)."""
+        if "language_shares" not in kwargs:
+            kwargs["language_shares"] = workspace_language_shares(ws)
+        return cls(engine, workspace=ws.path, languages=workspace_languages(ws), **kwargs)
 
     @property
     def version(self) -> str:
@@ -215,10 +217,8 @@ def workspace_language_shares(ws: Any) -> dict[str, float] | None:
     """How common each language is among a workspace's messages, as last learnt
     (:func:`learn_language_shares`, which ``custdyn enrich`` runs the first time), largest
     first; None when never learnt."""
-    rows = ws.con.execute(
-        "SELECT language, share FROM language_shares ORDER BY share DESC, language"
-    ).fetchall()
-    return {str(g): float(v) for g, v in rows} or None
+    status = language_shares_status(ws)
+    return None if status is None else status["shares"]
 
 
 #: The customers' own messages (those without a direction too), as ``enrich`` scores them.
@@ -272,18 +272,20 @@ def learn_language_shares(
 
 
 def language_shares_status(ws: Any) -> dict[str, Any] | None:
-    """When the workspace's language shares were learnt, from how many messages (the
-    sample), among how many customer messages the workspace then held, and among which
+    """The workspace's language shares as last learnt, with when, from how many messages
+    (the sample), among how many customer messages the workspace then held, and among which
     languages (``custdyn.toml``'s ``[text] languages`` then; None: all):
-    ``{"learnt_at": datetime, "learnt_from": int, "messages": int, "learnt_among": tuple |
-    None}``; None when never learnt."""
-    row = ws.con.execute("SELECT max(learnt_at), max(learnt_from), max(messages), "
-                         "max(learnt_among) FROM language_shares").fetchone()  # fmt: skip
-    if not row or row[0] is None:
+    ``{"shares": {code: share}, "learnt_at": datetime, "learnt_from": int, "messages": int,
+    "learnt_among": tuple | None}``; None when never learnt."""
+    rows = ws.con.execute(
+        "SELECT language, share, learnt_from, messages, learnt_at, learnt_among "
+        "FROM language_shares ORDER BY share DESC, language").fetchall()
+    if not rows:
         return None
-    among = tuple(str(row[3]).split(",")) if row[3] else None
-    return {"learnt_at": row[0], "learnt_from": int(row[1]), "messages": int(row[2]),
-            "learnt_among": among}  # fmt: skip
+    _, _, sample, messages, at, among = rows[0]  # the same on every row
+    return {"shares": {str(r[0]): float(r[1]) for r in rows}, "learnt_at": at,
+            "learnt_from": int(sample), "messages": int(messages),
+            "learnt_among": tuple(str(among).split(",")) if among else None}  # fmt: skip
 
 
 def _customer_messages(ws: Any) -> int:
@@ -304,13 +306,12 @@ def ensure_language_shares(
     status = language_shares_status(ws)
     if status is not None and status["learnt_among"] != workspace_languages(ws):
         relearn = True
+    kept = None if status is None else status["shares"]
     if (status is not None and not relearn
             and _customer_messages(ws) < 2 * status["messages"]):  # fmt: skip
-        return workspace_language_shares(ws), False
+        return kept, False
     shares = learn_language_shares(ws)
-    if shares is None:
-        return workspace_language_shares(ws), False
-    return shares, True
+    return (kept, False) if shares is None else (shares, True)
 
 
 def _to_table(
