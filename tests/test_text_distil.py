@@ -6,6 +6,7 @@ passed over once stale, and rolled back."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ from typer.testing import CliRunner
 
 from custdyn.cli import app
 from custdyn.pipeline.text import enrich, resolve_text_engine
+from custdyn.settings import Settings
+from custdyn.store import Workspace
 from custdyn.text import TextAnalyzer
 from custdyn.text import workspace_models as wm
 from custdyn.text._hashing import linear_scores, sparse_features
@@ -155,3 +158,22 @@ def test_cli_train_text_bulk_and_text_models(ws: Any) -> None:
     assert r.exit_code != 0 and "goes with --rollback" in r.output
     r = run.invoke(app, ["-w", str(path), "train-text", "--bulk", "--finetune"])
     assert r.exit_code != 0 and "not both" in r.output
+
+
+def test_sample_takes_the_customers_own_messages_as_enrich_does(tmp_path: Path) -> None:
+    """Messages without a direction are the customers' own (``enrich`` scores them); the
+    vendor's replies are never sampled."""
+    rows = [{"interaction_id": f"m{i}", "customer_id": f"C{i % 7}",
+             "occurred_at": "2024-03-01T10:00:00Z", "channel": "chat", "kind": "feedback",
+             "text": f"{who} message number {i}"} | ({"direction": d} if d else {})
+            for i, (who, d) in enumerate([("customer", None)] * 30 + [("customer", "inbound")] * 20
+                                          + [("vendor", "outbound")] * 25)]  # fmt: skip
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    w = Workspace.create(tmp_path / "ws", Settings())
+    try:
+        w.ingest(log)
+        got = sample_messages(w, 100)
+        assert len(got) == 50 and all(t.startswith("customer") for t in got)
+    finally:
+        w.close()

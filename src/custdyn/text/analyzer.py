@@ -222,7 +222,7 @@ def workspace_language_shares(ws: Any) -> dict[str, float] | None:
 
 
 #: The customers' own messages (those without a direction too), as ``enrich`` scores them.
-_CUSTOMERS_OWN = "(direction IS NULL OR direction = 'inbound')"
+CUSTOMERS_OWN = "(direction IS NULL OR direction = 'inbound')"
 
 
 def learn_language_shares(
@@ -244,7 +244,7 @@ def learn_language_shares(
     from datetime import UTC, datetime
 
     rows = ws.con.execute(
-        f"SELECT text FROM interactions WHERE {_CUSTOMERS_OWN} "
+        f"SELECT text FROM interactions WHERE {CUSTOMERS_OWN} "
         "AND length(trim(coalesce(text, ''))) > 0 "
         "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
         [f":languages:{int(seed)}", int(sample)],
@@ -291,7 +291,7 @@ def language_shares_status(ws: Any) -> dict[str, Any] | None:
 def _customer_messages(ws: Any) -> int:
     """How many of the customers' messages with text the workspace holds."""
     row = ws.con.execute(
-        f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {_CUSTOMERS_OWN}"
+        f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {CUSTOMERS_OWN}"
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -30,7 +30,7 @@ from custdyn.schema import SENTIMENTS
 
 __all__ = ["HOLDOUT", "SAMPLE", "distil_bulk", "fit_table", "sample_messages", "teach"]
 
-#: Messages the teacher reads (a seeded sample of the workspace's inbound messages).
+#: Messages the teacher reads (a seeded sample of the customers' own messages).
 SAMPLE = 3000
 #: Share of the sample kept out of the fit, to measure agreement with the teacher.
 HOLDOUT = 0.2
@@ -96,10 +96,12 @@ def fit_table(
 def sample_messages(
     ws: Any, n: int = SAMPLE, seed: int = 0, labelled: set[str] | None = None
 ) -> list[str]:
-    """Up to ``n`` distinct inbound message texts of the workspace, drawn by a seeded hash of
+    """Up to ``n`` distinct texts of the customers' own messages (inbound, or without a
+    direction, as ``enrich`` scores them), drawn by a seeded hash of
     their interaction (the same workspace and seed give the same sample), none of them a
     labelled text. Fewer when the first ``3 * n`` messages by that hash repeat each other
     that much. ``labelled``: the labelled texts, when the caller has read them already."""
+    from custdyn.text.analyzer import CUSTOMERS_OWN
     from custdyn.text.labels import read_labels
 
     if labelled is None:
@@ -107,8 +109,8 @@ def sample_messages(
     # the first messages by the seeded hash (a top-k: no sort of all messages), three times
     # as many as asked for, so that repeated texts still leave n distinct ones
     rows = ws.con.execute(
-        "SELECT text FROM interactions "
-        "WHERE direction = 'inbound' AND length(trim(coalesce(text, ''))) > 0 "
+        f"SELECT text FROM interactions WHERE {CUSTOMERS_OWN} "
+        "AND length(trim(coalesce(text, ''))) > 0 "
         "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
         [f":{int(seed)}", 3 * (int(n) + len(labelled))],
     ).fetchall()
