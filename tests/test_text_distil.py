@@ -57,6 +57,34 @@ def test_fit_recovers_a_planted_table_out_of_sample(rng: np.random.Generator) ->
     assert not start.any()  # the given table is not changed
 
 
+def test_fit_reads_through_the_language_offsets_it_is_given(rng: np.random.Generator) -> None:
+    """Targets made by a table plus a per-text offset (a language's bias, as the engine adds
+    it): fitted with the offsets, the table plus the same offsets reads new texts right; the
+    table fitted without them has absorbed their average and misreads the language whose
+    offset it never saw."""
+    truth = rng.normal(0, 1.5, (2**BITS, 11)).astype(np.float32)
+    bias = np.zeros(11, np.float32)
+    lang_bias = np.array([[2.0, -1.0, -1.0], [-1.0, -1.0, 2.0]], np.float32)  # two languages
+    train, test = _texts(rng, 800), _texts(rng, 400)
+    lt, ls = rng.integers(0, 2, len(train)), rng.integers(0, 2, len(test))
+
+    def targets(texts: list[str], lang: np.ndarray) -> np.ndarray:
+        z = linear_scores(texts, truth, bias)
+        z[:, :3] += lang_bias[lang]
+        e = np.exp(z[:, :3] - z[:, :3].max(axis=1, keepdims=True))
+        return np.hstack([e / e.sum(axis=1, keepdims=True), 1 / (1 + np.exp(-z[:, 3:]))])
+
+    start = np.zeros_like(truth)
+    y = targets(test, ls)[:, :3].argmax(1)
+    fits = {}
+    for name, off in (("with", lang_bias[lt]), ("without", None)):
+        table, b = fit_table(train, targets(train, lt), start, bias, l2=0.0, epochs=300,
+                             offsets=off)
+        fits[name] = macro_f1(y, (linear_scores(test, table, b)[:, :3]
+                                  + lang_bias[ls]).argmax(1))  # fmt: skip
+    assert fits["with"] > 0.8 and fits["with"] > fits["without"] + 0.1, fits
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.text(min_size=0, max_size=30), min_size=1, max_size=12), st.integers(0, 9))
 def test_only_the_rows_of_the_texts_ngrams_move(texts: list[str], seed: int) -> None:

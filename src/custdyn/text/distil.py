@@ -52,11 +52,14 @@ def fit_table(
     epochs: int = EPOCHS,
     lr: float = LEARNING_RATE,
     weights: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The bulk ``table`` (2**bits, 11) and ``bias`` (11,) refitted to soft ``targets``
     (n, 11): sentiment probabilities in columns 0-2 (softmax), emotion probabilities in 3-10
     (independent sigmoids), by full-batch Adam on the mean cross-entropy plus
-    ``l2 * ||rows - shipped rows||^2`` (``weights``: one per text, for a weighted mean). Only
+    ``l2 * ||rows - shipped rows||^2`` (``weights``: one per text, for a weighted mean;
+    ``offsets``: (n, 3) added to each text's sentiment logits, as the engine adds its
+    language's bias, so that the table is fitted as it will be read). Only
     the rows of n-grams the texts hold move; the others are returned as given. Returns new
     arrays (float32); the inputs are not changed. ``scripts/train_text.py`` builds the shipped
     table with it, from a table of zeros.
@@ -75,8 +78,11 @@ def fit_table(
     mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)
     w = np.ones(len(texts), np.float32) if weights is None else np.asarray(weights, np.float32)
     scale = (w / max(float(w.sum()), 1e-12)).astype(np.float32)[:, None]
+    off = None if offsets is None else np.asarray(offsets, np.float32)
     for t in range(1, epochs + 1):
         z = Xs @ W + b
+        if off is not None:
+            z[:, :3] += off
         g = np.empty_like(z)
         e = np.exp(z[:, :3] - z[:, :3].max(axis=1, keepdims=True))
         g[:, :3] = e / e.sum(axis=1, keepdims=True) - Y[:, :3]
@@ -191,7 +197,10 @@ def distil_bulk(
     n_out = max(1, int(round(HOLDOUT * len(bodies))))
     out_i, in_i = np.sort(order[:n_out]), np.sort(order[n_out:])
     fit_t0 = time.perf_counter()
-    table, bias = fit_table([bodies[i] for i in in_i], targets[in_i], base.table, base.bias)
+    # the shipped table's language biases stay with it, and the refit reads through them
+    offsets = base.language_offsets(langs)
+    table, bias = fit_table([bodies[i] for i in in_i], targets[in_i], base.table, base.bias,
+                            offsets=offsets[in_i])
     fit_seconds = time.perf_counter() - fit_t0
     candidate = base.with_table(table, bias, "candidate")
     held = [bodies[i] for i in out_i]
@@ -226,7 +235,7 @@ def distil_bulk(
     better = judged["candidate"] > judged["current"]
 
     # the model kept is fitted on the whole sample
-    table, bias = fit_table(bodies, targets, base.table, base.bias)
+    table, bias = fit_table(bodies, targets, base.table, base.bias, offsets=offsets)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=Path(ws.path))
     os.close(fd)
     try:

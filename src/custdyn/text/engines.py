@@ -207,11 +207,10 @@ class BulkEngine:
         eng.version, eng.carries_from = version, None
         return eng
 
-    def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
-        from custdyn.text._hashing import linear_scores
-
-        z = linear_scores(texts, self.table, self.bias)
-        logits = z[:, :3]
+    def language_offsets(self, languages: list[str | None]) -> np.ndarray:
+        """(len(languages), 3) float32: the sentiment bias of each text's language (zeros for
+        a language without one), which :meth:`predict` adds to the table's logits."""
+        out = np.zeros((len(languages), 3), np.float32)
         if self.lang_bias is not None and self.lang_codes:
             code: dict[str, int] = {}
             for j, c in enumerate(self.lang_codes):
@@ -219,7 +218,14 @@ class BulkEngine:
             idx = np.fromiter((code.get(lang, -1) if lang else -1 for lang in languages),
                               np.int64, len(languages))
             known = idx >= 0
-            logits[known] += self.lang_bias[idx[known]]
+            out[known] = self.lang_bias[idx[known]]
+        return out
+
+    def predict(self, texts: list[str], languages: list[str | None]) -> EngineOutput:
+        from custdyn.text._hashing import linear_scores
+
+        z = linear_scores(texts, self.table, self.bias)
+        logits = z[:, :3] + self.language_offsets(languages)
         sent = _softmax(logits)
         emo = _sigmoid(z[:, 3:11])
         return EngineOutput(sent.astype(np.float32), emo.astype(np.float32))
