@@ -205,3 +205,17 @@ def test_sample_takes_the_customers_own_messages_as_enrich_does(tmp_path: Path) 
         assert len(got) == 50 and all(t.startswith("customer") for t in got)
     finally:
         w.close()
+
+
+def test_the_shipped_table_reads_each_language_through_its_own_bias() -> None:
+    """The shipped bulk engine adds its language's sentiment bias to a text's logits; a
+    language without one (Tagalog: no distillation lines) and an unknown one read the table
+    alone."""
+    eng = BulkEngine()
+    off = eng.language_offsets(["en", "no", "tl", None])
+    assert np.abs(off[:2]).max() > 0.01 and not off[2:].any()
+    texts = ["The parcel arrived late again, so disappointing", "Fint, takk"]
+    plain = np.log(eng.predict(texts, [None, None]).sentiment)
+    read = np.log(eng.predict(texts, ["en", "no"]).sentiment)
+    shift = (read - plain) - (read - plain).mean(axis=1, keepdims=True)
+    assert np.allclose(shift, off[:2] - off[:2].mean(axis=1, keepdims=True), atol=1e-4)
