@@ -221,8 +221,11 @@ def workspace_language_shares(ws: Any) -> dict[str, float] | None:
     return None if status is None else status["shares"]
 
 
-#: The customers' own messages (those without a direction too), as ``enrich`` scores them.
-CUSTOMERS_OWN = "(direction IS NULL OR direction = 'inbound')"
+def customers_own(table: str = "") -> str:
+    """SQL condition for the customers' own messages (inbound, and those without a
+    direction), as ``enrich`` scores them; ``table``: the alias of ``interactions``."""
+    col = f"{table}.direction" if table else "direction"
+    return f"({col} IS NULL OR {col} = 'inbound')"
 
 
 def learn_language_shares(
@@ -244,7 +247,7 @@ def learn_language_shares(
     from datetime import UTC, datetime
 
     rows = ws.con.execute(
-        f"SELECT text FROM interactions WHERE {CUSTOMERS_OWN} "
+        f"SELECT text FROM interactions WHERE {customers_own()} "
         "AND length(trim(coalesce(text, ''))) > 0 "
         "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
         [f":languages:{int(seed)}", int(sample)],
@@ -291,7 +294,7 @@ def language_shares_status(ws: Any) -> dict[str, Any] | None:
 def _customer_messages(ws: Any) -> int:
     """How many of the customers' messages with text the workspace holds."""
     row = ws.con.execute(
-        f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {CUSTOMERS_OWN}"
+        f"SELECT count(*) FROM interactions WHERE text IS NOT NULL AND {customers_own()}"
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -107,7 +107,7 @@ def sample_messages(
     their interaction (the same workspace and seed give the same sample), none of them a
     labelled text. Fewer when the first ``3 * n`` messages by that hash repeat each other
     that much. ``labelled``: the labelled texts, when the caller has read them already."""
-    from custdyn.text.analyzer import CUSTOMERS_OWN
+    from custdyn.text.analyzer import customers_own
     from custdyn.text.labels import read_labels
 
     if labelled is None:
@@ -115,7 +115,7 @@ def sample_messages(
     # the first messages by the seeded hash (a top-k: no sort of all messages), three times
     # as many as asked for, so that repeated texts still leave n distinct ones
     rows = ws.con.execute(
-        f"SELECT text FROM interactions WHERE {CUSTOMERS_OWN} "
+        f"SELECT text FROM interactions WHERE {customers_own()} "
         "AND length(trim(coalesce(text, ''))) > 0 "
         "ORDER BY hash(interaction_id || ?), interaction_id LIMIT ?",
         [f":{int(seed)}", 3 * (int(n) + len(labelled))],

@@ -250,6 +250,8 @@ def export_candidates(path: str | Path, candidates: Sequence[Candidate]) -> int:
 
 
 def _pool(ws: Any, engine_version: str | None, limit: int, seed: int) -> list[dict[str, Any]]:
+    from custdyn.text.analyzer import customers_own
+
     emotions = ", ".join(f"s.{e}" for e in EMOTIONS)
     sql = f"""
         SELECT i.interaction_id, i.text, i.channel, i.customer_id, i.occurred_at, i.subject,
@@ -259,7 +261,7 @@ def _pool(ws: Any, engine_version: str | None, limit: int, seed: int) -> list[di
         LEFT JOIN (SELECT * FROM text_signals WHERE engine = ?) s
                ON s.interaction_id = i.interaction_id
         WHERE i.text IS NOT NULL AND length(trim(i.text)) > 0
-          AND coalesce(i.direction, 'inbound') = 'inbound'
+          AND {customers_own("i")}
           AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.interaction_id = i.interaction_id)
         ORDER BY hash(i.interaction_id || '{int(seed)}')
         LIMIT {int(limit)}"""
